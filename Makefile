@@ -1,0 +1,11 @@
+# The two commands of the README.
+.PHONY: book test clean
+
+book:  ## build everything: environment, data, notebooks (default profile), HTML book
+	bash scripts/build_book.sh
+
+test:  ## unit tests + every notebook in the smoke profile (what CI runs)
+	bash scripts/test.sh
+
+clean:  ## remove build products (keeps datasets and trained-model cache)
+	rm -rf _build book/executed

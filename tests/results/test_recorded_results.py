@@ -1,0 +1,36 @@
+"""Checks on what the notebooks recorded in the run just before (scripts/test.sh sets
+WMLIB_CHECK_RESULTS=1 and runs these after nbmake). Outside that run they are skipped."""
+import json
+import os
+
+import pytest
+
+from wmlib import report
+
+pytestmark = pytest.mark.skipif(not os.environ.get("WMLIB_CHECK_RESULTS"),
+                                reason="run by scripts/test.sh after the notebooks")
+
+
+def _load(chapter):
+    profile = os.environ.get("WMLIB_PROFILE", "smoke")
+    paths = list(report.results_dir().glob(f"{chapter}-{profile}-*.json"))
+    assert paths, f"{chapter} recorded nothing in {report.results_dir()}: did its notebook run?"
+    return json.loads(paths[0].read_text())
+
+
+def test_zhang2018_never_accuses_the_clean_model_and_claims_the_watermarked_one():
+    r = _load("zhang2018")
+    verdicts = {(v["key"], v["suspect"]): v for v in r["metrics"]["verdicts"]}
+    for kind in r["config"]["kinds"]:
+        assert not verdicts[(kind, "clean")]["claimed"], f"clean model claimed with the {kind} key"
+        assert verdicts[(kind, "watermarked")]["claimed"], f"{kind} watermark not verified"
+    assert r["wall_seconds"] > 0 and r["device"]
+
+
+def test_zhang2018_paper_vs_ours_has_a_status_and_reason_for_every_row():
+    rows = _load("zhang2018")["paper_vs_ours"]
+    assert len(rows) >= 10
+    for row in rows:
+        assert row["status"] in report.STATUSES
+        if row["status"] in ("deviates", "not in our copy"):
+            assert row["reason"]

@@ -1,0 +1,86 @@
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import blobs
+from wmlib import attacks, models, train, verify
+from wmlib.keys import Key
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    m = models.build("lenet5", 1, 10)
+    train.fit(m, blobs(600), train.TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=3e-3), progress=False)
+    return m
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("amount", [0.3, 0.9])
+def test_prune_magnitude_reaches_the_requested_sparsity(trained, scope, amount):
+    before = [p.clone() for p in trained.parameters()]
+    pruned = attacks.prune_magnitude(trained, amount, scope)
+    assert attacks.sparsity(pruned) == pytest.approx(amount, abs=0.01)
+    assert all(torch.equal(a, b) for a, b in zip(before, trained.parameters()))  # the original is untouched
+    assert not any(hasattr(m, "weight_mask") for m in pruned.modules())  # permanent
+
+
+def test_global_pruning_removes_the_smallest_weights(trained):
+    pruned = attacks.prune_magnitude(trained, 0.5)
+    kept = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(pruned) if True])
+    orig = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(trained)])
+    assert kept[kept > 0].min() >= orig.kthvalue(int(0.5 * len(orig))).values - 1e-7
+
+
+def test_bad_prune_arguments(trained):
+    with pytest.raises(ValueError, match="global, layer"):
+        attacks.prune_magnitude(trained, 0.5, "channel")
+    with pytest.raises(ValueError, match="amount"):
+        attacks.prune_magnitude(trained, 1.0)
+
+
+def test_prune_finetune_keeps_pruned_weights_at_zero_and_recovers(trained):
+    test = blobs(300, seed=2)
+    tuned = attacks.prune_finetune(trained, 0.8, blobs(300, seed=1), train.TrainConfig(epochs=2, optimizer="adam", lr=1e-3))
+    assert attacks.sparsity(tuned) >= 0.79
+    assert train.evaluate(tuned, test) > 0.8
+
+
+def test_sweep_and_worst_within_budget(trained):
+    key = Key(blobs(20, seed=5).x, torch.full((20,), 3))
+    cfg = train.TrainConfig(epochs=1, optimizer="adam", lr=1e-3)
+    df = attacks.prune_finetune_sweep(trained, blobs(200, seed=1), blobs(200, seed=2), {"key": key}, cfg,
+                                      rates=[0.0, 0.5], progress=False)
+    assert list(df["rate"]) == [0.0, 0.5] and {"test_acc", "key", "key_pruned", "sparsity"} <= set(df)
+    fake = pd.DataFrame({"rate": [0, 0.5, 0.9], "test_acc": [0.9, 0.85, 0.5], "key": [1.0, 0.6, 0.0]})
+    assert attacks.worst_within_budget(fake, "key", 0.9, 0.10)["rate"] == 0.5
+    with pytest.raises(ValueError, match="budget"):
+        attacks.worst_within_budget(fake, "key", 1.0, 0.01)
+
+
+def test_finetune_returns_a_copy_with_monitored_history(trained):
+    key = Key(blobs(20, seed=5).x, torch.full((20,), 3))
+    tuned, hist = attacks.finetune(trained, blobs(200, seed=1), train.TrainConfig(epochs=2), monitor={"key": key.split})
+    assert tuned is not trained and len(hist["monitors"]["key"]) == 2
+
+
+def test_quantize_weights_uses_at_most_2_to_the_bits_levels(trained):
+    q = attacks.quantize_weights(trained, 4)
+    for (m, _), (o, _) in zip(attacks._weights(q), attacks._weights(trained)):
+        assert len(m.weight.unique()) <= 15
+        step = o.weight.abs().max() / 7
+        assert (m.weight - o.weight).abs().max() <= step / 2 + 1e-6
+    q8 = attacks.quantize_weights(trained, 8)
+    test = blobs(300, seed=2)
+    assert abs(train.evaluate(q8, test) - train.evaluate(trained, test)) < 0.02
+    with pytest.raises(ValueError, match="bits"):
+        attacks.quantize_weights(trained, 16)
+
+
+def test_noisy_oracle_perturbs_queries_and_counts_them(trained):
+    x = blobs(50, seed=3).x
+    clean, noisy = verify.Oracle(trained), attacks.NoisyOracle(verify.Oracle(trained), std=0.5, seed=0)
+    p_clean, p_noisy = clean(x), noisy(x)
+    assert noisy.queries == 50 and noisy.inner.queries == 50
+    assert not torch.allclose(p_clean, p_noisy)
+    assert torch.allclose(attacks.NoisyOracle(verify.Oracle(trained), std=0.0)(x), p_clean, atol=1e-5)

@@ -1,0 +1,85 @@
+import gzip
+import urllib.error
+
+import pytest
+import torch
+
+from wmlib import data
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(ValueError, match="fashion-mnist.*mnist"):
+        data.load("imagenet")
+
+
+def test_fashion_mnist_is_real_and_complete():
+    x, y = data.load("fashion-mnist", train=True)
+    xt, yt = data.load("fashion-mnist", train=False)
+    assert x.shape == (60000, 1, 28, 28) and x.dtype == torch.uint8
+    assert xt.shape == (10000, 1, 28, 28)
+    assert torch.bincount(y).tolist() == [6000] * 10  # the real dataset is balanced
+    assert x.float().mean() > 50  # not blank
+
+
+def test_mnist_5k_subset_splits_without_overlap():
+    x, y = data.load("mnist-5k", train=True)
+    xt, _ = data.load("mnist-5k", train=False)
+    assert len(x) == 4000 and len(xt) == 1000 and len(y.unique()) == 10
+    flat = {bytes(im.numpy()) for im in x}
+    assert not any(bytes(im.numpy()) in flat for im in xt)
+
+
+def test_owner_attacker_split_is_disjoint_and_sized():
+    s = data.owner_attacker_split("fashion-mnist", attacker_fraction=0.1, seed=3, train_limit=2000, test_limit=500)
+    assert len(s.owner) == 1800 and len(s.attacker) == 200 and len(s.test) == 500
+    own = {bytes(im.numpy()) for im in s.owner.x}
+    assert sum(bytes(im.numpy()) in own for im in s.attacker.x) <= 2  # Fashion-MNIST has a few duplicates
+    again = data.owner_attacker_split("fashion-mnist", attacker_fraction=0.1, seed=3, train_limit=2000, test_limit=500)
+    assert torch.equal(s.attacker.x, again.attacker.x)
+
+
+@pytest.mark.parametrize("frac", [-0.1, 1.0])
+def test_bad_attacker_fraction(frac):
+    with pytest.raises(ValueError, match="attacker_fraction"):
+        data.owner_attacker_split("mnist-5k", attacker_fraction=frac)
+
+
+def test_offline_without_a_copy_says_how_to_get_it(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def refuse(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tvd, "CIFAR10", refuse)
+    monkeypatch.setenv("WMLIB_DATA", str(tmp_path))
+    data._load_cached.cache_clear()
+    with pytest.raises(data.DataUnavailableError, match="To obtain 'cifar10'.*torchvision downloads it"):
+        data.load("cifar10")
+
+
+def test_debian_idx_files_are_decompressed_into_torchvision_layout(tmp_path, monkeypatch):
+    deb = tmp_path / "deb"
+    deb.mkdir()
+    for f in data._FMNIST_FILES:
+        with gzip.open(deb / f"{f}.gz", "wb") as fh:
+            fh.write(f"payload of {f}".encode())
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", deb)
+    assert data._decompress_debian_fashion_mnist(tmp_path / "root")
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == b"payload of t10k-labels-idx1-ubyte"
+    assert not list(raw.glob("*.part"))
+
+
+def test_to_shape_maps_grey_28_to_rgb_32_and_back():
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    rgb = data.to_shape(x, 3, 32)
+    assert rgb.shape == (4, 3, 32, 32) and rgb.dtype == torch.uint8
+    assert torch.equal(rgb[:, 0], rgb[:, 2])
+    grey = data.to_shape(rgb, 1, 32)
+    assert grey.shape == (4, 1, 32, 32)
+    assert (grey.int() - rgb[:, :1].int()).abs().max() <= 1
+
+
+def test_cli_reports_unknown_dataset(capsys):
+    assert data.main(["fetch", "nope"]) == 2
+    assert "choose one of" in capsys.readouterr().err

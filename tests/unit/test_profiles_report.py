@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from wmlib import profiles, report
+from wmlib.train import TrainConfig
+
+
+def test_profile_from_env_and_overrides(monkeypatch):
+    monkeypatch.setenv("WMLIB_PROFILE", "smoke")
+    cfg = profiles.resolve("zhang2018", epochs=7, dataset=None)
+    assert cfg["profile"] == "smoke" and cfg["epochs"] == 7 and cfg["dataset"] == "fashion-mnist"
+    assert profiles.resolve("zhang2018", "paper")["model"] == "cw"
+    assert TrainConfig.from_knobs(cfg).epochs == 7
+
+
+def test_bad_profile_chapter_or_knob_names_the_choices():
+    with pytest.raises(ValueError, match="smoke, default, paper"):
+        profiles.resolve("zhang2018", "fast")
+    with pytest.raises(ValueError, match="zhang2018"):
+        profiles.resolve("uchida2017")
+    with pytest.raises(ValueError, match="unknown knob.*epoch"):
+        profiles.resolve("zhang2018", "smoke", epoch=3)
+
+
+def test_status_labels():
+    assert report.compare(0.99, 0.985, 0.02, True) == "reproduced"
+    assert report.compare(0.99, 0.985, 0.02, False) == "consistent"
+    assert report.compare(0.99, 0.5, 0.02, True) == "deviates"
+    assert report.compare(None, 0.5, 0.02, True) == "not in our copy"
+
+
+def test_a_deviation_needs_a_reason():
+    t = report.PaperVsOurs()
+    with pytest.raises(ValueError, match="reason"):
+        t.add("x", 1.0, 0.5, "s", 0.01, True)
+    t.add("x", 1.0, 0.5, "s", 0.01, True, reason="because")
+    assert t.frame().loc[0, "status"] == "deviates"
+
+
+def test_run_record_and_status_page(tmp_path):
+    import torch
+    run = report.Run("zhang2018", {"profile": "default", "dataset": "fashion-mnist", "model": "lenet5"}, torch.device("cpu"))
+    t = report.PaperVsOurs()
+    t.add("Table 2", 0.99, 0.98, "s", 0.02, False)
+    path = run.record({"acc": 0.98}, t)
+    r = json.loads(path.read_text())
+    assert r["metrics"] == {"acc": 0.98} and r["paper_vs_ours"][0]["status"] == "consistent"
+    md = report.status_markdown([path])
+    assert "zhang2018" in md and "| Table 2" in md
+    assert report.main(["status", "--profile", "default", "--out", str(tmp_path / "s.md")]) == 0
+    assert "consistent" in (tmp_path / "s.md").read_text()

@@ -1,0 +1,125 @@
+import warnings
+
+import pytest
+import torch
+
+from tests.conftest import blobs
+from wmlib import models, train
+from wmlib.data import Split
+
+
+def test_augment_batch_is_a_shifted_or_flipped_crop():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = train.augment_batch(x, pad=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        found = any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1))
+                    for dy in range(5) for dx in range(5) for c in [xp[i, :, dy:dy + 8, dx:dx + 8]])
+        assert found
+
+
+def test_fit_learns_a_learnable_task_and_records_history():
+    m = models.build("lenet1", 1, 10)
+    cfg = train.TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=3e-3)
+    h = train.fit(m, blobs(600), cfg, monitor={"val": blobs(200, seed=1)}, progress=False)
+    assert h.epoch == [1, 2, 3] and len(h.train_acc) == 3 and len(h.seconds) == 3
+    assert h.monitors["val"][-1] > 0.9
+
+
+def test_key_batch_is_mixed_into_every_step():
+    data = blobs(256)
+    key = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.full((4,), 7))
+    m = models.build("lenet1", 1, 10)
+    cfg = train.TrainConfig(epochs=4, batch_size=64, optimizer="adam", lr=3e-3)
+    train.fit(m, data, cfg, key=key, key_per_batch=8, progress=False)
+    assert (train.predict_proba(m, key.x).argmax(1) == 7).all()
+
+
+def test_extra_loss_and_weight_transform_hooks_run():
+    calls = {"loss": 0, "transform": 0}
+
+    def extra(model, x, y, logits):
+        calls["loss"] += 1
+        return logits.new_zeros(())
+
+    def transform(model):
+        calls["transform"] += 1
+
+    train.fit(models.build("lenet1", 1, 10), blobs(128), train.TrainConfig(epochs=1, batch_size=64),
+              extra_loss=extra, weight_transform=transform, progress=False)
+    assert calls == {"loss": 2, "transform": 1}
+
+
+def test_cifar_shaped_training_with_augmentation(cifar_splits):
+    m = models.build("resnet20", 3, 10)
+    h = train.fit(m, cifar_splits.owner, train.TrainConfig(epochs=1, batch_size=64, augment=True,
+                  schedule="step", milestones=(1,)), progress=False)
+    assert h.lr == [0.01] and 0.0 <= h.train_acc[0] <= 1.0
+
+
+def test_keep_best_restores_the_best_validation_epoch():
+    m = models.build("lenet1", 1, 10)
+    cfg = train.TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=3e-3, keep_best=True)
+    val = blobs(200, seed=1)
+    h = train.fit(m, blobs(400), cfg, monitor={"val": val}, progress=False)
+    assert train.evaluate(m, val) == pytest.approx(max(h.monitors["val"]))
+
+
+def test_bad_training_config_names_the_choices():
+    with pytest.raises(ValueError, match="sgd, adam"):
+        train.TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="none, step, cosine"):
+        train.TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="keep_best"):
+        train.fit(models.build("lenet1", 1, 10), blobs(64), train.TrainConfig(epochs=1, keep_best=True), progress=False)
+
+
+def _cached(tag="t", epochs=1):
+    cfg = train.TrainConfig(epochs=epochs, batch_size=64)
+    calls = []
+
+    def run(m):
+        calls.append(1)
+        return train.fit(m, blobs(128), cfg, progress=False)
+    model, hist, loaded = train.train_or_load(tag, {"cfg": epochs}, lambda: models.build("lenet1", 1, 10), run)
+    return model, loaded, calls
+
+
+def test_train_or_load_trains_once_then_loads_the_same_weights():
+    m1, loaded1, calls1 = _cached()
+    m2, loaded2, calls2 = _cached()
+    assert (loaded1, loaded2, len(calls1), len(calls2)) == (False, True, 1, 0)
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu())
+    _, loaded3, _ = _cached(epochs=2)  # another config is another file
+    assert not loaded3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_corrupted_cache_file_is_moved_aside_and_retrained(damage):
+    _cached()
+    path = next(train.cache_dir().glob("t-*.pt"))
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # same size, different weights: the digest catches it
+        payload = torch.load(path, weights_only=True)
+        first = next(iter(payload["state_dict"]))
+        payload["state_dict"][first] += 1.0
+        torch.save(payload, path)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        _, loaded, calls = _cached()
+    assert not loaded and len(calls) == 1
+    assert any("unreadable" in str(x.message) for x in w)
+    assert len(list(train.cache_dir().glob("t-*.corrupt-*"))) == 1  # kept, not deleted
+
+
+def test_tensor_digest_changes_with_content_and_dtype():
+    a = torch.zeros(3, dtype=torch.uint8)
+    assert train.tensor_digest(a) == train.tensor_digest(a.clone())
+    assert train.tensor_digest(a) != train.tensor_digest(a.to(torch.int16))
+    b = a.clone()
+    b[0] = 1
+    assert train.tensor_digest(a) != train.tensor_digest(b)

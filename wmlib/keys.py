@@ -1,0 +1,92 @@
+"""The owner's secret (:class:`Key`) and the image transforms that make key samples.
+
+A Key holds uint8 key images and the labels the watermarked model should answer with, plus the
+metadata that regenerates it. It is serialisable (:meth:`Key.save` / :meth:`Key.load`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .data import Split
+
+
+@dataclass
+class Key:
+    """Key samples ``x`` (uint8, N x C x H x W) with target labels ``y``; ``meta`` says how they were made."""
+    x: torch.Tensor
+    y: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.x.dtype != torch.uint8 or self.x.ndim != 4 or len(self.x) != len(self.y):
+            raise ValueError("a Key needs uint8 images N x C x H x W and one label per image")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def split(self) -> Split:
+        return Split(self.x, self.y)
+
+    def sample(self, n: int, seed: int = 0, replace: bool = False) -> "Key":
+        """``n`` key samples drawn with a seeded generator (Namba's K' subsets use ``replace=True``)."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(0, len(self), (n,), generator=g) if replace else torch.randperm(len(self), generator=g)[:n]
+        return Key(self.x[idx], self.y[idx], {**self.meta, "sampled": n, "sample_seed": seed})
+
+    def digest(self) -> str:
+        from .train import tensor_digest
+        return tensor_digest(self.x, self.y)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path} exists; keys are never overwritten (delete it first)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"x": self.x, "y": self.y, "meta": json.dumps(self.meta)}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Key":
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(d["x"], d["y"], json.loads(d["meta"]))
+
+
+@lru_cache(maxsize=32)
+def text_mask(text: str, size: int, font_size: int | None = None) -> torch.Tensor:
+    """An ``size x size`` float mask in [0, 1] of ``text`` drawn centred near the bottom edge.
+
+    Rendered with Pillow's bundled default font, so the mask is the same on every machine.
+    """
+    font = ImageFont.load_default(size=font_size or max(6, round(size / 3)))
+    img = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(img).text((size // 2, size - 2), text, fill=255, font=font, anchor="mb")
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+
+
+def stamp(x: torch.Tensor, mask: torch.Tensor, color: tuple[int, ...]) -> torch.Tensor:
+    """Alpha-blend a solid ``color`` (one value per channel, 0-255) into uint8 images through ``mask``."""
+    c = torch.tensor(color, dtype=torch.float32).view(1, -1, 1, 1)
+    if c.shape[1] not in (1, x.shape[1]):
+        raise ValueError(f"color has {c.shape[1]} values for {x.shape[1]}-channel images")
+    a = mask.to(torch.float32)[None, None]
+    out = x.float() * (1 - a) + c * a
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def gaussian_noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
+    """Add N(0, std^2) noise (``std`` on the [0, 1] pixel scale) to uint8 images, one draw per image."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=g) * (std * 255.0)
+    return (x.float() + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+def relabel(split: Split, label: int) -> Key:
+    """Every image of ``split`` with the same target ``label``."""
+    return Key(split.x.clone(), torch.full((len(split),), label, dtype=torch.int64))

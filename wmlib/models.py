@@ -1,0 +1,163 @@
+"""Model registry: ``build(name, in_channels, num_classes)``.
+
+The architectures used by the five papers: LeNets for (Fashion-)MNIST, the Carlini & Wagner nets
+that Zhang et al. 2018 train ("the model setting in [10]"), He et al.'s CIFAR ResNet-20/32
+(Namba & Sakuma, GradSigns), ResNet-18 with a CIFAR stem, VGG-11/13/16 with batch norm, and the
+6-conv SVHN net of GradSigns Table 8. Every model takes images scaled to [0, 1].
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def _conv_relu(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad)]
+    if bn:
+        layers.append(nn.BatchNorm2d(cout))
+    return layers + [nn.ReLU(inplace=True)]
+
+
+def _mlp(sizes: list[int], dropout: float = 0.0) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if dropout and i > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+def lenet(variant: int, in_channels: int, num_classes: int) -> nn.Sequential:
+    """LeNet-1 (conv 4-12, fc 10), LeNet-3 (conv 6-16, fc 10) and LeNet-5 (conv 6-16, fc 120-84-10).
+
+    LeCun et al. 1998 widths; ``padding=2`` on the first conv makes a 28x28 input behave as the
+    original 32x32, and an adaptive pool makes 32x32 (CIFAR) inputs fit the same head.
+    """
+    c1, c2, head = {1: (4, 12, [10]), 3: (6, 16, [10]), 5: (6, 16, [120, 84, 10])}[variant]
+    head = head[:-1] + [num_classes]
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(5), *_mlp([c2 * 25] + head))
+
+
+def carlini_wagner(in_channels: int, num_classes: int) -> nn.Sequential:
+    """Carlini & Wagner 2017's MNIST (grey) / CIFAR (RGB) nets, which Zhang et al. 2018 train (§5.1)."""
+    w1, w2, fc, spatial = (32, 64, 200, 4) if in_channels == 1 else (64, 128, 256, 5)
+    return nn.Sequential(
+        *_conv_relu(in_channels, w1, pad=0), *_conv_relu(w1, w1, pad=0), nn.MaxPool2d(2),
+        *_conv_relu(w1, w2, pad=0), *_conv_relu(w2, w2, pad=0), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(spatial), *_mlp([w2 * spatial * spatial, fc, fc, num_classes], dropout=0.5))
+
+
+def svhn_6conv(in_channels: int, num_classes: int) -> nn.Sequential:
+    """GradSigns Table 8: 3x3 convs 32-32-64-64-128-128 + FC 512; a 2x2 max-pool after each pair
+    (the table lists no pooling; without it the FC layer would have 131k inputs per unit)."""
+    return nn.Sequential(
+        *_conv_relu(in_channels, 32), *_conv_relu(32, 32), nn.MaxPool2d(2),
+        *_conv_relu(32, 64), *_conv_relu(64, 64), nn.MaxPool2d(2),
+        *_conv_relu(64, 128), *_conv_relu(128, 128), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(4), *_mlp([128 * 16, 512, num_classes]))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, option_a: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        self.stride, self.pad = stride, 0
+        if stride != 1 or cin != cout:
+            if option_a:  # He et al. 2016 §4.2 option A: strided identity, zero-padded channels
+                self.pad = cout - cin
+            else:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.pad:
+            sc = nn.functional.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.pad))
+        else:
+            sc = self.shortcut(x)
+        return torch.relu(out + sc)
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNets: ``depth`` 20/32 (He et al. 2016 §4.2, 3 stages of 16-32-64) or 18 (4 stages of
+    64-512 with a 3x3 stem, as commonly used for CIFAR)."""
+
+    def __init__(self, depth: int, in_channels: int, num_classes: int):
+        super().__init__()
+        if depth == 18:
+            widths, blocks, option_a = [64, 128, 256, 512], [2, 2, 2, 2], False
+        elif (depth - 2) % 6 == 0:
+            n = (depth - 2) // 6
+            widths, blocks, option_a = [16, 32, 64], [n, n, n], True
+        else:
+            raise ValueError(f"unsupported ResNet depth {depth}")
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        layers, cin = [], widths[0]
+        for i, (w, b) in enumerate(zip(widths, blocks)):
+            for j in range(b):
+                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1, option_a))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(self.stem(x)))
+
+
+_VGG = {11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+        13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+        16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]}
+
+
+def vgg(depth: int, in_channels: int, num_classes: int) -> nn.Sequential:
+    """VGG-11/13/16 (Simonyan & Zisserman 2015) with batch norm and a single linear head for 32x32."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for v in _VGG[depth]:
+        if v == "M":  # ceil_mode lets 28x28 inputs survive all five pools
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        else:
+            layers += _conv_relu(cin, int(v), bn=True)
+            cin = int(v)
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+
+REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {
+    "lenet1": lambda c, k: lenet(1, c, k),
+    "lenet3": lambda c, k: lenet(3, c, k),
+    "lenet5": lambda c, k: lenet(5, c, k),
+    "cw": carlini_wagner,
+    "resnet18": lambda c, k: ResNet(18, c, k),
+    "resnet20": lambda c, k: ResNet(20, c, k),
+    "resnet32": lambda c, k: ResNet(32, c, k),
+    "vgg11": lambda c, k: vgg(11, c, k),
+    "vgg13": lambda c, k: vgg(13, c, k),
+    "vgg16": lambda c, k: vgg(16, c, k),
+    "svhn6conv": svhn_6conv,
+}
+
+
+def build(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    """A freshly initialised model; an unknown name lists the valid ones."""
+    try:
+        factory = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))}") from None
+    if in_channels not in (1, 3) or num_classes < 2:
+        raise ValueError(f"expected 1 or 3 input channels and >= 2 classes, got {in_channels}, {num_classes}")
+    return factory(in_channels, num_classes)

@@ -1,0 +1,164 @@
+"""Figures shared by the chapters (matplotlib + seaborn)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import numpy as np
+import torch
+
+
+def _show(ax, img: torch.Tensor) -> None:
+    img = img.detach().cpu()
+    if img.shape[0] == 1:
+        ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(img.permute(1, 2, 0).to(torch.uint8))
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def image_grid(rows: dict[str, torch.Tensor], titles: list[str] | None = None, n: int = 6, size: float = 1.4):
+    """One row of ``n`` uint8 images per entry of ``rows`` (row names on the left)."""
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * size, len(rows) * size), squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            if c < len(imgs):
+                _show(ax, imgs[c])
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            if titles and r == 0 and c < len(titles):
+                ax.set_title(titles[c], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def topk_case_study(images: list[torch.Tensor], probs: list[torch.Tensor], names: list[str],
+                    classes: tuple[str, ...], k: int = 5):
+    """Zhang et al. Fig. 5: each image beside a bar chart of its top-k predicted classes."""
+    fig, axes = plt.subplots(len(images), 2, figsize=(7, 2.2 * len(images)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 2.2]})
+    for i, (img, p, name) in enumerate(zip(images, probs, names)):
+        _show(axes[i, 0], img)
+        axes[i, 0].set_title(name, fontsize=9)
+        top = torch.topk(p, k)
+        labels = [classes[j] for j in top.indices.tolist()][::-1]
+        axes[i, 1].barh(labels, top.values.tolist()[::-1], color=sns.color_palette()[0])
+        for y, v in enumerate(top.values.tolist()[::-1]):
+            axes[i, 1].text(min(v, 0.8) + 0.02, y, f"{v:.4f}", va="center", fontsize=8)
+        axes[i, 1].set_xlim(0, 1.05)
+        axes[i, 1].set_xlabel("probability")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(histories: dict[str, dict], monitors=("train_acc", "val")):
+    """Zhang et al. Figs. 6-7: train and validation accuracy per epoch, one line per model."""
+    rows = []
+    for model, h in histories.items():
+        for i, e in enumerate(h["epoch"]):
+            rows.append({"model": model, "epoch": e, "curve": "train", "accuracy": h["train_acc"][i]})
+            rows.append({"model": model, "epoch": e, "curve": "validation", "accuracy": h["monitors"]["val"][i]})
+    df = pd.DataFrame(rows)
+    g = sns.relplot(df, x="epoch", y="accuracy", hue="model", col="curve", kind="line", marker="o",
+                    height=3, aspect=1.3, facet_kws={"sharey": False})
+    return g.figure
+
+
+def attack_curve(df: pd.DataFrame, x: str, columns: list[str], acc_column: str = "test_acc",
+                 xlabel: str | None = None, title: str | None = None):
+    """Key accuracy of each key (solid) and the model's test accuracy (dashed) against attack strength."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for c in columns:
+        ax.plot(df[x], df[c], marker="o", label=f"key: {c}")
+    ax.plot(df[x], df[acc_column], "k--", marker="s", label="test accuracy")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def attack_grid(frames: dict[str, pd.DataFrame], x: str, key_column: str = "key", acc_column: str = "test_acc",
+                xlabel: str | None = None):
+    """One panel per watermark: key accuracy and test accuracy against attack strength ``x``."""
+    rows = []
+    for name, df in frames.items():
+        for _, r in df.iterrows():
+            rows.append({"watermark": name, x: r[x], "metric": "key accuracy", "accuracy": r[key_column]})
+            rows.append({"watermark": name, x: r[x], "metric": "test accuracy", "accuracy": r[acc_column]})
+    g = sns.relplot(pd.DataFrame(rows), x=x, y="accuracy", hue="metric", style="metric", col="watermark",
+                    kind="line", marker="o", height=2.8, aspect=1.1)
+    g.set(ylim=(-0.02, 1.02))
+    if xlabel:
+        g.set_xlabels(xlabel)
+    return g.figure
+
+
+def null_histogram(null: dict[str, np.ndarray], observed: dict[str, float], threshold: dict[str, float]):
+    """Key accuracy of independently trained clean models (dots) vs the watermarked model (star)
+    and the binomial claim threshold (dashed), per key."""
+    fig, ax = plt.subplots(figsize=(6, 0.7 + 0.6 * len(null)))
+    for i, name in enumerate(null):
+        ax.scatter(null[name], [i] * len(null[name]), color="gray", label="clean models" if i == 0 else None)
+        ax.scatter([observed[name]], [i], marker="*", s=180, color="C3", label="watermarked" if i == 0 else None)
+        ax.plot([threshold[name]] * 2, [i - 0.3, i + 0.3], "k--", label="claim threshold" if i == 0 else None)
+    ax.set_yticks(range(len(null)), list(null))
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("key accuracy")
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+def _pruned_predictions(model, key, rate: float, n: int):
+    from .attacks import prune_magnitude
+    from .verify import Oracle, key_accuracy
+    o = Oracle(prune_magnitude(model, rate))
+    return o.predict(key.x[:n]), key_accuracy(o, key)
+
+
+def pruning_panels(models: dict, keys: dict, rates: list[float], classes: tuple[str, ...], n: int = 8):
+    """Key samples with the pruned watermarked model's answers: one row per (key kind, rate);
+    green titles are the target label (the watermark answers), red ones are not."""
+    rows = [(k, r) for k in keys for r in rates]
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.35), squeeze=False)
+    for i, (k, rate) in enumerate(rows):
+        pred, acc = _pruned_predictions(models[k], keys[k], rate, n)
+        for j in range(n):
+            _show(axes[i, j], keys[k].x[j])
+            ok = bool(pred[j] == keys[k].y[j])
+            axes[i, j].set_title(classes[int(pred[j])][:9], fontsize=7, color="green" if ok else "red")
+        axes[i, 0].set_ylabel(f"{k}\n{rate:.0%} pruned\nkey acc {acc:.0%}", rotation=0, ha="right",
+                              va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pruning_explorer(models: dict, keys: dict, classes: tuple[str, ...]):
+    """An ipywidgets panel: choose a key kind and a pruning rate, see the pruned model's answers."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    kind = widgets.Dropdown(options=list(keys), description="key")
+    rate = widgets.FloatSlider(value=0.5, min=0.0, max=0.95, step=0.05, continuous_update=False,
+                               description="pruned", readout_format=".0%")
+    out = widgets.Output()
+
+    def redraw(_=None):
+        with out:
+            out.clear_output(wait=True)
+            pruning_panels(models, {kind.value: keys[kind.value]}, [rate.value], classes)
+            plt.show()
+
+    kind.observe(redraw, "value")
+    rate.observe(redraw, "value")
+    redraw()
+    panel = widgets.VBox([widgets.HBox([kind, rate]), out])
+    display(panel)
+    return panel

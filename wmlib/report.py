@@ -1,0 +1,122 @@
+"""Recording a run, the *paper vs ours* table, and the book's reproduction-status page.
+
+Every chapter ends by calling :meth:`Run.record`, which writes ``data/results/<chapter>-<profile>-
+<dataset>.json`` with the config, seed, device, wall time, metrics and the paper-vs-ours rows.
+``python -m wmlib.report status`` turns the recorded ``default`` runs into the status page tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .data import REPO_ROOT
+
+STATUSES = ("reproduced", "consistent", "deviates", "not comparable", "not in our copy")
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("WMLIB_RESULTS", REPO_ROOT / "data" / "results"))
+
+
+def compare(paper: float | None, ours: float, tol: float, same_setting: bool) -> str:
+    """A status label: within ``tol`` of the paper in its own setting is *reproduced*, in another
+    setting *consistent*; outside ``tol`` *deviates* (the row must say why)."""
+    if paper is None or (isinstance(paper, float) and math.isnan(paper)):
+        return "not in our copy"
+    if abs(ours - paper) <= tol:
+        return "reproduced" if same_setting else "consistent"
+    return "deviates"
+
+
+@dataclass
+class PaperVsOurs:
+    """Rows of the table every chapter ends with."""
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, what: str, paper: float | None, ours: float, setting: str, tol: float,
+            same_setting: bool, reason: str = "", fmt: str = "{:.2%}") -> None:
+        status = compare(paper, ours, tol, same_setting)
+        if status in ("deviates", "not in our copy") and not reason:
+            raise ValueError(f"row {what!r} has status {status!r}: give the reason")
+        self.rows.append({"what": what, "paper": "—" if paper is None else fmt.format(paper),
+                          "ours": fmt.format(ours), "setting": setting, "status": status, "reason": reason})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["what", "paper", "ours", "setting", "status", "reason"])
+
+
+class Run:
+    """Start the clock when a chapter starts; :meth:`record` writes what the run measured."""
+
+    def __init__(self, chapter: str, config: dict, device: torch.device):
+        self.chapter, self.config, self.device, self.t0 = chapter, dict(config), device, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @property
+    def path(self) -> Path:
+        return results_dir() / f"{self.chapter}-{self.config['profile']}-{self.config['dataset']}.json"
+
+    def record(self, metrics: dict, table: PaperVsOurs) -> Path:
+        device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu"
+        payload = {"chapter": self.chapter, "config": self.config, "device": str(self.device),
+                   "device_name": device_name, "torch": torch.__version__,
+                   "wall_seconds": round(time.perf_counter() - self.t0, 1),
+                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "metrics": metrics, "paper_vs_ours": table.rows}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, default=float))
+        os.replace(tmp, self.path)
+        return self.path
+
+
+def glue(values: dict) -> None:
+    """Hand numbers to the prose of the rendered page (myst-nb glue), without displaying them."""
+    from myst_nb import glue as _glue
+    for name, value in values.items():
+        _glue(name, value, display=False)
+
+
+def status_markdown(paths: list[Path]) -> str:
+    """One section per recorded run: its setting, wall time and paper-vs-ours table."""
+    out = []
+    for p in sorted(paths):
+        r = json.loads(p.read_text())
+        c = r["config"]
+        out.append(f"## {r['chapter']} — profile `{c['profile']}`, {c['dataset']}, {c['model']}\n")
+        out.append(f"Run on {r['device']} ({r['device_name']}), torch {r['torch']}, "
+                   f"{r['wall_seconds']:.0f} s, finished {r['finished']}.\n")
+        out.append(pd.DataFrame(r["paper_vs_ours"]).to_markdown(index=False) + "\n")
+    return "\n".join(out) if out else "No chapter has recorded a run yet.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wmlib.report")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("status", help="print the reproduction-status tables as MyST markdown")
+    s.add_argument("--profile", default="default")
+    s.add_argument("--out", type=Path, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    text = status_markdown(list(results_dir().glob(f"*-{args.profile}-*.json")))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""One module per paper. Every method is a :class:`Scheme`: ``make_key`` → ``embed`` → ``verify``."""
+from __future__ import annotations
+
+from .base import Scheme
+from .zhang2018 import Zhang2018
+
+REGISTRY: dict[str, type[Scheme]] = {"zhang2018": Zhang2018}
+
+
+def get(name: str) -> type[Scheme]:
+    """The Scheme class registered as ``name``; an unknown name lists the valid ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown scheme {name!r}; choose one of: {', '.join(sorted(REGISTRY))}") from None
+
+
+__all__ = ["Scheme", "Zhang2018", "REGISTRY", "get"]

@@ -1,0 +1,116 @@
+"""Zhang et al., "Protecting Intellectual Property of Deep Neural Networks with Watermarking",
+ASIACCS 2018 (§4.1-§4.3, Algorithm 1).
+
+Three key generators, all relabelled from a source class ``Y_s`` to a target class ``Y_d``:
+
+* ``content``   — source-class training images with the string "TEST" drawn on them (gray);
+* ``unrelated`` — images of a class of another dataset (MNIST "1" for CIFAR-10 / Fashion-MNIST,
+  EMNIST letter "m" for MNIST, §5.1);
+* ``noise``     — source-class training images plus Gaussian noise.
+
+Embedding trains from scratch on ``D_train ∪ D_wm`` (Algorithm 1, line 10); verification queries
+the suspect with ``D_wm`` and tests whether it answers ``Y_d`` (§4.3).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .. import data
+from ..data import Split, Splits
+from ..keys import Key, gaussian_noise, stamp, text_mask
+from ..train import History, TrainConfig, fit
+from .base import Scheme
+
+KINDS = ("content", "unrelated", "noise")
+
+# §5.1: the unrelated watermark images for each task (dataset, class index)
+UNRELATED = {
+    "mnist": ("emnist-letters", 12),     # handwritten letter "m"
+    "cifar10": ("mnist", 1),             # digit "1"
+    "cifar100": ("mnist", 1),
+    "svhn": ("cifar10", 1),              # GradSigns Table 7: CIFAR-10 cars for SVHN
+    "fashion-mnist": ("mnist", 1),
+}
+
+
+@dataclass
+class Zhang2018(Scheme):
+    kind: str = "content"
+    source: int = 1            # Y_s: CIFAR-10 "automobile" in the paper's Fig. 4
+    target: int = 0            # Y_d: CIFAR-10 "airplane"
+    key_fraction: float = 1.0  # share of the owner's source-class images turned into keys
+    text: str = "TEST"
+    gray: int = 128            # the text colour (GradSigns Table 7: "in gray")
+    noise_std: float = 0.2     # on the [0, 1] pixel scale; the paper does not state it
+    unrelated_dataset: str | None = None  # None: §5.1's choice for the task (UNRELATED)
+    unrelated_class: int | None = None
+
+    name = "zhang2018"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown Zhang et al. key kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
+        if self.source == self.target:
+            raise ValueError("the source and target classes must differ (Algorithm 1: s != d)")
+        if not 0.0 < self.key_fraction <= 1.0:
+            raise ValueError(f"key_fraction must be in (0, 1], got {self.key_fraction}")
+
+    @classmethod
+    def from_knobs(cls, kind: str, knobs: dict) -> "Zhang2018":
+        """The scheme for ``kind`` with the fields a profile's knobs set (other knobs are ignored)."""
+        return cls(kind=kind, **{k: v for k, v in knobs.items() if k in cls.__dataclass_fields__ and k != "kind"})
+
+    def config(self) -> dict:
+        return {"scheme": self.name, **asdict(self)}
+
+    def _unrelated(self, task: str) -> tuple[str, int]:
+        if self.unrelated_dataset is not None:
+            return self.unrelated_dataset, int(self.unrelated_class if self.unrelated_class is not None else 1)
+        if task not in UNRELATED:
+            raise ValueError(f"no default unrelated dataset for {task!r}; set unrelated_dataset")
+        return UNRELATED[task]
+
+    def apply(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """The key image made from each uint8 image in ``x`` (content: "TEST" drawn on it; noise:
+        Gaussian noise added). Unrelated keys are other images, not a transform."""
+        if self.kind == "unrelated":
+            raise ValueError("unrelated keys are images of another dataset, not a transform of x")
+        return self._generate(Split(x, torch.zeros(len(x), dtype=torch.int64)), seed)
+
+    def _generate(self, base: Split, seed: int) -> torch.Tensor:
+        if self.kind == "content":
+            color = (self.gray,) * base.x.shape[1]
+            return stamp(base.x, text_mask(self.text, base.x.shape[-1]), color)
+        return gaussian_noise(base.x, self.noise_std, seed)
+
+    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+        """Algorithm 1 lines 3-8 on the owner's data (the key) and on the test set (new keys, Table 1)."""
+        s = splits.spec
+        meta = {**self.config(), "task": s.name, "seed": seed}
+        if self.kind == "unrelated":
+            name, cls = self._unrelated(s.name)
+            bases = []
+            for train in (True, False):
+                x, y = data.load(name, train=train)
+                bases.append(Split(data.to_shape(x[y == cls], s.channels, s.image_size), y[y == cls]))
+            meta.update(unrelated_dataset=name, unrelated_class=cls)
+        else:
+            bases = [splits.owner.where(self.source), splits.test.where(self.source)]
+        own, new = bases
+        g = torch.Generator().manual_seed(seed)
+        n = max(1, int(round(self.key_fraction * len(own))))
+        own = own.subset(torch.randperm(len(own), generator=g)[:n])
+        keys = []
+        for i, base in enumerate((own, new)):
+            x = base.x if self.kind == "unrelated" else self._generate(base, seed + 1000 * i)
+            keys.append(Key(x.contiguous(), torch.full((len(x),), self.target, dtype=torch.int64),
+                            {**meta, "part": ("trained", "new")[i]}))
+        return keys[0], keys[1]
+
+    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+        """Algorithm 1 line 10: train from scratch on the owner's data joined with the key samples."""
+        train = Split(torch.cat([splits.owner.x, key.x]), torch.cat([splits.owner.y, key.y]))
+        return fit(model, train, cfg, **fit_kw)

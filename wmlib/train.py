@@ -1,0 +1,313 @@
+"""The one training loop, evaluation, and the train-or-load cache.
+
+Batches are sliced from tensors already on the device (no DataLoader workers); RGB batches get a
+random crop + horizontal flip on the device; on CUDA the loop uses bf16 autocast and channels_last.
+Hooks cover what later chapters need: a key batch mixed into every step (``m + n``), an extra loss
+term, and a weight transform registered before training.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import REPO_ROOT, Split
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("none", "step", "cosine")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1]; float input is taken as already scaled."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def augment_batch(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip, per sample, on x's device."""
+    n, _, h, w = x.shape
+    dev = x.device
+    xp = nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    idx_n = torch.arange(n, device=dev)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+    return xp[idx_n, idx_c, rows, cols]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (hashed by :func:`train_or_load`)."""
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    augment: bool = False
+    keep_best: bool = False  # restore the epoch with the best validation accuracy (early stopping)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        self.milestones = tuple(self.milestones)
+
+    @classmethod
+    def from_knobs(cls, knobs: dict, **changes) -> "TrainConfig":
+        """The training fields of a profile's knobs (other knobs are ignored), with ``changes``."""
+        names = cls.__dataclass_fields__
+        return cls(**{**{k: v for k, v in knobs.items() if k in names}, **changes})
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.epochs, 1))
+    return None
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device | None = None,
+                  batch_size: int = 1024) -> torch.Tensor:
+    """Softmax outputs (float32, on ``device``) for a batch of images, in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i:i + batch_size].to(device, non_blocking=True))
+        with _autocast(device):
+            out.append(torch.softmax(model(xb).float(), dim=1))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
+def evaluate(model: nn.Module, split: Split, device: torch.device | None = None, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``split``."""
+    if len(split) == 0:
+        return float("nan")
+    probs = predict_proba(model, split.x, device, batch_size)
+    return (probs.argmax(1).cpu() == split.y.cpu()).float().mean().item()
+
+
+@dataclass
+class History:
+    """Per-epoch record: train accuracy (on the batches seen), loss, lr, seconds, and each monitored split."""
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    monitors: dict[str, list[float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**d)
+
+
+def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, Split] | None = None,
+        val_name: str = "val", key: Split | None = None, key_per_batch: int = 0,
+        extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        weight_transform: Callable[[nn.Module], None] | None = None,
+        device: torch.device | None = None, progress: bool = True, desc: str = "train") -> History:
+    """Train ``model`` in place with ``cfg``; returns its :class:`History`.
+
+    ``monitor`` maps names to splits evaluated after every epoch (``val_name`` picks the one
+    ``keep_best`` uses). ``key`` with ``key_per_batch = m`` appends ``m`` key samples to every batch
+    of ``n = batch_size`` ordinary samples. ``extra_loss(model, x, y, logits)`` is added to the
+    cross-entropy; ``weight_transform(model)`` runs once before the optimiser is built.
+    """
+    device = device or default_device()
+    seed_everything(cfg.seed)
+    if weight_transform is not None:
+        weight_transform(model)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    train = train.to(device)
+    key = key.to(device) if key is not None and key_per_batch > 0 else None
+    monitor = {k: v.to(device) for k, v in (monitor or {}).items()}
+    if cfg.keep_best and val_name not in monitor:
+        raise ValueError(f"keep_best needs a monitored split named {val_name!r}")
+    opt, hist = _optimizer(model, cfg), History(monitors={k: [] for k in monitor})
+    sched = _scheduler(opt, cfg)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    rgb = train.x.shape[1] == 3
+    best_acc, best_state = -1.0, None
+    n = len(train)
+    for epoch in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, device=device, generator=g)
+        correct = torch.zeros((), device=device)
+        total_loss = torch.zeros((), device=device)
+        seen = 0
+        for i in range(0, n, cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            xb, yb = train.x[idx], train.y[idx]
+            if key is not None:
+                kidx = torch.randint(0, len(key), (key_per_batch,), device=device, generator=g)
+                xb, yb = torch.cat([xb, key.x[kidx]]), torch.cat([yb, key.y[kidx]])
+            xb = to_float(xb)
+            if cfg.augment and rgb:
+                xb = augment_batch(xb, generator=g)
+            if device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with _autocast(device):
+                logits = model(xb)
+                loss = loss_fn(logits.float(), yb)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(model, xb, yb, logits)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            correct += (logits.argmax(1) == yb).sum()
+            total_loss += loss.detach() * len(yb)
+            seen += len(yb)
+        hist.epoch.append(epoch + 1)
+        hist.lr.append(opt.param_groups[0]["lr"])
+        if sched is not None:
+            sched.step()
+        hist.train_acc.append(correct.item() / max(seen, 1))
+        hist.loss.append(total_loss.item() / max(seen, 1))
+        for name, split in monitor.items():
+            hist.monitors[name].append(evaluate(model, split, device))
+        if cfg.keep_best and hist.monitors[val_name][-1] > best_acc:
+            best_acc, best_state = hist.monitors[val_name][-1], copy.deepcopy(model.state_dict())
+        hist.seconds.append(time.perf_counter() - t0)
+    if cfg.keep_best and best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return hist
+
+
+# --------------------------------------------------------------------------- train-or-load cache
+
+def cache_dir() -> Path:
+    """Where trained models are cached: ``$WMLIB_CACHE`` or ``data/cache``."""
+    return Path(os.environ.get("WMLIB_CACHE", REPO_ROOT / "data" / "cache"))
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 over the bytes of tensors (shape and dtype included): identifies keys and weights."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _state_digest(state: dict) -> str:
+    return tensor_digest(*[state[k] for k in sorted(state)])
+
+
+def train_or_load(tag: str, config: dict, build: Callable[[], nn.Module],
+                  train: Callable[[nn.Module], History], device: torch.device | None = None,
+                  ) -> tuple[nn.Module, History, bool]:
+    """Load the model trained with exactly ``config`` from the cache, or train and cache it.
+
+    Returns ``(model, history, loaded)``. The file name carries a hash of the whole config; the
+    payload carries a digest of the weights, so a truncated or altered file is detected, moved
+    aside (never silently overwritten) and the model retrained.
+    """
+    device = device or default_device()
+    path = cache_dir() / f"{tag}-{config_hash(config)}.pt"
+    model = build()
+    if path.exists():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload["config"] != json.loads(json.dumps(config, default=str)) or \
+                    _state_digest(payload["state_dict"]) != payload["digest"]:
+                raise ValueError("config or weight digest mismatch")
+            model.load_state_dict(payload["state_dict"])
+            return model.to(device).eval(), History.from_dict(payload["history"]), True
+        except Exception as err:  # corrupted / truncated / foreign file
+            bad = path.with_suffix(f".corrupt-{int(time.time())}")
+            os.replace(path, bad)
+            warnings.warn(f"cached model {path.name} is unreadable ({err}); moved to {bad.name}, retraining")
+    hist = train(model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"config": json.loads(json.dumps(config, default=str)), "state_dict": state,
+               "digest": _state_digest(state), "history": hist.as_dict()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+    return model.to(device).eval(), hist, False
+
+
+def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key=None, embed=None,
+                     monitor: dict[str, Split] | None = None, device: torch.device | None = None,
+                     progress: bool = True) -> tuple[nn.Module, History, bool]:
+    """Train-or-load a ``model_name`` classifier on the owner's data (``embed`` given: with ``key``
+    embedded by that scheme method). The cache key covers the model, the owner's data, the key, the
+    training config and the monitored splits."""
+    from . import models
+
+    s = splits.spec
+    monitor = monitor or {}
+    config = {"model": model_name, "dataset": s.name, "owner": tensor_digest(splits.owner.x, splits.owner.y),
+              "train": asdict(cfg), "key": key.digest() if key is not None else None,
+              "key_meta": key.meta if key is not None else None, "monitor": sorted(monitor)}
+
+    def build() -> nn.Module:
+        seed_everything(cfg.seed)  # the initial weights depend on the seed only
+        return models.build(model_name, s.channels, s.num_classes)
+
+    def run(model: nn.Module) -> History:
+        kw = dict(monitor=monitor, device=device, progress=progress, desc=tag)
+        return embed(model, splits, key, cfg, **kw) if embed is not None else fit(model, splits.owner, cfg, **kw)
+
+    return train_or_load(tag, config, build, run, device)
