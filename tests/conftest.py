@@ -1,17 +1,7 @@
-import os
-
 import pytest
 import torch
 
 from wmlib.data import REGISTRY, Split, Splits
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """Every test trains into its own cache and results folder."""
-    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("WMLIB_RESULTS", str(tmp_path / "results"))
-    torch.manual_seed(0)
 
 
 def blobs(n: int, channels: int = 1, size: int = 28, classes: int = 10, seed: int = 0) -> Split:
