@@ -1,0 +1,35 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from tests.conftest import blobs  # noqa: E402
+from wmlib import models, plots  # noqa: E402
+from wmlib.keys import Key  # noqa: E402
+
+
+def test_image_grid_and_case_study_layouts():
+    imgs = blobs(4).x
+    fig = plots.image_grid({"a": imgs, "b": blobs(4, 3, 32).x}, n=5)
+    assert len(fig.axes) == 10
+    fig = plots.topk_case_study([imgs[0], imgs[1]], [torch.softmax(torch.randn(10), 0)] * 2, ["x", "y"],
+                                tuple(str(i) for i in range(10)))
+    assert len(fig.axes) == 4
+
+
+def test_curves_attack_grid_and_null_histogram():
+    h = {"epoch": [1, 2], "train_acc": [0.5, 0.6], "monitors": {"val": [0.4, 0.5]}}
+    assert len(plots.training_curves({"none": h, "content": h}).axes) == 2
+    df = pd.DataFrame({"rate": [0.0, 0.5], "key": [1.0, 0.5], "test_acc": [0.9, 0.8]})
+    assert len(plots.attack_grid({"content": df, "noise": df}, x="rate").axes) == 2
+    import numpy as np
+    fig = plots.null_histogram({"content": np.array([0.0, 0.1])}, {"content": 0.99}, {"content": 0.2})
+    assert fig.axes[0].get_xlim()[1] > 1.0
+
+
+def test_pruning_panels_mark_each_row():
+    m = models.build("lenet1", 1, 10)
+    key = Key(blobs(8).x, torch.zeros(8, dtype=torch.int64))
+    fig = plots.pruning_panels({"content": m}, {"content": key}, [0.0, 0.5], tuple(str(i) for i in range(10)), n=4)
+    assert len(fig.axes) == 8 and "50% pruned" in fig.axes[4].get_ylabel()
