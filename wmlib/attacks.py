@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import torch
+from scipy.spatial.distance import jensenshannon
 from torch import nn
 from torch.ao.quantization.observer import MinMaxObserver
 from torch.nn.utils import prune
@@ -18,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import Split
 from .keys import Key
-from .train import TrainConfig, evaluate, fit
+from .train import TrainConfig, evaluate, fit, to_float
 from .verify import Oracle, key_accuracy
 
 PRUNE_SCOPES = ("global", "layer")
@@ -163,3 +165,88 @@ class NoisyOracle(Oracle):
         xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         noisy = (xf + self.std * torch.randn(xf.shape, generator=self.generator)).clamp(0, 1)
         return self.inner(noisy)
+
+
+def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Row-wise Jensen-Shannon divergence (natural log) between probability vectors (Namba Eq. 9);
+    scipy's ``jensenshannon`` returns its square root."""
+    d = jensenshannon(p.double().numpy(), q.double().numpy(), axis=1)
+    return torch.from_numpy(np.nan_to_num(d) ** 2).float()
+
+
+class QueryModification(Oracle):
+    """Namba & Sakuma §4.4: the thief's API runs every query through a detector; a query judged to be
+    a key sample (reconstruction loss above ``tau_rec`` or JSD(f(x) || f(AE(x))) above ``tau_jsd``) is
+    answered with f(AE(x)), any other with f(x). ``always=True`` modifies every query (§4.3.1)."""
+
+    def __init__(self, inner: Oracle, ae: nn.Module, tau_rec: float, tau_jsd: float, always: bool = False):
+        self.inner, self.ae, self.tau_rec, self.tau_jsd, self.always = inner, ae.eval(), tau_rec, tau_jsd, always
+        self.queries, self.detected = 0, 0
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        dev = next(self.ae.parameters()).device
+        return torch.cat([self.ae(to_float(x[i:i + 1024].to(dev))).float().cpu() for i in range(0, len(x), 1024)])
+
+    def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per query: the reconstruction loss (Eq. 8) and JSD(f(x) || f(AE(x))) (Eq. 9)."""
+        xf, rec = to_float(x), self.reconstruct(x)
+        loss = (xf - rec).pow(2).flatten(1).sum(1)
+        return loss, jensen_shannon(self.inner(xf), self.inner(rec))
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        loss, jsd = self.scores(x)
+        return (loss > self.tau_rec) | (jsd > self.tau_jsd)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += len(x)
+        xf = to_float(x)
+        flag = torch.ones(len(x), dtype=torch.bool) if self.always else self.detect(x)
+        self.detected += int(flag.sum())
+        if flag.any():
+            xf = xf.clone()
+            xf[flag] = self.reconstruct(x[flag])
+        return self.inner(xf)
+
+
+class AutoencoderBank:
+    """What the thief prepares once, before any query (Namba & Sakuma §4.4 (2)): autoencoders for
+    ``folds``-fold cross-validation on its own samples, and the one trained on all of them.
+    :meth:`query_modification` then sets the thresholds for a given model."""
+
+    def __init__(self, attacker: Split, ae_cfg: TrainConfig, folds: int = 10, device: torch.device | None = None,
+                 progress: bool = True):
+        if folds < 2:
+            raise ValueError("cross-validation needs folds >= 2")
+        from .train import default_device
+        device = device or default_device()
+        shape = attacker.x.shape[1:]
+        self.data, self.fold_of = attacker, torch.arange(len(attacker)) % folds
+        self.fold_aes = [train_autoencoder(attacker.subset(self.fold_of != f), shape, ae_cfg, device)
+                         for f in tqdm(range(folds), desc="autoencoder folds", disable=not progress, leave=False)]
+        self.ae = train_autoencoder(attacker, shape, ae_cfg, device)
+
+    def held_out_scores(self, inner: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction loss and JSD of every thief sample, each scored by the fold's autoencoder
+        that did not see it."""
+        losses, jsds = [], []
+        for f, ae in enumerate(self.fold_aes):
+            loss, jsd = QueryModification(inner, ae, 0.0, 0.0).scores(self.data.x[self.fold_of == f])
+            losses.append(loss)
+            jsds.append(jsd)
+        return torch.cat(losses), torch.cat(jsds)
+
+    def query_modification(self, inner: Oracle, percentile: float = 95.0, always: bool = False) -> QueryModification:
+        """The thief's API around ``inner`` with thresholds at the ``percentile`` points (§4.2)."""
+        loss, jsd = self.held_out_scores(inner)
+        return QueryModification(inner, self.ae, float(np.percentile(loss.numpy(), percentile)),
+                                 float(np.percentile(jsd.numpy(), percentile)), always)
+
+
+def train_autoencoder(data: Split, shape, cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The Table 4 autoencoder trained on ``data`` (Table 5: Adam 1e-3) with the one training loop."""
+    from .models import ConvAutoencoder
+    torch.manual_seed(cfg.seed)
+    ae = ConvAutoencoder(shape[0], shape[-1])
+    fit(ae, data, cfg, objective="reconstruct", device=device, progress=False)
+    return ae.eval()

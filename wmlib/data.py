@@ -136,6 +136,14 @@ def _load_svhn(root: Path, train: bool):
     return _to_tensors(ds.data, ds.labels)
 
 
+def _load_gtsrb(root: Path, train: bool):
+    """GTSRB (43 classes), every image resized to 32x32 as in Namba & Sakuma §6.1.1."""
+    from PIL import Image
+    ds = _torchvision("GTSRB", root, train, split="train" if train else "test")
+    images = [np.asarray(Image.open(path).convert("RGB").resize((32, 32), Image.BILINEAR)) for path, _ in ds._samples]
+    return _to_tensors(np.stack(images), [label for _, label in ds._samples])
+
+
 _TV = "torchvision downloads it on a machine with internet access; or copy its torchvision folder into {root}"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -154,6 +162,7 @@ REGISTRY: dict[str, DatasetSpec] = {
     "cifar100": DatasetSpec("cifar100", 3, 32, tuple(f"class{i}" for i in range(100)),
                             _load_cifar("CIFAR100"), _TV),
     "svhn": DatasetSpec("svhn", 3, 32, DIGITS, _load_svhn, _TV),
+    "gtsrb": DatasetSpec("gtsrb", 3, 32, tuple(f"sign{i}" for i in range(43)), _load_gtsrb, _TV),
 }
 
 

@@ -90,3 +90,73 @@ def gaussian_noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
 def relabel(split: Split, label: int) -> Key:
     """Every image of ``split`` with the same target ``label``."""
     return Key(split.x.clone(), torch.full((len(split),), label, dtype=torch.int64))
+
+
+@lru_cache(maxsize=32)
+def shape_mask(shape: str, size: int) -> torch.Tensor:
+    """A ``size x size`` mask of a filled ``'heart'`` or ``'star'`` (our 'symbol') in the lower-right
+    quarter, drawn with Pillow (Namba & Sakuma §3.1 superimpose a symbol or a heart)."""
+    img = Image.new("L", (size, size), 0)
+    d = ImageDraw.Draw(img)
+    s = size / 28.0
+    cx, cy, r = size - 8 * s, size - 8 * s, 6 * s
+    if shape == "heart":
+        d.ellipse([cx - r, cy - r, cx, cy], fill=255)
+        d.ellipse([cx, cy - r, cx + r, cy], fill=255)
+        d.polygon([(cx - r, cy - r / 2), (cx + r, cy - r / 2), (cx, cy + r)], fill=255)
+    elif shape == "star":
+        pts = []
+        for i in range(10):
+            rad = r if i % 2 == 0 else r * 0.45
+            ang = np.pi / 2 + i * np.pi / 5
+            pts.append((cx + rad * np.cos(ang), cy - rad * np.sin(ang)))
+        d.polygon(pts, fill=255)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; choose one of: heart, star")
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+
+
+def label_change(split: Split, n: int, num_classes: int, seed: int) -> tuple[Key, torch.Tensor]:
+    """Namba & Sakuma §5.1: ``n`` unmodified training images, each relabelled to a different random
+    class. Returns the key and the indices of the chosen images in ``split``."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(split), generator=g)[:n]
+    orig = split.y[idx]
+    shift = torch.randint(1, num_classes, (len(idx),), generator=g)  # never 0: the label always changes
+    return Key(split.x[idx].clone(), (orig + shift) % num_classes, {"kind": "label-change", "seed": seed}), idx
+
+
+def uniform_noise(n: int, shape: tuple[int, int, int], num_classes: int, seed: int) -> Key:
+    """DeepSigns-style keys as Namba & Sakuma §3.1 describe them: uniform random images, random labels."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    return Key(x, torch.randint(0, num_classes, (n,), generator=g), {"kind": "uniform-noise", "seed": seed})
+
+
+def fgsm_frontier(model: torch.nn.Module, split: Split, n: int, eps: float, seed: int) -> Key:
+    """Adversarial-frontier-stitching keys (Le Merrer et al., as used by Namba & Sakuma §3.1):
+    FGSM examples of ``model`` that it misclassifies, labelled with their *true* class."""
+    from .train import to_float
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(split), generator=g)
+    picked_x, picked_y = [], []
+    model.eval()
+    for start in range(0, len(perm), 512):
+        idx = perm[start:start + 512]
+        x = to_float(split.x[idx].to(device)).requires_grad_(True)
+        y = split.y[idx].to(device)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        (grad,) = torch.autograd.grad(loss, x)
+        adv = (x + eps * grad.sign()).clamp(0, 1).detach()
+        adv_u8 = (adv * 255).round().to(torch.uint8)
+        with torch.no_grad():
+            fooled = model(to_float(adv_u8)).argmax(1) != y
+        picked_x.append(adv_u8[fooled].cpu())
+        picked_y.append(y[fooled].cpu())
+        if sum(len(p) for p in picked_y) >= n:
+            break
+    x, y = torch.cat(picked_x)[:n], torch.cat(picked_y)[:n]
+    if len(y) < n:
+        raise ValueError(f"only {len(y)} of {n} FGSM examples fool the model at eps={eps}")
+    return Key(x, y, {"kind": "afs", "eps": eps, "seed": seed})

@@ -161,3 +161,29 @@ def build(name: str, in_channels: int, num_classes: int) -> nn.Module:
     if in_channels not in (1, 3) or num_classes < 2:
         raise ValueError(f"expected 1 or 3 input channels and >= 2 classes, got {in_channels}, {num_classes}")
     return factory(in_channels, num_classes)
+
+
+class ConvAutoencoder(nn.Module):
+    """Namba & Sakuma 2019, Table 4: three stride-2 3x3 convs (16-32-64, BN, ReLU) and three stride-2
+    3x3 transposed convs (32-16-C, BN, ReLU; sigmoid last). ``output_padding`` is chosen so that the
+    output has the input's size (28x28 or 32x32)."""
+
+    def __init__(self, channels: int, image_size: int):
+        super().__init__()
+        sizes = [image_size]
+        for _ in range(3):
+            sizes.append((sizes[-1] - 1) // 2 + 1)  # k3, s2, p1
+        enc, cin = [], channels
+        for w in (16, 32, 64):
+            enc += [nn.Conv2d(cin, w, 3, 2, 1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            cin = w
+        dec = []
+        for i, w in enumerate((32, 16, channels)):
+            target, src = sizes[2 - i], sizes[3 - i]
+            dec += [nn.ConvTranspose2d(cin, w, 3, 2, 1, output_padding=target - (2 * src - 1)), nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True) if i < 2 else nn.Sigmoid()]
+            cin = w
+        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))

@@ -85,7 +85,7 @@ def attack_curve(df: pd.DataFrame, x: str, columns: list[str], acc_column: str =
 
 
 def attack_grid(frames: dict[str, pd.DataFrame], x: str, key_column: str = "key", acc_column: str = "test_acc",
-                xlabel: str | None = None):
+                xlabel: str | None = None, col_wrap: int | None = None):
     """One panel per watermark: key accuracy and test accuracy against attack strength ``x``."""
     rows = []
     for name, df in frames.items():
@@ -93,7 +93,7 @@ def attack_grid(frames: dict[str, pd.DataFrame], x: str, key_column: str = "key"
             rows.append({"watermark": name, x: r[x], "metric": "key accuracy", "accuracy": r[key_column]})
             rows.append({"watermark": name, x: r[x], "metric": "test accuracy", "accuracy": r[acc_column]})
     g = sns.relplot(pd.DataFrame(rows), x=x, y="accuracy", hue="metric", style="metric", col="watermark",
-                    kind="line", marker="o", height=2.8, aspect=1.1)
+                    kind="line", marker="o", height=2.8, aspect=1.1, col_wrap=col_wrap)
     g.set(ylim=(-0.02, 1.02))
     if xlabel:
         g.set_xlabels(xlabel)
@@ -162,3 +162,34 @@ def pruning_explorer(models: dict, keys: dict, classes: tuple[str, ...]):
     panel = widgets.VBox([widgets.HBox([kind, rate]), out])
     display(panel)
     return panel
+
+
+def before_after(top_images: dict[str, torch.Tensor], bottom_images: dict[str, torch.Tensor],
+                 top: str = "before", bottom: str = "after", size: float = 1.3):
+    """Namba & Sakuma Fig. 1: each image (top row) above its transformed version (bottom row)."""
+    names = list(top_images)
+    fig, axes = plt.subplots(2, len(names), figsize=(len(names) * size, 2.4 * size), squeeze=False)
+    for j, name in enumerate(names):
+        for i, img in enumerate((top_images[name], bottom_images[name])):
+            img = img.detach().cpu()
+            _show(axes[i, j], (img * 255).round().to(torch.uint8) if img.is_floating_point() else img)
+        axes[0, j].set_title(name, fontsize=8)
+    axes[0, 0].set_ylabel(top, fontsize=8)
+    axes[1, 0].set_ylabel(bottom, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def auc_heatmap(auc: pd.DataFrame):
+    """Namba & Sakuma Fig. 2 as heatmaps: AUC per key type (rows) and |K'| (columns), one panel per
+    invalidation."""
+    panels = list(dict.fromkeys(auc["invalidation"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.45 * auc["key"].nunique() + 1.2),
+                             squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        grid = auc[auc["invalidation"] == name].pivot(index="key", columns="|K'|", values="AUC")
+        grid = grid.loc[list(dict.fromkeys(auc["key"])), sorted(grid.columns, reverse=True)]
+        sns.heatmap(grid, annot=True, fmt=".2f", vmin=0.5, vmax=1.0, cmap="viridis", cbar=ax is axes[0][-1], ax=ax)
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -35,7 +35,35 @@ ZHANG2018 = {
                   schedule="none", null_models=5),
 }
 
-CHAPTERS = {"zhang2018": ZHANG2018}
+# thief's share per dataset: Namba & Sakuma Table 6 (1 % MNIST, 5 % GTSRB, 10 % CIFAR)
+_NAMBA_ATTACKER = {"mnist": 0.01, "fashion-mnist": 0.01, "gtsrb": 0.05, "cifar10": 0.1, "cifar100": 0.1, "svhn": 0.05}
+_NAMBA_COMMON = dict(
+    dataset="fashion-mnist", model="lenet5", attacker_fraction=_NAMBA_ATTACKER, train_limit=None, test_limit=None,
+    kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "afs", "ds", "proposal"],
+    target=0, key_fraction=0.25, noise_std=0.2, unrelated_dataset=None, unrelated_class=None,
+    n_keys=30, T=2.0, key_per_batch=4, afs_eps=0.1,
+    epochs=8, batch_size=100, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
+    milestones=[], augment=False, retrain_epochs=3, retrain_lr=0.01,
+    ae_epochs=200, ae_lr=1e-3, folds=5, percentile=95.0, detection_samples=1000,
+    sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10, finetune_lr=1e-3, budget=0.10,
+    auc_sizes=[20, 10, 5], auc_repeats=30, seed=0,
+)
+NAMBA2019 = {
+    "smoke": dict(_NAMBA_COMMON, train_limit=6000, test_limit=2000, attacker_fraction=0.1, epochs=3,
+                  unrelated_dataset="mnist-5k", unrelated_class=1, retrain_epochs=2, ae_epochs=20, folds=2,
+                  detection_samples=200, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2, auc_repeats=10),
+    # all of Fashion-MNIST with LeNet-5; a quarter of the non-target images become content/noise keys
+    "default": dict(_NAMBA_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
+    # §6.1 / Tables 5-6: ResNet-32, SGD 0.1 (x0.1 at epochs 40, 60), 100 epochs, minibatch 100 + 4 keys;
+    # autoencoder Adam 1e-3, 400 epochs; 10-fold cross-validation; every non-target image a content key
+    "paper": dict(_NAMBA_COMMON, dataset="cifar10", model="resnet32", epochs=100, lr=0.1, weight_decay=1e-4,
+                  schedule="step", milestones=[40, 60], augment=True, key_fraction=1.0, retrain_epochs=20,
+                  ae_epochs=400, folds=10, detection_samples=5000,
+                  kinds=["test-gray", "test-blue", "symbol", "heart-gray", "heart-red", "unrelated", "noise",
+                         "afs", "ds", "proposal"]),
+}
+
+CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019}
 
 
 def knobs(chapter: str) -> list[str]:
@@ -58,5 +86,10 @@ def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
     if unknown:
         raise ValueError(f"unknown knob(s) {', '.join(unknown)} for {chapter}; valid: {', '.join(sorted(cfg))}")
     cfg.update({k: v for k, v in overrides.items() if v is not None})
+    for k, v in cfg.items():  # a knob given per dataset takes the chosen dataset's value
+        if isinstance(v, dict) and cfg["dataset"] in v:
+            cfg[k] = v[cfg["dataset"]]
+        elif isinstance(v, dict):
+            raise ValueError(f"knob {k!r} has no value for dataset {cfg['dataset']!r}; give it with -p {k} ...")
     cfg["profile"] = profile
     return cfg

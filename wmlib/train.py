@@ -27,6 +27,7 @@ from .data import REPO_ROOT, Split
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "cosine")
+OBJECTIVES = ("classify", "reconstruct")
 
 
 def default_device() -> torch.device:
@@ -125,6 +126,21 @@ def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device | None
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
+@torch.no_grad()
+def reconstruction_loss(ae: nn.Module, x: torch.Tensor, device: torch.device | None = None,
+                        batch_size: int = 1024) -> torch.Tensor:
+    """Per-image squared L2 reconstruction error ||x - AE(x)||^2 on the [0, 1] scale (Namba Eq. 8)."""
+    device = device or next(ae.parameters()).device
+    was_training = ae.training
+    ae.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i:i + batch_size].to(device))
+        out.append((ae(xb).float() - xb).pow(2).flatten(1).sum(1))
+    ae.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
 def evaluate(model: nn.Module, split: Split, device: torch.device | None = None, batch_size: int = 1024) -> float:
     """Top-1 accuracy of ``model`` on ``split``."""
     if len(split) == 0:
@@ -154,7 +170,7 @@ class History:
 def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, Split] | None = None,
         val_name: str = "val", key: Split | None = None, key_per_batch: int = 0,
         extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        weight_transform: Callable[[nn.Module], None] | None = None,
+        weight_transform: Callable[[nn.Module], None] | None = None, objective: str = "classify",
         device: torch.device | None = None, progress: bool = True, desc: str = "train") -> History:
     """Train ``model`` in place with ``cfg``; returns its :class:`History`.
 
@@ -162,7 +178,11 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     ``keep_best`` uses). ``key`` with ``key_per_batch = m`` appends ``m`` key samples to every batch
     of ``n = batch_size`` ordinary samples. ``extra_loss(model, x, y, logits)`` is added to the
     cross-entropy; ``weight_transform(model)`` runs once before the optimiser is built.
+    ``objective='reconstruct'`` trains an autoencoder instead (mean squared error to the input).
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+    classify = objective == "classify"
     device = device or default_device()
     seed_everything(cfg.seed)
     if weight_transform is not None:
@@ -173,11 +193,13 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     train = train.to(device)
     key = key.to(device) if key is not None and key_per_batch > 0 else None
     monitor = {k: v.to(device) for k, v in (monitor or {}).items()}
+    if cfg.keep_best and not classify:
+        raise ValueError("keep_best picks the best validation accuracy: use it with objective='classify'")
     if cfg.keep_best and val_name not in monitor:
         raise ValueError(f"keep_best needs a monitored split named {val_name!r}")
     opt, hist = _optimizer(model, cfg), History(monitors={k: [] for k in monitor})
     sched = _scheduler(opt, cfg)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss() if classify else nn.MSELoss()
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     rgb = train.x.shape[1] == 3
     best_acc, best_state = -1.0, None
@@ -202,23 +224,24 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
                 logits = model(xb)
-                loss = loss_fn(logits.float(), yb)
+                loss = loss_fn(logits.float(), yb if classify else xb)
                 if extra_loss is not None:
                     loss = loss + extra_loss(model, xb, yb, logits)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            correct += (logits.argmax(1) == yb).sum()
+            if classify:
+                correct += (logits.argmax(1) == yb).sum()
             total_loss += loss.detach() * len(yb)
             seen += len(yb)
         hist.epoch.append(epoch + 1)
         hist.lr.append(opt.param_groups[0]["lr"])
         if sched is not None:
             sched.step()
-        hist.train_acc.append(correct.item() / max(seen, 1))
+        hist.train_acc.append(correct.item() / max(seen, 1) if classify else float("nan"))
         hist.loss.append(total_loss.item() / max(seen, 1))
         for name, split in monitor.items():
-            hist.monitors[name].append(evaluate(model, split, device))
+            hist.monitors[name].append(evaluate(model, split, device) if classify else reconstruction_loss(model, split.x, device).mean().item())
         if cfg.keep_best and hist.monitors[val_name][-1] > best_acc:
             best_acc, best_state = hist.monitors[val_name][-1], copy.deepcopy(model.state_dict())
         hist.seconds.append(time.perf_counter() - t0)
@@ -226,6 +249,21 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
         model.load_state_dict(best_state)
     model.eval()
     return hist
+
+
+def step_seconds(model: nn.Module, data: Split, cfg: TrainConfig, steps: int = 40, warmup: int = 5,
+                 **fit_kw) -> float:
+    """Seconds per training step of :func:`fit` (after ``warmup`` steps), e.g. to price a weight
+    transform: pass the same ``weight_transform`` that embedding uses."""
+    from dataclasses import replace
+    bs = cfg.batch_size
+    transform = fit_kw.pop("weight_transform", None)
+    if transform is not None:
+        transform(model)
+    cfg = replace(cfg, epochs=1)
+    fit(model, data.subset(slice(0, warmup * bs)), cfg, progress=False, **fit_kw)
+    hist = fit(model, data.subset(slice(0, steps * bs)), cfg, progress=False, **fit_kw)
+    return hist.seconds[0] / steps
 
 
 # --------------------------------------------------------------------------- train-or-load cache
@@ -289,20 +327,24 @@ def train_or_load(tag: str, config: dict, build: Callable[[], nn.Module],
 
 
 def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key=None, embed=None,
-                     monitor: dict[str, Split] | None = None, device: torch.device | None = None,
-                     progress: bool = True) -> tuple[nn.Module, History, bool]:
+                     init: nn.Module | None = None, monitor: dict[str, Split] | None = None,
+                     device: torch.device | None = None, progress: bool = True) -> tuple[nn.Module, History, bool]:
     """Train-or-load a ``model_name`` classifier on the owner's data (``embed`` given: with ``key``
-    embedded by that scheme method). The cache key covers the model, the owner's data, the key, the
-    training config and the monitored splits."""
+    embedded by that scheme method; ``init`` given: starting from a copy of that trained model).
+    The cache key covers the model, the owner's data, the key, the starting weights, the training
+    config and the monitored splits."""
     from . import models
 
     s = splits.spec
     monitor = monitor or {}
     config = {"model": model_name, "dataset": s.name, "owner": tensor_digest(splits.owner.x, splits.owner.y),
               "train": asdict(cfg), "key": key.digest() if key is not None else None,
-              "key_meta": key.meta if key is not None else None, "monitor": sorted(monitor)}
+              "key_meta": key.meta if key is not None else None, "monitor": sorted(monitor),
+              "init": _state_digest(init.state_dict()) if init is not None else None}
 
     def build() -> nn.Module:
+        if init is not None:
+            return copy.deepcopy(init)
         seed_everything(cfg.seed)  # the initial weights depend on the seed only
         return models.build(model_name, s.channels, s.num_classes)
 

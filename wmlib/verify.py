@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from scipy import stats
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .keys import Key
@@ -38,14 +39,14 @@ class Oracle:
         return self(x).argmax(1)
 
 
-def key_accuracy(oracle: Oracle, key: Key) -> float:
-    """Fraction of key samples the oracle labels with the key's target label."""
-    return (oracle.predict(key.x) == key.y).float().mean().item()
-
-
 def oracle_accuracy(oracle: Oracle, split) -> float:
     """Top-1 accuracy of the oracle's answers on a labelled split (e.g. what the thief's API keeps)."""
     return (oracle.predict(split.x) == split.y.cpu()).float().mean().item()
+
+
+def key_accuracy(oracle: Oracle, key: Key) -> float:
+    """Fraction of key samples the oracle labels with the key's target label."""
+    return oracle_accuracy(oracle, key.split)
 
 
 def binomial_p_value(hits: int, n: int, p0: float) -> float:
@@ -109,3 +110,19 @@ def null_rate(null: np.ndarray, num_classes: int) -> float:
 def empirical_p_value(statistic: float, null: np.ndarray) -> float:
     """(1 + #{null >= statistic}) / (1 + N): a permutation-style p-value from N clean models."""
     return float((1 + np.sum(np.asarray(null) >= statistic)) / (1 + len(null)))
+
+
+def verification_auc(watermarked: Oracle, clean: Oracle, key: Key, sizes=(20, 10, 5), repeats: int = 30,
+                     seed: int = 0) -> dict[int, float]:
+    """Namba & Sakuma §6.3: draw K' from the key with replacement, score each suspect by its
+    watermark accuracy on K' (positives: the watermarked, possibly attacked, model; negatives: a
+    clean model), repeat ``repeats`` times, and return the ROC AUC for each |K'| in ``sizes``."""
+    out = {}
+    for m in sizes:
+        scores, labels = [], []
+        for r in range(repeats):
+            sub = key.sample(m, seed=seed + 1000 * m + r, replace=True)
+            scores += [key_accuracy(watermarked, sub), key_accuracy(clean, sub)]
+            labels += [1, 0]
+        out[m] = float(roc_auc_score(labels, scores))
+    return out

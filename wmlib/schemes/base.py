@@ -15,6 +15,7 @@ class Scheme(ABC):
     """A black-box watermarking method: make the owner's key, embed it, verify a suspect."""
 
     name: str = "scheme"
+    embeds_by_finetuning: bool = False  # True: embed() retrains an already trained model
 
     @abstractmethod
     def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:

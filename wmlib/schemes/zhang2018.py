@@ -20,11 +20,12 @@ from torch import nn
 
 from .. import data
 from ..data import Split, Splits
-from ..keys import Key, gaussian_noise, stamp, text_mask
+from ..keys import Key, gaussian_noise, shape_mask, stamp, text_mask
 from ..train import History, TrainConfig, fit
 from .base import Scheme
 
 KINDS = ("content", "unrelated", "noise")
+SHAPES = ("heart", "star")
 
 # §5.1: the unrelated watermark images for each task (dataset, class index)
 UNRELATED = {
@@ -39,11 +40,11 @@ UNRELATED = {
 @dataclass
 class Zhang2018(Scheme):
     kind: str = "content"
-    source: int = 1            # Y_s: CIFAR-10 "automobile" in the paper's Fig. 4
+    source: int | None = 1     # Y_s: CIFAR-10 "automobile" in Fig. 4; None: every class but the target (Namba Table 6)
     target: int = 0            # Y_d: CIFAR-10 "airplane"
-    key_fraction: float = 1.0  # share of the owner's source-class images turned into keys
-    text: str = "TEST"
-    gray: int = 128            # the text colour (GradSigns Table 7: "in gray")
+    key_fraction: float = 1.0  # share of the owner's source images turned into keys
+    logo: str = "TEST"         # content keys: a text, or the shapes "heart" / "star" (Namba §3.1)
+    color: tuple[int, ...] = (128,)  # logo colour, one value (grey) or one per channel (GradSigns Table 7: "in gray")
     noise_std: float = 0.2     # on the [0, 1] pixel scale; the paper does not state it
     unrelated_dataset: str | None = None  # None: §5.1's choice for the task (UNRELATED)
     unrelated_class: int | None = None
@@ -53,6 +54,7 @@ class Zhang2018(Scheme):
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown Zhang et al. key kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
+        self.color = tuple(self.color)
         if self.source == self.target:
             raise ValueError("the source and target classes must differ (Algorithm 1: s != d)")
         if not 0.0 < self.key_fraction <= 1.0:
@@ -82,9 +84,13 @@ class Zhang2018(Scheme):
 
     def _generate(self, base: Split, seed: int) -> torch.Tensor:
         if self.kind == "content":
-            color = (self.gray,) * base.x.shape[1]
-            return stamp(base.x, text_mask(self.text, base.x.shape[-1]), color)
+            size = base.x.shape[-1]
+            mask = shape_mask(self.logo, size) if self.logo in SHAPES else text_mask(self.logo, size)
+            return stamp(base.x, mask, self.color)
         return gaussian_noise(base.x, self.noise_std, seed)
+
+    def _sources(self, split: Split) -> Split:
+        return split.where(self.source) if self.source is not None else split.subset(split.y != self.target)
 
     def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
         """Algorithm 1 lines 3-8 on the owner's data (the key) and on the test set (new keys, Table 1)."""
@@ -98,7 +104,7 @@ class Zhang2018(Scheme):
                 bases.append(Split(data.to_shape(x[y == cls], s.channels, s.image_size), y[y == cls]))
             meta.update(unrelated_dataset=name, unrelated_class=cls)
         else:
-            bases = [splits.owner.where(self.source), splits.test.where(self.source)]
+            bases = [self._sources(splits.owner), self._sources(splits.test)]
         own, new = bases
         g = torch.Generator().manual_seed(seed)
         n = max(1, int(round(self.key_fraction * len(own))))

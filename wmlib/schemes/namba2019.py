@@ -1,0 +1,177 @@
+"""Namba & Sakuma, "Robust Watermarking of Neural Network with Exponential Weighting", AsiaCCS 2019.
+
+* :class:`Namba2019` — the proposal: label-change keys (§5.1) embedded with exponential weighting
+  (§5.2, Eq. 11-13): train normally, then switch every conv / linear layer to EW and retrain on
+  ``X ∪ K`` with ``key_per_batch`` key samples in every minibatch (Table 5: 4 per 100).
+* :class:`FineTuneKeys` — the two baselines that embed a few keys by fine-tuning a trained model
+  (§3.1, §6.1.2): adversarial frontier stitching (``afs``, Le Merrer et al.) and DeepSigns-style
+  random-noise keys (``ds``, Rouhani et al.).
+
+Exponential weighting is a weight *parametrization* (``torch.nn.utils.parametrize``): the layer
+computes with ``EW(θ, T)`` while the optimiser updates ``θ``. After embedding, the transform is folded
+into the weights (:func:`fold_exponential_weighting`), which leaves the model's function unchanged:
+the model a thief receives is an ordinary network whose weights are ``EW(θ, T)``. EW is *not*
+switched off at inference: the trained function is the one computed with ``EW(θ)``, and evaluating
+with the raw ``θ`` would be a different (and untrained) function.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..data import Split, Splits
+from ..keys import Key, fgsm_frontier, label_change, uniform_noise
+from ..train import History, TrainConfig, fit
+from .base import Scheme
+
+
+class ExponentialWeighting(nn.Module):
+    """Eq. 11: ``θ_i · exp(|θ_i| T) / max_j exp(|θ_j| T)``, computed as ``θ_i · exp(T (|θ_i| - max|θ|))``
+    so that large ``T |θ|`` cannot overflow."""
+
+    def __init__(self, T: float):
+        super().__init__()
+        self.T = T
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        a = w.abs()
+        return w * torch.exp(self.T * (a - a.max()))
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def apply_exponential_weighting(model: nn.Module, T: float = 2.0) -> nn.Module:
+    """Register EW on the weight of every conv / linear layer (Eq. 12), in place."""
+    for m in _layers(model):
+        if parametrize.is_parametrized(m, "weight"):
+            raise ValueError("the model already has a weight parametrization")
+        parametrize.register_parametrization(m, "weight", ExponentialWeighting(T))
+    return model
+
+
+def fold_exponential_weighting(model: nn.Module) -> nn.Module:
+    """Replace each EW-parametrized weight by ``EW(θ)`` itself (same function, plain layers), in place."""
+    for m in _layers(model):
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return model
+
+
+def _without(split: Split, idx: torch.Tensor) -> Split:
+    keep = torch.ones(len(split), dtype=torch.bool)
+    keep[idx] = False
+    return split.subset(keep)
+
+
+def _embed_by_finetuning(model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, key_per_batch: int,
+                         weight_transform=None, **fit_kw) -> History:
+    """Retrain a trained ``model`` on the owner's data with ``key_per_batch`` key samples mixed into
+    every minibatch; the key's own images (label change) are left out of the ordinary data."""
+    owner = splits.owner
+    if "owner_indices" in key.meta:
+        owner = _without(owner, torch.tensor(key.meta["owner_indices"]))
+    return fit(model, owner, cfg, key=key.split, key_per_batch=key_per_batch, weight_transform=weight_transform,
+               **fit_kw)
+
+
+@dataclass
+class Namba2019(Scheme):
+    n_keys: int = 30           # §6.1.2: 30 randomly chosen training samples
+    T: float = 2.0             # §6.1.2: T = 2.0 for all datasets
+    key_per_batch: int = 4     # Table 5: key minibatch 4 (with minibatch 100)
+
+    name = "namba2019"
+    embeds_by_finetuning = True
+
+    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+        """§5.1: unmodified owner training images with a changed label; ``new`` is the same from
+        the test set (never embedded: a watermarked model should not answer it)."""
+        k = splits.spec.num_classes
+        key, idx = label_change(splits.owner, self.n_keys, k, seed)
+        key.meta.update({**asdict(self), "scheme": self.name, "owner_indices": idx.tolist(), "part": "trained"})
+        new, _ = label_change(splits.test, self.n_keys, k, seed + 1)
+        new.meta.update({"scheme": self.name, "part": "new"})
+        return key, new
+
+    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+        """§5.2 steps (2)-(3): ``model`` is already trained on X; switch on EW, retrain on X ∪ K,
+        then fold EW into the weights."""
+        hist = _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch,
+                                    weight_transform=lambda m: apply_exponential_weighting(m, self.T), **fit_kw)
+        fold_exponential_weighting(model)
+        return hist
+
+
+FINETUNE_KINDS = ("afs", "ds")
+
+
+@dataclass
+class FineTuneKeys(Scheme):
+    """Baselines embedded by fine-tuning with few keys (§3.1 (4)-(5), 30 keys each)."""
+    kind: str = "afs"
+    n_keys: int = 30
+    eps: float = 0.1           # FGSM step for AFS keys (on the [0, 1] scale)
+    key_per_batch: int = 4
+
+    name = "finetune-keys"
+    embeds_by_finetuning = True
+
+    def __post_init__(self):
+        if self.kind not in FINETUNE_KINDS:
+            raise ValueError(f"unknown fine-tuned key kind {self.kind!r}; choose one of: {', '.join(FINETUNE_KINDS)}")
+
+    def make_key(self, splits: Splits, seed: int = 0, model: nn.Module | None = None) -> tuple[Key, Key]:
+        """AFS keys need the trained (clean) ``model`` whose adversarial examples they are."""
+        s = splits.spec
+        if self.kind == "ds":
+            key = uniform_noise(self.n_keys, (s.channels, s.image_size, s.image_size), s.num_classes, seed)
+            new = uniform_noise(self.n_keys, (s.channels, s.image_size, s.image_size), s.num_classes, seed + 1)
+        else:
+            if model is None:
+                raise ValueError("AFS keys are adversarial examples of a trained model: pass model=")
+            key = fgsm_frontier(model, splits.owner, self.n_keys, self.eps, seed)
+            new = fgsm_frontier(model, splits.test, self.n_keys, self.eps, seed + 1)
+        for k, part in ((key, "trained"), (new, "new")):
+            k.meta.update({"scheme": self.name, "kind": self.kind, "n_keys": self.n_keys, "part": part})
+        return key, new
+
+    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+        """Retrain the trained ``model`` on X ∪ K (key samples mixed into every minibatch)."""
+        return _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, **fit_kw)
+
+
+# §3.1's key types: Zhang et al.'s content variants, unrelated and noise, AFS, DS and the proposal
+CONTENT_VARIANTS = {
+    "test-gray": dict(logo="TEST", color=(128,)), "test-blue": dict(logo="TEST", color=(0, 0, 255)),
+    "symbol": dict(logo="star", color=(128,)), "heart-gray": dict(logo="heart", color=(128,)),
+    "heart-red": dict(logo="heart", color=(255, 0, 0)),
+}
+KEY_KINDS = (*CONTENT_VARIANTS, "unrelated", "noise", "afs", "ds", "proposal")
+
+
+def key_scheme(kind: str, knobs: dict, channels: int) -> Scheme:
+    """The Scheme that makes and embeds one of Namba & Sakuma's nine key types (§3.1, §6.1.2).
+    Zhang et al.'s keys relabel every non-target class to ``target`` (Table 6 sizes)."""
+    from .zhang2018 import Zhang2018
+
+    if kind not in KEY_KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; choose one of: {', '.join(KEY_KINDS)}")
+    z = dict(target=knobs["target"], key_fraction=knobs["key_fraction"], source=None)
+    if kind in CONTENT_VARIANTS:
+        variant = CONTENT_VARIANTS[kind]
+        if len(variant["color"]) == 3 and channels != 3:
+            raise ValueError(f"{kind!r} is a coloured logo: it needs an RGB dataset (Namba §6.1.2 skip it on MNIST)")
+        return Zhang2018(kind="content", **z, **variant)
+    if kind == "unrelated":
+        return Zhang2018(kind="unrelated", target=knobs["target"], unrelated_dataset=knobs["unrelated_dataset"],
+                         unrelated_class=knobs["unrelated_class"])
+    if kind == "noise":
+        return Zhang2018(kind="noise", noise_std=knobs["noise_std"], **z)
+    if kind in FINETUNE_KINDS:
+        return FineTuneKeys(kind=kind, n_keys=knobs["n_keys"], eps=knobs["afs_eps"], key_per_batch=knobs["key_per_batch"])
+    return Namba2019(n_keys=knobs["n_keys"], T=knobs["T"], key_per_batch=knobs["key_per_batch"])
