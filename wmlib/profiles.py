@@ -39,11 +39,11 @@ ZHANG2018 = {
 _NAMBA_ATTACKER = {"mnist": 0.01, "fashion-mnist": 0.01, "gtsrb": 0.05, "cifar10": 0.1, "cifar100": 0.1, "svhn": 0.05}
 _NAMBA_COMMON = dict(
     dataset="fashion-mnist", model="lenet5", attacker_fraction=_NAMBA_ATTACKER, train_limit=None, test_limit=None,
-    kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "afs", "ds", "proposal"],
+    kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "afs", "ds", "proposal", "label-change"],
     target=0, key_fraction=0.25, noise_std=0.2, unrelated_dataset=None, unrelated_class=None,
     n_keys=30, T=2.0, key_per_batch=4, afs_eps=0.1,
     epochs=8, batch_size=100, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
-    milestones=[], augment=False, retrain_epochs=3, retrain_lr=0.01,
+    milestones=[], augment=False, retrain_epochs=5, retrain_lr=0.01,
     ae_epochs=200, ae_lr=1e-3, folds=5, percentile=95.0, detection_samples=1000,
     sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10, finetune_lr=1e-3, budget=0.10,
     auc_sizes=[20, 10, 5], auc_repeats=30, seed=0,
@@ -60,7 +60,7 @@ NAMBA2019 = {
                   schedule="step", milestones=[40, 60], augment=True, key_fraction=1.0, retrain_epochs=20,
                   ae_epochs=400, folds=10, detection_samples=5000,
                   kinds=["test-gray", "test-blue", "symbol", "heart-gray", "heart-red", "unrelated", "noise",
-                         "afs", "ds", "proposal"]),
+                         "afs", "ds", "proposal", "label-change"]),
 }
 
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019}

@@ -111,9 +111,8 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device | None = None,
-                  batch_size: int = 1024) -> torch.Tensor:
-    """Softmax outputs (float32, on ``device``) for a batch of images, in eval mode."""
+def _map_batches(model: nn.Module, x: torch.Tensor, fn, device: torch.device | None, batch_size: int) -> torch.Tensor:
+    """``fn(model, float batch)`` over ``x`` in eval mode, batch by batch, concatenated."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -121,24 +120,21 @@ def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device | None
     for i in range(0, len(x), batch_size):
         xb = to_float(x[i:i + batch_size].to(device, non_blocking=True))
         with _autocast(device):
-            out.append(torch.softmax(model(xb).float(), dim=1))
+            out.append(fn(model, xb))
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
-@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device | None = None,
+                  batch_size: int = 1024) -> torch.Tensor:
+    """Softmax outputs (float32, on ``device``) for a batch of images, in eval mode."""
+    return _map_batches(model, x, lambda m, xb: torch.softmax(m(xb).float(), dim=1), device, batch_size)
+
+
 def reconstruction_loss(ae: nn.Module, x: torch.Tensor, device: torch.device | None = None,
                         batch_size: int = 1024) -> torch.Tensor:
     """Per-image squared L2 reconstruction error ||x - AE(x)||^2 on the [0, 1] scale (Namba Eq. 8)."""
-    device = device or next(ae.parameters()).device
-    was_training = ae.training
-    ae.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = to_float(x[i:i + batch_size].to(device))
-        out.append((ae(xb).float() - xb).pow(2).flatten(1).sum(1))
-    ae.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, device=device)
+    return _map_batches(ae, x, lambda m, xb: (m(xb).float() - xb).pow(2).flatten(1).sum(1), device, batch_size)
 
 
 def evaluate(model: nn.Module, split: Split, device: torch.device | None = None, batch_size: int = 1024) -> float:

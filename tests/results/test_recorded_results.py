@@ -34,3 +34,20 @@ def test_zhang2018_paper_vs_ours_has_a_status_and_reason_for_every_row():
         assert row["status"] in report.STATUSES
         if row["status"] in ("deviates", "not in our copy"):
             assert row["reason"]
+
+
+def test_namba2019_detector_is_calibrated_and_catches_random_noise_keys():
+    r = _load("namba2019")
+    t1 = r["metrics"]["table1"]
+    for kind, rates in t1.items():
+        # thresholds are 95th percentiles of two scores: ordinary queries are rarely flagged
+        assert rates["false detections (test)"] <= 0.2, kind
+    if "ds" in t1:
+        assert t1["ds"]["both"] >= 0.9  # uniform-noise images are far from any autoencoder's manifold
+
+
+def test_namba2019_paper_vs_ours_has_a_status_and_reason_for_every_row():
+    for row in _load("namba2019")["paper_vs_ours"]:
+        assert row["status"] in report.STATUSES
+        if row["status"] in ("deviates", "not in our copy"):
+            assert row["reason"]

@@ -7,14 +7,6 @@ from wmlib import attacks, models, train, verify
 from wmlib.keys import Key
 
 
-@pytest.fixture(scope="module")
-def trained():
-    torch.manual_seed(0)
-    m = models.build("lenet5", 1, 10)
-    train.fit(m, blobs(600), train.TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=3e-3), progress=False)
-    return m
-
-
 @pytest.mark.parametrize("scope", ["global", "layer"])
 @pytest.mark.parametrize("amount", [0.3, 0.9])
 def test_prune_magnitude_reaches_the_requested_sparsity(trained, scope, amount):

@@ -1,5 +1,8 @@
 """Namba & Sakuma, "Robust Watermarking of Neural Network with Exponential Weighting", AsiaCCS 2019.
 
+(The key type ``label-change`` is our ablation: the proposal's keys embedded the same way but with
+EW off, which the paper does not report.)
+
 * :class:`Namba2019` — the proposal: label-change keys (§5.1) embedded with exponential weighting
   (§5.2, Eq. 11-13): train normally, then switch every conv / linear layer to EW and retrain on
   ``X ∪ K`` with ``key_per_batch`` key samples in every minibatch (Table 5: 4 per 100).
@@ -82,7 +85,7 @@ def _embed_by_finetuning(model: nn.Module, splits: Splits, key: Key, cfg: TrainC
 @dataclass
 class Namba2019(Scheme):
     n_keys: int = 30           # §6.1.2: 30 randomly chosen training samples
-    T: float = 2.0             # §6.1.2: T = 2.0 for all datasets
+    T: float | None = 2.0      # §6.1.2: T = 2.0 for all datasets; None: no EW (our ablation)
     key_per_batch: int = 4     # Table 5: key minibatch 4 (with minibatch 100)
 
     name = "namba2019"
@@ -101,8 +104,8 @@ class Namba2019(Scheme):
     def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """§5.2 steps (2)-(3): ``model`` is already trained on X; switch on EW, retrain on X ∪ K,
         then fold EW into the weights."""
-        hist = _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch,
-                                    weight_transform=lambda m: apply_exponential_weighting(m, self.T), **fit_kw)
+        transform = None if self.T is None else (lambda m: apply_exponential_weighting(m, self.T))
+        hist = _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, weight_transform=transform, **fit_kw)
         fold_exponential_weighting(model)
         return hist
 
@@ -151,7 +154,7 @@ CONTENT_VARIANTS = {
     "symbol": dict(logo="star", color=(128,)), "heart-gray": dict(logo="heart", color=(128,)),
     "heart-red": dict(logo="heart", color=(255, 0, 0)),
 }
-KEY_KINDS = (*CONTENT_VARIANTS, "unrelated", "noise", "afs", "ds", "proposal")
+KEY_KINDS = (*CONTENT_VARIANTS, "unrelated", "noise", "afs", "ds", "proposal", "label-change")
 
 
 def key_scheme(kind: str, knobs: dict, channels: int) -> Scheme:
@@ -174,4 +177,6 @@ def key_scheme(kind: str, knobs: dict, channels: int) -> Scheme:
         return Zhang2018(kind="noise", noise_std=knobs["noise_std"], **z)
     if kind in FINETUNE_KINDS:
         return FineTuneKeys(kind=kind, n_keys=knobs["n_keys"], eps=knobs["afs_eps"], key_per_batch=knobs["key_per_batch"])
-    return Namba2019(n_keys=knobs["n_keys"], T=knobs["T"], key_per_batch=knobs["key_per_batch"])
+    # "label-change": the proposal's keys embedded without EW, to isolate what EW contributes
+    return Namba2019(n_keys=knobs["n_keys"], T=knobs["T"] if kind == "proposal" else None,
+                     key_per_batch=knobs["key_per_batch"])
