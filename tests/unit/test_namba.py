@@ -203,3 +203,23 @@ def test_gtsrb_images_are_resized_to_32(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_torchvision", lambda *a, **k: Fake())
     x, y = data._load_gtsrb(tmp_path, True)
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.uint8 and y.tolist() == [0, 1]
+
+
+def test_cifar_shaped_paths_of_the_paper_profile(cifar_splits):
+    """What the `paper` profile runs on CIFAR-10 / GTSRB, on tensors of the right shape."""
+    knobs = profiles.resolve("namba2019", "paper")
+    assert knobs["model"] == "resnet32" and knobs["attacker_fraction"] == 0.1
+    for kind in ("test-blue", "heart-red"):
+        key, new = namba2019.key_scheme(kind, knobs, 3).make_key(cifar_splits)
+        assert key.x.shape[1:] == (3, 32, 32) and (key.y == 0).all() and len(new) > 0
+    m = models.build("resnet32", 3, 10).eval()
+    x = cifar_splits.test.x[:8]
+    ref = train.predict_proba(m, x)
+    apply_exponential_weighting(m, 2.0)
+    ew = train.predict_proba(m, x)
+    fold_exponential_weighting(m)
+    assert torch.allclose(train.predict_proba(m, x), ew, atol=1e-5) and not torch.allclose(ew, ref, atol=1e-4)
+    bank = attacks.AutoencoderBank(cifar_splits.attacker, train.TrainConfig(epochs=1, batch_size=32, optimizer="adam",
+                                   lr=1e-3), folds=2, device=torch.device("cpu"), progress=False)
+    qm = bank.query_modification(verify.Oracle(m))
+    assert qm(x).shape == (8, 10) and qm.queries == 8
