@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/setup_env.sh
 PROFILE="${WMLIB_PROFILE:-default}"
-export MPLBACKEND=Agg PYTHONHASHSEED=0
+export PYTHONHASHSEED=0  # no MPLBACKEND: the kernels must keep the inline backend so figures are saved
 
 mkdir -p book/executed
 for nb in notebooks/*.ipynb; do
@@ -18,6 +18,7 @@ for nb in notebooks/*.ipynb; do
     --progress-bar --request-save-on-cell-execute
   echo "   $name: $(( $(date +%s) - start )) s"
 done
+python -m wmlib.report check-figures book/executed/*.ipynb
 python -m wmlib.report status --profile "$PROFILE" --out book/executed/status_tables.md
 
 bash scripts/vendor_js.sh

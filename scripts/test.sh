@@ -9,6 +9,6 @@ source scripts/setup_env.sh
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export WMLIB_PROFILE=smoke WMLIB_CACHE="$scratch/cache" WMLIB_RESULTS="$scratch/results" WMLIB_CHECK_RESULTS=1
-export MPLBACKEND=Agg PYTHONHASHSEED=0
+export PYTHONHASHSEED=0
 
 python -m pytest -q tests/unit notebooks tests/results --nbmake --nbmake-timeout=600 -p no:cacheprovider "$@"

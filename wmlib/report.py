@@ -102,13 +102,26 @@ def status_markdown(paths: list[Path]) -> str:
     return "\n".join(out) if out else "No chapter has recorded a run yet.\n"
 
 
+def count_figures(notebook: Path) -> int:
+    """How many PNG images an executed notebook carries (a book chapter without any is broken)."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    return sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wmlib.report")
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("status", help="print the reproduction-status tables as MyST markdown")
     s.add_argument("--profile", default="default")
     s.add_argument("--out", type=Path, help="write here instead of stdout")
+    f = sub.add_parser("check-figures", help="fail if an executed notebook has no figure")
+    f.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
+    if args.cmd == "check-figures":
+        empty = [str(p) for p in args.notebooks if count_figures(p) == 0]
+        for p in empty:
+            print(f"error: {p} has no figures (was the kernel's matplotlib backend overridden?)", file=sys.stderr)
+        return 1 if empty else 0
     text = status_markdown(list(results_dir().glob(f"*-{args.profile}-*.json")))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,3 +50,18 @@ def test_run_record_and_status_page(tmp_path):
     assert "zhang2018" in md and "| Table 2" in md
     assert report.main(["status", "--profile", "default", "--out", str(tmp_path / "s.md")]) == 0
     assert "consistent" in (tmp_path / "s.md").read_text()
+
+
+def test_check_figures_fails_on_a_notebook_without_images(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": "x"})]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert report.main(["check-figures", str(tmp_path / "a.ipynb")]) == 1
+    cell.outputs.append(nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="}))
+    nbformat.write(nb, tmp_path / "b.ipynb")
+    assert report.count_figures(tmp_path / "b.ipynb") == 1
+    assert report.main(["check-figures", str(tmp_path / "b.ipynb")]) == 0
