@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.conftest import blobs
-from wmlib import attacks, models, train, verify
+from wmlib import attacks, train, verify
 from wmlib.keys import Key
 
 

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from wmlib import models, schemes, train, verify
 from wmlib.schemes import Zhang2018
