@@ -19,7 +19,7 @@ def test_prune_magnitude_reaches_the_requested_sparsity(trained, scope, amount):
 
 def test_global_pruning_removes_the_smallest_weights(trained):
     pruned = attacks.prune_magnitude(trained, 0.5)
-    kept = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(pruned) if True])
+    kept = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(pruned)])
     orig = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(trained)])
     assert kept[kept > 0].min() >= orig.kthvalue(int(0.5 * len(orig))).values - 1e-7
 
