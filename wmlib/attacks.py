@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import Split
 from .keys import Key
-from .train import TrainConfig, evaluate, fit, to_float
+from .train import TrainConfig, evaluate, fit, reconstruct, to_float
 from .verify import Oracle, key_accuracy
 
 PRUNE_SCOPES = ("global", "layer")
@@ -162,7 +162,7 @@ class NoisyOracle(Oracle):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += len(x)
-        xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        xf = to_float(x)
         noisy = (xf + self.std * torch.randn(xf.shape, generator=self.generator)).clamp(0, 1)
         return self.inner(noisy)
 
@@ -183,10 +183,8 @@ class QueryModification(Oracle):
         self.inner, self.ae, self.tau_rec, self.tau_jsd, self.always = inner, ae.eval(), tau_rec, tau_jsd, always
         self.queries, self.detected = 0, 0
 
-    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        dev = next(self.ae.parameters()).device
-        return torch.cat([self.ae(to_float(x[i:i + 1024].to(dev))).float().cpu() for i in range(0, len(x), 1024)])
+        return reconstruct(self.ae, x).cpu()
 
     def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per query: the reconstruction loss (Eq. 8) and JSD(f(x) || f(AE(x))) (Eq. 9)."""

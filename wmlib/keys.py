@@ -87,11 +87,6 @@ def gaussian_noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
     return (x.float() + noise).round().clamp(0, 255).to(torch.uint8)
 
 
-def relabel(split: Split, label: int) -> Key:
-    """Every image of ``split`` with the same target ``label``."""
-    return Key(split.x.clone(), torch.full((len(split),), label, dtype=torch.int64))
-
-
 @lru_cache(maxsize=32)
 def shape_mask(shape: str, size: int) -> torch.Tensor:
     """A ``size x size`` mask of a filled ``'heart'`` or ``'star'`` (our 'symbol') in the lower-right

@@ -67,23 +67,6 @@ def training_curves(histories: dict[str, dict], monitors=("train_acc", "val")):
     return g.figure
 
 
-def attack_curve(df: pd.DataFrame, x: str, columns: list[str], acc_column: str = "test_acc",
-                 xlabel: str | None = None, title: str | None = None):
-    """Key accuracy of each key (solid) and the model's test accuracy (dashed) against attack strength."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for c in columns:
-        ax.plot(df[x], df[c], marker="o", label=f"key: {c}")
-    ax.plot(df[x], df[acc_column], "k--", marker="s", label="test accuracy")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
 def attack_grid(frames: dict[str, pd.DataFrame], x: str, key_column: str = "key", acc_column: str = "test_acc",
                 xlabel: str | None = None, col_wrap: int | None = None):
     """One panel per watermark: key accuracy and test accuracy against attack strength ``x``."""

@@ -131,6 +131,12 @@ def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device | None
     return _map_batches(model, x, lambda m, xb: torch.softmax(m(xb).float(), dim=1), device, batch_size)
 
 
+def reconstruct(ae: nn.Module, x: torch.Tensor, device: torch.device | None = None,
+                batch_size: int = 1024) -> torch.Tensor:
+    """``AE(x)`` as float images in [0, 1], in eval mode, batch by batch."""
+    return _map_batches(ae, x, lambda m, xb: m(xb).float(), device, batch_size)
+
+
 def reconstruction_loss(ae: nn.Module, x: torch.Tensor, device: torch.device | None = None,
                         batch_size: int = 1024) -> torch.Tensor:
     """Per-image squared L2 reconstruction error ||x - AE(x)||^2 on the [0, 1] scale (Namba Eq. 8)."""
