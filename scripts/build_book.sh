@@ -8,6 +8,11 @@ source scripts/setup_env.sh
 PROFILE="${WMLIB_PROFILE:-default}"
 export PYTHONHASHSEED=0  # no MPLBACKEND: the kernels must keep the inline backend so figures are saved
 
+# the clean-model zoo every chapter verifies against: trained once, before the chapters (or loaded)
+start=$(date +%s)
+python -m wmlib.zoo fashion-mnist --profile "$PROFILE"
+echo "   zoo: $(( $(date +%s) - start )) s"
+
 mkdir -p book/executed
 for nb in notebooks/*.ipynb; do
   name="$(basename "$nb")"

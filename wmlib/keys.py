@@ -1,7 +1,10 @@
 """The owner's secret (:class:`Key`) and the image transforms that make key samples.
 
 A Key holds uint8 key images and the labels the watermarked model should answer with, plus the
-metadata that regenerates it. It is serialisable (:meth:`Key.save` / :meth:`Key.load`).
+metadata that regenerates it, plus (``extras``) any further secret tensors a scheme needs: a
+signature, a carrier set and an embedding matrix (GradSigns), a logo (Li et al.). For a signature
+scheme the images are the queries the owner sends and the labels the class they are read out at.
+It is serialisable (:meth:`Key.save` / :meth:`Key.load`), extras included.
 """
 from __future__ import annotations
 
@@ -19,14 +22,18 @@ from .data import Split
 
 @dataclass
 class Key:
-    """Key samples ``x`` (uint8, N x C x H x W) with target labels ``y``; ``meta`` says how they were made."""
+    """Key samples ``x`` (uint8, N x C x H x W) with target labels ``y``; ``meta`` says how they were
+    made; ``extras`` holds any other secret tensors of the scheme (kept whole by :meth:`sample`)."""
     x: torch.Tensor
     y: torch.Tensor
     meta: dict = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.x.dtype != torch.uint8 or self.x.ndim != 4 or len(self.x) != len(self.y):
             raise ValueError("a Key needs uint8 images N x C x H x W and one label per image")
+        if not all(isinstance(v, torch.Tensor) for v in self.extras.values()):
+            raise ValueError("a Key's extras must be tensors")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -39,23 +46,23 @@ class Key:
         """``n`` key samples drawn with a seeded generator (Namba's K' subsets use ``replace=True``)."""
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(0, len(self), (n,), generator=g) if replace else torch.randperm(len(self), generator=g)[:n]
-        return Key(self.x[idx], self.y[idx], {**self.meta, "sampled": n, "sample_seed": seed})
+        return Key(self.x[idx], self.y[idx], {**self.meta, "sampled": n, "sample_seed": seed}, dict(self.extras))
 
     def digest(self) -> str:
         from .train import tensor_digest
-        return tensor_digest(self.x, self.y)
+        return tensor_digest(self.x, self.y, *[self.extras[k] for k in sorted(self.extras)])
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"{path} exists; keys are never overwritten (delete it first)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"x": self.x, "y": self.y, "meta": json.dumps(self.meta)}, path)
+        torch.save({"x": self.x, "y": self.y, "meta": json.dumps(self.meta), "extras": dict(self.extras)}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Key":
         d = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(d["x"], d["y"], json.loads(d["meta"]))
+        return cls(d["x"], d["y"], json.loads(d["meta"]), d.get("extras", {}))
 
 
 @lru_cache(maxsize=32)

@@ -83,19 +83,47 @@ def attack_grid(frames: dict[str, pd.DataFrame], x: str, key_column: str = "key"
     return g.figure
 
 
-def null_histogram(null: dict[str, np.ndarray], observed: dict[str, float], threshold: dict[str, float]):
-    """Key accuracy of independently trained clean models (dots) vs the watermarked model (star)
-    and the binomial claim threshold (dashed), per key."""
-    fig, ax = plt.subplots(figsize=(6, 0.7 + 0.6 * len(null)))
-    for i, name in enumerate(null):
-        ax.scatter(null[name], [i] * len(null[name]), color="gray", label="clean models" if i == 0 else None)
-        ax.scatter([observed[name]], [i], marker="*", s=180, color="C3", label="watermarked" if i == 0 else None)
-        ax.plot([threshold[name]] * 2, [i - 0.3, i + 0.3], "k--", label="claim threshold" if i == 0 else None)
-    ax.set_yticks(range(len(null)), list(null))
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_xlabel("key accuracy")
-    ax.legend(fontsize=8, loc="center right")
-    fig.tight_layout()
+def zoo_null(panels: dict[str, dict], alpha: float):
+    """One panel per key: the clean-model zoo's key accuracies (grey dots, one per model), the
+    fitted null for one verification (the distribution of hits / n, shaded), the claim threshold
+    (dashed), and the suspects (``marks``: name -> key accuracy; the watermarked model and its
+    attacked copies). Each value of ``panels`` holds ``null`` (a :class:`wmlib.verify.Null`),
+    ``zoo`` (member -> key accuracy), ``marks`` and ``n`` (queries per verification)."""
+    markers = ["*", "D", "s", "^", "v", "P", "X", "o", "<", ">"]
+    names = list(dict.fromkeys(m for p in panels.values() for m in p["marks"]))
+    legend_rows = (len(names) + 3 + 2) // 3
+    height = 1.45 * len(panels) + 0.5 + 0.22 * legend_rows
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, height), squeeze=False, sharex=True)
+    style = {m: (markers[i % len(markers)], sns.color_palette("tab10")[(i + 3) % 10]) for i, m in enumerate(names)}
+    for ax, (key, p) in zip(axes[:, 0], panels.items()):
+        null, n = p["null"], p["n"]
+        pmf = null.pmf(n)
+        ax.fill_between(np.arange(n + 1) / n, pmf / pmf.max(), step="mid", color="C0", alpha=0.25,
+                        label=f"fitted null (n = {n} queries)")
+        crit = null.critical(n, alpha)
+        if crit <= n:
+            ax.axvline(crit / n, color="k", ls="--", lw=1, label=f"claim threshold (α = {alpha:g})")
+        zoo = np.asarray(list(p["zoo"]))
+        ax.scatter(zoo, np.full(len(zoo), -0.18) + np.linspace(-0.06, 0.06, len(zoo)), color="0.35", s=16,
+                   label="clean zoo models", zorder=3)
+        for i, (m, acc) in enumerate(p["marks"].items()):
+            mk, col = style[m]
+            ax.scatter([acc], [0.45 + 0.1 * (i % 4)], marker=mk, s=110 if mk == "*" else 45, color=col,
+                       edgecolor="k", linewidth=0.4, label=m, zorder=4)
+        ax.set_ylim(-0.35, 1.1)
+        ax.set_yticks([])
+        guard = f", chance guard {null.floor:.2f}" if null.floor > 0 else ""
+        ax.set_title(f"{key}: {null.models} clean models, null mean {null.mean:.3f}, spread {null.spread:.3f}{guard}",
+                     fontsize=9, loc="left")
+    axes[-1, 0].set_xlim(-0.02, 1.02)
+    axes[-1, 0].set_xlabel("key accuracy (hits / queries)")
+    handles, labels = {}, {}
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, (0.22 * legend_rows + 0.15) / height, 1, 1))
     return fig
 
 
@@ -174,5 +202,29 @@ def auc_heatmap(auc: pd.DataFrame):
         grid = grid.loc[list(dict.fromkeys(auc["key"])), sorted(grid.columns, reverse=True)]
         sns.heatmap(grid, annot=True, fmt=".2f", vmin=0.5, vmax=1.0, cmap="viridis", cbar=ax is axes[0][-1], ax=ax)
         ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(curves: dict[str, dict[str, tuple]], title: str = "detector"):
+    """Li et al. Figs. 6-7: one panel per detector, one ROC curve per key-sample method, AUC in the
+    legend. ``curves[panel][method] = (fpr, tpr, auc)``."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False)
+    for ax, (panel, methods) in zip(axes[0], curves.items()):
+        for i, (method, (fpr, tpr, auc)) in enumerate(methods.items()):
+            ax.plot(fpr, tpr, color=f"C{i}", lw=1.6, label=f"{method} (AUC {auc:.2f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{title}: {panel}",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def matrix_heatmap(matrix: pd.DataFrame, title: str, fmt: str = ".0%", vmin: float = 0.0, vmax: float = 1.0):
+    """An annotated heatmap of a small matrix (e.g. Li et al. Fig. 9: encoders x hosts)."""
+    fig, ax = plt.subplots(figsize=(1.1 * matrix.shape[1] + 2.2, 0.8 * matrix.shape[0] + 1.4))
+    sns.heatmap(matrix, annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="viridis", ax=ax, cbar_kws={"shrink": 0.8})
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

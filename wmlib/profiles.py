@@ -17,7 +17,7 @@ _ZHANG_COMMON = dict(
     unrelated_dataset=None, unrelated_class=None,
     epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
     schedule="cosine", augment=False,
-    null_models=3, n_queries=100, alpha=0.01,
+    n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99,
     prune_rates=[i / 10 for i in range(10)], sweep_rates=[i / 10 for i in range(10)],
     finetune_epochs=10, finetune_lr=5e-4, finetune_optimizer="adam", budget=0.10,
     input_noise_std=0.1, quant_bits=8, seed=0,
@@ -25,14 +25,14 @@ _ZHANG_COMMON = dict(
 
 ZHANG2018 = {
     # Fashion-MNIST subset, a few epochs: exercises every cell in about a minute on 2 CPU cores
-    "smoke": dict(_ZHANG_COMMON, train_limit=6000, test_limit=2000, epochs=3, null_models=2,
+    "smoke": dict(_ZHANG_COMMON, train_limit=6000, test_limit=2000, epochs=3, false_claim_draws=50,
                   unrelated_dataset="mnist-5k", unrelated_class=1,
                   prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2),
     # full real Fashion-MNIST with LeNet-5; MNIST "1"s from the 5k subset that ships offline
     "default": dict(_ZHANG_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
     # §5.1 / Appendix A.1: Carlini & Wagner's nets, SGD lr 0.01 momentum 0.9, batch 128, 50 epochs
     "paper": dict(_ZHANG_COMMON, dataset="mnist", model="cw", epochs=50, lr=0.01, weight_decay=0.0,
-                  schedule="none", null_models=5),
+                  schedule="none"),
 }
 
 # thief's share per dataset: Namba & Sakuma Table 6 (1 % MNIST, 5 % GTSRB, 10 % CIFAR)
@@ -46,12 +46,14 @@ _NAMBA_COMMON = dict(
     milestones=[], augment=False, retrain_epochs=5, retrain_lr=0.01,
     ae_epochs=200, ae_lr=1e-3, folds=5, percentile=95.0, detection_samples=1000,
     sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10, finetune_lr=1e-3, budget=0.10,
-    auc_sizes=[20, 10, 5], auc_repeats=30, seed=0,
+    auc_sizes=[20, 10, 5], auc_repeats=30, n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99,
+    seed=0,
 )
 NAMBA2019 = {
     "smoke": dict(_NAMBA_COMMON, train_limit=6000, test_limit=2000, attacker_fraction=0.1, epochs=3,
                   unrelated_dataset="mnist-5k", unrelated_class=1, retrain_epochs=2, ae_epochs=20, folds=2,
-                  detection_samples=200, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2, auc_repeats=10),
+                  detection_samples=200, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2, auc_repeats=10,
+                  false_claim_draws=50),
     # all of Fashion-MNIST with LeNet-5; a quarter of the non-target images become content/noise keys
     "default": dict(_NAMBA_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
     # §6.1 / Tables 5-6: ResNet-32, SGD 0.1 (x0.1 at epochs 40, 60), 100 epochs, minibatch 100 + 4 keys;
@@ -63,7 +65,75 @@ NAMBA2019 = {
                          "afs", "ds", "proposal", "label-change"]),
 }
 
-CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019}
+# Li et al. 2019: hosts trained jointly with the encoder and discriminator (§5.1)
+_LI_COMMON = dict(
+    dataset="fashion-mnist", model="lenet5", hosts=["lenet1", "lenet3", "lenet5"], attacker_fraction=0.1,
+    train_limit=None, test_limit=None, key_fraction=0.01, labels="any", logo="IP",
+    loss_weights=[3.0, 5.0, 0.1, 0.01], code_weights=[3.0, 5.0, 1.0, 0.1], key_batch=20, host_steps=1,
+    epochs=100, batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step",
+    milestones=[40, 80], augment=False, t_acc=0.9,
+    leak_seeds=5, detector_epochs=20, detector_lr=0.01, finetune_epochs=100, finetune_lr=0.01,
+    prune_rates=[i / 10 for i in range(10)], sweep_rates=[i / 10 for i in range(10)], budget=0.10,
+    n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, seed=0,
+)
+LI2019 = {
+    "smoke": dict(_LI_COMMON, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=3,
+                  schedule="cosine", milestones=[], lr=0.05, key_fraction=0.02, host_steps=2, leak_seeds=2,
+                  detector_epochs=3, finetune_epochs=2, prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9],
+                  false_claim_draws=50),
+    # 2 CPU cores in <= 15 min: 20,000 owner images, 10 epochs (cosine, lr 0.05), one encoder step per
+    # two host steps (k2 = 2), 3 seeds for the encoder-leak matrix, 20 fine-tuning epochs
+    "default": dict(_LI_COMMON, train_limit=22222, epochs=10, schedule="cosine", milestones=[], lr=0.05,
+                    host_steps=2, leak_seeds=3, finetune_epochs=20),
+    # §5.1: MNIST LeNets or CIFAR-10 hosts, 100 epochs, SGD 0.1 x0.1 every 40 epochs, k1 = k2 = 1
+    "paper": dict(_LI_COMMON, dataset="mnist"),
+}
+
+CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019}
+
+# The clean-model zoo (wmlib.zoo): architectures that fit the task, each with this many seeds, each
+# member trained on its own random ``data_fraction`` of the task's training images. One recipe per
+# profile and image kind, shared by every chapter: 28x28 grey (MNIST, Fashion-MNIST) and 32x32 RGB.
+_ZOO_COMMON = dict(data_fraction=0.5, batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                   schedule="cosine", milestones=[], augment=False)
+ZOO = {
+    # 8 models in seconds on 2 CPU cores (fewer leave the 99 % bounds of wmlib.verify.Null too wide to claim anything)
+    "smoke": {"grey28": dict(_ZOO_COMMON, archs={"lenet1": 4, "lenet5": 4}, epochs=3, lr={"*": 0.05}),
+              "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 2, "vgg11": 2}, epochs=2, lr={"*": 0.05}, augment=True)},
+    # >= 10 models: the LeNets Zhang and Namba use, and Carlini & Wagner's net (Zhang's own); about 5 min on 2 cores
+    "default": {"grey28": dict(_ZOO_COMMON, archs={"lenet1": 4, "lenet3": 4, "lenet5": 4, "cw": 2}, epochs=8,
+                               lr={"*": 0.05, "cw": 0.01}),
+                "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 5, "vgg11": 5}, epochs=30, lr={"*": 0.1}, augment=True)},
+    # >= 20 models, on a GPU
+    "paper": {"grey28": dict(_ZOO_COMMON, archs={"lenet1": 5, "lenet3": 5, "lenet5": 5, "cw": 5}, epochs=20,
+                             lr={"*": 0.05, "cw": 0.01}),
+              "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 10, "vgg11": 10}, epochs=40, lr={"*": 0.1}, augment=True)},
+}
+
+
+def zoo_recipe(dataset: str, profile: str, **overrides) -> dict:
+    """The zoo recipe of ``profile`` for ``dataset``'s image kind, with ``overrides`` applied."""
+    from . import data
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    s = data.spec(dataset)
+    kind = {(1, 28): "grey28", (3, 32): "rgb32"}.get((s.channels, s.image_size))
+    if kind is None:
+        raise ValueError(f"no zoo recipe for {s.channels}x{s.image_size}x{s.image_size} images ({dataset}); "
+                         f"add one to wmlib.profiles.ZOO")
+    recipe = copy.deepcopy(ZOO[profile][kind])
+    unknown = sorted(set(overrides) - set(recipe))
+    if unknown:
+        raise ValueError(f"unknown zoo recipe field(s) {', '.join(unknown)}; valid: {', '.join(sorted(recipe))}")
+    recipe.update(overrides)
+    if not recipe["archs"] or any(int(n) < 1 for n in recipe["archs"].values()):
+        raise ValueError(f"the zoo needs at least one architecture with >= 1 seed, got {recipe['archs']}")
+    if sum(recipe["archs"].values()) < 3:
+        raise ValueError("a zoo needs >= 3 models: leave-one-out fits each null on the others (>= 2)")
+    if not 0.0 < recipe["data_fraction"] <= 1.0:
+        raise ValueError(f"data_fraction must be in (0, 1], got {recipe['data_fraction']}")
+    return recipe
 
 
 def knobs(chapter: str) -> list[str]:
@@ -92,4 +162,131 @@ def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
         elif isinstance(v, dict):
             raise ValueError(f"knob {k!r} has no value for dataset {cfg['dataset']!r}; give it with -p {k} ...")
     cfg["profile"] = profile
+    validate(chapter, cfg)
     return cfg
+
+
+# --------------------------------------------------------------------------- knob validation
+
+def _int(lo: int, hi: int | None = None, none: bool = False):
+    def check(v):
+        if v is None and none:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+            return f"an integer in [{lo}, {'∞' if hi is None else hi}]" + (" or None" if none else "")
+    return check
+
+
+def _real(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False, none: bool = False):
+    def check(v):
+        if v is None and none:
+            return None
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if ok:
+            ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            rng = f"{'(' if lo_open else '['}{lo}, {'∞' if hi == float('inf') else hi}{')' if hi_open else ']'}"
+            return f"a number in {rng}" + (" or None" if none else "")
+    return check
+
+
+def _choice(options, none: bool = False):
+    def check(v):
+        if v is None and none:
+            return None
+        if v not in options:
+            return f"one of: {', '.join(sorted(options))}" + (" or None" if none else "")
+    return check
+
+
+def _list(item, nonempty: bool = True):
+    def check(v):
+        if not isinstance(v, (list, tuple)) or (nonempty and not v):
+            return "a non-empty list"
+        for x in v:
+            err = item(x)
+            if err:
+                return f"a list whose items are each {err} (got {x!r})"
+    return check
+
+
+def _weights():
+    inner = _list(_real(0.0, _INF))
+
+    def check(v):
+        return inner(v) or (None if len(v) == 4 else "a list of 4 loss weights (α, β, γ, δ)")
+    return check
+
+
+def _text():
+    def check(v):
+        if not isinstance(v, str) or not v.strip():
+            return "a non-empty string"
+    return check
+
+
+_INF = float("inf")
+
+
+def _rules(chapter: str) -> dict:
+    from . import data, models
+    from .schemes import namba2019, zhang2018
+    from .train import OPTIMIZERS, SCHEDULES
+
+    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS, "li2019": ()}[chapter]
+    pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
+    return {
+        "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY),
+        "unrelated_dataset": _choice(data.REGISTRY, none=True), "unrelated_class": _int(0, none=True),
+        "kinds": _list(_choice(kinds)), "source": _int(0, none=True), "target": _int(0),
+        "train_limit": _int(10, none=True), "test_limit": _int(10, none=True),
+        "attacker_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "key_fraction": _real(0.0, 1.0, lo_open=True),
+        "epochs": pos_int, "batch_size": pos_int, "finetune_epochs": pos_int, "retrain_epochs": pos_int,
+        "ae_epochs": pos_int, "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
+        "schedule": _choice(SCHEDULES), "milestones": _list(_int(1), nonempty=False),
+        "lr": pos, "finetune_lr": pos, "retrain_lr": pos, "ae_lr": pos,
+        "momentum": _real(0.0, 1.0, hi_open=True), "weight_decay": _real(0.0, _INF),
+        "augment": _choice((True, False)), "noise_std": _real(0.0, _INF, lo_open=True),
+        "input_noise_std": _real(0.0, _INF), "afs_eps": _real(0.0, 1.0, lo_open=True),
+        "T": _real(0.0, _INF, lo_open=True, none=True), "n_keys": pos_int, "key_per_batch": pos_int,
+        "percentile": _real(0.0, 100.0, lo_open=True, hi_open=True), "detection_samples": pos_int,
+        "prune_rates": _list(_real(0.0, 1.0, hi_open=True)), "sweep_rates": _list(_real(0.0, 1.0, hi_open=True)),
+        "budget": _real(0.0, 1.0, hi_open=True), "quant_bits": _int(2, 8),
+        "auc_sizes": _list(pos_int), "auc_repeats": pos_int, "n_queries": pos_int,
+        "alpha": _real(0.0, 1.0, lo_open=True, hi_open=True), "false_claim_draws": pos_int,
+        "zoo_confidence": _real(0.5, 1.0, hi_open=True, none=True), "seed": _int(0),
+        "hosts": _list(_choice(models.REGISTRY)), "labels": _choice(("any", "other")), "logo": _text(),
+        "loss_weights": _weights(), "code_weights": _weights(), "key_batch": pos_int, "host_steps": pos_int,
+        "t_acc": _real(0.0, 1.0, lo_open=True), "leak_seeds": _int(2), "detector_epochs": pos_int, "detector_lr": pos,
+    }
+
+
+def validate(chapter: str, cfg: dict) -> None:
+    """Check every knob of a resolved config (range, type, valid names) and the knobs that must
+    agree with each other; the first problem raises a ValueError that says what is allowed."""
+    from . import data
+
+    rules = _rules(chapter)
+    for name, value in cfg.items():
+        rule = rules.get(name)
+        err = rule(value) if rule else None
+        if err:
+            raise ValueError(f"knob {name!r} must be {err}; got {value!r}")
+    k = data.spec(cfg["dataset"]).num_classes
+    for name in ("source", "target"):
+        if cfg.get(name) is not None and cfg[name] >= k:
+            raise ValueError(f"knob {name!r} must be a class index in [0, {k - 1}] for {cfg['dataset']}; got {cfg[name]}")
+    if cfg.get("source") is not None and cfg["source"] == cfg.get("target"):
+        raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {cfg['source']}")
+    if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
+        raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
+                         f"'hosts' ({', '.join(cfg['hosts'])})")
+    unrelated = cfg.get("unrelated_dataset")
+    if unrelated is not None and data.spec(unrelated).source == data.spec(cfg["dataset"]).source:
+        raise ValueError(f"unrelated_dataset {unrelated!r} is drawn from the task's own distribution "
+                         f"({cfg['dataset']!r}): unrelated keys must come from another dataset, "
+                         f"e.g. -p unrelated_dataset fashion-mnist -p unrelated_class 1")
+    if unrelated is not None and cfg.get("unrelated_class") is not None \
+            and cfg["unrelated_class"] >= data.spec(unrelated).num_classes:
+        raise ValueError(f"knob 'unrelated_class' must be in [0, {data.spec(unrelated).num_classes - 1}] "
+                         f"for {unrelated}; got {cfg['unrelated_class']}")

@@ -71,7 +71,7 @@ class Run:
     def record(self, metrics: dict, table: PaperVsOurs) -> Path:
         device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu"
         payload = {"chapter": self.chapter, "config": self.config, "device": str(self.device),
-                   "device_name": device_name, "torch": torch.__version__,
+                   "device_name": device_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
                    "wall_seconds": round(time.perf_counter() - self.t0, 1),
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "metrics": metrics, "paper_vs_ours": table.rows}
@@ -96,7 +96,7 @@ def status_markdown(paths: list[Path]) -> str:
         r = json.loads(p.read_text())
         c = r["config"]
         out.append(f"## {r['chapter']} — profile `{c['profile']}`, {c['dataset']}, {c['model']}\n")
-        out.append(f"Run on {r['device']} ({r['device_name']}), torch {r['torch']}, "
+        out.append(f"Run on {r['device']} ({r['device_name']}, {r.get('threads', '?')} threads), torch {r['torch']}, "
                    f"{r['wall_seconds']:.0f} s, finished {r['finished']}.\n")
         out.append(pd.DataFrame(r["paper_vs_ours"]).to_markdown(index=False) + "\n")
     return "\n".join(out) if out else "No chapter has recorded a run yet.\n"

@@ -14,6 +14,7 @@ import os
 import random
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -106,8 +107,28 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     return None
 
 
+_FLOAT32 = {"on": False}
+
+
+@contextmanager
+def float32_inference():
+    """Evaluate in true float32 while the block runs: no bf16 autocast in evaluation (and so in
+    every :class:`~wmlib.verify.Oracle`), TF32 off for CUDA matmuls and cuDNN convolutions. For
+    verifiers that difference the returned scores (GradSigns' h = 1e-4, Eq. 5), which bf16 and TF32
+    (relative errors near 1e-3) would swamp. Training is unaffected."""
+    saved = (_FLOAT32["on"], torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    _FLOAT32["on"] = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        _FLOAT32["on"], torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    if device.type == "cuda" and not _FLOAT32["on"]:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
 
 
 @torch.no_grad()
@@ -173,6 +194,7 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
         val_name: str = "val", key: Split | None = None, key_per_batch: int = 0,
         extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         weight_transform: Callable[[nn.Module], None] | None = None, objective: str = "classify",
+        batch_hook: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         device: torch.device | None = None, progress: bool = True, desc: str = "train") -> History:
     """Train ``model`` in place with ``cfg``; returns its :class:`History`.
 
@@ -180,6 +202,9 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     ``keep_best`` uses). ``key`` with ``key_per_batch = m`` appends ``m`` key samples to every batch
     of ``n = batch_size`` ordinary samples. ``extra_loss(model, x, y, logits)`` is added to the
     cross-entropy; ``weight_transform(model)`` runs once before the optimiser is built.
+    ``batch_hook(model, x, y) -> (x, y)`` runs on every float batch before the model's step: joint
+    training (Li et al.'s encoder and discriminator) takes its own optimiser steps there and returns
+    the batch with the samples it made appended (detached: only the model's optimiser steps here).
     ``objective='reconstruct'`` trains an autoencoder instead (mean squared error to the input).
     """
     if objective not in OBJECTIVES:
@@ -222,6 +247,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
             xb = to_float(xb)
             if cfg.augment and rgb:
                 xb = augment_batch(xb, generator=g)
+            if batch_hook is not None:
+                xb, yb = batch_hook(model, xb, yb)
             if device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
@@ -281,7 +308,7 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
     for t in tensors:
         t = t.detach().cpu().contiguous()
         h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d BN counters
     return h.hexdigest()
 
 

@@ -1,23 +1,26 @@
 """Black-box verification: the :class:`Oracle`, key accuracy, and the statistics behind a claim.
 
-A claim is a one-sided binomial test: under H0 (the suspect was not trained with the key) each key
-query returns the target label with probability ``p0`` independently, so with ``k`` hits out of
-``n`` queries the p-value is P[Binom(n, p0) >= k]. ``p0`` defaults to chance (1 / classes); the
-empirical null (key accuracy of independently trained clean models) calibrates it for keys that
-clean models already map to the target more often than chance.
+A claim is a one-sided test. The owner sends ``n`` key queries and counts ``k`` hits (answers equal
+to the key's label, or, for signature keys, bits that match). Under H0 the suspect is a clean model
+that was never trained with the key. Clean models do *not* share one hit rate: independently
+trained networks answer the same key very differently (the Zhang chapter's unrelated key: 3 % to
+28 %). A :class:`Null` therefore models the hit rate of a clean model as Beta-distributed around
+the rate of a *zoo* of clean models (:mod:`wmlib.zoo`), which makes ``k`` beta-binomial; with zero
+spread it is the plain binomial test P[Binom(n, p0) >= k]. Every verdict records the null it used.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .keys import Key
-from .train import predict_proba
+from .train import predict_proba, tensor_digest
 
 
 class Oracle:
@@ -49,6 +52,11 @@ def key_accuracy(oracle: Oracle, key: Key) -> float:
     return oracle_accuracy(oracle, key.split)
 
 
+def hits(oracle: Oracle, key: Key) -> torch.Tensor:
+    """Per key sample: did the oracle answer with the key's label? (bool, on the CPU)"""
+    return oracle.predict(key.x) == key.y.cpu()
+
+
 def binomial_p_value(hits: int, n: int, p0: float) -> float:
     """P[Binom(n, p0) >= hits]: how likely ``hits`` matches are for a model without the watermark."""
     return float(stats.binom.sf(hits - 1, n, p0))
@@ -56,73 +64,281 @@ def binomial_p_value(hits: int, n: int, p0: float) -> float:
 
 def critical_hits(n: int, p0: float, alpha: float) -> int:
     """The fewest hits out of ``n`` whose binomial p-value is <= ``alpha``."""
-    k = int(stats.binom.isf(alpha, n, p0)) + 1
-    while k > 0 and binomial_p_value(k - 1, n, p0) <= alpha:
-        k -= 1
-    while binomial_p_value(k, n, p0) > alpha:
-        k += 1
-    return k
+    return Null.binomial(p0).critical(n, alpha)
+
+
+@dataclass(frozen=True)
+class Null:
+    """H0 for a hit count: a clean model's hit rate is Beta-distributed, so ``k`` hits out of ``n``
+    queries are beta-binomial (``spread`` > 0) or binomial (``spread`` = 0).
+
+    ``mean`` is the expected hit rate of a clean model and ``spread`` the share of its variance
+    that is between models, ρ = Var(rate) / (mean (1 - mean)) (the beta-binomial's intra-class
+    correlation; a = mean (1/ρ - 1), b = (1 - mean)(1/ρ - 1)). ``floor`` is a second, separate
+    guard: the p-value is the larger of the fitted null's and that of a binomial test at ``floor``
+    (e.g. chance, 1 / classes), so no claim is easier than against a random guesser.
+
+    Why a beta-binomial fitted to a zoo rather than a tolerance bound on the zoo's rates: a claim
+    needs the null's upper tail at α = 1 %, far beyond what 10-20 clean models can show (a
+    distribution-free bound at that level needs hundreds of models). The Beta extrapolates the tail
+    from the zoo's mean and spread, keeps the query-sampling noise of the test itself, and reduces
+    to the plain binomial when clean models do not differ.
+    """
+    mean: float
+    spread: float = 0.0
+    models: int = 0                      # clean models it was fitted on; 0: assumed (e.g. chance)
+    confidence: float | None = None      # the fit's upper confidence level for mean and spread
+    floor: float = 0.0                   # also test against a binomial at this rate (e.g. chance)
+    rates: tuple[float, ...] = ()        # the statistic of each clean model it was fitted on
+    members: tuple[str, ...] = ()
+    digests: tuple[str, ...] = field(default=(), repr=False)  # weight digests: a suspect is never in its own null
+
+    def __post_init__(self):
+        if not 0.0 < self.mean < 1.0:
+            raise ValueError(f"the null's mean hit rate must be in (0, 1), got {self.mean}")
+        if not 0.0 <= self.spread < 1.0:
+            raise ValueError(f"the null's spread must be in [0, 1), got {self.spread}")
+
+    @classmethod
+    def binomial(cls, p0: float) -> "Null":
+        """The plain binomial test: every clean model hits with the same ``p0`` (zero spread)."""
+        if not 0.0 < p0 < 1.0:
+            raise ValueError(f"p0 must be in (0, 1), got {p0}")
+        return cls(mean=p0)
+
+    @classmethod
+    def fit(cls, hits, trials, *, floor: float = 0.0, confidence: float | None = 0.99,
+            overdispersion: bool = True, members=(), digests=()) -> "Null":
+        """Fit mean and spread to clean models' hit counts (``hits[i]`` out of ``trials[i]``).
+
+        Moments: the between-model variance is the sample variance of the rates (ddof 1) less the
+        binomial sampling variance of each count. With ``confidence`` both are replaced by their
+        one-sided upper bounds (Student t for the mean, χ² for the variance), so a small zoo errs
+        toward *not* claiming; ``confidence=None`` uses the point estimates. The default, 99 %, is
+        what the leave-one-out false-claim tables of the chapters need for a zoo whose architectures
+        answer a key differently (the Zhang chapter shows 95 % next to it). ``overdispersion=False``
+        fits the plain binomial at the zoo's mean rate (one p0 for every clean model).
+        """
+        k, m = np.asarray(hits, dtype=float), np.broadcast_to(np.asarray(trials, dtype=float), np.shape(hits))
+        if len(k) < 2:
+            raise ValueError(f"fitting a null needs at least 2 clean models, got {len(k)}")
+        if np.any(m <= 0) or np.any(k < 0) or np.any(k > m):
+            raise ValueError("hits must lie in [0, trials] with trials > 0")
+        if confidence is not None and not 0.5 <= confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1) or None, got {confidence}")
+        r, n = k / m, len(k)
+        mean, s2 = float(r.mean()), float(r.var(ddof=1))
+        if confidence is not None:
+            mean += float(stats.t.ppf(confidence, n - 1)) * np.sqrt(s2 / n)
+            s2 = (n - 1) * s2 / float(stats.chi2.ppf(1.0 - confidence, n - 1))
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"floor must be in [0, 1), got {floor}")
+        tiny = 0.5 / (m.sum() + 1.0)  # Jeffreys' estimate for no hits at all: a hit is never impossible
+        mean = float(np.clip(max(mean, tiny), 1e-9, 1.0 - 1e-9))
+        sampling = float(np.mean(mean * (1.0 - mean) / m))
+        spread = float(min(max(s2 - sampling, 0.0) / (mean * (1.0 - mean)), 0.99)) if overdispersion else 0.0
+        return cls(mean, spread, n, confidence, floor, tuple(float(x) for x in r), tuple(members), tuple(digests))
+
+    @classmethod
+    def from_hits(cls, hits: dict[str, torch.Tensor], exclude: str | None = None,
+                  digests: dict[str, str] | None = None, **kw) -> "Null":
+        """:meth:`fit` on per-sample hit vectors of named clean models, leaving out ``exclude``."""
+        if exclude is not None and exclude not in hits:
+            raise ValueError(f"{exclude!r} is not among the clean models: {', '.join(hits)}")
+        names = [name for name in hits if name != exclude]
+        return cls.fit([int(hits[n].sum()) for n in names], [len(hits[n]) for n in names], members=names,
+                       digests=[digests[n] for n in names] if digests else (), **kw)
+
+    @property
+    def a(self) -> float:
+        return self.mean * (1.0 / self.spread - 1.0) if self.spread > 0 else float("inf")
+
+    @property
+    def b(self) -> float:
+        return (1.0 - self.mean) * (1.0 / self.spread - 1.0) if self.spread > 0 else float("inf")
+
+    def _sf(self, k, n: int):
+        """P[K >= k] for K the hit count of a clean model over ``n`` queries (the larger of the
+        fitted null's and the floor's)."""
+        k = np.asarray(k) - 1
+        sf = stats.binom.sf(k, n, self.mean) if self.spread == 0.0 else stats.betabinom.sf(k, n, self.a, self.b)
+        return np.maximum(sf, stats.binom.sf(k, n, self.floor)) if self.floor > 0 else sf
+
+    def pmf(self, n: int) -> np.ndarray:
+        """P[K = k] for k = 0..n under the fitted null (for figures; without the floor)."""
+        ks = np.arange(n + 1)
+        return stats.binom.pmf(ks, n, self.mean) if self.spread == 0.0 else stats.betabinom.pmf(ks, n, self.a, self.b)
+
+    def p_value(self, hits: int, n: int) -> float:
+        return float(self._sf(hits, n))
+
+    def critical(self, n: int, alpha: float) -> int:
+        """The fewest hits out of ``n`` whose p-value is <= ``alpha`` (``n + 1``: no count is enough)."""
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        ok = np.nonzero(self._sf(np.arange(n + 1), n) <= alpha)[0]
+        return int(ok[0]) if len(ok) else n + 1
+
+    def false_claim_rate(self, n: int, alpha: float) -> float:
+        """The chance that a clean model drawn from this null is claimed (<= alpha; less when the
+        test is discrete)."""
+        k = self.critical(n, alpha)
+        return self.p_value(k, n) if k <= n else 0.0
+
+    def as_dict(self) -> dict:
+        return {"models": self.models, "mean": self.mean, "spread": self.spread, "a": self.a, "b": self.b,
+                "confidence": self.confidence, "floor": self.floor, "members": list(self.members),
+                "rates": list(self.rates)}
 
 
 @dataclass
 class Verdict:
-    """The outcome of verifying one suspect against one key."""
-    statistic: float      # key accuracy on the queries used
-    threshold: float      # the smallest key accuracy that would have been claimed
+    """The outcome of verifying one suspect against one key, with the null it was tested against."""
+    statistic: float      # hit rate on the queries used
+    threshold: float      # the smallest hit rate that would have been claimed (> 1: none at this n)
     p_value: float
-    queries: int
-    p0: float
+    queries: int          # queries the suspect answered
+    hits: int
+    n: int                # trials: key queries, or signature bits
     alpha: float
     claimed: bool
+    expected_false_claim_rate: float  # under the null, at alpha
+    null: dict            # Null.as_dict()
+
+    @property
+    def p0(self) -> float:
+        return self.null["mean"]
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The flat fields a results table shows (the full null stays in ``null``)."""
+        d = {k: v for k, v in asdict(self).items() if k != "null"}
+        d.update({"null models": self.null["models"], "null mean": self.null["mean"],
+                  "null spread": self.null["spread"]})
+        return d
 
 
-def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, p0: float | None = None,
-               alpha: float = 0.01, num_classes: int | None = None, seed: int = 0) -> Verdict:
-    """Query ``n_queries`` key samples (all if None) and test H0 with a one-sided binomial test."""
-    if p0 is None:
-        if not num_classes:
-            raise ValueError("give p0 or num_classes (p0 = 1 / num_classes)")
-        p0 = 1.0 / num_classes
-    if not 0.0 < p0 < 1.0:
-        raise ValueError(f"p0 must be in (0, 1), got {p0}")
+def verify_counts(hits: int, n: int, null: Null, alpha: float = 0.01, queries: int = 0) -> Verdict:
+    """Test ``hits`` successes out of ``n`` trials against ``null`` at level ``alpha``. The trials
+    can be key queries (label matches) or signature bits (bit matches)."""
+    if not 0 <= hits <= n or n < 1:
+        raise ValueError(f"need 0 <= hits <= n and n >= 1, got hits={hits}, n={n}")
+    p, crit = null.p_value(hits, n), null.critical(n, alpha)
+    return Verdict(hits / n, crit / n, p, queries, int(hits), int(n), alpha, p <= alpha,
+                   null.false_claim_rate(n, alpha), null.as_dict())
+
+
+def suspect_digest(oracle: Oracle) -> str | None:
+    """The weight digest of the model behind an oracle (through query-side wrappers), if any."""
+    while hasattr(oracle, "inner"):
+        oracle = oracle.inner
+    model = getattr(oracle, "model", None)
+    return model_digest(model) if isinstance(model, nn.Module) else None
+
+
+def model_digest(model: nn.Module) -> str:
+    """SHA-256 over a model's state (weights, buffers): identifies one trained model."""
+    state = model.state_dict()
+    return tensor_digest(*[state[k] for k in sorted(state)])
+
+
+def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, null: Null | None = None,
+               p0: float | None = None, alpha: float = 0.01, num_classes: int | None = None,
+               seed: int = 0) -> Verdict:
+    """Query ``n_queries`` key samples (all if None) and test H0 against ``null``; without one, the
+    plain binomial test with ``p0`` (default: chance, 1 / ``num_classes``). A suspect that is one of
+    the null's own clean models is an error: it would be tested against itself."""
+    if null is None:
+        if p0 is None:
+            if not num_classes:
+                raise ValueError("give a null, p0 or num_classes (p0 = 1 / num_classes)")
+            p0 = 1.0 / num_classes
+        null = Null.binomial(p0)
+    if null.digests and suspect_digest(oracle) in null.digests:
+        raise ValueError("the suspect is one of the clean models its null was fitted on; fit the null "
+                         "without it (Zoo.null(key, exclude=name))")
     q = key if n_queries is None or n_queries >= len(key) else key.sample(n_queries, seed)
     before = oracle.queries
-    hits = int((oracle.predict(q.x) == q.y).sum())
-    n = len(q)
-    p = binomial_p_value(hits, n, p0)
-    return Verdict(hits / n, critical_hits(n, p0, alpha) / n, p, oracle.queries - before, p0, alpha, p <= alpha)
+    k = int(hits(oracle, q).sum())
+    return verify_counts(k, len(q), null, alpha, oracle.queries - before)
 
 
-def empirical_null(oracles: list[Oracle], key: Key) -> np.ndarray:
-    """Key accuracy of independently trained clean models: what 'no watermark' looks like."""
-    return np.array([key_accuracy(o, key) for o in oracles])
+def claim_count(hit_vector: torch.Tensor, null: Null, n_queries: int, alpha: float, draws: int,
+                seed: int = 0) -> tuple[int, int]:
+    """How many of ``draws`` verifications (each ``n_queries`` key samples drawn without
+    replacement, as :func:`verify_key` does) claim a suspect whose per-sample hits are
+    ``hit_vector``. The hit count of one draw is hypergeometric, so no model is queried again.
+    Returns ``(claims, n)`` with ``n`` the queries per verification."""
+    size = len(hit_vector)
+    n = min(n_queries, size)
+    good = int(hit_vector.sum())
+    crit = null.critical(n, alpha)
+    if n == size:  # every draw is the whole key
+        return (draws if good >= crit else 0), n
+    k = np.random.default_rng(seed).hypergeometric(good, size - good, n, size=draws)
+    return int((k >= crit).sum()), n
 
 
-def null_rate(null: np.ndarray, num_classes: int) -> float:
-    """The p0 the binomial test uses: the clean models' mean key accuracy, never below chance."""
-    rate = float(np.mean(null)) if len(null) else 0.0
-    return min(max(rate, 1.0 / num_classes), 1.0 - 1e-6)
+def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Tensor], n_queries: int,
+                alpha: float = 0.01, draws: int = 200, seed: int = 0, digests: dict[str, str] | None = None,
+                **null_kw) -> pd.DataFrame:
+    """Claims per suspect over ``draws`` random verifications. Each zoo model is a suspect in turn,
+    tested against the null fitted on the *other* zoo models (leave-one-out: its claims are false
+    claims); every other suspect (watermarked, attacked) is tested against the whole zoo (power)."""
+    rows = []
+    full = Null.from_hits(zoo_hits, digests=digests, **null_kw)
+    for i, (name, h) in enumerate([*zoo_hits.items(), *suspects.items()]):
+        clean = i < len(zoo_hits)
+        null = Null.from_hits(zoo_hits, exclude=name, digests=digests, **null_kw) if clean else full
+        claims, n = claim_count(h, null, n_queries, alpha, draws, seed + i)
+        rows.append({"suspect": name, "role": "clean (leave-one-out)" if clean else "suspect",
+                     "statistic": float(h.float().mean()), "threshold": null.critical(n, alpha) / n,
+                     "claims": claims, "verifications": draws, "claim rate": claims / draws,
+                     "queries": n, "null models": null.models})
+    return pd.DataFrame(rows)
 
 
-def empirical_p_value(statistic: float, null: np.ndarray) -> float:
-    """(1 + #{null >= statistic}) / (1 + N): a permutation-style p-value from N clean models."""
-    return float((1 + np.sum(np.asarray(null) >= statistic)) / (1 + len(null)))
+def false_claims(table: pd.DataFrame) -> tuple[int, int]:
+    """``(false claims, verifications)`` over the clean rows of a :func:`claim_table`."""
+    clean = table[table["role"] == "clean (leave-one-out)"]
+    return int(clean["claims"].sum()), int(clean["verifications"].sum())
 
 
-def verification_auc(watermarked: Oracle, clean: Oracle, key: Key, sizes=(20, 10, 5), repeats: int = 30,
-                     seed: int = 0) -> dict[int, float]:
+def claim_summary(tables: dict[str, pd.DataFrame], nulls: dict[str, Null] | None = None,
+                  alpha: float = 0.01) -> pd.DataFrame:
+    """One row per key: false claims on the zoo (leave-one-out) out of all its verifications, and
+    the claim rate of every other suspect (power). With ``nulls``, also the false-claim rate each
+    full-zoo null expects at ``alpha``."""
+    rows = {}
+    for key, t in tables.items():
+        fc, total = false_claims(t)
+        row = {"zoo models": int((t["role"] == "clean (leave-one-out)").sum()),
+               "false claims": f"{fc} / {total}", "false-claim rate": fc / total if total else float("nan")}
+        row["queries"] = int(t["queries"].iloc[0])
+        if nulls is not None:
+            row["expected (null)"] = nulls[key].false_claim_rate(row["queries"], alpha)
+        row.update({f"claimed: {r.suspect}": r["claim rate"] for _, r in t[t["role"] == "suspect"].iterrows()})
+        rows[key] = row
+    return pd.DataFrame(rows).T
+
+
+def verification_auc(positive: torch.Tensor, negatives: list[torch.Tensor], sizes=(20, 10, 5),
+                     repeats: int = 30, seed: int = 0) -> dict[int, float]:
     """Namba & Sakuma §6.3: draw K' from the key with replacement, score each suspect by its
-    watermark accuracy on K' (positives: the watermarked, possibly attacked, model; negatives: a
-    clean model), repeat ``repeats`` times, and return the ROC AUC for each |K'| in ``sizes``."""
+    watermark accuracy on K' (positive: the watermarked, possibly attacked, model; negatives: clean
+    models, e.g. the zoo), repeat ``repeats`` times, and return the ROC AUC for each |K'| in
+    ``sizes``. Suspects are given as per-sample hit vectors on the key (:func:`hits`), so every
+    suspect is scored on the same K'."""
+    if not negatives:
+        raise ValueError("the AUC needs at least one clean model as a negative")
+    g = torch.Generator().manual_seed(seed)
     out = {}
     for m in sizes:
         scores, labels = [], []
-        for r in range(repeats):
-            sub = key.sample(m, seed=seed + 1000 * m + r, replace=True)
-            scores += [key_accuracy(watermarked, sub), key_accuracy(clean, sub)]
-            labels += [1, 0]
+        for _ in range(repeats):
+            idx = torch.randint(0, len(positive), (m,), generator=g)
+            scores.append(positive[idx].float().mean().item())
+            labels.append(1)
+            scores += [neg[idx].float().mean().item() for neg in negatives]
+            labels += [0] * len(negatives)
         out[m] = float(roc_auc_score(labels, scores))
     return out

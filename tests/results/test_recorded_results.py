@@ -24,7 +24,17 @@ def test_zhang2018_never_accuses_the_clean_model_and_claims_the_watermarked_one(
     for kind in r["config"]["kinds"]:
         assert not verdicts[(kind, "clean")]["claimed"], f"clean model claimed with the {kind} key"
         assert verdicts[(kind, "watermarked")]["claimed"], f"{kind} watermark not verified"
+        assert verdicts[(kind, "watermarked")]["null models"] >= 4, "verdicts must use the clean-model zoo"
     assert r["wall_seconds"] > 0 and r["device"]
+
+
+@pytest.mark.parametrize("chapter", ["zhang2018", "namba2019"])
+def test_no_clean_zoo_model_is_claimed_and_the_zoo_is_big_enough(chapter):
+    r = _load(chapter)
+    assert len(r["metrics"]["zoo"]) >= 4
+    for key, fc in r["metrics"]["false_claims"].items():
+        assert fc["verifications"] >= 4 * r["config"]["false_claim_draws"], key
+        assert fc["claims"] == 0, f"{chapter}: {fc['claims']} false claims with the {key} key"
 
 
 def test_zhang2018_paper_vs_ours_has_a_status_and_reason_for_every_row():

@@ -45,3 +45,17 @@ def test_key_validates_and_samples():
     k = keys.Key(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), torch.zeros(10, dtype=torch.int64))
     assert len(k.sample(4, seed=0)) == 4 and len(k.sample(20, seed=0, replace=True)) == 20
     assert len(set(k.sample(10, seed=0).x.flatten().tolist())) == 10
+
+
+def test_key_extras_travel_with_save_sample_and_digest(tmp_path):
+    """A signature scheme's secret (bits, carriers, embedding matrix) lives in ``extras``."""
+    extras = {"bits": torch.tensor([1, 0, 1, 1]), "matrix": torch.rand(4, 6)}
+    k = keys.Key(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), torch.full((5,), 2), {"kind": "signature"}, extras)
+    k.save(tmp_path / "sig.pt")
+    back = keys.Key.load(tmp_path / "sig.pt")
+    assert torch.equal(back.extras["matrix"], extras["matrix"]) and back.digest() == k.digest()
+    assert torch.equal(k.sample(3, seed=1).extras["bits"], extras["bits"])
+    other = keys.Key(k.x, k.y, k.meta, {**extras, "bits": torch.tensor([0, 0, 1, 1])})
+    assert other.digest() != k.digest()  # another signature is another key
+    with pytest.raises(ValueError, match="extras must be tensors"):
+        keys.Key(k.x, k.y, {}, {"bits": [1, 0]})

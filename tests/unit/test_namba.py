@@ -161,19 +161,12 @@ def test_autoencoder_training_reduces_reconstruction_loss():
 
 def test_verification_auc_separates_or_not(trained):
     key = keys.Key(blobs(40, seed=8).x, torch.full((40,), 3))
-
-    class Const(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.c, self.w = c, nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            out = torch.zeros(len(x), 10)
-            out[:, self.c] = 5.0
-            return out + self.w
-    perfect = verify.verification_auc(verify.Oracle(Const(3)), verify.Oracle(Const(4)), key, sizes=(5,), repeats=10)
-    same = verify.verification_auc(verify.Oracle(trained), verify.Oracle(trained), key, sizes=(5,), repeats=10)
-    assert perfect == {5: 1.0} and same == {5: 0.5}
+    ones, zeros = torch.ones(40, dtype=torch.bool), torch.zeros(40, dtype=torch.bool)
+    assert verify.verification_auc(ones, [zeros, zeros], sizes=(5,), repeats=10) == {5: 1.0}
+    same = verify.hits(verify.Oracle(trained), key)
+    assert verify.verification_auc(same, [same], sizes=(5,), repeats=10) == {5: 0.5}
+    with pytest.raises(ValueError, match="negative"):
+        verify.verification_auc(ones, [], sizes=(5,))
 
 
 def test_per_dataset_knobs():

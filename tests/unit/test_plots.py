@@ -18,14 +18,18 @@ def test_image_grid_and_case_study_layouts():
     assert len(fig.axes) == 4
 
 
-def test_curves_attack_grid_and_null_histogram():
+def test_curves_attack_grid_and_zoo_null():
     h = {"epoch": [1, 2], "train_acc": [0.5, 0.6], "monitors": {"val": [0.4, 0.5]}}
     assert len(plots.training_curves({"none": h, "content": h}).axes) == 2
     df = pd.DataFrame({"rate": [0.0, 0.5], "key": [1.0, 0.5], "test_acc": [0.9, 0.8]})
     assert len(plots.attack_grid({"content": df, "noise": df}, x="rate").axes) == 2
-    import numpy as np
-    fig = plots.null_histogram({"content": np.array([0.0, 0.1])}, {"content": 0.99}, {"content": 0.2})
-    assert fig.axes[0].get_xlim()[1] > 1.0
+    from wmlib.verify import Null
+    null = Null.fit([5, 30, 12], [100, 100, 100])
+    panels = {k: {"null": null, "zoo": [0.05, 0.3, 0.12], "n": n, "marks": {"watermarked": 0.99, "fine-tuned": 0.7}}
+              for k, n in (("content", 100), ("afs", 30))}
+    fig = plots.zoo_null(panels, alpha=0.01)
+    assert len(fig.axes) == 2 and fig.axes[0].get_xlim()[1] > 1.0
+    assert "3 clean models" in fig.axes[0].get_title(loc="left")
 
 
 def test_pruning_panels_mark_each_row():

@@ -23,6 +23,34 @@ def test_bad_profile_chapter_or_knob_names_the_choices():
         profiles.resolve("zhang2018", "smoke", epoch=3)
 
 
+@pytest.mark.parametrize("chapter,knob,value,message", [
+    ("zhang2018", "epochs", -1, r"'epochs' must be an integer in \[1, ∞\]; got -1"),
+    ("zhang2018", "model", "resnet99", "'model' must be one of: .*lenet5.*resnet20"),
+    ("zhang2018", "kinds", ["content", "logo"], "'kinds' must be a list whose items are each one of: content, noise, unrelated"),
+    ("zhang2018", "alpha", 1.5, r"'alpha' must be a number in \(0.0, 1.0\)"),
+    ("zhang2018", "target", 10, r"class index in \[0, 9\]"),
+    ("zhang2018", "source", 0, "must differ"),
+    ("namba2019", "folds", 1, r"'folds' must be an integer in \[2"),
+    ("namba2019", "sweep_rates", [0.0, 1.0], "sweep_rates"),
+    ("namba2019", "kinds", [], "non-empty list"),
+])
+def test_every_knob_is_validated_when_the_profile_is_resolved(chapter, knob, value, message):
+    with pytest.raises(ValueError, match=message):
+        profiles.resolve(chapter, "smoke", **{knob: value})
+
+
+def test_unrelated_keys_from_the_task_distribution_are_an_error():
+    with pytest.raises(ValueError, match="task's own distribution"):
+        profiles.resolve("zhang2018", "default", dataset="mnist-5k")  # default unrelated: mnist-5k "1"s
+    with pytest.raises(ValueError, match="task's own distribution"):
+        profiles.resolve("namba2019", "default", dataset="mnist", unrelated_dataset="mnist-5k")
+    ok = profiles.resolve("zhang2018", "default", dataset="mnist-5k", unrelated_dataset="fashion-mnist")
+    assert ok["unrelated_dataset"] == "fashion-mnist"
+    from wmlib.schemes import Zhang2018
+    with pytest.raises(ValueError, match="task's own distribution"):
+        Zhang2018(kind="unrelated", unrelated_dataset="mnist")._unrelated("mnist-5k")
+
+
 def test_status_labels():
     assert report.compare(0.99, 0.985, 0.02, True) == "reproduced"
     assert report.compare(0.99, 0.985, 0.02, False) == "consistent"

@@ -60,16 +60,116 @@ def test_random_model_is_rarely_claimed():
     assert sum(claims) <= 5  # alpha = 1 %: a handful at most
 
 
-def test_p0_validation_and_null_calibration():
-    with pytest.raises(ValueError, match="p0 or num_classes"):
+def test_p0_validation():
+    with pytest.raises(ValueError, match="null, p0 or num_classes"):
         verify.verify_key(verify.Oracle(Constant(3)), _key())
     with pytest.raises(ValueError, match="p0 must be"):
         verify.verify_key(verify.Oracle(Constant(3)), _key(), p0=1.0)
-    assert verify.null_rate(np.array([0.0, 0.02]), 10) == pytest.approx(0.1)  # never below chance
-    assert verify.null_rate(np.array([0.5, 0.7]), 10) == pytest.approx(0.6)
-    assert verify.empirical_p_value(0.9, np.array([0.1, 0.2, 0.95])) == pytest.approx(0.5)
 
 
-def test_empirical_null_from_clean_models():
-    null = verify.empirical_null([verify.Oracle(Constant(3)), verify.Oracle(Constant(1))], _key())
-    assert null.tolist() == [1.0, 0.0]
+def _zoo_counts(rng, models, trials, a=2.0, b=8.0):
+    rates = rng.beta(a, b, models)
+    return rng.binomial(trials, rates), np.full(models, trials)
+
+
+def test_overdispersed_null_keeps_false_claims_below_alpha_where_the_binomial_does_not():
+    """Clean models whose hit rates differ (Beta(2, 8): mean 0.2, sd 0.12). A fresh clean model is
+    verified with 100 queries against a null fitted on a 12-model zoo, over many zoos and models."""
+    rng, alpha, n = np.random.default_rng(0), 0.01, 100
+    beta_claims = binomial_claims = trials = 0
+    for _ in range(150):
+        k, m = _zoo_counts(rng, 12, 2000)
+        beta = verify.Null.fit(k, m)
+        plain = verify.Null.binomial(k.sum() / m.sum())  # one common p0: the old test
+        suspects = rng.binomial(n, rng.beta(2.0, 8.0, 20))
+        beta_claims += int((suspects >= beta.critical(n, alpha)).sum())
+        binomial_claims += int((suspects >= plain.critical(n, alpha)).sum())
+        trials += len(suspects)
+    assert beta_claims / trials <= alpha
+    assert binomial_claims / trials > 10 * alpha
+
+
+def test_point_estimate_null_is_calibrated_on_average():
+    """Without the confidence bounds, the fitted beta-binomial's false-claim rate is near alpha
+    (a large zoo), and the bounds only make it more conservative."""
+    rng, alpha, n = np.random.default_rng(1), 0.05, 100
+    k, m = _zoo_counts(rng, 400, 5000)
+    point, bound = verify.Null.fit(k, m, confidence=None), verify.Null.fit(k, m)
+    suspects = rng.binomial(n, rng.beta(2.0, 8.0, 20000))
+    rate = (suspects >= point.critical(n, alpha)).mean()
+    assert 0.5 * alpha <= rate <= 1.5 * alpha
+    assert bound.critical(n, alpha) >= point.critical(n, alpha)
+
+
+def test_zero_spread_reduces_to_the_binomial():
+    k, m = np.array([100, 100, 100, 100]), np.array([1000, 1000, 1000, 1000])
+    null = verify.Null.fit(k, m, confidence=None)
+    assert null.spread == 0.0 and null.mean == pytest.approx(0.1)
+    plain = verify.Null.binomial(0.1)
+    for hits in (5, 15, 25):
+        assert null.p_value(hits, 60) == pytest.approx(verify.binomial_p_value(hits, 60, 0.1))
+    assert null.critical(60, 0.01) == plain.critical(60, 0.01) == verify.critical_hits(60, 0.1, 0.01)
+    # a tiny spread gives (nearly) the binomial's answer through the beta-binomial path
+    near = verify.Null(0.1, 1e-9)
+    assert near.p_value(15, 60) == pytest.approx(plain.p_value(15, 60), rel=0.02)  # scipy betabinom at a, b ~ 1e8
+
+
+def test_null_fit_floors_and_validation():
+    null = verify.Null.fit([0, 0, 0], [500, 500, 500], floor=0.1)
+    assert null.spread == 0.0 and 0 < null.mean < 0.01  # Jeffreys: a hit is never impossible
+    for k in (5, 12, 20):  # ... and no claim is easier than against a random guesser
+        assert null.p_value(k, 100) == pytest.approx(verify.binomial_p_value(k, 100, 0.1))
+    assert null.critical(100, 0.01) == verify.critical_hits(100, 0.1, 0.01)
+    with pytest.raises(ValueError, match="floor"):
+        verify.Null.fit([3, 4], [10, 10], floor=1.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        verify.Null.fit([3], [10])
+    with pytest.raises(ValueError, match="confidence"):
+        verify.Null.fit([3, 4], [10, 10], confidence=0.3)
+    v = verify.verify_counts(30, 32, verify.Null.binomial(0.5))
+    assert v.claimed and v.null["models"] == 0 and v.expected_false_claim_rate <= 0.01
+
+
+def test_leave_one_out_never_puts_a_suspect_in_its_own_null():
+    rng = np.random.default_rng(2)
+    rates = [0.05, 0.1, 0.2, 0.12, 0.08, 0.03, 0.15, 0.1]
+    zoo = {f"m{i}": torch.from_numpy(rng.random(300) < p) for i, p in enumerate(rates)}
+    wm = {"watermarked": torch.ones(300, dtype=torch.bool)}
+    table = verify.claim_table(zoo, wm, n_queries=50, draws=100)
+    clean = table[table.role == "clean (leave-one-out)"]
+    assert list(clean.suspect) == list(zoo) and (clean["null models"] == 7).all()
+    assert table.set_index("suspect").loc["watermarked", "null models"] == 8
+    assert table.set_index("suspect").loc["watermarked", "claim rate"] == 1.0
+    for name in zoo:
+        null = verify.Null.from_hits(zoo, exclude=name)
+        assert name not in null.members and len(null.members) == 7
+    assert verify.false_claims(table)[1] == 800
+
+
+def test_verify_key_refuses_a_suspect_that_is_in_its_null():
+    zoo_models = {"a": Constant(3), "b": Constant(4), "c": Constant(5)}
+    key = _key()
+    hits = {n: verify.hits(verify.Oracle(m), key) for n, m in zoo_models.items()}
+    digests = {n: verify.model_digest(m) for n, m in zoo_models.items()}
+    with torch.no_grad():
+        zoo_models["b"].w += 1.0  # a different model with b's answers
+    digests["b"] = verify.model_digest(zoo_models["b"])
+    null = verify.Null.from_hits(hits, digests=digests, floor=0.1)
+    with pytest.raises(ValueError, match="clean models its null was fitted on"):
+        verify.verify_key(verify.Oracle(zoo_models["a"]), key, null=null)
+    outsider = Constant(6)
+    with torch.no_grad():
+        outsider.w += 5.0  # its own weights: not a member
+    other = verify.verify_key(verify.Oracle(outsider), key, null=null)
+    assert not other.claimed and other.null["models"] == 3
+
+
+def test_claim_count_matches_the_hypergeometric():
+    from scipy import stats
+    h = torch.zeros(200, dtype=torch.bool)
+    h[:40] = True  # a suspect that hits 20 % of the key
+    null = verify.Null.binomial(0.1)
+    claims, n = verify.claim_count(h, null, 50, 0.01, draws=20000, seed=0)
+    expected = stats.hypergeom.sf(null.critical(50, 0.01) - 1, 200, 40, 50)
+    assert n == 50 and claims / 20000 == pytest.approx(expected, abs=0.015)
+    assert verify.claim_count(h[:30], null, 50, 0.01, draws=7) in ((0, 30), (7, 30))  # the whole key, every draw

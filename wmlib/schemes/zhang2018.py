@@ -70,6 +70,9 @@ class Zhang2018(Scheme):
 
     def _unrelated(self, task: str) -> tuple[str, int]:
         if self.unrelated_dataset is not None:
+            if data.spec(self.unrelated_dataset).source == data.spec(task).source:
+                raise ValueError(f"unrelated_dataset {self.unrelated_dataset!r} is drawn from the task's own "
+                                 f"distribution ({task!r}); unrelated keys must come from another dataset")
             return self.unrelated_dataset, int(self.unrelated_class if self.unrelated_class is not None else 1)
         if task not in UNRELATED:
             raise ValueError(f"no default unrelated dataset for {task!r}; set unrelated_dataset")

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from tests.conftest import blobs
+from wmlib import data, profiles, verify, zoo
+from wmlib.keys import Key
+
+
+@pytest.mark.parametrize("profile,least", [("smoke", 4), ("default", 10), ("paper", 20)])
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
+def test_zoo_sizes_and_at_least_two_architectures(profile, least, dataset):
+    recipe = profiles.zoo_recipe(dataset, profile)
+    assert sum(recipe["archs"].values()) >= least and len(recipe["archs"]) >= 2
+
+
+def test_zoo_recipe_errors_name_the_choices():
+    with pytest.raises(ValueError, match="smoke, default, paper"):
+        profiles.zoo_recipe("fashion-mnist", "fast")
+    with pytest.raises(ValueError, match="valid: .*archs"):
+        profiles.zoo_recipe("fashion-mnist", "smoke", arch={"lenet5": 3})
+    with pytest.raises(ValueError, match=">= 3 models"):
+        profiles.zoo_recipe("fashion-mnist", "smoke", archs={"lenet5": 2})
+
+
+def test_real_zoo_trains_once_and_fits_leave_one_out_nulls():
+    kw = dict(train_limit=600, test_limit=200, archs={"lenet1": 2, "lenet5": 1}, epochs=1, progress=False)
+    z = zoo.Zoo.load("fashion-mnist", "smoke", **kw)
+    assert len(z) == 3 and len(set(z.digests.values())) == 3
+    assert (z.summary["training images"] == 300).all() and z.summary["test accuracy"].between(0, 1).all()
+    again = zoo.Zoo.load("fashion-mnist", "smoke", **kw)  # from the train-or-load cache
+    assert again.digests == z.digests
+    x, _ = data.load("fashion-mnist", train=False)
+    key = Key(x[:120], torch.full((120,), 3))
+    null = z.null(key, exclude="lenet1-s0")
+    assert null.models == 2 and "lenet1-s0" not in null.members and null.floor == 0.1  # chance guard
+    with pytest.raises(ValueError, match="clean models its null was fitted on"):
+        verify.verify_key(z.oracles()["lenet1-s1"], key, null=z.null(key))
+    table = z.claims(key, {"always 3": torch.ones(120, dtype=torch.bool)}, n_queries=50, draws=20)
+    assert list(table["null models"]) == [2, 2, 2, 3] and table["claim rate"].iloc[-1] == 1.0
+
+
+def test_cifar_shaped_zoo_trains_resnet20_and_vgg11(monkeypatch):
+    """CIFAR-10 is not available here: the RGB zoo path runs on tensors of its shape (batch norm
+    buffers included in the cache digest)."""
+    fake = {True: blobs(64, 3, 32), False: blobs(32, 3, 32, seed=1)}
+    monkeypatch.setattr(data, "load", lambda name, train=True: (fake[train].x.clone(), fake[train].y.clone()))
+    z = zoo.Zoo.load("cifar10", "smoke", epochs=1, progress=False)
+    assert list(z.summary["architecture"]) == ["resnet20", "resnet20", "vgg11", "vgg11"]
+    assert (z.summary["training images"] == 32).all()
+
+
+def test_zoo_command_refuses_bad_names(capsys):
+    assert zoo.main(["fashion-mnist", "--profile", "fast"]) == 2
+    assert zoo.main(["imagenet", "--profile", "smoke"]) == 2
+    assert "choose one of" in capsys.readouterr().err

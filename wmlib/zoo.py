@@ -1,0 +1,143 @@
+"""The clean-model zoo: independently trained models without any watermark, shared by every chapter.
+
+A claim is only as good as its null. The zoo is what "no watermark" looks like for a task: several
+architectures that fit the task, each trained with several seeds, each on its own random share of
+the task's training images (an independent party has its own data from the same distribution).
+Every chapter verifies against a null fitted to the zoo (:class:`wmlib.verify.Null`) and measures
+its false-claim rate by leaving each zoo model out in turn (:func:`wmlib.verify.claim_table`).
+
+Members are trained once through the train-or-load cache, so every chapter (and the comparison
+chapter) that asks for the same task and profile gets the same models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data, profiles
+from .data import Split, Splits
+from .keys import Key
+from .train import TrainConfig, default_device, evaluate, train_classifier
+from .verify import Null, Oracle, claim_table, model_digest
+from .verify import hits as label_hits
+
+HitFn = Callable[[Oracle, Key], torch.Tensor]
+ZOO_SEED = 20180604  # shuffles the training set before ``train_limit`` and the members' shares
+
+
+@dataclass
+class Zoo:
+    """Named clean models for one task (``dataset`` + ``profile`` recipe) and what they answer."""
+    dataset: str
+    profile: str
+    models: dict[str, nn.Module]
+    summary: pd.DataFrame                       # one row per member: architecture, seed, images, test accuracy
+    digests: dict[str, str] = field(default_factory=dict)
+    _hits: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @classmethod
+    def load(cls, dataset: str, profile: str, train_limit: int | None = None, test_limit: int | None = None,
+             device: torch.device | None = None, progress: bool = True, **overrides) -> "Zoo":
+        """Train-or-load the zoo of ``profile`` (:data:`wmlib.profiles.ZOO`) for ``dataset``.
+        ``train_limit`` / ``test_limit`` shrink the task as the chapter's profile does; ``overrides``
+        change recipe fields (e.g. ``archs={"lenet5": 3}``)."""
+        device = device or default_device()
+        recipe = profiles.zoo_recipe(dataset, profile, **overrides)
+        spec = data.spec(dataset)
+        x, y = data.load(dataset, train=True)
+        xt, yt = data.load(dataset, train=False)
+        g = torch.Generator().manual_seed(ZOO_SEED)
+        perm = torch.randperm(len(y), generator=g)[:train_limit]
+        pool = Split(x[perm], y[perm])
+        test = Split(xt, yt) if test_limit is None else Split(xt, yt).subset(
+            torch.randperm(len(yt), generator=torch.Generator().manual_seed(ZOO_SEED))[:test_limit])
+        members = [(arch, s) for arch, count in recipe["archs"].items() for s in range(count)]
+        models, rows, digests = {}, [], {}
+        for arch, s in tqdm(members, desc=f"clean-model zoo ({dataset})", disable=not progress, leave=False):
+            seed = 1000 + s  # never the owners' seeds (0, 1, ...): a zoo model is nobody's watermarked model
+            share = torch.randperm(len(pool), generator=torch.Generator().manual_seed(ZOO_SEED + seed))
+            own = pool.subset(share[:max(1, int(round(recipe["data_fraction"] * len(pool))))])
+            cfg = TrainConfig.from_knobs(recipe, lr=recipe["lr"].get(arch, recipe["lr"]["*"]), seed=seed)
+            name = f"{arch}-s{s}"
+            model, _, _ = train_classifier(f"zoo-{dataset}-{name}", arch, Splits(own, Split(own.x[:0], own.y[:0]), test, spec),
+                                           cfg, device=device, progress=False)
+            models[name], digests[name] = model, model_digest(model)
+            rows.append({"model": name, "architecture": arch, "seed": seed, "training images": len(own),
+                         "epochs": cfg.epochs, "test accuracy": evaluate(model, test, device)})
+        return cls(dataset, profile, models, pd.DataFrame(rows).set_index("model"), digests)
+
+    def oracles(self) -> dict[str, Oracle]:
+        return {name: Oracle(m) for name, m in self.models.items()}
+
+    def hits(self, key: Key, hit_fn: HitFn = label_hits) -> dict[str, torch.Tensor]:
+        """Per member, one bool per trial of ``key`` (cached per key and ``hit_fn``). The default
+        trial is a key query answered with the key's label; a signature scheme passes its own
+        ``hit_fn(oracle, key)`` (one trial per signature bit: did the extracted bit match?)."""
+        # a bound method's instance (e.g. a GradSigns scheme with its h) is part of what it measures
+        d = (key.digest(), getattr(hit_fn, "__qualname__", repr(hit_fn)), repr(getattr(hit_fn, "__self__", None)))
+        if d not in self._hits:
+            self._hits[d] = {name: hit_fn(o, key) for name, o in self.oracles().items()}
+        return self._hits[d]
+
+    def rates(self, key: Key, hit_fn: HitFn = label_hits) -> pd.Series:
+        """Each member's hit rate (key accuracy, or matched bits / N): the statistic the null is fitted to."""
+        return pd.Series({name: h.float().mean().item() for name, h in self.hits(key, hit_fn).items()},
+                         name="hit rate")
+
+    def _floor(self, floor: float | None) -> float:
+        return 1.0 / data.spec(self.dataset).num_classes if floor is None else floor
+
+    def null(self, key: Key, exclude: str | None = None, floor: float | None = None,
+             confidence: float | None = 0.99, hit_fn: HitFn = label_hits) -> Null:
+        """The null for ``key`` fitted on every member but ``exclude``; ``floor`` defaults to chance
+        (1 / classes), so no claim is easier than against a random guess (pass ``floor=0.5`` for
+        signature bits)."""
+        return Null.from_hits(self.hits(key, hit_fn), exclude=exclude, digests=self.digests,
+                              floor=self._floor(floor), confidence=confidence)
+
+    def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,
+               draws: int = 200, seed: int = 0, floor: float | None = None,
+               confidence: float | None = 0.99, hit_fn: HitFn = label_hits) -> pd.DataFrame:
+        """:func:`wmlib.verify.claim_table` for ``key``: each member against the others (false
+        claims), every suspect (hit vectors from the same ``hit_fn``) against the zoo."""
+        return claim_table(self.hits(key, hit_fn), suspects, n_queries, alpha, draws, seed, digests=self.digests,
+                           floor=self._floor(floor), confidence=confidence)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wmlib.zoo DATASET ... [--profile P]``: train (or load) the zoo of each task up
+    front and print its table, so that every chapter of a build finds it in the cache."""
+    import argparse
+    import os
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m wmlib.zoo", description=main.__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--profile", default=None, help="smoke | default | paper (default: $WMLIB_PROFILE or default)")
+    args = parser.parse_args(argv)
+    profile = args.profile or os.environ.get(profiles.ENV_VAR) or "default"
+    try:
+        for name in args.datasets:
+            t0 = time.perf_counter()
+            # the task size of the chapters' profile (every chapter's smoke profile shrinks it alike)
+            limits = profiles.CHAPTERS["zhang2018"].get(profile, {})
+            z = Zoo.load(name, profile, train_limit=limits.get("train_limit"), test_limit=limits.get("test_limit"))
+            print(f"== clean-model zoo for {name} ({profile}): {len(z)} models, {time.perf_counter() - t0:.0f} s")
+            print(z.summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    except (ValueError, data.DataUnavailableError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
