@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from .base import Scheme
+from .gradsigns import GradSigns
 from .namba2019 import FineTuneKeys, Namba2019
 from .zhang2018 import Zhang2018
 
-REGISTRY: dict[str, type[Scheme]] = {"zhang2018": Zhang2018, "namba2019": Namba2019, "finetune-keys": FineTuneKeys}
+REGISTRY: dict[str, type[Scheme]] = {"zhang2018": Zhang2018, "namba2019": Namba2019, "finetune-keys": FineTuneKeys,
+                                    "gradsigns": GradSigns}
 
 
 def get(name: str) -> type[Scheme]:
@@ -16,4 +18,4 @@ def get(name: str) -> type[Scheme]:
         raise ValueError(f"unknown scheme {name!r}; choose one of: {', '.join(sorted(REGISTRY))}") from None
 
 
-__all__ = ["Scheme", "Zhang2018", "Namba2019", "FineTuneKeys", "REGISTRY", "get"]
+__all__ = ["Scheme", "Zhang2018", "Namba2019", "FineTuneKeys", "GradSigns", "REGISTRY", "get"]
