@@ -90,13 +90,14 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNets: ``depth`` 20/32 (He et al. 2016 §4.2, 3 stages of 16-32-64) or 18 (4 stages of
-    64-512 with a 3x3 stem, as commonly used for CIFAR)."""
+    """CIFAR ResNets: ``depth`` 20/32 (He et al. 2016 §4.2, 3 stages of 16-32-64) or 18 / 34 (4 stages
+    of 64-512 with a 3x3 stem, as commonly used for CIFAR; Li et al. 2019 host both)."""
 
     def __init__(self, depth: int, in_channels: int, num_classes: int):
         super().__init__()
-        if depth == 18:
-            widths, blocks, option_a = [64, 128, 256, 512], [2, 2, 2, 2], False
+        if depth in (18, 34):
+            widths, option_a = [64, 128, 256, 512], False
+            blocks = [2, 2, 2, 2] if depth == 18 else [3, 4, 6, 3]
         elif (depth - 2) % 6 == 0:
             n = (depth - 2) // 6
             widths, blocks, option_a = [16, 32, 64], [n, n, n], True
@@ -144,6 +145,7 @@ REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {
     "cw": carlini_wagner,
     "resnet18": lambda c, k: ResNet(18, c, k),
     "resnet20": lambda c, k: ResNet(20, c, k),
+    "resnet34": lambda c, k: ResNet(34, c, k),
     "resnet32": lambda c, k: ResNet(32, c, k),
     "vgg11": lambda c, k: vgg(11, c, k),
     "vgg13": lambda c, k: vgg(13, c, k),

@@ -28,7 +28,7 @@ def test_zhang2018_never_accuses_the_clean_model_and_claims_the_watermarked_one(
     assert r["wall_seconds"] > 0 and r["device"]
 
 
-@pytest.mark.parametrize("chapter", ["zhang2018", "namba2019"])
+@pytest.mark.parametrize("chapter", ["zhang2018", "namba2019", "li2019"])
 def test_no_clean_zoo_model_is_claimed_and_the_zoo_is_big_enough(chapter):
     r = _load(chapter)
     assert len(r["metrics"]["zoo"]) >= 4
@@ -58,6 +58,18 @@ def test_namba2019_detector_is_calibrated_and_catches_random_noise_keys():
 
 def test_namba2019_paper_vs_ours_has_a_status_and_reason_for_every_row():
     for row in _load("namba2019")["paper_vs_ours"]:
+        assert row["status"] in report.STATUSES
+        if row["status"] in ("deviates", "not in our copy"):
+            assert row["reason"]
+
+
+def test_li2019_records_every_experiment_with_a_status_for_every_row():
+    r = _load("li2019")
+    m = r["metrics"]
+    assert set(m["detection_auc"]) == {"pixels (3 FC layers)", "stolen host's features"}
+    assert len(m["leak"]) == r["config"]["leak_seeds"] and len(m["table2"]) >= 2
+    assert 0.5 < m["quality"]["SSIM"][f"ours ({r['config']['model']})"] <= 1.0  # keys look like their sources
+    for row in r["paper_vs_ours"]:
         assert row["status"] in report.STATUSES
         if row["status"] in ("deviates", "not in our copy"):
             assert row["reason"]

@@ -23,6 +23,12 @@ def test_he_et_al_cifar_resnet_sizes(name, params):
     assert abs(n - params) / params < 0.03
 
 
+def test_resnet34_has_the_resnet34_block_counts():
+    m = models.build("resnet34", 3, 10)
+    assert len(m.layers) == 3 + 4 + 6 + 3
+    assert 21.0e6 < sum(p.numel() for p in m.parameters()) < 21.6e6  # 21.3M with a 3x3 CIFAR stem
+
+
 def test_lenet5_has_lecun_layer_sizes():
     m = models.build("lenet5", 1, 10)
     linears = [l.out_features for l in m.modules() if isinstance(l, torch.nn.Linear)]
