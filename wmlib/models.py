@@ -2,8 +2,8 @@
 
 The architectures used by the five papers: LeNets for (Fashion-)MNIST, the Carlini & Wagner nets
 that Zhang et al. 2018 train ("the model setting in [10]"), He et al.'s CIFAR ResNet-20/32
-(Namba & Sakuma, GradSigns), ResNet-18 with a CIFAR stem, VGG-11/13/16 with batch norm, and the
-6-conv SVHN net of GradSigns Table 8. Every model takes images scaled to [0, 1].
+(Namba & Sakuma, GradSigns), ResNet-18/34 and PreActResNet-18 with a CIFAR stem, VGG-11/13/16 with
+batch norm, MobileNetV2 (Li et al.'s CIFAR hosts), and the 6-conv SVHN net of GradSigns Table 8. Every model takes images scaled to [0, 1].
 """
 from __future__ import annotations
 
@@ -120,6 +120,73 @@ class ResNet(nn.Module):
         return self.head(self.layers(self.stem(x)))
 
 
+class PreActBlock(nn.Module):
+    """He et al. 2016b (identity mappings): BN-ReLU-conv3x3, BN-ReLU-conv3x3; a 1x1 projection of
+    the pre-activated input where the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn1(x))
+        skip = self.shortcut(a) if self.shortcut is not None else x
+        return self.conv2(torch.relu(self.bn2(self.conv1(a)))) + skip
+
+
+class PreActResNet18(nn.Module):
+    """PreActResNet-18 for 32x32 inputs (a 3x3 stem; 4 stages of 64-512, 2 blocks each), one of
+    Li et al. 2019's CIFAR-10 hosts."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        layers, cin = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)], 64
+        for i, w in enumerate((64, 128, 256, 512)):
+            for j in range(2):
+                layers.append(PreActBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers, nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(x))
+
+
+class InvertedResidual(nn.Module):
+    """Sandler et al. 2018: 1x1 expansion (ratio t), 3x3 depthwise, 1x1 linear projection; a skip
+    connection when the shape is kept."""
+
+    def __init__(self, cin: int, cout: int, stride: int, t: int):
+        super().__init__()
+        hidden = cin * t
+        layers: list[nn.Module] = []
+        if t != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.block, self.skip = nn.Sequential(*layers), stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x) if self.skip else self.block(x)
+
+
+def mobilenet_v2(in_channels: int, num_classes: int) -> nn.Sequential:
+    """MobileNetV2 (Sandler et al. 2018, Table 2) for 32x32 inputs, one of Li et al. 2019's CIFAR-10
+    hosts: the first conv and the second stage keep stride 1, as is usual for CIFAR."""
+    stages = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True)]
+    cin = 32
+    for t, c, n, s in stages:
+        for i in range(n):
+            layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+            cin = c
+    layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6(inplace=True),
+               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, num_classes)]
+    return nn.Sequential(*layers)
+
+
 _VGG = {11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
         13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
         16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]}
@@ -146,6 +213,8 @@ REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {
     "resnet18": lambda c, k: ResNet(18, c, k),
     "resnet20": lambda c, k: ResNet(20, c, k),
     "resnet34": lambda c, k: ResNet(34, c, k),
+    "preactresnet18": PreActResNet18,
+    "mobilenetv2": mobilenet_v2,
     "resnet32": lambda c, k: ResNet(32, c, k),
     "vgg11": lambda c, k: vgg(11, c, k),
     "vgg13": lambda c, k: vgg(13, c, k),

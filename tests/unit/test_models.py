@@ -29,6 +29,12 @@ def test_resnet34_has_the_resnet34_block_counts():
     assert 21.0e6 < sum(p.numel() for p in m.parameters()) < 21.6e6  # 21.3M with a 3x3 CIFAR stem
 
 
+@pytest.mark.parametrize("name,params", [("preactresnet18", 11.17e6), ("mobilenetv2", 2.24e6)])
+def test_li_et_al_cifar_hosts_have_their_usual_sizes(name, params):
+    n = sum(p.numel() for p in models.build(name, 3, 10).parameters())
+    assert abs(n - params) / params < 0.03
+
+
 def test_lenet5_has_lecun_layer_sizes():
     m = models.build("lenet5", 1, 10)
     linears = [l.out_features for l in m.modules() if isinstance(l, torch.nn.Linear)]
