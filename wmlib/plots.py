@@ -228,3 +228,24 @@ def matrix_heatmap(matrix: pd.DataFrame, title: str, fmt: str = ".0%", vmin: flo
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def key_accuracy_bars(watermarked: dict[str, float], clean: dict[str, list[float]], threshold: float | None = None):
+    """Li et al. Fig. 5: per host, the watermarked model's key accuracy beside that of clean models
+    (a bar at their mean, one dot per clean model); ``threshold`` draws T_acc."""
+    hosts = list(watermarked)
+    fig, ax = plt.subplots(figsize=(1.6 * len(hosts) + 2.5, 3.2))
+    x = np.arange(len(hosts))
+    ax.bar(x - 0.2, [watermarked[h] for h in hosts], 0.4, color="C3", label="watermarked")
+    ax.bar(x + 0.2, [float(np.mean(clean[h])) for h in hosts], 0.4, color="0.75", label="clean models (mean)")
+    for i, h in enumerate(hosts):
+        ax.scatter(np.full(len(clean[h]), i + 0.2) + np.linspace(-0.12, 0.12, len(clean[h])), clean[h], s=10,
+                   color="0.25", zorder=3, label="one clean model" if i == 0 else None)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls="--", lw=1, label=f"T_acc = {threshold:g}")
+    ax.set_xticks(x, hosts)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("key accuracy")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig

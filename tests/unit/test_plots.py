@@ -37,3 +37,13 @@ def test_pruning_panels_mark_each_row():
     key = Key(blobs(8).x, torch.zeros(8, dtype=torch.int64))
     fig = plots.pruning_panels({"content": m}, {"content": key}, [0.0, 0.5], tuple(str(i) for i in range(10)), n=4)
     assert len(fig.axes) == 8 and "50% pruned" in fig.axes[4].get_ylabel()
+
+
+def test_key_accuracy_bars_and_roc_and_heatmap():
+    import numpy as np
+    fig = plots.key_accuracy_bars({"lenet1": 0.9, "lenet5": 0.99}, {"lenet1": [0.1, 0.08], "lenet5": [0.07, 0.12, 0.1]}, 0.9)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["lenet1", "lenet5"]
+    fig = plots.roc_curves({"pixels": {"ours": (np.array([0, 1]), np.array([0, 1]), 0.5)}})
+    assert "AUC 0.50" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    fig = plots.matrix_heatmap(pd.DataFrame([[0.9, 0.1], [0.2, 0.95]]), "leak")
+    assert fig.axes[0].get_title() == "leak"
