@@ -320,6 +320,11 @@ def _state_digest(state: dict) -> str:
     return tensor_digest(*[state[k] for k in sorted(state)])
 
 
+def model_digest(model: nn.Module) -> str:
+    """SHA-256 over a model's state (weights, buffers): identifies one trained model."""
+    return _state_digest(model.state_dict())
+
+
 def train_or_load(tag: str, config: dict, build: Callable[[], nn.Module],
                   train: Callable[[nn.Module], History], device: torch.device | None = None,
                   ) -> tuple[nn.Module, History, bool]:

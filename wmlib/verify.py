@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .keys import Key
-from .train import predict_proba, tensor_digest
+from .train import model_digest, predict_proba
 
 
 class Oracle:
@@ -223,8 +223,8 @@ def verify_counts(hits: int, n: int, null: Null, alpha: float = 0.01, queries: i
     if not 0 <= hits <= n or n < 1:
         raise ValueError(f"need 0 <= hits <= n and n >= 1, got hits={hits}, n={n}")
     p, crit = null.p_value(hits, n), null.critical(n, alpha)
-    return Verdict(hits / n, crit / n, p, queries, int(hits), int(n), alpha, p <= alpha,
-                   null.false_claim_rate(n, alpha), null.as_dict())
+    expected = null.p_value(crit, n) if crit <= n else 0.0  # Null.false_claim_rate, without a second search
+    return Verdict(hits / n, crit / n, p, queries, int(hits), int(n), alpha, p <= alpha, expected, null.as_dict())
 
 
 def suspect_digest(oracle: Oracle) -> str | None:
@@ -235,10 +235,11 @@ def suspect_digest(oracle: Oracle) -> str | None:
     return model_digest(model) if isinstance(model, nn.Module) else None
 
 
-def model_digest(model: nn.Module) -> str:
-    """SHA-256 over a model's state (weights, buffers): identifies one trained model."""
-    state = model.state_dict()
-    return tensor_digest(*[state[k] for k in sorted(state)])
+def check_not_in_null(oracle: Oracle, null: Null, hint: str = "Zoo.null(key, exclude=name)") -> None:
+    """Refuse a suspect that is one of the clean models ``null`` was fitted on: it would be tested
+    against itself. ``hint`` says how to fit the null without it."""
+    if null.digests and suspect_digest(oracle) in null.digests:
+        raise ValueError(f"the suspect is one of the clean models its null was fitted on; fit the null without it ({hint})")
 
 
 def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, null: Null | None = None,
@@ -253,9 +254,7 @@ def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, null: Nul
                 raise ValueError("give a null, p0 or num_classes (p0 = 1 / num_classes)")
             p0 = 1.0 / num_classes
         null = Null.binomial(p0)
-    if null.digests and suspect_digest(oracle) in null.digests:
-        raise ValueError("the suspect is one of the clean models its null was fitted on; fit the null "
-                         "without it (Zoo.null(key, exclude=name))")
+    check_not_in_null(oracle, null)
     q = key if n_queries is None or n_queries >= len(key) else key.sample(n_queries, seed)
     before = oracle.queries
     k = int(hits(oracle, q).sum())

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from . import data, profiles
 from .data import Split, Splits
 from .keys import Key
-from .train import TrainConfig, default_device, evaluate, train_classifier
-from .verify import Null, Oracle, claim_table, model_digest
+from .train import TrainConfig, default_device, evaluate, model_digest, train_classifier
+from .verify import Null, Oracle, claim_table
 from .verify import hits as label_hits
 
 HitFn = Callable[[Oracle, Key], torch.Tensor]
@@ -105,11 +105,12 @@ class Zoo:
 
     def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,
                draws: int = 200, seed: int = 0, floor: float | None = None,
-               confidence: float | None = 0.99, hit_fn: HitFn = label_hits) -> pd.DataFrame:
+               confidence: float | None = 0.99, hit_fn: HitFn = label_hits, **null_kw) -> pd.DataFrame:
         """:func:`wmlib.verify.claim_table` for ``key``: each member against the others (false
-        claims), every suspect (hit vectors from the same ``hit_fn``) against the zoo."""
+        claims), every suspect (hit vectors from the same ``hit_fn``) against the zoo. ``null_kw``
+        go to :meth:`wmlib.verify.Null.fit` (e.g. ``overdispersion=False``)."""
         return claim_table(self.hits(key, hit_fn), suspects, n_queries, alpha, draws, seed, digests=self.digests,
-                           floor=self._floor(floor), confidence=confidence)
+                           floor=self._floor(floor), confidence=confidence, **null_kw)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from .. import train as _train
 from ..data import Splits
 from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
-from ..verify import Null, Oracle, Verdict, suspect_digest, verify_counts
+from ..verify import Null, Oracle, Verdict, check_not_in_null, verify_counts
 from .base import Scheme
 
 REDUCTIONS = ("mean", "sum")
@@ -287,9 +287,7 @@ class GradSigns(Scheme):
         """§4.2: extract black-box, count matching bits and test them against ``null`` (default: the
         paper's, every bit a fair coin, Null.binomial(0.5)) at τ = ``alpha`` = 3e-3."""
         null = null or Null.binomial(0.5)
-        if null.digests and suspect_digest(oracle) in null.digests:
-            raise ValueError("the suspect is one of the clean models its null was fitted on; fit the null "
-                             "without it (Zoo.null(key, exclude=name, hit_fn=scheme.hits, floor=0.5))")
+        check_not_in_null(oracle, null, "Zoo.null(key, exclude=name, hit_fn=scheme.hits, floor=0.5)")
         before = oracle.queries
         matched = int(self.hits(oracle, key, h, exact).sum())
         return verify_counts(matched, len(secret(key)[0]), null, alpha, oracle.queries - before)

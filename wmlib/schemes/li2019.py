@@ -31,7 +31,7 @@ from torch import nn
 
 from ..data import Split, Splits
 from ..keys import Key, text_mask
-from ..train import History, TrainConfig, fit, to_float, train_or_load, tensor_digest
+from ..train import History, TrainConfig, _map_batches, fit, float32_inference, tensor_digest, to_float, train_or_load
 from .base import Scheme
 
 LABEL_RULES = ("any", "other")
@@ -249,13 +249,11 @@ class Li2019(Scheme):
     @torch.no_grad()
     def encode(self, encoder: nn.Module, x: torch.Tensor, logo: torch.Tensor) -> torch.Tensor:
         """``E(x, logo)`` for uint8 images, as uint8 images (what the owner sends)."""
-        encoder.eval()
         device = next(encoder.parameters()).device
-        out = []
-        for i in range(0, len(x), 512):
-            xb = to_float(x[i:i + 512].to(device))
-            out.append((encoder(xb, to_float(logo.to(device))[None]) * 255).round().clamp(0, 255).to(torch.uint8).cpu())
-        return torch.cat(out)
+        logo = to_float(logo.to(device))[None]
+        with float32_inference():  # 8-bit key images: bf16's three digits would move pixels by a grey level
+            out = _map_batches(encoder, x, lambda e, xb: e(xb, logo).float(), device, 512)
+        return (out * 255).round().clamp(0, 255).to(torch.uint8).cpu()
 
     def watermark(self, key: Key, encoder: nn.Module) -> Key:
         """The key the owner verifies with: the encoded sources, their target labels, the logo."""
@@ -299,6 +297,7 @@ class JointStep:
         self.bce = nn.BCEWithLogitsLoss()
         self.log: dict[str, list[float]] = {"mse": [], "ssim": [], "d_loss": [], "key_ce": []}
         self._sums, self._steps, self.steps_per_epoch = torch.zeros(4, device=device), 0, steps_per_epoch
+        self._calls = 0  # host steps so far: encoder / discriminator steps run on every host_steps-th
 
     def _next(self) -> torch.Tensor:
         """Indices of the next key sources, cycling through a fresh permutation each pass."""
@@ -311,7 +310,7 @@ class JointStep:
     def __call__(self, host: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self._next()
         x, t = to_float(self.sources[idx]), self.targets[idx]
-        self._calls = getattr(self, "_calls", 0) + 1
+        self._calls += 1
         if (self._calls - 1) % self.s.host_steps:  # a host-only step (k2 > 1): keys from the current encoder
             self.enc.eval()
             with torch.no_grad():
