@@ -41,6 +41,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextmanager
+def preserved_rng():
+    """Run a block without changing the Python, NumPy and torch (CPU and CUDA) random states that
+    the code around it sees."""
+    py, npy = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [0, 1]; float input is taken as already scaled."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
@@ -332,8 +346,15 @@ def train_or_load(tag: str, config: dict, build: Callable[[], nn.Module],
 
     Returns ``(model, history, loaded)``. The file name carries a hash of the whole config; the
     payload carries a digest of the weights, so a truncated or altered file is detected, moved
-    aside (never silently overwritten) and the model retrained.
+    aside (never silently overwritten) and the model retrained. Either way the caller's random
+    state is left as it was, so what runs next does not depend on whether the cache was warm.
     """
+    with preserved_rng():
+        return _train_or_load(tag, config, build, train, device)
+
+
+def _train_or_load(tag: str, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], History],
+                   device: torch.device | None) -> tuple[nn.Module, History, bool]:
     device = device or default_device()
     path = cache_dir() / f"{tag}-{config_hash(config)}.pt"
     model = build()

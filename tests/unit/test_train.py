@@ -96,6 +96,24 @@ def test_train_or_load_trains_once_then_loads_the_same_weights():
     assert not loaded3
 
 
+def test_what_runs_after_train_or_load_does_not_depend_on_a_warm_cache():
+    """Training (a cache miss) and loading (a hit) leave the caller's random state alike: a model
+    built next starts from the same weights either way."""
+    import random
+
+    import numpy as np
+    after = []
+    for _ in range(2):  # a miss, then a hit
+        torch.manual_seed(7), random.seed(7), np.random.seed(7)
+        _, loaded, _ = _cached(tag="rng")
+        after.append((loaded, torch.rand(3), random.random(), np.random.rand()))
+    (miss, *state_miss), (hit, *state_hit) = after
+    assert (miss, hit) == (False, True)
+    assert torch.equal(state_miss[0], state_hit[0]) and state_miss[1:] == state_hit[1:]
+    torch.manual_seed(7)
+    assert torch.equal(state_miss[0], torch.rand(3))  # as if nothing had run at all
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_corrupted_cache_file_is_moved_aside_and_retrained(damage):
     _cached()
