@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,15 @@ from .train import TrainConfig, evaluate, fit, reconstruct, to_float
 from .verify import Oracle, key_accuracy
 
 PRUNE_SCOPES = ("global", "layer")
+
+# what an attack sweep measures on each attacked model: a Key (its key accuracy through an Oracle),
+# or any model -> score function (e.g. GradSigns' white-box bit accuracy)
+Measure = Key | Callable[[nn.Module], float]
+
+
+def measure(model: nn.Module, what: Measure) -> float:
+    """``what``'s score of ``model``: key accuracy for a :class:`~wmlib.keys.Key`, else ``what(model)``."""
+    return key_accuracy(Oracle(model), what) if isinstance(what, Key) else float(what(model))
 
 
 def _weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -81,33 +91,34 @@ def finetune(model: nn.Module, data: Split, cfg: TrainConfig, monitor: dict[str,
     return model, hist.as_dict()
 
 
-def prune_sweep(model: nn.Module, test: Split, keys: dict[str, Key], rates, scope: str = "global") -> pd.DataFrame:
-    """Magnitude pruning alone (no fine-tuning) at each rate: sparsity, test and key accuracy."""
+def prune_sweep(model: nn.Module, test: Split, keys: dict[str, Measure], rates, scope: str = "global") -> pd.DataFrame:
+    """Magnitude pruning alone (no fine-tuning) at each rate: sparsity, test accuracy and each of
+    ``keys`` (see :func:`measure`)."""
     device = next(model.parameters()).device
     rows = []
     for rate in rates:
         pruned = prune_magnitude(model, rate, scope)
         row = {"rate": rate, "sparsity": sparsity(pruned), "test_acc": evaluate(pruned, test, device)}
-        row.update({name: key_accuracy(Oracle(pruned), key) for name, key in keys.items()})
+        row.update({name: measure(pruned, key) for name, key in keys.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def prune_finetune(model: nn.Module, rate: float, attacker: Split, cfg: TrainConfig, scope: str = "global",
-                   val_fraction: float = 0.3, keep_sparse: bool = True) -> nn.Module:
+                   val_fraction: float = 0.3, keep_sparse: bool = True, patience: int | None = None) -> nn.Module:
     """Prune ``rate`` of the weights, then fine-tune on the thief's data (GradSigns §4.3.1, Namba
     §4.3.1): 70 % of it trains, 30 % validates, and the best validation epoch is kept (early
     stopping). ``keep_sparse`` keeps pruned weights at zero while fine-tuning (GradSigns: pruned
-    weights are "removed from the computation graph")."""
+    weights are "removed from the computation graph"); ``patience`` stops early (the GradSigns code: 2)."""
     n_val = int(round(val_fraction * len(attacker)))
     val, tr = attacker.subset(slice(0, n_val)), attacker.subset(slice(n_val, None))
     tuned = prune_magnitude(model, rate, scope, permanent=not keep_sparse)
     fit(tuned, tr, replace(cfg, keep_best=True), monitor={"val": val}, device=next(model.parameters()).device,
-        progress=False)
+        progress=False, patience=patience)
     return make_permanent(tuned)
 
 
-def prune_finetune_sweep(model: nn.Module, attacker: Split, test: Split, keys: dict[str, Key],
+def prune_finetune_sweep(model: nn.Module, attacker: Split, test: Split, keys: dict[str, Measure],
                          cfg: TrainConfig, rates=tuple(i / 10 for i in range(10)), progress: bool = True,
                          **kw) -> pd.DataFrame:
     """:func:`prune_finetune` at each rate in ``rates``; one row per rate with test and key accuracy
@@ -117,10 +128,10 @@ def prune_finetune_sweep(model: nn.Module, attacker: Split, test: Split, keys: d
     for rate in tqdm(rates, desc="prune+fine-tune", disable=not progress, leave=False):
         pruned = prune_magnitude(model, rate, kw.get("scope", "global"))
         row = {"rate": rate, "test_acc_pruned": evaluate(pruned, test, device)}
-        row.update({f"{name}_pruned": key_accuracy(Oracle(pruned), key) for name, key in keys.items()})
+        row.update({f"{name}_pruned": measure(pruned, key) for name, key in keys.items()})
         tuned = prune_finetune(model, rate, attacker, cfg, **kw)
         row.update({"sparsity": sparsity(tuned), "test_acc": evaluate(tuned, test, device)})
-        row.update({name: key_accuracy(Oracle(tuned), key) for name, key in keys.items()})
+        row.update({name: measure(tuned, key) for name, key in keys.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -153,19 +164,55 @@ def quantize_weights(model: nn.Module, bits: int = 8) -> nn.Module:
     return model
 
 
-class NoisyOracle(Oracle):
-    """Query-side attack: the thief's API adds Gaussian noise (std on the [0, 1] scale) to every
-    query before it reaches the model."""
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Goodfellow et al.'s fast gradient sign examples of float images ``x`` in [0, 1]:
+    ``clip(x + eps · sign ∇ₓ CE(f(x), y), 0, 1)``, computed with ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach().requires_grad_(True)
+        with torch.autocast(x.device.type, enabled=False):
+            (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(x).float(), y), x)
+    finally:
+        model.train(was_training)
+    return (x + eps * grad.sign()).clamp(0, 1).detach()
 
-    def __init__(self, inner: Oracle, std: float, seed: int = 0):
-        self.inner, self.std, self.queries = inner, std, 0
+
+def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, mix: float = 0.5,
+                         monitor: dict[str, Split] | None = None) -> tuple[nn.Module, dict]:
+    """GradSigns §4.3.3 (Table 4): a copy fine-tuned on a mixture of FGSM examples (with their
+    correct labels) and clean samples. In every batch the first ``mix`` share is replaced by FGSM
+    examples of the model as it is at that step (ε and the mixture are not given in the paper)."""
+    if not 0.0 < eps <= 1.0:
+        raise ValueError(f"eps must be in (0, 1] (the [0, 1] pixel scale), got {eps}")
+    if not 0.0 < mix <= 1.0:
+        raise ValueError(f"mix must be in (0, 1], got {mix}")
+
+    def hook(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = max(1, int(round(mix * len(x))))
+        return torch.cat([fgsm(m, x[:k], y[:k], eps), x[k:]]), y
+
+    model = copy.deepcopy(model)
+    hist = fit(model, data, cfg, monitor=monitor or {}, batch_hook=hook, progress=False, desc="adversarial fine-tune",
+               device=next(model.parameters()).device)
+    return model, hist.as_dict()
+
+
+class NoisyOracle(Oracle):
+    """Query-side attack: the thief's API adds fresh Gaussian noise (std on the [0, 1] scale) to
+    every query before it reaches the model, clipped to [0, 1] unless ``clamp=False``."""
+
+    def __init__(self, inner: Oracle, std: float, seed: int = 0, clamp: bool = True):
+        if std < 0:
+            raise ValueError(f"std must be >= 0, got {std}")
+        self.inner, self.std, self.clamp, self.queries = inner, std, clamp, 0
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += len(x)
         xf = to_float(x)
-        noisy = (xf + self.std * torch.randn(xf.shape, generator=self.generator)).clamp(0, 1)
-        return self.inner(noisy)
+        noisy = xf + self.std * torch.randn(xf.shape, generator=self.generator)
+        return self.inner(noisy.clamp(0, 1) if self.clamp else noisy)
 
 
 def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

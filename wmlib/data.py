@@ -244,6 +244,20 @@ def owner_attacker_split(name: str, attacker_fraction: float = 0.1, seed: int = 
     return Splits(Split(x[own], y[own]), Split(x[att], y[att]), Split(xt[tperm], yt[tperm]), spec(name))
 
 
+def per_class(split: Split, n: int, seed: int = 0) -> Split:
+    """``n`` images of every class of ``split`` (seeded), shuffled together: a thief's dataset of a
+    given size per label (GradSigns Fig. 2, Table 5). Too few images of a class is an error."""
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in torch.unique(split.y).tolist():
+        idx = (split.y == c).nonzero().flatten()
+        if len(idx) < n:
+            raise ValueError(f"n must be in 1..{len(idx)}: class {c} has {len(idx)} images in this split, got {n}")
+        picked.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    idx = torch.cat(picked)
+    return split.subset(idx[torch.randperm(len(idx), generator=g)])
+
+
 def to_shape(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     """Resize / recolour uint8 images so that images of one dataset can be fed to a model of another."""
     if x.shape[-1] != size:

@@ -249,3 +249,25 @@ def key_accuracy_bars(watermarked: dict[str, float], clean: dict[str, list[float
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
+
+
+def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, col: str | None = None,
+          threshold: float | dict | None = None, threshold_label: str = "claim threshold", logx: bool = False,
+          ylim: tuple[float, float] | None = (-0.02, 1.02), xlabel: str | None = None, ylabel: str | None = None,
+          errorbar=("sd", 1), height: float = 3.0, aspect: float = 1.3):
+    """``y`` against ``x`` (one line per ``hue``, one panel per ``col``; repeated rows give the mean
+    and ± 1 sd), with an optional dashed ``threshold`` (one value, or one per panel)."""
+    g = sns.relplot(df, x=x, y=y, hue=hue, style=hue, col=col, kind="line", marker="o", errorbar=errorbar,
+                    height=height, aspect=aspect, facet_kws={"sharey": True})
+    for name, ax in g.axes_dict.items() if col else [(None, g.ax)]:
+        t = threshold.get(name) if isinstance(threshold, dict) else threshold
+        if t is not None:
+            ax.axhline(t, color="g", ls="--", lw=1)
+            ax.annotate(threshold_label, xy=(0.02, t), xycoords=("axes fraction", "data"), fontsize=8, color="g",
+                        va="bottom")
+        if logx:
+            ax.set_xscale("log")
+    if ylim:
+        g.set(ylim=ylim)
+    g.set_axis_labels(xlabel or x, ylabel or y)
+    return g.figure

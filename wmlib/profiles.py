@@ -89,7 +89,41 @@ LI2019 = {
     "paper": dict(_LI_COMMON, dataset="mnist"),
 }
 
-CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019}
+# GradSigns (Aramoon et al. 2021): a signature in the input gradients of class T
+_GS_COMMON = dict(
+    dataset="fashion-mnist", model="lenet5", train_limit=30000, test_limit=None, attacker_fraction=0.2,
+    target=0, bits=32, bits_list=[16, 32, 64], carriers=None, samples=50, lam=None,
+    lam_sweep=[0.01, 0.03, 0.1, 0.3, 1.0], reduction="mean", key_per_batch=10, h=1e-4,
+    epochs=10, batch_size=90, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
+    milestones=[], augment=False, alpha=3e-3, zoo_confidence=0.99,
+    compare=["zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds"], unrelated_dataset="mnist-5k",
+    unrelated_class=1, noise_std=0.2, n_keys=30, afs_eps=0.1, retrain_epochs=5, retrain_lr=0.01,
+    thief_per_class=[25, 50, 100, 200], sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10,
+    finetune_lr=5e-4, patience=2, budget=0.10, quant_bits=8, fgsm_eps=0.1, fgsm_ablation=[0.01, 0.03], fgsm_mix=0.5,
+    fgsm_epochs=5, sweep_test=2000, wm_samples=500,
+    noise_stds=[0.001, 0.003, 0.01, 0.03, 0.1], noise_trials=5, decimals=[1, 2, 3, 4],
+    h_sweep=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1], perturb_attempts=50, perturb_h=0.1, perturb_M=3, perturb_eps=1e-5,
+    forge_per_class=[50, 100, 200, 400], forge_lam_factors=[0.3, 1.0, 3.0], forge_epochs=None, forge_target=1,
+    benchmark_steps=30, seed=0,
+)
+GRADSIGNS = {
+    # 8 epochs on 6,400 images: N = 64 (the smoke zoo's null is too wide to claim 32 bits; measured)
+    "smoke": dict(_GS_COMMON, train_limit=8000, test_limit=2000, epochs=8, bits=64, bits_list=[32, 64], lam_sweep=[0.3, 1.0],
+                  compare=["zhang-content", "afs"], thief_per_class=[20, 40], sweep_rates=[0.0, 0.5, 0.9],
+                  finetune_epochs=2, fgsm_epochs=1, fgsm_ablation=[0.03], retrain_epochs=1, noise_stds=[0.001, 0.1], noise_trials=2,
+                  decimals=[1, 4], h_sweep=[1e-4, 1e-1], perturb_attempts=3, forge_per_class=[20, 40],
+                  forge_lam_factors=[1.0], benchmark_steps=5),
+    # real Fashion-MNIST, LeNet-5, 30,000 training images of which the thief holds 20 %: 2 CPU cores in <= 12 min
+    "default": dict(_GS_COMMON),
+    # §4, Tables 6-8: CIFAR-10 ResNet-20 (target airplane), Adam 1e-3 over 200 epochs with step decays
+    # ([code]), shift + flip augmentation; -p dataset svhn -p model svhn6conv -p target 1 for SVHN
+    "paper": dict(_GS_COMMON, dataset="cifar10", model="resnet20", train_limit=None, attacker_fraction=0.1,
+                  epochs=200, optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="step", milestones=[80, 120, 160],
+                  augment=True, thief_per_class=[250, 500, 1000, 2000], forge_per_class=[256, 512, 1024, 2048, 4096],
+                  unrelated_dataset="mnist", retrain_lr=0.001, sweep_test=None),
+}
+
+CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS}
 
 # The clean-model zoo (wmlib.zoo): architectures that fit the task, each with this many seeds, each
 # member trained on its own random ``data_fraction`` of the task's training images. One recipe per
@@ -226,6 +260,8 @@ def _text():
 
 
 _INF = float("inf")
+# the schemes the GradSigns chapter compares under prune + fine-tune (its Fig. 2)
+COMPARE = ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds")
 
 
 def _rules(chapter: str) -> dict:
@@ -233,7 +269,9 @@ def _rules(chapter: str) -> dict:
     from .schemes import namba2019, zhang2018
     from .train import OPTIMIZERS, SCHEDULES
 
-    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS, "li2019": ()}[chapter]
+    from .schemes import gradsigns
+
+    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS, "li2019": (), "gradsigns": ()}[chapter]
     pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
     return {
         "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY),
@@ -258,6 +296,18 @@ def _rules(chapter: str) -> dict:
         "hosts": _list(_choice(models.REGISTRY)), "labels": _choice(("any", "other")), "logo": _text(),
         "loss_weights": _weights(), "code_weights": _weights(), "key_batch": pos_int, "host_steps": pos_int,
         "t_acc": _real(0.0, 1.0, lo_open=True), "leak_seeds": _int(2), "detector_epochs": pos_int, "detector_lr": pos,
+        # GradSigns
+        "bits": pos_int, "bits_list": _list(pos_int), "carriers": _int(1, none=True), "samples": pos_int,
+        "lam": _real(0.0, _INF, lo_open=True, none=True), "lam_sweep": _list(_real(0.0, _INF, lo_open=True)),
+        "reduction": _choice(gradsigns.REDUCTIONS), "h": pos, "compare": _list(_choice(COMPARE), nonempty=False),
+        "thief_per_class": _list(pos_int), "patience": _int(1, none=True), "fgsm_eps": _real(0.0, 1.0, lo_open=True),
+        "fgsm_mix": _real(0.0, 1.0, lo_open=True), "fgsm_epochs": pos_int,
+        "fgsm_ablation": _list(_real(0.0, 1.0, lo_open=True), nonempty=False), "sweep_test": _int(10, none=True),
+        "wm_samples": pos_int, "noise_stds": _list(_real(0.0, _INF)),
+        "noise_trials": pos_int, "decimals": _list(_int(0, 7)), "h_sweep": _list(pos), "perturb_attempts": pos_int,
+        "perturb_h": pos, "perturb_M": pos_int, "perturb_eps": _real(0.0, _INF), "forge_per_class": _list(pos_int),
+        "forge_lam_factors": _list(pos), "forge_epochs": _int(1, none=True), "forge_target": _int(0),
+        "benchmark_steps": pos_int,
     }
 
 
@@ -273,11 +323,13 @@ def validate(chapter: str, cfg: dict) -> None:
         if err:
             raise ValueError(f"knob {name!r} must be {err}; got {value!r}")
     k = data.spec(cfg["dataset"]).num_classes
-    for name in ("source", "target"):
+    for name in ("source", "target", "forge_target"):
         if cfg.get(name) is not None and cfg[name] >= k:
             raise ValueError(f"knob {name!r} must be a class index in [0, {k - 1}] for {cfg['dataset']}; got {cfg[name]}")
     if cfg.get("source") is not None and cfg["source"] == cfg.get("target"):
         raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {cfg['source']}")
+    if "bits_list" in cfg:
+        _validate_gradsigns(cfg, data.spec(cfg["dataset"]))
     if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
         raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
                          f"'hosts' ({', '.join(cfg['hosts'])})")
@@ -290,3 +342,18 @@ def validate(chapter: str, cfg: dict) -> None:
             and cfg["unrelated_class"] >= data.spec(unrelated).num_classes:
         raise ValueError(f"knob 'unrelated_class' must be in [0, {data.spec(unrelated).num_classes - 1}] "
                          f"for {unrelated}; got {cfg['unrelated_class']}")
+
+
+def _validate_gradsigns(cfg: dict, spec) -> None:
+    """The GradSigns knobs that must agree with each other and with the task."""
+    from .schemes.gradsigns import TABLE6
+
+    positions = spec.channels * spec.image_size ** 2
+    for n in sorted({cfg["bits"], *cfg["bits_list"]}):
+        c = cfg["carriers"] if cfg["carriers"] is not None else TABLE6["cifar10"]["carriers"].get(n)
+        if c is None:
+            raise ValueError(f"knob 'carriers' is None, so |C| comes from Table 6 (N in 16, 32, 64); N = {n} needs "
+                             f"-p carriers ...")
+        if not n <= c <= positions:
+            raise ValueError(f"N = {n} bits need |C| in [{n}, {positions}] (the input positions of {cfg['dataset']}); "
+                             f"got |C| = {c}")

@@ -22,18 +22,24 @@ import torch
 from .data import REPO_ROOT
 
 STATUSES = ("reproduced", "consistent", "deviates", "not comparable", "not in our copy")
+BOUNDS = (None, "at least", "at most")
 
 
 def results_dir() -> Path:
     return Path(os.environ.get("WMLIB_RESULTS", REPO_ROOT / "data" / "results"))
 
 
-def compare(paper: float | None, ours: float, tol: float, same_setting: bool) -> str:
+def compare(paper: float | None, ours: float, tol: float, same_setting: bool, bound: str | None = None) -> str:
     """A status label: within ``tol`` of the paper in its own setting is *reproduced*, in another
-    setting *consistent*; outside ``tol`` *deviates* (the row must say why)."""
+    setting *consistent*; outside ``tol`` *deviates* (the row must say why). ``bound`` = "at least"
+    (or "at most") reads the paper's number as a one-sided claim, e.g. "stays above the threshold":
+    ours matches it when ``ours >= paper - tol`` (``ours <= paper + tol``)."""
     if paper is None or (isinstance(paper, float) and math.isnan(paper)):
         return "not in our copy"
-    if abs(ours - paper) <= tol:
+    if bound not in BOUNDS:
+        raise ValueError(f"unknown bound {bound!r}; choose one of: {', '.join(map(str, BOUNDS))}")
+    ok = {None: abs(ours - paper) <= tol, "at least": ours >= paper - tol, "at most": ours <= paper + tol}[bound]
+    if ok:
         return "reproduced" if same_setting else "consistent"
     return "deviates"
 
@@ -44,11 +50,12 @@ class PaperVsOurs:
     rows: list[dict] = field(default_factory=list)
 
     def add(self, what: str, paper: float | None, ours: float, setting: str, tol: float,
-            same_setting: bool, reason: str = "", fmt: str = "{:.2%}") -> None:
-        status = compare(paper, ours, tol, same_setting)
+            same_setting: bool, reason: str = "", fmt: str = "{:.2%}", bound: str | None = None) -> None:
+        status = compare(paper, ours, tol, same_setting, bound)
         if status in ("deviates", "not in our copy") and not reason:
             raise ValueError(f"row {what!r} has status {status!r}: give the reason")
-        self.rows.append({"what": what, "paper": "—" if paper is None else fmt.format(paper),
+        prefix = {None: "", "at least": "≥ ", "at most": "≤ "}[bound]
+        self.rows.append({"what": what, "paper": "—" if paper is None else prefix + fmt.format(paper),
                           "ours": fmt.format(ours), "setting": setting, "status": status, "reason": reason})
 
     def frame(self) -> pd.DataFrame:

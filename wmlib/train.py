@@ -209,7 +209,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
         extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         weight_transform: Callable[[nn.Module], None] | None = None, objective: str = "classify",
         batch_hook: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-        device: torch.device | None = None, progress: bool = True, desc: str = "train") -> History:
+        patience: int | None = None, device: torch.device | None = None, progress: bool = True,
+        desc: str = "train") -> History:
     """Train ``model`` in place with ``cfg``; returns its :class:`History`.
 
     ``monitor`` maps names to splits evaluated after every epoch (``val_name`` picks the one
@@ -220,6 +221,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     training (Li et al.'s encoder and discriminator) takes its own optimiser steps there and returns
     the batch with the samples it made appended (detached: only the model's optimiser steps here).
     ``objective='reconstruct'`` trains an autoencoder instead (mean squared error to the input).
+    ``patience`` (with ``cfg.keep_best``) stops once the validation accuracy has not improved for
+    that many epochs (Keras' EarlyStopping, as the GradSigns code fine-tunes).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
@@ -238,12 +241,15 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
         raise ValueError("keep_best picks the best validation accuracy: use it with objective='classify'")
     if cfg.keep_best and val_name not in monitor:
         raise ValueError(f"keep_best needs a monitored split named {val_name!r}")
+    if patience is not None and (not cfg.keep_best or isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 1):
+        raise ValueError(f"patience must be a positive integer and needs cfg.keep_best, got {patience!r}")
     opt, hist = _optimizer(model, cfg), History(monitors={k: [] for k in monitor})
     sched = _scheduler(opt, cfg)
     loss_fn = nn.CrossEntropyLoss() if classify else nn.MSELoss()
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     rgb = train.x.shape[1] == 3
-    best_acc, best_state = -1.0, None
+    best_acc, best_state, best_epoch = -1.0, None, 0
     n = len(train)
     for epoch in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
         t0 = time.perf_counter()
@@ -286,8 +292,10 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
         for name, split in monitor.items():
             hist.monitors[name].append(evaluate(model, split, device) if classify else reconstruction_loss(model, split.x, device).mean().item())
         if cfg.keep_best and hist.monitors[val_name][-1] > best_acc:
-            best_acc, best_state = hist.monitors[val_name][-1], copy.deepcopy(model.state_dict())
+            best_acc, best_state, best_epoch = hist.monitors[val_name][-1], copy.deepcopy(model.state_dict()), epoch
         hist.seconds.append(time.perf_counter() - t0)
+        if patience is not None and epoch - best_epoch >= patience:
+            break
     if cfg.keep_best and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -28,6 +28,9 @@ from .verify import hits as label_hits
 
 HitFn = Callable[[Oracle, Key], torch.Tensor]
 ZOO_SEED = 20180604  # shuffles the training set before ``train_limit`` and the members' shares
+# (train_limit, test_limit) of the shared zoo per profile: the task size of the chapters' profiles
+# (smoke shrinks every chapter's task to 6,000 / 2,000 images)
+SHARED_LIMITS = {p: (profiles.ZHANG2018[p]["train_limit"], profiles.ZHANG2018[p]["test_limit"]) for p in profiles.PROFILES}
 
 
 @dataclass
@@ -73,6 +76,15 @@ class Zoo:
             rows.append({"model": name, "architecture": arch, "seed": seed, "training images": len(own),
                          "epochs": cfg.epochs, "test accuracy": evaluate(model, test, device)})
         return cls(dataset, profile, models, pd.DataFrame(rows).set_index("model"), digests)
+
+    @classmethod
+    def shared(cls, dataset: str, profile: str, device: torch.device | None = None, progress: bool = True) -> "Zoo":
+        """The zoo that ``python -m wmlib.zoo`` builds for ``profile`` (and ``make book`` before the
+        chapters): the task at the size of :data:`SHARED_LIMITS`, whatever share of it a chapter's
+        owner trains on. An independent party has its own data from the task's distribution; it
+        need not hold as many images as the owner."""
+        train_limit, test_limit = SHARED_LIMITS[profile] if profile in SHARED_LIMITS else (None, None)
+        return cls.load(dataset, profile, train_limit, test_limit, device, progress)
 
     def oracles(self) -> dict[str, Oracle]:
         return {name: Oracle(m) for name, m in self.models.items()}
@@ -129,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.datasets:
             t0 = time.perf_counter()
-            # the task size of the chapters' profile (every chapter's smoke profile shrinks it alike)
-            limits = profiles.CHAPTERS["zhang2018"].get(profile, {})
-            z = Zoo.load(name, profile, train_limit=limits.get("train_limit"), test_limit=limits.get("test_limit"))
+            z = Zoo.shared(name, profile)
             print(f"== clean-model zoo for {name} ({profile}): {len(z)} models, {time.perf_counter() - t0:.0f} s")
             print(z.summary.to_string(float_format=lambda v: f"{v:.4f}"))
     except (ValueError, data.DataUnavailableError) as err:

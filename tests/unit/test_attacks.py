@@ -76,3 +76,58 @@ def test_noisy_oracle_perturbs_queries_and_counts_them(trained):
     assert noisy.queries == 50 and noisy.inner.queries == 50
     assert not torch.allclose(p_clean, p_noisy)
     assert torch.allclose(attacks.NoisyOracle(verify.Oracle(trained), std=0.0)(x), p_clean, atol=1e-5)
+
+
+def test_sweeps_take_a_key_or_any_model_score(trained):
+    key = Key(blobs(20, seed=5).x, torch.full((20,), 3))
+    calls = []
+
+    def score(m):
+        calls.append(m)
+        return 0.25
+
+    assert attacks.measure(trained, key) == verify.key_accuracy(verify.Oracle(trained), key)
+    df = attacks.prune_sweep(trained, blobs(100, seed=2), {"key": key, "score": score}, [0.0, 0.5])
+    assert list(df["score"]) == [0.25, 0.25] and len(calls) == 2 and calls[0] is not trained
+
+
+def test_prune_finetune_stops_early_with_patience(trained):
+    cfg = train.TrainConfig(epochs=8, optimizer="adam", lr=1e-2)
+    m = attacks.prune_finetune(trained, 0.5, blobs(200, seed=1), cfg, patience=1)
+    assert attacks.sparsity(m) == pytest.approx(0.5, abs=0.01)  # the mask survives early stopping
+
+
+def test_fgsm_raises_the_loss_and_stays_in_range(trained):
+    split = blobs(64, seed=4)
+    x, y = train.to_float(split.x), split.y
+    adv = attacks.fgsm(trained, x, y, 0.1)
+    loss = lambda z: torch.nn.functional.cross_entropy(trained(z), y).item()  # noqa: E731
+    assert 0.0 <= float(adv.min()) and float(adv.max()) <= 1.0
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and loss(adv) > loss(x)
+    assert not trained.training
+
+
+def test_adversarial_finetune_mixes_fgsm_examples_into_every_batch(trained, monkeypatch):
+    seen = []
+    real = attacks.fgsm
+    monkeypatch.setattr(attacks, "fgsm", lambda m, x, y, eps: seen.append(len(x)) or real(m, x, y, eps))
+    cfg = train.TrainConfig(epochs=1, batch_size=50, optimizer="adam", lr=1e-3)
+    tuned, hist = attacks.adversarial_finetune(trained, blobs(200, seed=1), cfg, eps=0.1, mix=0.5)
+    assert tuned is not trained and seen == [25, 25, 25, 25] and len(hist["epoch"]) == 1
+    assert any((a != b).any() for a, b in zip(tuned.parameters(), trained.parameters()))
+    for kw, match in ((dict(eps=0.0), "eps"), (dict(eps=0.1, mix=1.5), "mix")):
+        with pytest.raises(ValueError, match=match):
+            attacks.adversarial_finetune(trained, blobs(20), cfg, **kw)
+
+
+def test_noisy_oracle_clips_only_when_asked(trained):
+    seen = []
+    inner = verify.Oracle(trained)
+    spy = lambda x: seen.append(x) or inner(x)  # noqa: E731
+    x = blobs(10, seed=3).x
+    attacks.NoisyOracle(spy, std=2.0, seed=0)(x)
+    attacks.NoisyOracle(spy, std=2.0, seed=0, clamp=False)(x)
+    assert 0.0 <= float(seen[0].min()) and float(seen[0].max()) <= 1.0
+    assert float(seen[1].min()) < 0.0 and float(seen[1].max()) > 1.0
+    with pytest.raises(ValueError, match="std"):
+        attacks.NoisyOracle(inner, std=-1.0)

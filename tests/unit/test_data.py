@@ -83,3 +83,14 @@ def test_to_shape_maps_grey_28_to_rgb_32_and_back():
 def test_cli_reports_unknown_dataset(capsys):
     assert data.main(["fetch", "nope"]) == 2
     assert "choose one of" in capsys.readouterr().err
+
+
+def test_per_class_draws_n_of_every_class_shuffled():
+    from tests.conftest import blobs
+    s = blobs(500)
+    sub = data.per_class(s, 5, seed=1)
+    assert torch.bincount(sub.y, minlength=10).tolist() == [5] * 10
+    assert sub.y[:10].tolist() != sorted(sub.y[:10].tolist())  # classes mixed, so a 70/30 split keeps all
+    assert torch.equal(data.per_class(s, 5, seed=1).x, sub.x)
+    with pytest.raises(ValueError, match=r"n must be in 1\.\."):
+        data.per_class(s, 400)

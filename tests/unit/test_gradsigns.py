@@ -10,6 +10,7 @@ from wmlib import attacks, models, schemes, train
 from wmlib.data import REGISTRY, Splits
 from wmlib.keys import Key
 from wmlib.schemes import GradSigns
+from wmlib.schemes import gradsigns
 from wmlib.schemes.gradsigns import float32_queries, input_gradient, secret
 from wmlib.verify import Null, Oracle, Verdict, model_digest
 from wmlib.zoo import Zoo
@@ -265,3 +266,56 @@ def test_probabilities_are_clipped_before_the_log(keys):
 
     g = SCHEME.gradient(Zero(), keys[0])
     assert torch.isfinite(g).all() and not g.any()
+
+
+def test_from_knobs_takes_table6_carriers_when_none():
+    from wmlib import profiles
+    knobs = profiles.resolve("gradsigns", "default")
+    assert knobs["carriers"] is None
+    assert [GradSigns.from_knobs(knobs, bits=n).carriers for n in (16, 32, 64)] == [128, 256, 384]
+    assert GradSigns.from_knobs(knobs, bits=8, carriers=20).carriers == 20
+    assert GradSigns.from_knobs(knobs, lam=None).lam == GradSigns.lam  # None keeps the default
+    with pytest.raises(ValueError, match="N = 8 needs an explicit carriers"):
+        GradSigns.from_knobs(knobs, bits=8)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(bits=128), r"N = 128 needs -p carriers"),
+    (dict(bits=64, carriers=40), r"N = 64 bits need \|C\| in \[64, 784\]"),
+    (dict(compare=["exp"]), "afs, ds, zhang-content"),
+    (dict(lam_sweep=[0.0]), r"\(0.0, ∞\]"),
+    (dict(decimals=[9]), r"\[0, 7\]"),
+    (dict(forge_target=10), r"\[0, 9\]"),
+    (dict(thief_per_class=[]), "non-empty list"),
+])
+def test_chapter_knobs_are_checked_when_read(kw, match):
+    from wmlib import profiles
+    with pytest.raises(ValueError, match=match):
+        profiles.resolve("gradsigns", "smoke", **kw)
+
+
+def test_carrier_image_marks_exactly_the_carriers(keys):
+    img = gradsigns.carrier_image(keys[0])
+    assert img.shape == (1, 1, 28, 28) and img.dtype == torch.uint8
+    assert torch.equal(img.flatten().nonzero().flatten().sort().values, secret(keys[0])[1].sort().values)
+
+
+def test_bit_accuracy_is_the_white_box_share(keys, marked, clean):
+    assert SCHEME.bit_accuracy(marked, keys[0]) == 1.0
+    assert SCHEME.bit_accuracy(clean, keys[0]) == pytest.approx(float(SCHEME.hits_whitebox(clean, keys[0]).double().mean()))
+
+
+def test_forging_embeds_the_thiefs_own_secret(toy, keys):
+    # a briefly trained model: the toy task's fully trained ones answer one-hot, and a saturated
+    # softmax has no input gradient left to sign (the forging chapter runs on a real task)
+    stolen = _embed(SCHEME, toy, keys[0], epochs=2)
+    thief = blobs(300, seed=7)
+    forger = replace(SCHEME, target=5, samples=500)  # asks for more class-5 images than the thief holds
+    before = [p.clone() for p in stolen.parameters()]
+    forged, fkey, hist = forger.forge(stolen, thief, toy.spec, replace(CFG, epochs=10), seed=9)
+    b, c, _, t = secret(fkey)
+    assert t == 5 and len(fkey) == int((thief.y == 5).sum()) and not torch.equal(c, secret(keys[0])[1])
+    assert forged is not stolen and len(hist.epoch) == 10
+    assert all(torch.equal(a, b) for a, b in zip(before, stolen.parameters()))  # the stolen model is left alone
+    # the forger's bits took hold: claimed by the paper's rule (14 of 16), which the stolen model is not
+    assert forger.bit_accuracy(forged, fkey) >= 14 / 16 > forger.bit_accuracy(stolen, fkey)

@@ -47,3 +47,16 @@ def test_key_accuracy_bars_and_roc_and_heatmap():
     assert "AUC 0.50" in fig.axes[0].get_legend().get_texts()[0].get_text()
     fig = plots.matrix_heatmap(pd.DataFrame([[0.9, 0.1], [0.2, 0.95]]), "leak")
     assert fig.axes[0].get_title() == "leak"
+
+
+def test_lines_draws_panels_thresholds_and_log_axes():
+    df = pd.DataFrame({"h": [1e-4, 1e-3, 1e-4, 1e-3] * 2, "bits": [0.5, 0.9, 0.6, 1.0] * 2,
+                       "how": ["a", "a", "b", "b"] * 2, "panel": ["x"] * 4 + ["y"] * 4})
+    import matplotlib.pyplot as plt
+    fig = plots.lines(df, x="h", y="bits", hue="how", col="panel", threshold={"x": 0.78}, logx=True)
+    axes = fig.axes
+    assert len(axes) == 2 and all(ax.get_xscale() == "log" for ax in axes)
+    dashed = [ln for ln in axes[0].lines if ln.get_color() == "g"]
+    assert len(dashed) == 1 and dashed[0].get_ydata()[0] == 0.78 and dashed[0].get_linestyle() == "--"
+    assert not [ln for ln in axes[1].lines if ln.get_color() == "g"]
+    plt.close(fig)

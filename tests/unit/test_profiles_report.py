@@ -93,3 +93,14 @@ def test_check_figures_fails_on_a_notebook_without_images(tmp_path):
     nbformat.write(nb, tmp_path / "b.ipynb")
     assert report.count_figures(tmp_path / "b.ipynb") == 1
     assert report.main(["check-figures", str(tmp_path / "b.ipynb")]) == 0
+
+
+def test_one_sided_paper_claims():
+    assert report.compare(0.78, 0.95, 0.0, False, bound="at least") == "consistent"
+    assert report.compare(0.78, 0.70, 0.0, False, bound="at least") == "deviates"
+    assert report.compare(0.10, 0.05, 0.0, True, bound="at most") == "reproduced"
+    with pytest.raises(ValueError, match="at least, at most"):
+        report.compare(0.5, 0.5, 0.0, True, bound="about")
+    t = report.PaperVsOurs()
+    t.add("stays verifiable", 0.78125, 0.9, "s", tol=0.0, same_setting=False, bound="at least")
+    assert t.rows[0]["paper"] == "≥ 78.12%" and t.rows[0]["status"] == "consistent"

@@ -141,3 +141,13 @@ def test_tensor_digest_changes_with_content_and_dtype():
     b = a.clone()
     b[0] = 1
     assert train.tensor_digest(a) != train.tensor_digest(b)
+
+
+def test_patience_stops_once_validation_stalls():
+    m = models.build("lenet1", 1, 10)
+    cfg = train.TrainConfig(epochs=30, batch_size=64, optimizer="adam", lr=3e-3, keep_best=True)
+    h = train.fit(m, blobs(200), cfg, monitor={"val": blobs(100, seed=1)}, patience=2, progress=False)
+    best = max(range(len(h.epoch)), key=lambda i: (h.monitors["val"][i], -i))
+    assert len(h.epoch) < 30 and len(h.epoch) - 1 - best == 2  # stopped 2 epochs after the best one
+    with pytest.raises(ValueError, match="patience"):
+        train.fit(m, blobs(50), train.TrainConfig(epochs=1), patience=2, progress=False)

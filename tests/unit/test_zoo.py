@@ -53,3 +53,11 @@ def test_zoo_command_refuses_bad_names(capsys):
     assert zoo.main(["fashion-mnist", "--profile", "fast"]) == 2
     assert zoo.main(["imagenet", "--profile", "smoke"]) == 2
     assert "choose one of" in capsys.readouterr().err
+
+
+def test_shared_zoo_is_the_one_the_cli_builds(monkeypatch):
+    seen = []
+    monkeypatch.setattr(zoo.Zoo, "load", classmethod(lambda cls, *a, **kw: seen.append(a) or "zoo"))
+    assert zoo.Zoo.shared("fashion-mnist", "smoke") == "zoo"
+    assert zoo.Zoo.shared("fashion-mnist", "default") == "zoo"
+    assert seen[0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and seen[1][2:4] == (None, None)

@@ -17,8 +17,9 @@ Facts from the authors' code, not stated in the paper, are marked [code] below.
 """
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import train as _train
-from ..data import Splits
+from ..data import Split, Splits
 from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict, check_not_in_null, verify_counts
@@ -59,6 +60,14 @@ def secret(key: Key) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     if len(key) == 0 or not (key.y == key.y[0]).all():
         raise ValueError("a GradSigns key holds at least one image, all of one target class")
     return key.extras["bits"], key.extras["carriers"], key.extras["matrix"], int(key.y[0])
+
+
+def carrier_image(key: Key) -> torch.Tensor:
+    """The carrier set C drawn as a uint8 image (1 x C x H x W): 255 at the carriers, 0 elsewhere."""
+    _, carriers, _, _ = secret(key)
+    img = torch.zeros(key.x[0].numel(), dtype=torch.uint8)
+    img[carriers] = 255
+    return img.view(1, *key.x.shape[1:])
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, target: int, create_graph: bool = False) -> torch.Tensor:
@@ -111,9 +120,18 @@ class GradSigns(Scheme):
             raise ValueError(f"query_batch must be >= 1, got {self.query_batch}")
 
     @classmethod
-    def from_knobs(cls, knobs: dict) -> "GradSigns":
-        """The scheme with the fields a profile's knobs set (other knobs are ignored)."""
-        return cls(**{k: v for k, v in knobs.items() if k in cls.__dataclass_fields__})
+    def from_knobs(cls, knobs: dict, **changes) -> "GradSigns":
+        """The scheme with the fields a profile's knobs set, then ``changes`` (other knobs are
+        ignored; None keeps the field's default). ``carriers=None`` takes Table 6's CIFAR-10 |C|
+        for the signature length (our choice for tasks Table 6 does not cover)."""
+        kw = {k: v for k, v in {**knobs, **changes}.items() if k in cls.__dataclass_fields__ and v is not None}
+        if "carriers" not in kw:
+            row, bits = TABLE6["cifar10"]["carriers"], kw.get("bits", cls.bits)
+            if bits not in row:
+                raise ValueError(f"carriers is None, so |C| comes from Table 6 (N in {', '.join(map(str, row))}); "
+                                 f"N = {bits} needs an explicit carriers")
+            kw["carriers"] = row[bits]
+        return cls(**kw)
 
     @classmethod
     def table6(cls, dataset: str, bits: int, **kw) -> "GradSigns":
@@ -277,6 +295,19 @@ class GradSigns(Scheme):
         """Per signature bit: does the white-box extracted bit match ``b``? (see :meth:`matches`)"""
         return self.matches(key, self.gradient_whitebox(model, key))
 
+    def saturation(self, oracle: Oracle, key: Key) -> float:
+        """Share of the key's images whose returned p_T is clipped at ``1 - clip``: for those, every
+        loss difference of Eq. 5 is zero and the black-box estimate loses them (sends s queries)."""
+        _, _, _, target = secret(key)
+        with float32_queries():
+            p = oracle(key.x)[:, target].double()
+        return float((p >= 1 - self.clip).double().mean())
+
+    def bit_accuracy(self, model: nn.Module, key: Key) -> float:
+        """1 - BER read white-box: the watermark accuracy the authors' code reports under pruning and
+        fine-tuning (a ``model -> score`` measure for :func:`wmlib.attacks.prune_finetune_sweep`)."""
+        return float(self.hits_whitebox(model, key).double().mean())
+
     def hits(self, oracle: Oracle, key: Key, h: float | None = None, exact: bool = True) -> torch.Tensor:
         """Per signature bit: does the black-box extracted bit match ``b``? (see :meth:`matches`) The
         trial the zoo null counts: ``Zoo.null(key, hit_fn=scheme.hits, floor=0.5)``."""
@@ -291,3 +322,16 @@ class GradSigns(Scheme):
         before = oracle.queries
         matched = int(self.hits(oracle, key, h, exact).sum())
         return verify_counts(matched, len(secret(key)[0]), null, alpha, oracle.queries - before)
+
+    def forge(self, model: nn.Module, data: Split, spec, cfg: TrainConfig, seed: int) -> tuple[nn.Module, Key, History]:
+        """§4.4 (Table 5), the forging attack: a thief who knows the method draws its own secret
+        (this scheme's N, |C|, s, λ and target; key seed ``seed``) and re-trains a copy of the
+        stolen ``model`` on its own ``data`` with Eq. 1's loss. Returns the forged model, the
+        forger's key (class-T images from ``data``; at most ``samples``, fewer if the thief holds
+        fewer) and the training history."""
+        splits = Splits(data, data.subset(slice(0, 0)), data, spec)  # the thief has only its own data
+        own = int((data.y == self.target).sum())
+        key, _ = (self if own >= self.samples else replace(self, samples=max(own, 1))).make_key(splits, seed)
+        forged = copy.deepcopy(model)
+        hist = self.embed(forged, splits, key, cfg, progress=False, device=next(model.parameters()).device)
+        return forged, key, hist
