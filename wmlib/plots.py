@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullLocator
 import pandas as pd
 import seaborn as sns
 import numpy as np
@@ -83,7 +84,7 @@ def attack_grid(frames: dict[str, pd.DataFrame], x: str, key_column: str = "key"
     return g.figure
 
 
-def zoo_null(panels: dict[str, dict], alpha: float):
+def zoo_null(panels: dict[str, dict], alpha: float, xlabel: str = "key accuracy (hits / queries)"):
     """One panel per key: the clean-model zoo's key accuracies (grey dots, one per model), the
     fitted null for one verification (the distribution of hits / n, shaded), the claim threshold
     (dashed), and the suspects (``marks``: name -> key accuracy; the watermarked model and its
@@ -116,7 +117,7 @@ def zoo_null(panels: dict[str, dict], alpha: float):
         ax.set_title(f"{key}: {null.models} clean models, null mean {null.mean:.3f}, spread {null.spread:.3f}{guard}",
                      fontsize=9, loc="left")
     axes[-1, 0].set_xlim(-0.02, 1.02)
-    axes[-1, 0].set_xlabel("key accuracy (hits / queries)")
+    axes[-1, 0].set_xlabel(xlabel)
     handles, labels = {}, {}
     for ax in axes[:, 0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -265,8 +266,11 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, col: str | N
             ax.axhline(t, color="g", ls="--", lw=1)
             ax.annotate(threshold_label, xy=(0.02, t), xycoords=("axes fraction", "data"), fontsize=8, color="g",
                         va="bottom")
-        if logx:
+        if logx:  # ticks at the values measured, written plainly (no 3x10^1 minor labels)
             ax.set_xscale("log")
+            ax.set_xticks(sorted(df[x].dropna().unique()))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_locator(NullLocator())
     if ylim:
         g.set(ylim=ylim)
     g.set_axis_labels(xlabel or x, ylabel or y)

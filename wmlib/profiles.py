@@ -103,7 +103,7 @@ _GS_COMMON = dict(
     fgsm_epochs=5, sweep_test=2000, wm_samples=500,
     noise_stds=[0.001, 0.003, 0.01, 0.03, 0.1], noise_trials=5, decimals=[1, 2, 3, 4],
     h_sweep=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1], perturb_attempts=50, perturb_h=0.1, perturb_M=3, perturb_eps=1e-5,
-    forge_per_class=[50, 100, 200, 400], forge_lam_factors=[0.3, 1.0, 3.0], forge_epochs=None, forge_target=1,
+    forge_per_class=[64, 128, 256, 512], forge_lam_factors=[0.3, 1.0, 3.0], forge_epochs=None, forge_target=1,
     benchmark_steps=30, seed=0,
 )
 GRADSIGNS = {

@@ -73,3 +73,21 @@ def test_li2019_records_every_experiment_with_a_status_for_every_row():
         assert row["status"] in report.STATUSES
         if row["status"] in ("deviates", "not in our copy"):
             assert row["reason"]
+
+
+def test_gradsigns_claims_its_model_never_a_clean_one_and_explains_every_row():
+    r = _load("gradsigns")
+    m, n = r["metrics"], r["config"]["bits"]
+    rows = {row["suspect"]: row for row in m["integrity"]}
+    assert rows["watermarked"]["claimed (zoo null)"] == 1 and rows["watermarked"]["claimed (paper's null)"] == 1
+    assert rows["owner's clean model"]["claimed (zoo null)"] == 0
+    clean = [row for row in m["integrity"] if row["role"].startswith("clean")]
+    assert len(clean) >= 4 and not any(row["claimed (zoo null)"] for row in clean)
+    assert m["false_claims"]["zoo null"]["claims"] == 0
+    lam = [row for row in m["lam_sweep"] if row["λ"] == m["lam_star"]][0]
+    assert lam["paper rule"] and lam["zoo null"]  # the embedding gate held
+    assert m["table6"]["queries"][f"N = {n}"] == r["config"]["samples"] * (m["table6"]["|C|"][f"N = {n}"] + 1)
+    for row in r["paper_vs_ours"]:
+        assert row["status"] in report.STATUSES
+        if row["status"] in ("deviates", "not in our copy"):
+            assert row["reason"]
