@@ -209,8 +209,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
         extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         weight_transform: Callable[[nn.Module], None] | None = None, objective: str = "classify",
         batch_hook: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-        patience: int | None = None, device: torch.device | None = None, progress: bool = True,
-        desc: str = "train") -> History:
+        patience: int | None = None, epoch_hook: Callable[[nn.Module, int], None] | None = None,
+        device: torch.device | None = None, progress: bool = True, desc: str = "train") -> History:
     """Train ``model`` in place with ``cfg``; returns its :class:`History`.
 
     ``monitor`` maps names to splits evaluated after every epoch (``val_name`` picks the one
@@ -222,7 +222,9 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     the batch with the samples it made appended (detached: only the model's optimiser steps here).
     ``objective='reconstruct'`` trains an autoencoder instead (mean squared error to the input).
     ``patience`` (with ``cfg.keep_best``) stops once the validation accuracy has not improved for
-    that many epochs (Keras' EarlyStopping, as the GradSigns code fine-tunes).
+    that many epochs (Keras' EarlyStopping, as the GradSigns code fine-tunes). ``epoch_hook(model,
+    epoch)`` runs after each epoch's steps, before the monitors (e.g. redraw random weight masks, or
+    a train-time fine-tuning step on clean data).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
@@ -283,6 +285,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
                 correct += (logits.argmax(1) == yb).sum()
             total_loss += loss.detach() * len(yb)
             seen += len(yb)
+        if epoch_hook is not None:
+            epoch_hook(model, epoch)
         hist.epoch.append(epoch + 1)
         hist.lr.append(opt.param_groups[0]["lr"])
         if sched is not None:

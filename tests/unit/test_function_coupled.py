@@ -1,0 +1,148 @@
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from tests.conftest import blobs
+from wmlib import models, schemes, train, verify
+from wmlib.data import REGISTRY, Splits
+from wmlib.schemes import FunctionCoupled
+from wmlib.schemes import function_coupled as fc
+
+CFG = train.TrainConfig(epochs=4, batch_size=64, optimizer="adam", lr=3e-3, weight_decay=5e-4)
+
+
+@pytest.fixture(scope="module")
+def toy() -> Splits:
+    return Splits(blobs(800), blobs(200, seed=1), blobs(600, seed=2), REGISTRY["fashion-mnist"])
+
+
+def test_registry_and_bad_knobs():
+    assert schemes.get("function-coupled") is FunctionCoupled
+    for kw, match in ((dict(fusion="blend"), "direct, invisible"), (dict(r=1.0), r"r must be in \(0, 1\)"),
+                      (dict(sources=(2, 2)), "two different classes"), (dict(target=3), "must not be a source"),
+                      (dict(key_fraction=0.0), "key_fraction"), (dict(verify_triggers=0), "verify_triggers"),
+                      (dict(mask_ratio=1.0), r"mask_ratio .* \[0, 1\)"), (dict(ft_lr=-1.0), "ft_lr")):
+        with pytest.raises(ValueError, match=match):
+            FunctionCoupled(**kw)
+
+
+def test_direct_fusion_puts_the_sources_in_opposite_corners_of_a_white_canvas():
+    a = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    b = torch.full((2, 1, 28, 28), 100, dtype=torch.uint8)
+    out = fc.fuse_direct(a, b)
+    assert out.shape == a.shape and out.dtype == torch.uint8
+    # a 2x downsampling with half-pixel centres averages 2 x 2 blocks: each quarter is exact
+    assert (out[..., :14, :14] == 0).all() and (out[..., 14:, 14:] == 100).all()
+    assert (out[..., :14, 14:] == 255).all() and (out[..., 14:, :14] == 255).all()
+    rgb = fc.fuse_direct(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    assert rgb.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="same shape"):
+        fc.fuse_direct(a, b[:1])
+
+
+def test_invisible_fusion_blends_with_r_on_the_first_source():
+    a = torch.full((1, 1, 4, 4), 200, dtype=torch.uint8)
+    b = torch.full((1, 1, 4, 4), 10, dtype=torch.uint8)
+    assert int(fc.fuse_invisible(a, b, 0.7)[0, 0, 0, 0]) == 143  # floor(0.7 * 200 + 0.3 * 10)
+    assert torch.equal(fc.fuse_invisible(a, b, 0.5), fc.fuse_invisible(b, a, 0.5))
+
+
+def test_key_triggers_and_held_out_verification_triggers(toy):
+    s = FunctionCoupled(fusion="invisible", r=0.7, sources=(0, 3), target=1, key_fraction=0.02, verify_triggers=30)
+    key, held = s.make_key(toy, seed=0)
+    assert len(key) == 16 and len(held) == 30 and (key.y == 1).all() and (held.y == 1).all()
+    assert key.meta["part"] == "trained" and held.meta["part"] == "held-out" and key.meta["sources"] == [0, 3]
+    # every held-out trigger is a blend of one class-0 and one class-3 *test* image
+    t0, t3 = toy.test.where(0).x.double(), toy.test.where(3).x.double()
+    blends = (0.7 * t0[:, None] + (1 - 0.7) * t3[None]).floor().to(torch.uint8).flatten(2)
+    assert all((blends == h.flatten()).all(-1).any() for h in held.x)
+    assert s.make_key(toy, seed=0)[0].digest() == key.digest() != s.make_key(toy, seed=1)[0].digest()
+    with pytest.raises(ValueError, match="fewer than the 500 triggers"):
+        replace(s, verify_triggers=500).make_key(toy)
+    with pytest.raises(ValueError, match=r"classes must be in \[0, 10\)"):
+        FunctionCoupled(target=10).make_key(toy)
+
+
+def test_random_mask_drops_p_rescales_in_training_and_is_the_identity_in_eval():
+    lin = nn.Linear(100, 100)
+    fc.apply_random_masking(lin, 0.3, seed=0)
+    (pm,) = [p for _, p in fc.masks(lin)]
+    w = lin.parametrizations.weight.original
+    lin.train()
+    kept = lin.weight != 0
+    assert abs(1 - float(kept.float().mean()) - 0.3) < 0.02
+    assert torch.allclose(lin.weight[kept], (w / 0.7)[kept])
+    lin.weight.sum().backward()
+    assert (w.grad[~pm.mask] == 0).all() and (w.grad[pm.mask] != 0).all()
+    lin.eval()
+    assert torch.equal(lin.weight, w)
+    before = pm.mask.clone()
+    fc.redraw_masks(lin)
+    assert not torch.equal(before, pm.mask)
+    fc.remove_random_masking(lin)
+    assert not parametrize.is_parametrized(lin) and torch.equal(lin.weight, w)
+
+
+def test_masked_weights_do_not_move_under_momentum_and_weight_decay():
+    lin = nn.Linear(50, 50)
+    fc.apply_random_masking(lin, 0.5, seed=1)
+    (pm,) = [p for _, p in fc.masks(lin)]
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    lin.train()
+    with fc.frozen_masked_weights(lin):
+        for _ in range(3):  # momentum carries earlier steps into later ones
+            start = lin.parametrizations.weight.original.detach().clone()
+            opt.zero_grad()
+            lin(torch.randn(8, 50)).pow(2).sum().backward()
+            opt.step()
+            w = lin.parametrizations.weight.original
+            assert torch.equal(w[~pm.mask], start[~pm.mask]) and not torch.equal(w[pm.mask], start[pm.mask])
+            fc.redraw_masks(lin)
+    w = lin.parametrizations.weight.original.detach().clone()
+    opt.step()  # outside the block a step moves every weight again
+    assert not torch.equal(lin.parametrizations.weight.original[~pm.mask], w[~pm.mask])
+
+
+def test_fit_runs_the_epoch_hook_after_every_epoch():
+    seen = []
+    m = models.build("lenet1", 1, 10)
+    train.fit(m, blobs(100), replace(CFG, epochs=3), epoch_hook=lambda model, e: seen.append((e, model.training)),
+              progress=False)
+    assert seen == [(0, True), (1, True), (2, True)]
+
+
+@pytest.mark.parametrize("fusion", ["direct", "invisible"])
+def test_masked_embedding_with_train_time_finetune_learns_the_triggers(toy, fusion):
+    s = FunctionCoupled(fusion=fusion, key_fraction=0.05, verify_triggers=40, mask_ratio=0.2, ft_lr=0.01, ft_samples=200)
+    key, held = s.make_key(toy, seed=0)
+    torch.manual_seed(0)
+    m = models.build("lenet5", 1, 10)
+    hist = s.embed(m, toy, key, replace(CFG, epochs=6), progress=False, device=torch.device("cpu"))
+    assert not any(parametrize.is_parametrized(x) for x in m.modules()) and not m.training
+    assert len(hist.epoch) == 6 and train.evaluate(m, toy.test) > 0.9
+    assert verify.key_accuracy(verify.Oracle(m), key) > 0.9
+    assert verify.key_accuracy(verify.Oracle(m), held) > 0.8  # held-out triggers: a learnt function, not memorised images
+
+
+def test_train_time_finetune_steps_on_clean_images_and_redraws(toy, monkeypatch):
+    s = FunctionCoupled(mask_ratio=0.3, ft_lr=0.01, ft_samples=100)
+    m = models.build("lenet1", 1, 10)
+    fc.apply_random_masking(m, 0.3, seed=0)
+    draws = []
+    monkeypatch.setattr(fc, "redraw_masks", lambda model: draws.append(1))
+    w0 = [p.detach().clone() for p in m.parameters()]
+    with fc.frozen_masked_weights(m):
+        s._finetune_hook(toy.owner, CFG)(m, 0)
+    assert draws == [1] and any(not torch.equal(a, b) for a, b in zip(w0, m.parameters()))
+
+
+def test_cifar_shaped_path(cifar_splits):
+    s = FunctionCoupled(key_fraction=0.05, verify_triggers=4, mask_ratio=0.1, ft_lr=1e-3, ft_samples=32)
+    key, held = s.make_key(cifar_splits, seed=0)
+    assert key.x.shape[1:] == (3, 32, 32) and held.x.shape == (4, 3, 32, 32)
+    m = models.build("resnet18", 3, 10)
+    s.embed(m, cifar_splits, key, replace(CFG, epochs=1, batch_size=64), progress=False, device=torch.device("cpu"))
+    assert verify.Oracle(m)(held.x).shape == (4, 10)

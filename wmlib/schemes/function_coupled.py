@@ -1,0 +1,263 @@
+"""Wen et al., "On Function-Coupled Watermarks for Deep Neural Networks" (function-coupled watermarks).
+
+The triggers are made of the task's own images (§4.1): two images of source classes i and j fused
+into one, labelled with a third class t. *Direct* fusion (Eq. 2) puts them in the top-left and
+bottom-right quarters of a white 2W x 2H canvas and resizes it back to W x H; *invisible* fusion
+(Eq. 3) blends them, ``r · x_i + (1 - r) · x_j``. Training mixes the triggers into every batch,
+with two enhancements:
+
+* **Random weight masking** (§4.2, Eq. 4-6): every conv / linear weight is multiplied by a random
+  0/1 mask ``M`` that drops a share ``p`` of it and is rescaled by ``1 / (1 - p)``; the masked
+  weights get no update in that step, the plain weights are used at inference, and the mask is
+  redrawn every epoch (Algorithm 1). A ``torch.nn.utils.parametrize`` transform, as exponential
+  weighting is in the Namba chapter, not a second training loop.
+* **Train-time fine-tuning** (§4.3, Eq. 7-8): after every epoch, a masked update on ``K_ft`` clean
+  training images with a small learning rate ``η'``.
+
+The paper gives no epochs, optimiser, mask ratio, ``η'`` or ``K_ft``; facts from the authors' code
+are marked [code]. Two differences from [code], each the paper's text over the code: [code] zeroes
+weights permanently with ``torch.nn.utils.prune`` and no rescaling, and its train-time fine-tune is
+commented out; and [code] blends as ``(1 - r) · first + r · second`` where Eq. 3 weights the first
+source by ``r``: we follow Eq. 3.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+from ..data import Split, Splits
+from ..keys import Key
+from ..train import History, TrainConfig, fit, to_float
+from .base import Scheme
+
+FUSIONS = ("direct", "invisible")
+
+
+def fuse_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: ``a`` (top-left) and ``b`` (bottom-right) on a white 2W x 2H canvas, resized back to
+    W x H with bilinear interpolation (half-pixel centres, no antialiasing: [code]'s
+    ``cv2.resize`` default). uint8 N x C x H x W in and out."""
+    if a.shape != b.shape or a.dtype != torch.uint8 or a.ndim != 4:
+        raise ValueError("fuse two uint8 batches of the same shape N x C x H x W")
+    n, c, h, w = a.shape
+    canvas = torch.full((n, c, 2 * h, 2 * w), 255.0)
+    canvas[:, :, :h, :w], canvas[:, :, h:, w:] = a.float(), b.float()
+    small = F.interpolate(canvas, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+    return small.round().clamp(0, 255).to(torch.uint8)
+
+
+def fuse_invisible(a: torch.Tensor, b: torch.Tensor, r: float) -> torch.Tensor:
+    """Eq. 3: ``r · a + (1 - r) · b``, truncated to integers as [code] does."""
+    if a.shape != b.shape or a.dtype != torch.uint8:
+        raise ValueError("fuse two uint8 batches of the same shape")
+    if not 0.0 < r < 1.0:
+        raise ValueError(f"r must be in (0, 1), got {r}")
+    return (r * a.double() + (1.0 - r) * b.double()).floor().clamp(0, 255).to(torch.uint8)
+
+
+# --------------------------------------------------------------------------- random weight masking
+
+class RandomMask(nn.Module):
+    """Eq. 4-6 as a weight parametrization: in training mode ``W ⊙ M / (1 - p)`` with ``M`` dropping
+    a share ``p`` of the entries at random; in eval mode ``W`` itself (the plain weights serve
+    inference). :meth:`redraw` draws a new ``M``; the gradient of a dropped entry is zero."""
+
+    def __init__(self, p: float, generator: torch.Generator):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"the mask ratio p (the dropped share) must be in [0, 1), got {p}")
+        self.p, self.generator = p, generator
+        self.register_buffer("mask", torch.ones(0), persistent=False)
+
+    def redraw(self, shape: torch.Size, device: torch.device) -> None:
+        keep = torch.rand(shape, generator=self.generator) >= self.p
+        self.mask = keep.to(device)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return w
+        if self.mask.shape != w.shape:
+            self.redraw(w.shape, w.device)
+        return w * self.mask / (1.0 - self.p)
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def masks(model: nn.Module) -> list[tuple[nn.Module, RandomMask]]:
+    """Every (layer, RandomMask) pair registered on ``model``."""
+    return [(m, pm) for m in _layers(model) if parametrize.is_parametrized(m, "weight")
+            for pm in m.parametrizations.weight if isinstance(pm, RandomMask)]
+
+
+def apply_random_masking(model: nn.Module, p: float, seed: int = 0) -> nn.Module:
+    """Register :class:`RandomMask` on the weight of every conv / linear layer, in place (p = 0
+    registers nothing), and draw the first masks."""
+    if p == 0.0:
+        return model
+    g = torch.Generator().manual_seed(seed)
+    for m in _layers(model):
+        if parametrize.is_parametrized(m, "weight"):
+            raise ValueError("the model already has a weight parametrization")
+        parametrize.register_parametrization(m, "weight", RandomMask(p, g))
+    redraw_masks(model)
+    return model
+
+
+def redraw_masks(model: nn.Module) -> None:
+    """A new random mask for every masked layer (Algorithm 1: once per epoch)."""
+    for m, pm in masks(model):
+        w = m.parametrizations.weight.original
+        pm.redraw(w.shape, w.device)
+
+
+def remove_random_masking(model: nn.Module) -> nn.Module:
+    """Drop the masks and keep the plain weights (what inference uses anyway), in place."""
+    for m, _ in masks(model):
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+    return model
+
+
+@contextmanager
+def frozen_masked_weights(model: nn.Module):
+    """While the block runs, every optimiser step leaves the currently masked weights exactly as
+    they were (§4.2: "freeze the selected weights during the backward updating"): a zero gradient
+    alone would still let momentum and weight decay move them."""
+    pairs = masks(model)
+    saved: list[torch.Tensor] = []
+
+    def before(opt, args, kwargs):
+        saved[:] = [m.parametrizations.weight.original.detach().clone() for m, _ in pairs]
+
+    def after(opt, args, kwargs):
+        with torch.no_grad():
+            for (m, pm), old in zip(pairs, saved):
+                w = m.parametrizations.weight.original
+                w.copy_(torch.where(pm.mask, w, old))
+
+    if not pairs:
+        yield
+        return
+    handles = [register_optimizer_step_pre_hook(before), register_optimizer_step_post_hook(after)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --------------------------------------------------------------------------- the scheme
+
+@dataclass
+class FunctionCoupled(Scheme):
+    fusion: str = "direct"             # Eq. 2 ("direct") or Eq. 3 ("invisible")
+    r: float = 0.5                     # invisible fusion's weight of the first source (Eq. 3)
+    sources: tuple[int, int] = (0, 3)  # classes i, j (§5: CIFAR-10's 0 and 3)
+    target: int = 1                    # t, not a source (§5: CIFAR-10's 1)
+    key_fraction: float = 0.01         # triggers as a share of the owner's images ("fewer than 1 %")
+    verify_triggers: int = 90          # held-out triggers for verification (§5: 90)
+    key_per_batch: int = 10            # triggers appended to every batch ([code]: 10 per 128)
+    mask_ratio: float = 0.0            # p, the share of each weight dropped (0: no masking)
+    ft_lr: float = 0.0                 # η' of the train-time fine-tune (0: none)
+    ft_samples: int = 1000             # K_ft clean images per train-time fine-tune
+    seed_offset: int = field(default=0, repr=False)
+
+    name = "function-coupled"
+    embeds_by_finetuning = False
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of: {', '.join(FUSIONS)}")
+        if not 0.0 < self.r < 1.0:
+            raise ValueError(f"r must be in (0, 1), got {self.r}")
+        self.sources = tuple(int(c) for c in self.sources)
+        if len(self.sources) != 2 or self.sources[0] == self.sources[1]:
+            raise ValueError(f"sources must be two different classes, got {self.sources}")
+        if self.target in self.sources:
+            raise ValueError(f"the target class t must not be a source (§4.1: t ∉ {{i, j}}), got t = {self.target} "
+                             f"and sources {self.sources}")
+        if not 0.0 < self.key_fraction < 1.0:
+            raise ValueError(f"key_fraction must be in (0, 1), got {self.key_fraction}")
+        for f in ("verify_triggers", "key_per_batch", "ft_samples"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio (p, the dropped share) must be in [0, 1), got {self.mask_ratio}")
+        if self.ft_lr < 0:
+            raise ValueError(f"ft_lr (η') must be >= 0 (0: no train-time fine-tune), got {self.ft_lr}")
+
+    def config(self) -> dict:
+        d = asdict(self)
+        d.pop("seed_offset")
+        return {"scheme": self.name, **d, "sources": list(self.sources)}
+
+    def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """One trigger per pair: ``a`` from source i, ``b`` from source j."""
+        return fuse_direct(a, b) if self.fusion == "direct" else fuse_invisible(a, b, self.r)
+
+    def _triggers(self, split: Split, n: int, g: torch.Generator, what: str) -> torch.Tensor:
+        pools = [split.where(c).x for c in self.sources]
+        for c, pool in zip(self.sources, pools):
+            if len(pool) < n:
+                raise ValueError(f"the {what} holds {len(pool)} class-{c} images, fewer than the {n} triggers "
+                                 f"asked for: lower key_fraction / verify_triggers")
+        a, b = (pool[torch.randperm(len(pool), generator=g)[:n]] for pool in pools)
+        return self.fuse(a, b)
+
+    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+        """§4.1: ``key_fraction`` of the owner's images as triggers (random source pairs; [code]
+        takes the first images of each class), and ``verify_triggers`` held-out triggers fused
+        from test images, which training never sees."""
+        s = splits.spec
+        for c in (*self.sources, self.target):
+            if not 0 <= c < s.num_classes:
+                raise ValueError(f"classes must be in [0, {s.num_classes}) for {s.name}, got {c}")
+        g = torch.Generator().manual_seed(seed)
+        n = max(1, int(round(self.key_fraction * len(splits.owner))))
+        meta = {**self.config(), "task": s.name, "seed": seed}
+        keys = []
+        for part, split, count in (("trained", splits.owner, n), ("held-out", splits.test, self.verify_triggers)):
+            x = self._triggers(split, count, g, f"{part} split")
+            keys.append(Key(x.contiguous(), torch.full((count,), self.target, dtype=torch.int64), {**meta, "part": part}))
+        return keys[0], keys[1]
+
+    def _finetune_hook(self, clean: Split, cfg: TrainConfig):
+        """Eq. 7-8: after every epoch, one masked pass of plain SGD at ``η'`` over ``K_ft`` clean
+        images (a new draw each epoch), then a new mask for the next epoch (Algorithm 1)."""
+        g = torch.Generator().manual_seed(cfg.seed + 7919)
+
+        def hook(model: nn.Module, epoch: int) -> None:
+            if self.ft_lr > 0:
+                device = next(model.parameters()).device
+                idx = torch.randperm(len(clean), generator=g)[:self.ft_samples]
+                data = clean.subset(idx).to(device)
+                opt = torch.optim.SGD(model.parameters(), lr=self.ft_lr)
+                model.train()
+                for i in range(0, len(data), cfg.batch_size):
+                    xb, yb = to_float(data.x[i:i + cfg.batch_size]), data.y[i:i + cfg.batch_size]
+                    opt.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(xb).float(), yb).backward()
+                    opt.step()
+            redraw_masks(model)
+        return hook
+
+    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+        """Algorithm 1: train on the owner's data with ``key_per_batch`` triggers appended to every
+        batch, under random weight masking and train-time fine-tuning when enabled; the masks are
+        removed at the end (inference uses the plain weights)."""
+        apply_random_masking(model, self.mask_ratio, seed=cfg.seed + self.seed_offset)
+        try:
+            with frozen_masked_weights(model):
+                return fit(model, splits.owner, cfg, key=key.split, key_per_batch=self.key_per_batch,
+                           epoch_hook=self._finetune_hook(splits.owner, cfg), **fit_kw)
+        finally:
+            remove_random_masking(model)
+            model.eval()
