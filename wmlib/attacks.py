@@ -91,6 +91,27 @@ def finetune(model: nn.Module, data: Split, cfg: TrainConfig, monitor: dict[str,
     return model, hist.as_dict()
 
 
+def finetune_trials(model: nn.Module, pool: Split, cfg: TrainConfig, trials: int, samples: int,
+                    measures: dict[str, Measure], test: Split, seed: int = 0) -> tuple[nn.Module, pd.DataFrame]:
+    """Wen et al. Figs. 5-7: ``trials`` chained fine-tunings (trial k starts from trial k-1's model),
+    each on a fresh seeded draw of ``samples`` images from the thief's ``pool`` (in-distribution
+    data for fine-tuning, another task's for transfer learning). One row per trial (0: before any)
+    with the test accuracy and each of ``measures``. Returns the last model and the table."""
+    if samples > len(pool):
+        raise ValueError(f"samples must be in 1..{len(pool)} (the thief's pool), got {samples}")
+    g = torch.Generator().manual_seed(seed)
+    current = copy.deepcopy(model)
+    device = next(current.parameters()).device
+    rows = [{"trial": 0, "test_acc": evaluate(current, test, device),
+             **{name: measure(current, m) for name, m in measures.items()}}]
+    for t in range(1, trials + 1):
+        draw = pool.subset(torch.randperm(len(pool), generator=g)[:samples])
+        fit(current, draw, replace(cfg, seed=cfg.seed + t), device=device, progress=False, desc=f"trial {t}")
+        rows.append({"trial": t, "test_acc": evaluate(current, test, device),
+                     **{name: measure(current, m) for name, m in measures.items()}})
+    return current, pd.DataFrame(rows)
+
+
 def prune_sweep(model: nn.Module, test: Split, keys: dict[str, Measure], rates, scope: str = "global") -> pd.DataFrame:
     """Magnitude pruning alone (no fine-tuning) at each rate: sparsity, test accuracy and each of
     ``keys`` (see :func:`measure`)."""

@@ -259,7 +259,7 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, col: str | N
     """``y`` against ``x`` (one line per ``hue``, one panel per ``col``; repeated rows give the mean
     and ± 1 sd), with an optional dashed ``threshold`` (one value, or one per panel)."""
     g = sns.relplot(df, x=x, y=y, hue=hue, style=hue, col=col, kind="line", marker="o", errorbar=errorbar,
-                    height=height, aspect=aspect, facet_kws={"sharey": True})
+                    height=height, aspect=aspect, facet_kws={"sharey": True, "sharex": False})
     for name, ax in g.axes_dict.items() if col else [(None, g.ax)]:
         t = threshold.get(name) if isinstance(threshold, dict) else threshold
         if t is not None:

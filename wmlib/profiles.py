@@ -107,10 +107,11 @@ _GS_COMMON = dict(
     benchmark_steps=30, seed=0,
 )
 GRADSIGNS = {
-    # 8 epochs on 6,400 images: N = 64 (the smoke zoo's null is too wide to claim 32 bits; measured)
+    # 8 epochs on 6,400 images: N = 64 (the smoke zoo's null is too wide to claim 32 bits; measured); DS, not AFS,
+    # as the rival (the smoke zoo answers 30-57 % of AFS keys correctly: 30 keys cannot be claimed)
     "smoke": dict(_GS_COMMON, train_limit=8000, test_limit=2000, epochs=8, bits=64, bits_list=[32, 64], lam_sweep=[0.3, 1.0],
-                  compare=["zhang-content", "afs"], thief_per_class=[20, 40], sweep_rates=[0.0, 0.5, 0.9],
-                  finetune_epochs=2, fgsm_epochs=1, fgsm_ablation=[0.03], retrain_epochs=1, noise_stds=[0.001, 0.1], noise_trials=2,
+                  compare=["zhang-content", "ds"], thief_per_class=[20, 40], sweep_rates=[0.0, 0.5, 0.9],
+                  finetune_epochs=2, fgsm_epochs=1, fgsm_ablation=[0.03], retrain_epochs=5, retrain_lr=0.05, noise_stds=[0.001, 0.1], noise_trials=2,
                   decimals=[1, 4], h_sweep=[1e-4, 1e-1], perturb_attempts=3, forge_per_class=[20, 40],
                   forge_lam_factors=[1.0], benchmark_steps=5),
     # real Fashion-MNIST, LeNet-5, 30,000 training images of which the thief holds 20 %: 2 CPU cores in <= 12 min
@@ -123,7 +124,34 @@ GRADSIGNS = {
                   unrelated_dataset="mnist", retrain_lr=0.001, sweep_test=None),
 }
 
-CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS}
+# Wen et al.: function-coupled watermarks (fusion triggers, random weight masking)
+_FC_COMMON = dict(
+    dataset="fashion-mnist", model="lenet5", train_limit=30000, test_limit=None, attacker_fraction=0.1,
+    sources=[0, 3], target=None, key_fraction=0.01, verify_triggers=90, key_per_batch=10, r_values=[0.5, 0.7, 0.9],
+    replicates=3, mask_ratio=0.05, mask_sweep=[0.0, 0.05, 0.1, 0.3], ft_lr=1e-3, ft_samples=1000,
+    epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
+    milestones=[], augment=False,
+    trials=10, thief_samples=1000, trial_epochs=5, finetune_lr=1e-5, strong_lr=1e-4,
+    transfer_dataset="mnist-5k", transfer_lr=1e-4, prune_rates=[i / 10 for i in range(1, 10)], table4_prune=0.8,
+    overwrite_sources=[2, 4], overwrite_target=5, overwrite_lr=1e-4, overwrite_epochs=5,
+    compare=["zhang-content", "ew", "afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
+    n_queries=90, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, benchmark_steps=30, seed=0,
+)
+FUNCTION_COUPLED = {
+    "smoke": dict(_FC_COMMON, train_limit=8000, test_limit=2000, epochs=4, key_fraction=0.02, verify_triggers=40,
+                  r_values=[0.5], replicates=1, mask_ratio=0.1, mask_sweep=[0.0, 0.1], ft_samples=200, trials=2, thief_samples=300,
+                  trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1, compare=["zhang-content"],
+                  retrain_epochs=2, n_queries=40, false_claim_draws=50, benchmark_steps=5),
+    # real Fashion-MNIST, LeNet-5, 27,000 owner images, 10 epochs: 2 CPU cores in <= 12 min
+    "default": dict(_FC_COMMON),
+    # §5: MNIST LeNet-5 (-p dataset cifar10 -p model resnet18, or cifar100 / vgg16), the paper's
+    # sources 0, 3 and target 1; its epochs and optimiser are not given: [code]'s SGD 0.01 over 40 epochs
+    "paper": dict(_FC_COMMON, dataset="mnist", train_limit=None, target=1, epochs=40, lr=0.01, schedule="step",
+                  milestones=[15, 25, 35], thief_samples=2000, trial_epochs=20, transfer_dataset="fashion-mnist"),
+}
+
+CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
+            "function_coupled": FUNCTION_COUPLED}
 
 # The clean-model zoo (wmlib.zoo): architectures that fit the task, each with this many seeds, each
 # member trained on its own random ``data_fraction`` of the task's training images. One recipe per
@@ -260,23 +288,40 @@ def _text():
 
 
 _INF = float("inf")
-# the schemes the GradSigns chapter compares under prune + fine-tune (its Fig. 2)
-COMPARE = ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds")
+# the rival watermarks a chapter compares with
+COMPARE = {"gradsigns": ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds"),  # its Fig. 2
+           "function_coupled": ("zhang-content", "ew", "afs")}  # its Table 4 (EW: Namba's proposal)
+
+
+def _pair():
+    inner = _list(_int(0))
+
+    def check(v):
+        return inner(v) or (None if len(v) == 2 and v[0] != v[1] else "a list of two different class indices")
+    return check
 
 
 def _rules(chapter: str) -> dict:
     from . import data, models
     from .schemes import namba2019, zhang2018
+
+    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS}.get(chapter, ())
+    pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
+    # function-coupled: target None picks the class the clean zoo gives least to the triggers
+    target = _int(0, none=chapter == "function_coupled")
+    rivals = COMPARE["function_coupled" if chapter == "function_coupled" else "gradsigns"]
+    return {**_common_rules(kinds, pos_int, pos, data, models), "target": target,
+            "compare": _list(_choice(rivals), nonempty=False)}
+
+
+def _common_rules(kinds, pos_int, pos, data, models) -> dict:
+    from .schemes import gradsigns
     from .train import OPTIMIZERS, SCHEDULES
 
-    from .schemes import gradsigns
-
-    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS, "li2019": (), "gradsigns": ()}[chapter]
-    pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
     return {
         "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY),
         "unrelated_dataset": _choice(data.REGISTRY, none=True), "unrelated_class": _int(0, none=True),
-        "kinds": _list(_choice(kinds)), "source": _int(0, none=True), "target": _int(0),
+        "kinds": _list(_choice(kinds)), "source": _int(0, none=True),
         "train_limit": _int(10, none=True), "test_limit": _int(10, none=True),
         "attacker_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "key_fraction": _real(0.0, 1.0, lo_open=True),
         "epochs": pos_int, "batch_size": pos_int, "finetune_epochs": pos_int, "retrain_epochs": pos_int,
@@ -299,7 +344,7 @@ def _rules(chapter: str) -> dict:
         # GradSigns
         "bits": pos_int, "bits_list": _list(pos_int), "carriers": _int(1, none=True), "samples": pos_int,
         "lam": _real(0.0, _INF, lo_open=True, none=True), "lam_sweep": _list(_real(0.0, _INF, lo_open=True)),
-        "reduction": _choice(gradsigns.REDUCTIONS), "h": pos, "compare": _list(_choice(COMPARE), nonempty=False),
+        "reduction": _choice(gradsigns.REDUCTIONS), "h": pos,
         "thief_per_class": _list(pos_int), "patience": _int(1, none=True), "fgsm_eps": _real(0.0, 1.0, lo_open=True),
         "fgsm_mix": _real(0.0, 1.0, lo_open=True), "fgsm_epochs": pos_int,
         "fgsm_ablation": _list(_real(0.0, 1.0, lo_open=True), nonempty=False), "sweep_test": _int(10, none=True),
@@ -308,6 +353,13 @@ def _rules(chapter: str) -> dict:
         "perturb_h": pos, "perturb_M": pos_int, "perturb_eps": _real(0.0, _INF), "forge_per_class": _list(pos_int),
         "forge_lam_factors": _list(pos), "forge_epochs": _int(1, none=True), "forge_target": _int(0),
         "benchmark_steps": pos_int,
+        # function-coupled
+        "sources": _pair(), "r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)), "replicates": pos_int,
+        "mask_ratio": _real(0.0, 1.0, hi_open=True), "mask_sweep": _list(_real(0.0, 1.0, hi_open=True)),
+        "ft_lr": _real(0.0, _INF), "ft_samples": pos_int, "verify_triggers": pos_int, "trials": pos_int,
+        "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
+        "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
+        "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int,
     }
 
 
@@ -323,13 +375,26 @@ def validate(chapter: str, cfg: dict) -> None:
         if err:
             raise ValueError(f"knob {name!r} must be {err}; got {value!r}")
     k = data.spec(cfg["dataset"]).num_classes
-    for name in ("source", "target", "forge_target"):
+    for name in ("source", "target", "forge_target", "overwrite_target"):
         if cfg.get(name) is not None and cfg[name] >= k:
             raise ValueError(f"knob {name!r} must be a class index in [0, {k - 1}] for {cfg['dataset']}; got {cfg[name]}")
     if cfg.get("source") is not None and cfg["source"] == cfg.get("target"):
         raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {cfg['source']}")
     if "bits_list" in cfg:
         _validate_gradsigns(cfg, data.spec(cfg["dataset"]))
+    if "transfer_dataset" in cfg and data.spec(cfg["transfer_dataset"]).num_classes != k:
+        raise ValueError(f"knob 'transfer_dataset' must keep the class count of {cfg['dataset']} ({k}), so the thief keeps "
+                         f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")
+    if cfg.get("transfer_dataset") == cfg["dataset"]:
+        raise ValueError(f"knob 'transfer_dataset' must be another task than {cfg['dataset']!r}")
+    for pair, t in (("sources", "target"), ("overwrite_sources", "overwrite_target")):
+        if pair in cfg:
+            bad = [c for c in cfg[pair] if c >= k]
+            if bad:
+                raise ValueError(f"knob {pair!r} must hold class indices in [0, {k - 1}] for {cfg['dataset']}; got {cfg[pair]}")
+            if cfg.get(t) is not None and cfg[t] in cfg[pair]:
+                raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
+                                 f"and {cfg[pair]}")
     if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
         raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
                          f"'hosts' ({', '.join(cfg['hosts'])})")

@@ -104,6 +104,13 @@ class Zoo:
         return pd.Series({name: h.float().mean().item() for name, h in self.hits(key, hit_fn).items()},
                          name="hit rate")
 
+    def class_shares(self, x: torch.Tensor) -> pd.Series:
+        """How often the zoo's members, pooled, answer each class for the images ``x``: which label
+        an innocent model gives a trigger (e.g. to pick a target class that no clean model gives)."""
+        k = data.spec(self.dataset).num_classes
+        counts = sum(torch.bincount(o.predict(x), minlength=k) for o in self.oracles().values())
+        return pd.Series((counts.double() / counts.sum()).tolist(), name="share of zoo answers")
+
     def _floor(self, floor: float | None) -> float:
         return 1.0 / data.spec(self.dataset).num_classes if floor is None else floor
 

@@ -11,6 +11,13 @@ pytestmark = pytest.mark.skipif(not os.environ.get("WMLIB_CHECK_RESULTS"),
                                 reason="run by scripts/test.sh after the notebooks")
 
 
+def _every_row_has_a_status_and_its_reason(r):
+    for row in r["paper_vs_ours"]:
+        assert row["status"] in report.STATUSES
+        if row["status"] in ("deviates", "not in our copy"):
+            assert row["reason"], row["what"]
+
+
 def _load(chapter):
     profile = os.environ.get("WMLIB_PROFILE", "smoke")
     paths = list(report.results_dir().glob(f"{chapter}-{profile}-*.json"))
@@ -38,12 +45,9 @@ def test_no_clean_zoo_model_is_claimed_and_the_zoo_is_big_enough(chapter):
 
 
 def test_zhang2018_paper_vs_ours_has_a_status_and_reason_for_every_row():
-    rows = _load("zhang2018")["paper_vs_ours"]
-    assert len(rows) >= 10
-    for row in rows:
-        assert row["status"] in report.STATUSES
-        if row["status"] in ("deviates", "not in our copy"):
-            assert row["reason"]
+    r = _load("zhang2018")
+    assert len(r["paper_vs_ours"]) >= 10
+    _every_row_has_a_status_and_its_reason(r)
 
 
 def test_namba2019_detector_is_calibrated_and_catches_random_noise_keys():
@@ -57,10 +61,7 @@ def test_namba2019_detector_is_calibrated_and_catches_random_noise_keys():
 
 
 def test_namba2019_paper_vs_ours_has_a_status_and_reason_for_every_row():
-    for row in _load("namba2019")["paper_vs_ours"]:
-        assert row["status"] in report.STATUSES
-        if row["status"] in ("deviates", "not in our copy"):
-            assert row["reason"]
+    _every_row_has_a_status_and_its_reason(_load("namba2019"))
 
 
 def test_li2019_records_every_experiment_with_a_status_for_every_row():
@@ -69,10 +70,7 @@ def test_li2019_records_every_experiment_with_a_status_for_every_row():
     assert set(m["detection_auc"]) == {"pixels (3 FC layers)", "stolen host's features"}
     assert len(m["leak"]) == r["config"]["leak_seeds"] and len(m["table2"]) >= 2
     assert 0.5 < m["quality"]["SSIM"][f"ours ({r['config']['model']})"] <= 1.0  # keys look like their sources
-    for row in r["paper_vs_ours"]:
-        assert row["status"] in report.STATUSES
-        if row["status"] in ("deviates", "not in our copy"):
-            assert row["reason"]
+    _every_row_has_a_status_and_its_reason(r)
 
 
 def test_gradsigns_claims_its_model_never_a_clean_one_and_explains_every_row():
@@ -87,7 +85,18 @@ def test_gradsigns_claims_its_model_never_a_clean_one_and_explains_every_row():
     lam = [row for row in m["lam_sweep"] if row["λ"] == m["lam_star"]][0]
     assert lam["paper rule"] and lam["zoo null"]  # the embedding gate held
     assert m["table6"]["queries"][f"N = {n}"] == r["config"]["samples"] * (m["table6"]["|C|"][f"N = {n}"] + 1)
-    for row in r["paper_vs_ours"]:
-        assert row["status"] in report.STATUSES
-        if row["status"] in ("deviates", "not in our copy"):
-            assert row["reason"]
+    _every_row_has_a_status_and_its_reason(r)
+
+
+def test_function_coupled_claims_every_watermark_and_no_clean_model():
+    r = _load("function_coupled")
+    m = r["metrics"]
+    assert all(row["claimed"] for row in m["table12"])  # the embedding gate held for every model
+    assert m["target"] not in r["config"]["sources"]
+    for key, fc in m["false_claims"].items():
+        assert fc["verifications"] >= 4 * r["config"]["false_claim_draws"], key
+        assert fc["claims"] == 0, f"{fc['claims']} false claims with the {key} triggers"
+    for key, rows in m["claims"].items():
+        clean = [row for row in rows if row["suspect"] == "owner's clean model"]
+        assert clean and clean[0]["claims"] == 0, key
+    _every_row_has_a_status_and_its_reason(r)

@@ -146,3 +146,35 @@ def test_cifar_shaped_path(cifar_splits):
     m = models.build("resnet18", 3, 10)
     s.embed(m, cifar_splits, key, replace(CFG, epochs=1, batch_size=64), progress=False, device=torch.device("cpu"))
     assert verify.Oracle(m)(held.x).shape == (4, 10)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(sources=[1, 1]), "two different class indices"),
+    (dict(target=3), r"must not be one of 'sources'"),
+    (dict(overwrite_sources=[2, 11]), r"\[0, 9\]"),
+    (dict(compare=["ds"]), "afs, ew, zhang-content"),
+    (dict(mask_ratio=1.0), r"\[0.0, 1.0\)"),
+    (dict(transfer_dataset="emnist-letters"), "must keep the class count"),
+    (dict(transfer_dataset="fashion-mnist"), "another task"),
+])
+def test_chapter_knobs_are_checked_when_read(kw, match):
+    from wmlib import profiles
+    with pytest.raises(ValueError, match=match):
+        profiles.resolve("function_coupled", "smoke", **kw)
+    assert profiles.resolve("function_coupled", "smoke")["target"] is None  # None: chosen from the zoo
+
+
+def test_finetune_trials_chain_and_draw_fresh_samples(monkeypatch):
+    from wmlib import attacks
+    m = models.build("lenet1", 1, 10)
+    seen = []
+    real_fit = attacks.fit
+    monkeypatch.setattr(attacks, "fit", lambda model, d, c, **kw: seen.append((id(model), d.x[:1].clone())) or real_fit(model, d, c, **kw))
+    held = fc.FunctionCoupled(key_fraction=0.05, verify_triggers=20).make_key(Splits(blobs(400), blobs(10), blobs(300, seed=2),
+                                                                 REGISTRY["fashion-mnist"]), seed=0)[1]
+    last, df = attacks.finetune_trials(m, blobs(300, seed=3), replace(CFG, epochs=1), 3, 50, {"ASR": held}, blobs(100, seed=4))
+    assert list(df["trial"]) == [0, 1, 2, 3] and {"ASR", "test_acc"} <= set(df)
+    assert len({i for i, _ in seen}) == 1 and id(last) == seen[0][0] and last is not m  # one copy, chained
+    assert not torch.equal(seen[0][1], seen[1][1])  # a new draw each trial
+    with pytest.raises(ValueError, match=r"samples must be in 1\.\.300"):
+        attacks.finetune_trials(m, blobs(300, seed=3), CFG, 1, 301, {}, blobs(10))

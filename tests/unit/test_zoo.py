@@ -61,3 +61,18 @@ def test_shared_zoo_is_the_one_the_cli_builds(monkeypatch):
     assert zoo.Zoo.shared("fashion-mnist", "smoke") == "zoo"
     assert zoo.Zoo.shared("fashion-mnist", "default") == "zoo"
     assert seen[0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and seen[1][2:4] == (None, None)
+
+
+def test_class_shares_pool_the_members_answers():
+    class Fixed(torch.nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.c = c
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), self.c), 10).float() + 0 * self.w
+
+    z = zoo.Zoo("fashion-mnist", "smoke", {"a": Fixed(2), "b": Fixed(2), "c": Fixed(7)}, None)
+    shares = z.class_shares(torch.zeros(4, 1, 28, 28, dtype=torch.uint8))
+    assert shares[2] == pytest.approx(2 / 3) and shares[7] == pytest.approx(1 / 3) and shares.sum() == pytest.approx(1)
