@@ -21,7 +21,8 @@ from torch.nn.utils import prune
 from tqdm.auto import tqdm
 
 from .data import Split
-from .keys import Key
+from .keys import Key, fgsm
+from .models import weight_layers
 from .train import TrainConfig, evaluate, fit, reconstruct, to_float
 from .verify import Oracle, key_accuracy
 
@@ -38,7 +39,7 @@ def measure(model: nn.Module, what: Measure) -> float:
 
 
 def _weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [(m, "weight") for m in weight_layers(model)]
 
 
 def sparsity(model: nn.Module) -> float:
@@ -102,11 +103,11 @@ def finetune_trials(model: nn.Module, pool: Split, cfg: TrainConfig, trials: int
     g = torch.Generator().manual_seed(seed)
     current = copy.deepcopy(model)
     device = next(current.parameters()).device
-    rows = [{"trial": 0, "test_acc": evaluate(current, test, device),
-             **{name: measure(current, m) for name, m in measures.items()}}]
-    for t in range(1, trials + 1):
-        draw = pool.subset(torch.randperm(len(pool), generator=g)[:samples])
-        fit(current, draw, replace(cfg, seed=cfg.seed + t), device=device, progress=False, desc=f"trial {t}")
+    rows = []
+    for t in range(trials + 1):
+        if t > 0:
+            draw = pool.subset(torch.randperm(len(pool), generator=g)[:samples])
+            fit(current, draw, replace(cfg, seed=cfg.seed + t), device=device, progress=False, desc=f"trial {t}")
         rows.append({"trial": t, "test_acc": evaluate(current, test, device),
                      **{name: measure(current, m) for name, m in measures.items()}})
     return current, pd.DataFrame(rows)
@@ -183,20 +184,6 @@ def quantize_weights(model: nn.Module, bits: int = 8) -> nn.Module:
             m.weight.copy_(torch.fake_quantize_per_tensor_affine(
                 m.weight, float(scale), int(zero), -qmax, qmax))
     return model
-
-
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """Goodfellow et al.'s fast gradient sign examples of float images ``x`` in [0, 1]:
-    ``clip(x + eps · sign ∇ₓ CE(f(x), y), 0, 1)``, computed with ``model`` in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        x = x.detach().requires_grad_(True)
-        with torch.autocast(x.device.type, enabled=False):
-            (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(x).float(), y), x)
-    finally:
-        model.train(was_training)
-    return (x + eps * grad.sign()).clamp(0, 1).detach()
 
 
 def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, mix: float = 0.5,

@@ -135,6 +135,21 @@ def uniform_noise(n: int, shape: tuple[int, int, int], num_classes: int, seed: i
     return Key(x, torch.randint(0, num_classes, (n,), generator=g), {"kind": "uniform-noise", "seed": seed})
 
 
+def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Goodfellow et al.'s fast gradient sign examples of float images ``x`` in [0, 1]:
+    ``clip(x + eps · sign ∇ₓ CE(f(x), y), 0, 1)``, computed with ``model`` in eval mode (its mode is
+    restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach().requires_grad_(True)
+        with torch.autocast(x.device.type, enabled=False):
+            (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x).float(), y), x)
+    finally:
+        model.train(was_training)
+    return (x + eps * grad.sign()).clamp(0, 1).detach()
+
+
 def fgsm_frontier(model: torch.nn.Module, split: Split, n: int, eps: float, seed: int) -> Key:
     """Adversarial-frontier-stitching keys (Le Merrer et al., as used by Namba & Sakuma §3.1):
     FGSM examples of ``model`` that it misclassifies, labelled with their *true* class."""
@@ -146,11 +161,8 @@ def fgsm_frontier(model: torch.nn.Module, split: Split, n: int, eps: float, seed
     model.eval()
     for start in range(0, len(perm), 512):
         idx = perm[start:start + 512]
-        x = to_float(split.x[idx].to(device)).requires_grad_(True)
         y = split.y[idx].to(device)
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        (grad,) = torch.autograd.grad(loss, x)
-        adv = (x + eps * grad.sign()).clamp(0, 1).detach()
+        adv = fgsm(model, to_float(split.x[idx].to(device)), y, eps)
         adv_u8 = (adv * 255).round().to(torch.uint8)
         with torch.no_grad():
             fooled = model(to_float(adv_u8)).argmax(1) != y

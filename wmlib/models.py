@@ -13,6 +13,12 @@ import torch
 from torch import nn
 
 
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Every conv and linear layer of ``model``: the weights that pruning, quantisation, exponential
+    weighting and random masking act on."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def _conv_relu(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = False) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad)]
     if bn:

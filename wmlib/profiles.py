@@ -303,22 +303,15 @@ def _pair():
 
 def _rules(chapter: str) -> dict:
     from . import data, models
-    from .schemes import namba2019, zhang2018
+    from .schemes import gradsigns, namba2019, zhang2018
+    from .train import OPTIMIZERS, SCHEDULES
 
     kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS}.get(chapter, ())
     pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
-    # function-coupled: target None picks the class the clean zoo gives least to the triggers
-    target = _int(0, none=chapter == "function_coupled")
-    rivals = COMPARE["function_coupled" if chapter == "function_coupled" else "gradsigns"]
-    return {**_common_rules(kinds, pos_int, pos, data, models), "target": target,
-            "compare": _list(_choice(rivals), nonempty=False)}
-
-
-def _common_rules(kinds, pos_int, pos, data, models) -> dict:
-    from .schemes import gradsigns
-    from .train import OPTIMIZERS, SCHEDULES
-
     return {
+        # function-coupled: target None picks the class the clean zoo gives least to the triggers
+        "target": _int(0, none=chapter == "function_coupled"),
+        "compare": _list(_choice(COMPARE.get(chapter, ())), nonempty=False),
         "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY),
         "unrelated_dataset": _choice(data.REGISTRY, none=True), "unrelated_class": _int(0, none=True),
         "kinds": _list(_choice(kinds)), "source": _int(0, none=True),
@@ -411,11 +404,11 @@ def validate(chapter: str, cfg: dict) -> None:
 
 def _validate_gradsigns(cfg: dict, spec) -> None:
     """The GradSigns knobs that must agree with each other and with the task."""
-    from .schemes.gradsigns import TABLE6
+    from .schemes.gradsigns import default_carriers
 
     positions = spec.channels * spec.image_size ** 2
     for n in sorted({cfg["bits"], *cfg["bits_list"]}):
-        c = cfg["carriers"] if cfg["carriers"] is not None else TABLE6["cifar10"]["carriers"].get(n)
+        c = cfg["carriers"] if cfg["carriers"] is not None else default_carriers(n)
         if c is None:
             raise ValueError(f"knob 'carriers' is None, so |C| comes from Table 6 (N in 16, 32, 64); N = {n} needs "
                              f"-p carriers ...")

@@ -235,6 +235,15 @@ def suspect_digest(oracle: Oracle) -> str | None:
     return model_digest(model) if isinstance(model, nn.Module) else None
 
 
+def require_claimed(claimed: dict[str, bool], remedy: str) -> None:
+    """The embedding gate: every watermarked model (name -> claimed on its own key by the shared
+    verifier) must be claimed before any attack, so that a scheme that failed to embed never
+    reaches a table. ``remedy`` names the knobs to raise."""
+    failed = [name for name, ok in claimed.items() if not ok]
+    if failed:
+        raise RuntimeError(f"not embedded (the zoo null does not claim {failed} on their own keys): {remedy}")
+
+
 def check_not_in_null(oracle: Oracle, null: Null, hint: str = "Zoo.null(key, exclude=name)") -> None:
     """Refuse a suspect that is one of the clean models ``null`` was fitted on: it would be tested
     against itself. ``hint`` says how to fit the null without it."""

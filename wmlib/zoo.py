@@ -83,7 +83,7 @@ class Zoo:
         chapters): the task at the size of :data:`SHARED_LIMITS`, whatever share of it a chapter's
         owner trains on. An independent party has its own data from the task's distribution; it
         need not hold as many images as the owner."""
-        train_limit, test_limit = SHARED_LIMITS[profile] if profile in SHARED_LIMITS else (None, None)
+        train_limit, test_limit = SHARED_LIMITS.get(profile, (None, None))
         return cls.load(dataset, profile, train_limit, test_limit, device, progress)
 
     def oracles(self) -> dict[str, Oracle]:

@@ -173,3 +173,9 @@ def test_claim_count_matches_the_hypergeometric():
     expected = stats.hypergeom.sf(null.critical(50, 0.01) - 1, 200, 40, 50)
     assert n == 50 and claims / 20000 == pytest.approx(expected, abs=0.015)
     assert verify.claim_count(h[:30], null, 50, 0.01, draws=7) in ((0, 30), (7, 30))  # the whole key, every draw
+
+
+def test_the_embedding_gate_names_the_models_and_the_knobs():
+    verify.require_claimed({"a": True, "b": True}, "raise -p epochs")
+    with pytest.raises(RuntimeError, match=r"does not claim \['b'\] on their own keys\): raise -p epochs"):
+        verify.require_claimed({"a": True, "b": False}, "raise -p epochs")

@@ -23,7 +23,7 @@ source by ``r``: we follow Eq. 3.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 from ..data import Split, Splits
 from ..keys import Key
+from ..models import weight_layers
 from ..train import History, TrainConfig, fit, to_float
 from .base import Scheme
 
@@ -87,13 +88,9 @@ class RandomMask(nn.Module):
         return w * self.mask / (1.0 - self.p)
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def masks(model: nn.Module) -> list[tuple[nn.Module, RandomMask]]:
     """Every (layer, RandomMask) pair registered on ``model``."""
-    return [(m, pm) for m in _layers(model) if parametrize.is_parametrized(m, "weight")
+    return [(m, pm) for m in weight_layers(model) if parametrize.is_parametrized(m, "weight")
             for pm in m.parametrizations.weight if isinstance(pm, RandomMask)]
 
 
@@ -103,7 +100,7 @@ def apply_random_masking(model: nn.Module, p: float, seed: int = 0) -> nn.Module
     if p == 0.0:
         return model
     g = torch.Generator().manual_seed(seed)
-    for m in _layers(model):
+    for m in weight_layers(model):
         if parametrize.is_parametrized(m, "weight"):
             raise ValueError("the model already has a weight parametrization")
         parametrize.register_parametrization(m, "weight", RandomMask(p, g))
@@ -167,7 +164,6 @@ class FunctionCoupled(Scheme):
     mask_ratio: float = 0.0            # p, the share of each weight dropped (0: no masking)
     ft_lr: float = 0.0                 # η' of the train-time fine-tune (0: none)
     ft_samples: int = 1000             # K_ft clean images per train-time fine-tune
-    seed_offset: int = field(default=0, repr=False)
 
     name = "function-coupled"
     embeds_by_finetuning = False
@@ -195,9 +191,7 @@ class FunctionCoupled(Scheme):
             raise ValueError(f"ft_lr (η') must be >= 0 (0: no train-time fine-tune), got {self.ft_lr}")
 
     def config(self) -> dict:
-        d = asdict(self)
-        d.pop("seed_offset")
-        return {"scheme": self.name, **d, "sources": list(self.sources)}
+        return {"scheme": self.name, **asdict(self), "sources": list(self.sources)}
 
     def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """One trigger per pair: ``a`` from source i, ``b`` from source j."""
@@ -253,7 +247,7 @@ class FunctionCoupled(Scheme):
         """Algorithm 1: train on the owner's data with ``key_per_batch`` triggers appended to every
         batch, under random weight masking and train-time fine-tuning when enabled; the masks are
         removed at the end (inference uses the plain weights)."""
-        apply_random_masking(model, self.mask_ratio, seed=cfg.seed + self.seed_offset)
+        apply_random_masking(model, self.mask_ratio, seed=cfg.seed)
         try:
             with frozen_masked_weights(model):
                 return fit(model, splits.owner, cfg, key=key.split, key_per_batch=self.key_per_batch,

@@ -42,6 +42,16 @@ TABLE6 = {"cifar10": {"carriers": {16: 128, 32: 256, 64: 384}, "samples": 50},
           "ytf": {"carriers": {16: 64, 32: 128, 64: 128}, "samples": 20}}
 
 
+# |C| for tasks Table 6 does not cover (e.g. 28 x 28 grey): its CIFAR-10 row, our choice
+DEFAULT_CARRIERS = TABLE6["cifar10"]["carriers"]
+
+
+def default_carriers(bits: int) -> int | None:
+    """|C| when a profile leaves ``carriers`` at None: Table 6's CIFAR-10 value for N = ``bits``,
+    or None where Table 6 has no such N."""
+    return DEFAULT_CARRIERS.get(bits)
+
+
 def float32_queries():
     """Answer queries in true float32 while the block runs (:func:`wmlib.train.float32_inference`).
 
@@ -126,11 +136,11 @@ class GradSigns(Scheme):
         for the signature length (our choice for tasks Table 6 does not cover)."""
         kw = {k: v for k, v in {**knobs, **changes}.items() if k in cls.__dataclass_fields__ and v is not None}
         if "carriers" not in kw:
-            row, bits = TABLE6["cifar10"]["carriers"], kw.get("bits", cls.bits)
-            if bits not in row:
-                raise ValueError(f"carriers is None, so |C| comes from Table 6 (N in {', '.join(map(str, row))}); "
+            bits = kw.get("bits", cls.bits)
+            kw["carriers"] = default_carriers(bits)
+            if kw["carriers"] is None:
+                raise ValueError(f"carriers is None, so |C| comes from Table 6 (N in {', '.join(map(str, DEFAULT_CARRIERS))}); "
                                  f"N = {bits} needs an explicit carriers")
-            kw["carriers"] = row[bits]
         return cls(**kw)
 
     @classmethod

@@ -27,6 +27,7 @@ from torch.nn.utils import parametrize
 
 from ..data import Split, Splits
 from ..keys import Key, fgsm_frontier, label_change, uniform_noise
+from ..models import weight_layers
 from ..train import History, TrainConfig, fit
 from .base import Scheme
 
@@ -44,13 +45,9 @@ class ExponentialWeighting(nn.Module):
         return w * torch.exp(self.T * (a - a.max()))
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def apply_exponential_weighting(model: nn.Module, T: float = 2.0) -> nn.Module:
     """Register EW on the weight of every conv / linear layer (Eq. 12), in place."""
-    for m in _layers(model):
+    for m in weight_layers(model):
         if parametrize.is_parametrized(m, "weight"):
             raise ValueError("the model already has a weight parametrization")
         parametrize.register_parametrization(m, "weight", ExponentialWeighting(T))
@@ -59,7 +56,7 @@ def apply_exponential_weighting(model: nn.Module, T: float = 2.0) -> nn.Module:
 
 def fold_exponential_weighting(model: nn.Module) -> nn.Module:
     """Replace each EW-parametrized weight by ``EW(θ)`` itself (same function, plain layers), in place."""
-    for m in _layers(model):
+    for m in weight_layers(model):
         if parametrize.is_parametrized(m, "weight"):
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return model
