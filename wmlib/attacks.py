@@ -8,7 +8,8 @@ Sakuma's autoencoder query modification, and GradSigns' score rounding and score
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+import math
+from dataclasses import asdict, replace
 from typing import Callable
 
 import numpy as np
@@ -23,7 +24,8 @@ from tqdm.auto import tqdm
 from .data import Split
 from .keys import Key, fgsm
 from .models import weight_layers
-from .train import TrainConfig, evaluate, fit, reconstruct, to_float
+from .train import (History, TrainConfig, evaluate, fit, reconstruct, reconstruction_loss, tensor_digest, to_float,
+                    train_or_load)
 from .verify import Oracle, key_accuracy
 
 PRUNE_SCOPES = ("global", "layer")
@@ -168,6 +170,16 @@ def worst_within_budget(sweep: pd.DataFrame, column: str, baseline_acc: float, b
     return ok.loc[ok[column].idxmin()]
 
 
+def worst_prune_finetune(model: nn.Module, attacker: Split, test: Split, key: Measure, cfg: TrainConfig,
+                         rates=tuple(i / 10 for i in range(10)), budget: float = 0.10,
+                         progress: bool = True) -> tuple[pd.DataFrame, pd.Series, nn.Module]:
+    """The thief's best pruning + fine-tuning within ``budget``: the sweep over ``rates``, its
+    worst row for ``key`` (:func:`worst_within_budget`) and that attacked model."""
+    sweep = prune_finetune_sweep(model, attacker, test, {"key": key}, cfg, rates=rates, progress=progress)
+    worst = worst_within_budget(sweep, "key", evaluate(model, test, next(model.parameters()).device), budget)
+    return sweep, worst, prune_finetune(model, float(worst["rate"]), attacker, cfg)
+
+
 def quantize_weights(model: nn.Module, bits: int = 8) -> nn.Module:
     """A copy whose conv / linear weights are rounded to ``bits``-bit symmetric per-tensor integers
     (scale from torch.ao's MinMaxObserver) and stored back as floats (fake quantisation)."""
@@ -252,6 +264,13 @@ class QueryModification(Oracle):
         loss, jsd = self.scores(x)
         return (loss > self.tau_rec) | (jsd > self.tau_jsd)
 
+    def detection_rates(self, x: torch.Tensor) -> dict[str, float]:
+        """Namba Table 1: the share of ``x`` flagged by the reconstruction-loss rule, the JSD rule, and either."""
+        loss, jsd = self.scores(x)
+        rec, div = loss > self.tau_rec, jsd > self.tau_jsd
+        return {"rec loss": rec.float().mean().item(), "JSD": div.float().mean().item(),
+                "both": (rec | div).float().mean().item()}
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += len(x)
         xf = to_float(x)
@@ -265,8 +284,9 @@ class QueryModification(Oracle):
 
 class AutoencoderBank:
     """What the thief prepares once, before any query (Namba & Sakuma §4.4 (2)): autoencoders for
-    ``folds``-fold cross-validation on its own samples, and the one trained on all of them.
-    :meth:`query_modification` then sets the thresholds for a given model."""
+    ``folds``-fold cross-validation on its own samples, and the one trained on all of them
+    (``ae``, with its reconstruction-loss curve in ``history``). Every autoencoder goes through the
+    model cache. :meth:`query_modification` then sets the thresholds for a given model."""
 
     def __init__(self, attacker: Split, ae_cfg: TrainConfig, folds: int = 10, device: torch.device | None = None,
                  progress: bool = True):
@@ -276,9 +296,19 @@ class AutoencoderBank:
         device = device or default_device()
         shape = attacker.x.shape[1:]
         self.data, self.fold_of = attacker, torch.arange(len(attacker)) % folds
-        self.fold_aes = [train_autoencoder(attacker.subset(self.fold_of != f), shape, ae_cfg, device)
-                         for f in tqdm(range(folds), desc="autoencoder folds", disable=not progress, leave=False)]
-        self.ae = train_autoencoder(attacker, shape, ae_cfg, device)
+        self.fold_aes = [train_autoencoder(part, shape, self.matched_steps(ae_cfg, len(attacker), len(part)), device)[0]
+                         for part in (attacker.subset(self.fold_of != f) for f in
+                                      tqdm(range(folds), desc="autoencoder folds", disable=not progress, leave=False))]
+        self.ae, self.history = train_autoencoder(attacker, shape, ae_cfg, device)
+
+    @staticmethod
+    def matched_steps(cfg: TrainConfig, full: int, part: int) -> TrainConfig:
+        """A fold's training config: as many optimiser steps as the deployed autoencoder takes on all
+        ``full`` samples (more epochs over the fold's ``part``). With fewer steps, an autoencoder that
+        is still improving scores held-out samples worse than the deployed one scores unseen queries,
+        and the cross-validated thresholds come out loose."""
+        steps = math.ceil(full / cfg.batch_size) * cfg.epochs
+        return replace(cfg, epochs=max(1, round(steps / math.ceil(part / cfg.batch_size))))
 
     def held_out_scores(self, inner: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction loss and JSD of every thief sample, each scored by the fold's autoencoder
@@ -297,13 +327,69 @@ class AutoencoderBank:
                                  float(np.percentile(jsd.numpy(), percentile)), always)
 
 
-def train_autoencoder(data: Split, shape, cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """The Table 4 autoencoder trained on ``data`` (Table 5: Adam 1e-3) with the one training loop."""
+def detection_table(bank: AutoencoderBank, oracles: dict[str, Oracle], keys: dict[str, Key], test_x: torch.Tensor,
+                    percentile: float = 95.0, samples: int = 1000, seed: int = 0,
+                    ) -> tuple[pd.DataFrame, dict[str, QueryModification]]:
+    """Namba Table 1: for each key type, the thief's query modification around that model
+    (thresholds from ``bank``), the share of (up to ``samples``) key samples each rule detects, and
+    the share of ordinary ``test_x`` queries either rule flags (false detections)."""
+    qm, rows = {}, {}
+    for k, key in keys.items():
+        qm[k] = bank.query_modification(oracles[k], percentile)
+        rows[k] = {**qm[k].detection_rates(key.sample(min(len(key), samples), seed=seed).x),
+                   "false detections (test)": qm[k].detection_rates(test_x)["both"]}
+    return pd.DataFrame(rows), qm
+
+
+def rec_loss_detection(ae: nn.Module, x: torch.Tensor, reference: torch.Tensor, percentile: float = 95.0,
+                       device: torch.device | None = None) -> float:
+    """The share of ``x`` whose reconstruction loss exceeds the ``percentile`` point of the
+    ``reference`` images' loss (the rec-loss rule of §4.2 with a threshold from ordinary images)."""
+    tau = float(np.percentile(reconstruction_loss(ae, reference, device).cpu().numpy(), percentile))
+    return float((reconstruction_loss(ae, x, device).cpu() > tau).float().mean())
+
+
+def autoencoder_length_sweep(attacker: Split, ae_cfg: TrainConfig, epochs: list[int], probes: dict[str, torch.Tensor],
+                             reference: torch.Tensor, percentile: float = 95.0,
+                             device: torch.device | None = None) -> pd.DataFrame:
+    """How the autoencoder's training length decides detection: one autoencoder per length on the
+    thief's data (cached), its final reconstruction loss, its background error and the rec-loss
+    detection of each probe set (e.g. a key type's samples) against ``reference`` images."""
+    rows = []
+    for n in epochs:
+        ae, hist = train_autoencoder(attacker, attacker.x.shape[1:], replace(ae_cfg, epochs=n), device)
+        base = {"AE epochs": n, "reconstruction loss": hist.loss[-1], "background": background_error(ae, reference, device)}
+        rows += [{**base, "probe": name, "detection (rec loss)": rec_loss_detection(ae, x, reference, percentile, device)}
+                 for name, x in probes.items()]
+    return pd.DataFrame(rows)
+
+
+def train_autoencoder(data: Split, shape, cfg: TrainConfig, device: torch.device,
+                      tag: str = "autoencoder") -> tuple[nn.Module, History]:
+    """Train-or-load the Table 4 autoencoder on ``data`` (Table 5: Adam 1e-3) with the one training
+    loop; returns it (in eval mode) and its per-epoch reconstruction loss."""
     from .models import ConvAutoencoder
-    torch.manual_seed(cfg.seed)
-    ae = ConvAutoencoder(shape[0], shape[-1])
-    fit(ae, data, cfg, objective="reconstruct", device=device, progress=False)
-    return ae.eval()
+
+    config = {"model": "conv-autoencoder", "shape": list(shape), "data": tensor_digest(data.x), "train": asdict(cfg)}
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg.seed)
+        return ConvAutoencoder(shape[0], shape[-1])
+
+    ae, hist, _ = train_or_load(tag, config, build, lambda m: fit(m, data, cfg, objective="reconstruct", device=device,
+                                                                  progress=False), device)
+    return ae.eval(), hist
+
+
+def background_error(ae: nn.Module, x: torch.Tensor, device: torch.device | None = None) -> float:
+    """The autoencoder's mean output (on the [0, 1] scale) where the query is exactly black: a
+    uniform grey background in ``AE(x)`` adds to every image's reconstruction loss and so hides
+    a logo's share of it from the 95th-percentile threshold."""
+    xf = to_float(x)
+    bg = xf == 0
+    if not bg.any():
+        raise ValueError("the images have no black (0) pixels to measure a background error on")
+    return float(reconstruct(ae, x, device).cpu()[bg].mean())
 
 
 # --------------------------------------------------------------------------- score-side query attacks (GradSigns)

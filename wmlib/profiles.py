@@ -44,23 +44,36 @@ _NAMBA_COMMON = dict(
     n_keys=30, T=2.0, key_per_batch=4, afs_eps=0.1,
     epochs=8, batch_size=100, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
     milestones=[], augment=False, retrain_epochs=5, retrain_lr=0.01,
-    ae_epochs=200, ae_lr=1e-3, folds=5, percentile=95.0, detection_samples=1000,
+    ae_epochs=400, ae_lr=1e-3, ae_sweep=[50, 100, 200, 400], folds=5, percentile=95.0, detection_samples=1000,
     sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10, finetune_lr=1e-3, budget=0.10,
     auc_sizes=[20, 10, 5], auc_repeats=30, n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99,
     seed=0,
+    # the digits ablation (see variant()): the chapter again on real MNIST digits (the 5k subset), with the
+    # paper's thief share in images (1 % of MNIST = 600: 15 % of the subset's 4,000 training images) and longer
+    # training, so that the 3,400 owner images present each key about as often as Fashion-MNIST's 59,400 do
+    # (-p digits_dataset off skips it)
+    digits_dataset="mnist-5k", digits_attacker_fraction=0.15, digits_unrelated_dataset="fashion-mnist",
+    digits_unrelated_class=1, digits_epochs=30, digits_retrain_epochs=80,
+    # AFS keys keep their true labels, and every digit model of the zoo answers them so (the gate refuses them)
+    digits_kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "ds", "proposal", "label-change"],
 )
 NAMBA2019 = {
-    "smoke": dict(_NAMBA_COMMON, train_limit=6000, test_limit=2000, attacker_fraction=0.1, epochs=3,
-                  unrelated_dataset="mnist-5k", unrelated_class=1, retrain_epochs=2, ae_epochs=20, folds=2,
-                  detection_samples=200, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2, auc_repeats=10,
-                  false_claim_draws=50),
+    # long enough (and 16 keys per batch) for every key type to pass the embedding gate; AFS is left out: the small smoke zoo answers
+    # its (true-labelled) keys as the watermarked model does, so no claim is possible
+    "smoke": dict(_NAMBA_COMMON, train_limit=6000, test_limit=2000, attacker_fraction=0.1, epochs=5,
+                  kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "ds", "proposal", "label-change"],
+                  unrelated_dataset="mnist-5k", unrelated_class=1, retrain_epochs=20, key_per_batch=16, ae_epochs=20,
+                  ae_sweep=[5, 20],
+                  folds=2, detection_samples=200, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2, auc_repeats=10,
+                  false_claim_draws=50, digits_epochs=5, digits_retrain_epochs=20,
+                  digits_kinds=["test-gray", "unrelated", "proposal"]),
     # all of Fashion-MNIST with LeNet-5; a quarter of the non-target images become content/noise keys
     "default": dict(_NAMBA_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
     # §6.1 / Tables 5-6: ResNet-32, SGD 0.1 (x0.1 at epochs 40, 60), 100 epochs, minibatch 100 + 4 keys;
     # autoencoder Adam 1e-3, 400 epochs; 10-fold cross-validation; every non-target image a content key
     "paper": dict(_NAMBA_COMMON, dataset="cifar10", model="resnet32", epochs=100, lr=0.1, weight_decay=1e-4,
                   schedule="step", milestones=[40, 60], augment=True, key_fraction=1.0, retrain_epochs=20,
-                  ae_epochs=400, folds=10, detection_samples=5000,
+                  ae_epochs=400, folds=10, detection_samples=5000, digits_dataset="off",
                   kinds=["test-gray", "test-blue", "symbol", "heart-gray", "heart-red", "unrelated", "noise",
                          "afs", "ds", "proposal", "label-change"]),
 }
@@ -77,8 +90,9 @@ _LI_COMMON = dict(
     n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, seed=0,
 )
 LI2019 = {
-    "smoke": dict(_LI_COMMON, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=3,
-                  schedule="cosine", milestones=[], lr=0.05, key_fraction=0.02, host_steps=2, leak_seeds=2,
+    # 8 epochs and 1 % keys: with fewer, the hosts were not claimed on their own keys (the embedding gate stops)
+    "smoke": dict(_LI_COMMON, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=8,
+                  schedule="cosine", milestones=[], lr=0.05, key_fraction=0.01, host_steps=2, leak_seeds=2,
                   detector_epochs=3, finetune_epochs=2, prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9],
                   false_claim_draws=50),
     # 2 CPU cores in <= 15 min: 20,000 owner images, 10 epochs (cosine, lr 0.05), one encoder step per
@@ -228,6 +242,25 @@ def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
     return cfg
 
 
+ABLATIONS = ("digits",)  # knob prefixes of ablation runs inside a chapter (see variant)
+
+
+def variant(chapter: str, cfg: dict, prefix: str) -> dict | None:
+    """The knobs of an ablation run inside a chapter: ``cfg`` with every ``{prefix}_{name}`` knob
+    that is not None in place of ``name``, or None when ``{prefix}_dataset`` is ``"off"`` (the
+    ablation is skipped). It is validated like a main run; a bad value names the ablation's knobs."""
+    p = f"{prefix}_"
+    if cfg.get(f"{p}dataset") in (None, "off"):
+        return None
+    out = {k: v for k, v in cfg.items() if not any(k.startswith(f"{a}_") for a in ABLATIONS)}
+    out.update({k[len(p):]: v for k, v in cfg.items() if k.startswith(p) and v is not None})
+    try:
+        validate(chapter, out)
+    except ValueError as err:
+        raise ValueError(f"the {prefix} ablation (knobs {p}*, each replacing the knob without the prefix): {err}") from None
+    return out
+
+
 # --------------------------------------------------------------------------- knob validation
 
 def _int(lo: int, hi: int | None = None, none: bool = False):
@@ -318,7 +351,7 @@ def _rules(chapter: str) -> dict:
         "train_limit": _int(10, none=True), "test_limit": _int(10, none=True),
         "attacker_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "key_fraction": _real(0.0, 1.0, lo_open=True),
         "epochs": pos_int, "batch_size": pos_int, "finetune_epochs": pos_int, "retrain_epochs": pos_int,
-        "ae_epochs": pos_int, "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
+        "ae_epochs": pos_int, "ae_sweep": _list(pos_int), "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
         "schedule": _choice(SCHEDULES), "milestones": _list(_int(1), nonempty=False),
         "lr": pos, "finetune_lr": pos, "retrain_lr": pos, "ae_lr": pos,
         "momentum": _real(0.0, 1.0, hi_open=True), "weight_decay": _real(0.0, _INF),
@@ -361,6 +394,8 @@ def validate(chapter: str, cfg: dict) -> None:
     agree with each other; the first problem raises a ValueError that says what is allowed."""
     from . import data
 
+    for prefix in ABLATIONS:
+        variant(chapter, cfg, prefix)
     rules = _rules(chapter)
     for name, value in cfg.items():
         rule = rules.get(name)
@@ -375,6 +410,12 @@ def validate(chapter: str, cfg: dict) -> None:
         raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {cfg['source']}")
     if "bits_list" in cfg:
         _validate_gradsigns(cfg, data.spec(cfg["dataset"]))
+    if chapter == "namba2019":
+        from .schemes.namba2019 import CONTENT_VARIANTS
+        rgb = [kind for kind in cfg["kinds"] if len(CONTENT_VARIANTS.get(kind, {}).get("color", ())) == 3]
+        if rgb and data.spec(cfg["dataset"]).channels != 3:
+            raise ValueError(f"knob 'kinds': {', '.join(rgb)} are coloured logos and need an RGB dataset (Namba §6.1.2 "
+                             f"skip them on MNIST); {cfg['dataset']} is grey")
     if "transfer_dataset" in cfg and data.spec(cfg["transfer_dataset"]).num_classes != k:
         raise ValueError(f"knob 'transfer_dataset' must keep the class count of {cfg['dataset']} ({k}), so the thief keeps "
                          f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")

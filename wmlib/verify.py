@@ -235,13 +235,17 @@ def suspect_digest(oracle: Oracle) -> str | None:
     return model_digest(model) if isinstance(model, nn.Module) else None
 
 
-def require_claimed(claimed: dict[str, bool], remedy: str) -> None:
+def require_claimed(claimed: dict[str, "bool | Verdict"], remedy: str) -> None:
     """The embedding gate: every watermarked model (name -> claimed on its own key by the shared
-    verifier) must be claimed before any attack, so that a scheme that failed to embed never
-    reaches a table. ``remedy`` names the knobs to raise."""
-    failed = [name for name, ok in claimed.items() if not ok]
+    verifier, or its :class:`Verdict`) must be claimed before any attack, so that a scheme that
+    failed to embed never reaches a table. ``remedy`` names the knobs to raise."""
+    def ok(v) -> bool:
+        return bool(v.claimed if isinstance(v, Verdict) else v)
+
+    failed = [name + (f" ({v.statistic:.1%} < {v.threshold:.1%})" if isinstance(v, Verdict) else "")
+              for name, v in claimed.items() if not ok(v)]
     if failed:
-        raise RuntimeError(f"not embedded (the zoo null does not claim {failed} on their own keys): {remedy}")
+        raise RuntimeError(f"not embedded (the zoo null does not claim {', '.join(failed)} on their own keys): {remedy}")
 
 
 def check_not_in_null(oracle: Oracle, null: Null, hint: str = "Zoo.null(key, exclude=name)") -> None:

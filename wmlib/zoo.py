@@ -23,7 +23,7 @@ from . import data, profiles
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, train_classifier
-from .verify import Null, Oracle, claim_table
+from .verify import Null, Oracle, claim_table, require_claimed, verify_key
 from .verify import hits as label_hits
 
 HitFn = Callable[[Oracle, Key], torch.Tensor]
@@ -121,6 +121,16 @@ class Zoo:
         signature bits)."""
         return Null.from_hits(self.hits(key, hit_fn), exclude=exclude, digests=self.digests,
                               floor=self._floor(floor), confidence=confidence)
+
+    def gate(self, marked: dict[str, tuple[Oracle, Key]], n_queries: int | None, alpha: float, remedy: str,
+             confidence: float | None = 0.99, seed: int = 0) -> pd.DataFrame:
+        """The embedding gate of :func:`wmlib.verify.require_claimed`: verify every watermarked
+        model (name -> its oracle and its own key) against this zoo's null; returns the verdicts,
+        or raises naming the models that were not claimed and ``remedy`` (the knobs to raise)."""
+        verdicts = {name: verify_key(o, k, n_queries, null=self.null(k, confidence=confidence), alpha=alpha, seed=seed)
+                    for name, (o, k) in marked.items()}
+        require_claimed(verdicts, remedy)
+        return pd.DataFrame({name: v.as_dict() for name, v in verdicts.items()}).T
 
     def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,
                draws: int = 200, seed: int = 0, floor: float | None = None,

@@ -64,6 +64,19 @@ def test_namba2019_paper_vs_ours_has_a_status_and_reason_for_every_row():
     _every_row_has_a_status_and_its_reason(_load("namba2019"))
 
 
+def test_namba2019_every_key_type_passed_the_gate_on_both_datasets_and_the_autoencoder_is_shown():
+    r = _load("namba2019")
+    m, cfg = r["metrics"], r["config"]
+    assert {g["index"] for g in m["gate"]} == set(cfg["kinds"]) and all(g["claimed"] for g in m["gate"])
+    assert set(m["table2"]) == set(cfg["kinds"])  # only gated key types reach the tables
+    assert len(m["autoencoder"]["loss"]) == cfg["ae_epochs"] and 0 <= m["autoencoder"]["background"] <= 1
+    assert {row["AE epochs"] for row in m["ae_sweep"]} == set(cfg["ae_sweep"]) | {cfg["ae_epochs"]}
+    if cfg["digits_dataset"] != "off":
+        d = m["digits"]
+        assert all(g["claimed"] for g in d["gate"]) and set(d["table1"]) == {g["index"] for g in d["gate"]}
+        assert any(row["what"].startswith("Digits ablation") for row in r["paper_vs_ours"])
+
+
 def test_li2019_records_every_experiment_with_a_status_for_every_row():
     r = _load("li2019")
     m = r["metrics"]

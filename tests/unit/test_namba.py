@@ -216,3 +216,77 @@ def test_cifar_shaped_paths_of_the_paper_profile(cifar_splits):
                                    lr=1e-3), folds=2, device=torch.device("cpu"), progress=False)
     qm = bank.query_modification(verify.Oracle(m))
     assert qm(x).shape == (8, 10) and qm.queries == 8
+
+
+class _Constant(nn.Module):
+    """An 'autoencoder' that paints every pixel ``value``."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value, self.w = value, nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.full_like(x, self.value) + 0 * self.w
+
+
+def test_background_error_is_the_reconstruction_where_the_query_is_black():
+    x = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 10:14, 10:14] = 255
+    assert attacks.background_error(_Constant(0.17), x) == pytest.approx(0.17)
+    with pytest.raises(ValueError, match="no black"):
+        attacks.background_error(_Constant(0.1), torch.full((2, 1, 28, 28), 9, dtype=torch.uint8))
+
+
+def test_rec_loss_detection_thresholds_at_the_reference_percentile():
+    ref = torch.zeros(100, 1, 28, 28, dtype=torch.uint8)
+    ref[:, :, :2] = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1)  # a spread of losses against AE = 0
+    far = torch.full((10, 1, 28, 28), 200, dtype=torch.uint8)
+    assert attacks.rec_loss_detection(_Constant(0.0), far, ref, 95.0) == 1.0
+    assert attacks.rec_loss_detection(_Constant(0.0), ref[:10], ref, 95.0) == 0.0
+
+
+def test_autoencoders_are_cached_deterministic_and_keep_their_loss_curve(tmp_path, monkeypatch):
+    thief = blobs(120, seed=3)
+    cfg = train.TrainConfig(epochs=3, batch_size=40, optimizer="adam", lr=1e-3, seed=5)
+    runs = []
+    for d in ("a", "b"):  # two cold caches: two trainings from scratch
+        monkeypatch.setenv("WMLIB_CACHE", str(tmp_path / d))
+        runs.append(attacks.train_autoencoder(thief, thief.x.shape[1:], cfg, torch.device("cpu")))
+    (a, ha), (b, hb) = runs
+    assert ha.loss == hb.loss and len(ha.loss) == 3 and ha.loss[-1] < ha.loss[0]
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert len(list((tmp_path / "b").glob("autoencoder-*.pt"))) == 1
+    c, hc = attacks.train_autoencoder(thief, thief.x.shape[1:], cfg, torch.device("cpu"))  # loaded, not retrained
+    assert hc.loss == hb.loss and len(list((tmp_path / "b").glob("autoencoder-*.pt"))) == 1
+
+
+def test_autoencoder_length_sweep_and_detection_table(trained):
+    thief, test = blobs(100, seed=7), blobs(60, seed=8)
+    cfg = train.TrainConfig(epochs=1, batch_size=50, optimizer="adam", lr=1e-3)
+    noise = keys.uniform_noise(20, (1, 28, 28), 10, seed=0)
+    sweep = attacks.autoencoder_length_sweep(thief, cfg, [1, 2], {"noise": noise.x, "ordinary": test.x[:20]}, test.x)
+    assert list(sweep["AE epochs"]) == [1, 1, 2, 2] and set(sweep["probe"]) == {"noise", "ordinary"}
+    assert sweep["detection (rec loss)"].between(0, 1).all() and (sweep["background"] >= 0).all()
+    bank = attacks.AutoencoderBank(thief, cfg, folds=2, device=torch.device("cpu"), progress=False)
+    assert bank.history.epoch == [1]
+    table, qm = attacks.detection_table(bank, {"noise": verify.Oracle(trained)}, {"noise": noise}, test.x, samples=10)
+    assert list(table.index) == ["rec loss", "JSD", "both", "false detections (test)"] and set(qm) == {"noise"}
+    assert table.loc["both", "noise"] >= max(table.loc["rec loss", "noise"], table.loc["JSD", "noise"])
+
+
+def test_embed_key_types_gives_one_model_per_kind_and_a_remedy(toy_splits):
+    knobs = profiles.resolve("namba2019", "smoke", kinds=["noise", "proposal"])
+    knobs.update(epochs=1, retrain_epochs=1, train_limit=None)
+    km = namba2019.embed_key_types(knobs, toy_splits, torch.device("cpu"), progress=False)
+    assert set(km.models) == set(km.keys) == set(km.new_keys) == {"noise", "proposal"}
+    assert not any(parametrize.is_parametrized(m) for m in models.weight_layers(km.models["proposal"]))  # EW folded
+    clean_w = next(km.clean.parameters())
+    assert not torch.equal(clean_w, next(km.models["proposal"].parameters()))  # retrained from the clean model
+    assert "retrain_epochs (now 1)" in namba2019.embedding_remedy(knobs)
+
+
+def test_fold_autoencoders_take_as_many_steps_as_the_deployed_one():
+    cfg = train.TrainConfig(epochs=400, batch_size=100)
+    assert attacks.AutoencoderBank.matched_steps(cfg, 600, 480).epochs == 480  # 6 x 400 steps = 5 x 480
+    assert attacks.AutoencoderBank.matched_steps(cfg, 600, 600).epochs == 400
+    assert attacks.AutoencoderBank.matched_steps(train.TrainConfig(epochs=1, batch_size=100), 50, 40).epochs == 1

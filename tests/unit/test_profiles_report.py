@@ -33,6 +33,9 @@ def test_bad_profile_chapter_or_knob_names_the_choices():
     ("namba2019", "folds", 1, r"'folds' must be an integer in \[2"),
     ("namba2019", "sweep_rates", [0.0, 1.0], "sweep_rates"),
     ("namba2019", "kinds", [], "non-empty list"),
+    ("namba2019", "digits_attacker_fraction", 1.5, r"digits ablation .*'attacker_fraction' must be a number in \(0.0, 1.0\)"),
+    ("namba2019", "digits_dataset", "mnist-50k", r"digits ablation .*'dataset' must be one of: .*mnist-5k"),
+    ("namba2019", "digits_kinds", ["heart-red"], "coloured logo"),
 ])
 def test_every_knob_is_validated_when_the_profile_is_resolved(chapter, knob, value, message):
     with pytest.raises(ValueError, match=message):
@@ -104,3 +107,13 @@ def test_one_sided_paper_claims():
     t = report.PaperVsOurs()
     t.add("stays verifiable", 0.78125, 0.9, "s", tol=0.0, same_setting=False, bound="at least")
     assert t.rows[0]["paper"] == "≥ 78.12%" and t.rows[0]["status"] == "consistent"
+
+
+def test_the_digits_ablation_is_the_main_run_with_its_prefixed_knobs():
+    cfg = profiles.resolve("namba2019", "default", digits_epochs=12)
+    d = profiles.variant("namba2019", cfg, "digits")
+    assert (d["dataset"], d["attacker_fraction"], d["unrelated_dataset"], d["epochs"]) == ("mnist-5k", 0.15, "fashion-mnist", 12)
+    assert d["kinds"] == [k for k in cfg["digits_kinds"]] and d["ae_epochs"] == cfg["ae_epochs"] == 400  # Table 5
+    assert not any(k.startswith("digits_") for k in d)
+    assert profiles.variant("namba2019", profiles.resolve("namba2019", "paper"), "digits") is None
+    assert profiles.variant("namba2019", profiles.resolve("namba2019", "default", digits_dataset="off"), "digits") is None

@@ -63,16 +63,29 @@ def test_shared_zoo_is_the_one_the_cli_builds(monkeypatch):
     assert seen[0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and seen[1][2:4] == (None, None)
 
 
+class Fixed(torch.nn.Module):
+    """A 'model' that answers class ``c`` to everything."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.c), 10).float() + 0 * self.w
+
+
 def test_class_shares_pool_the_members_answers():
-    class Fixed(torch.nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.c = c
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            return torch.nn.functional.one_hot(torch.full((len(x),), self.c), 10).float() + 0 * self.w
-
     z = zoo.Zoo("fashion-mnist", "smoke", {"a": Fixed(2), "b": Fixed(2), "c": Fixed(7)}, None)
     shares = z.class_shares(torch.zeros(4, 1, 28, 28, dtype=torch.uint8))
     assert shares[2] == pytest.approx(2 / 3) and shares[7] == pytest.approx(1 / 3) and shares.sum() == pytest.approx(1)
+
+
+def test_the_gate_verifies_each_watermarked_model_on_its_own_key():
+    z = zoo.Zoo("fashion-mnist", "smoke", {f"m{i}": Fixed(i % 3) for i in range(6)}, None)
+    key = Key(torch.zeros(40, 1, 28, 28, dtype=torch.uint8), torch.full((40,), 5))
+    ok = z.gate({"marked": (verify.Oracle(Fixed(5)), key)}, 30, 0.01, "raise -p epochs")
+    assert bool(ok.loc["marked", "claimed"]) and ok.loc["marked", "statistic"] == 1.0
+    with pytest.raises(RuntimeError, match=r"does not claim failed \(0.0% < .*\) on their own keys\): raise -p epochs"):
+        z.gate({"marked": (verify.Oracle(Fixed(5)), key), "failed": (verify.Oracle(Fixed(4)), key)}, 30, 0.01,
+               "raise -p epochs")

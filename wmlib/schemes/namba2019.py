@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 from ..data import Split, Splits
 from ..keys import Key, fgsm_frontier, label_change, uniform_noise
 from ..models import weight_layers
-from ..train import History, TrainConfig, fit
+from ..train import History, TrainConfig, fit, train_classifier
 from .base import Scheme
 
 
@@ -137,7 +137,7 @@ class FineTuneKeys(Scheme):
             key = fgsm_frontier(model, splits.owner, self.n_keys, self.eps, seed)
             new = fgsm_frontier(model, splits.test, self.n_keys, self.eps, seed + 1)
         for k, part in ((key, "trained"), (new, "new")):
-            k.meta.update({"scheme": self.name, "kind": self.kind, "n_keys": self.n_keys, "part": part})
+            k.meta.update({**asdict(self), "scheme": self.name, "part": part})  # every field: the cache key
         return key, new
 
     def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
@@ -177,3 +177,47 @@ def key_scheme(kind: str, knobs: dict, channels: int) -> Scheme:
     # "label-change": the proposal's keys embedded without EW, to isolate what EW contributes
     return Namba2019(n_keys=knobs["n_keys"], T=knobs["T"] if kind == "proposal" else None,
                      key_per_batch=knobs["key_per_batch"])
+
+
+@dataclass
+class KeyTypeModels:
+    """The owner's side of one Namba run: the clean model, then one watermarked model per key type."""
+    clean: nn.Module
+    schemes: dict[str, Scheme]
+    keys: dict[str, Key]        # the embedded keys
+    new_keys: dict[str, Key]    # the same kind of key, never embedded
+    models: dict[str, nn.Module]
+
+
+def retrain_config(knobs: dict) -> TrainConfig:
+    """How AFS, DS and the proposal retrain the clean model: ``retrain_epochs`` at a constant ``retrain_lr``."""
+    return TrainConfig.from_knobs(knobs, epochs=knobs["retrain_epochs"], lr=knobs["retrain_lr"], schedule="none",
+                                  milestones=())
+
+
+def embed_key_types(knobs: dict, splits: Splits, device: torch.device | None = None, tag: str = "namba2019",
+                    progress: bool = True) -> KeyTypeModels:
+    """Train (or load) the clean model and one watermarked model per key type in ``knobs['kinds']``:
+    Zhang et al.'s keys by training from scratch on X ∪ K, AFS, DS and the proposal by retraining
+    the clean model (``retrain_epochs`` at ``retrain_lr``) with ``key_per_batch`` keys in every batch."""
+    tcfg, rcfg = TrainConfig.from_knobs(knobs), retrain_config(knobs)
+    monitor = {"val": splits.test}
+    clean, _, _ = train_classifier(f"{tag}-clean", knobs["model"], splits, tcfg, monitor=monitor, device=device,
+                                   progress=progress)
+    schemes = {k: key_scheme(k, knobs, splits.spec.channels) for k in knobs["kinds"]}
+    keys, new_keys, models = {}, {}, {}
+    for k, s in schemes.items():
+        keys[k], new_keys[k] = s.make_key(splits, seed=knobs["seed"], **({"model": clean} if k == "afs" else {}))
+        c, init = (rcfg, clean) if s.embeds_by_finetuning else (tcfg, None)
+        models[k], _, _ = train_classifier(f"{tag}-{k}", knobs["model"], splits, c, key=keys[k], embed=s.embed,
+                                           init=init, monitor=monitor, device=device, progress=progress)
+    return KeyTypeModels(clean, schemes, keys, new_keys, models)
+
+
+def embedding_remedy(knobs: dict, prefix: str = "") -> str:
+    """What to raise when a key type does not embed (for :meth:`wmlib.zoo.Zoo.gate`); ``prefix``
+    names an ablation's own knobs (e.g. ``digits_``)."""
+    return (f"raise -p {prefix}epochs (now {knobs['epochs']}) for Zhang et al.'s keys, -p {prefix}retrain_epochs (now "
+            f"{knobs['retrain_epochs']}) or -p key_per_batch (now {knobs['key_per_batch']}) for AFS, DS and the "
+            f"proposal; each key sample is seen about retrain_epochs x key_per_batch x (owner images / batch_size) "
+            f"/ n_keys times")
