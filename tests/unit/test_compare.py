@@ -1,0 +1,71 @@
+"""The comparison engine: cells as Ray tasks (local mode), saved results, failures named per cell."""
+import json
+from pathlib import Path
+
+import pytest
+
+from wmlib import compare
+from wmlib.compare import Cell
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray():
+    yield
+    import ray
+    ray.shutdown()
+
+
+def toy_cell(cell: Cell, context: dict) -> dict:
+    """Runs in a Ray worker: logs the call (to count them across processes), fails on request."""
+    with open(context["log"], "a") as f:
+        f.write(f"{cell}\n")
+    if cell.attack in context.get("fail", ()):
+        raise ValueError(f"boom in {cell.attack}")
+    return {"claimed": cell.seed % 2 == 0, "statistic": 0.5 + cell.seed / 10}
+
+
+def _calls(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_two_cell_sweep_runs_on_ray_and_a_rerun_is_free(tmp_path):
+    log = tmp_path / "calls.txt"
+    cells = [Cell("toy", 0, "none"), Cell("toy", 1, "fine-tune")]
+    ctx = {"log": str(log), "profile": "smoke"}
+    out = compare.run(cells, toy_cell, ctx, num_cpus=2, progress=False)
+    assert out == {cells[0]: {"claimed": True, "statistic": 0.5}, cells[1]: {"claimed": False, "statistic": 0.6}}
+    assert sorted(_calls(log)) == sorted(map(str, cells))
+    assert json.loads(compare.result_path(cells[1], ctx).read_text()) == out[cells[1]]
+    assert compare.run(cells, toy_cell, ctx, progress=False) == out and len(_calls(log)) == 2  # loaded, not rerun
+    compare.run(cells[:1], toy_cell, {**ctx, "profile": "default"}, progress=False)  # another context: recomputed
+    assert len(_calls(log)) == 3
+
+
+def test_a_failing_cell_is_named_the_others_are_kept_and_only_it_is_retried(tmp_path):
+    log = tmp_path / "calls.txt"
+    cells = [Cell("toy", 0, "none"), Cell("toy", 0, "bad")]
+    ctx = {"log": str(log), "fail": ["bad"]}
+    with pytest.raises(compare.CellError, match=r"1 of 2 comparison cells failed .*\[toy / seed 0 / bad\] "
+                                                r"ValueError: boom in bad") as err:
+        compare.run(cells, toy_cell, ctx, num_cpus=2, progress=False)
+    assert set(err.value.results) == {cells[0]} and set(err.value.failed) == {cells[1]}
+    assert compare.load_result(cells[0], ctx) is not None and compare.load_result(cells[1], ctx) is None
+
+    def fixed(cell, context):  # the same context (same cache key), the bug fixed
+        return toy_cell(cell, {**context, "fail": []})
+    compare.run(cells, fixed, ctx, progress=False)
+    assert _calls(log) == [str(cells[0]), str(cells[1]), str(cells[1])]
+
+
+def test_duplicate_cells_are_refused():
+    with pytest.raises(ValueError, match="twice"):
+        compare.run([Cell("toy", 0, "none")] * 2, toy_cell, {}, progress=False)
+
+
+def test_claim_rate_has_an_exact_95_interval():
+    rate, lo, hi = compare.claim_rate([True, True, True])
+    assert rate == 1.0 and hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 3))
+    rate, lo, hi = compare.claim_rate([False] * 5)
+    assert (rate, lo) == (0.0, 0.0) and hi == pytest.approx(1 - 0.025 ** (1 / 5))
+    with pytest.raises(ValueError, match="no verifications"):
+        compare.claim_rate([])
