@@ -92,6 +92,11 @@ def _start_ray(address: str | None, num_cpus: int | None):
     return ray
 
 
+def _call(fn: CellFn, cell: Cell, context: dict) -> dict:
+    """The Ray task: any callable (a function, a ``functools.partial``) applied to one cell."""
+    return fn(cell, context)
+
+
 def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = None, num_cpus: int | None = None,
         progress: bool = True) -> dict[Cell, dict]:
     """``fn(cell, context)`` for every cell without a saved result, as Ray tasks; returns every
@@ -106,9 +111,9 @@ def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = N
     with tqdm(total=len(cells), initial=len(results), desc="comparison cells", disable=not progress) as bar:
         if todo:
             ray = _start_ray(address, num_cpus)
-            task = ray.remote(fn).options(max_retries=0)
-            ctx = ray.put(context)
-            pending = {task.remote(c, ctx): c for c in todo}
+            task = ray.remote(_call).options(max_retries=0)
+            fn_ref, ctx = ray.put(fn), ray.put(context)
+            pending = {task.remote(fn_ref, c, ctx): c for c in todo}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 cell = pending.pop(done[0])
@@ -131,3 +136,120 @@ def claim_rate(claimed: list[bool], confidence: float = 0.95) -> tuple[float, fl
         raise ValueError("no verifications to summarise")
     ci = binomtest(k, n).proportion_ci(confidence, method="exact")
     return k / n, float(ci.low), float(ci.high)
+
+
+# --------------------------------------------------------------------------- the entries, the attacks, one cell
+
+@dataclass(frozen=True)
+class Entry:
+    """One watermark of the comparison: ``make(knobs)`` builds its configured
+    :class:`~wmlib.schemes.Scheme` (make_key / embed / verify). ``trials='labels'`` counts key
+    queries answered with the key's label; ``'bits'`` counts matching signature bits (the scheme's
+    ``hits``, a null floor of 0.5). ``verify_on='new'`` verifies on the second key ``make_key``
+    returns (held-out triggers) instead of the embedded one."""
+    name: str
+    make: Callable[[dict], object]
+    trials: str = "labels"
+    verify_on: str = "key"
+
+    def __post_init__(self):
+        if self.trials not in TRIALS:
+            raise ValueError(f"trials must be one of: {', '.join(TRIALS)}; got {self.trials!r}")
+        if self.verify_on not in ("key", "new"):
+            raise ValueError(f"verify_on must be 'key' or 'new', got {self.verify_on!r}")
+
+
+TRIALS = ("labels", "bits")
+ENTRIES: dict[str, Entry] = {}
+
+
+def register(name: str, make: Callable[[dict], object], trials: str = "labels", verify_on: str = "key") -> Entry:
+    """Add a watermark to the comparison (see the book's "Add your own scheme"): every attack that
+    applies to it then runs on it. A name is registered once."""
+    if name in ENTRIES:
+        raise ValueError(f"a comparison entry named {name!r} exists already; registered: {', '.join(sorted(ENTRIES))}")
+    ENTRIES[name] = Entry(name, make, trials, verify_on)
+    return ENTRIES[name]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack of the suite: ``apply(model, task)`` returns the suspect the owner then queries (a
+    model-side attack returns a new model's oracle, a query-side one wraps the API). ``only`` names
+    the trial kind it is defined for (None: every scheme)."""
+    name: str
+    side: str
+    apply: Callable
+    only: str | None = None
+
+    def reason_not_applicable(self, entry: Entry) -> str | None:
+        if self.only is not None and entry.trials != self.only:
+            return f"{self.name} attacks {self.only}-based verification; {entry.name} verifies by {entry.trials}"
+        return None
+
+
+def _attacks() -> dict[str, Attack]:
+    from . import attacks
+    from .verify import Oracle
+
+    def finetune(model, task):
+        return Oracle(attacks.finetune(model, task["thief"], task["finetune_cfg"])[0])
+
+    return {a.name: a for a in (
+        Attack("none", "none", lambda m, t: Oracle(m)),
+        Attack("fine-tune", "model", finetune),
+        Attack("prune", "model", lambda m, t: Oracle(attacks.prune_magnitude(m, t["knobs"]["prune_rate"]))),
+        Attack("quantize", "model", lambda m, t: Oracle(attacks.quantize_weights(m, t["knobs"]["quant_bits"]))),
+        Attack("input-noise", "query", lambda m, t: attacks.NoisyOracle(Oracle(m), t["knobs"]["input_noise_std"],
+                                                                         t["seed"])),
+        Attack("rounding", "query", lambda m, t: attacks.RoundedOracle(Oracle(m), t["knobs"]["decimals"]), only="bits"),
+    )}
+
+
+ATTACKS = _attacks()
+
+
+def run_cell(cell: Cell, context: dict, entries: dict[str, Entry]) -> dict:
+    """Embed (train-or-load) ``cell``'s watermark with its seed, attack it, and verify the suspect
+    against the zoo's null. ``context`` holds the task and its knobs: ``dataset``, ``profile``,
+    ``knobs`` (model, training and attack knobs), and ``zoo`` (Zoo.load arguments, or None for the
+    book's shared zoo). An attack that does not apply returns its reason instead of a verdict."""
+    import inspect
+
+    from . import data
+    from .train import TrainConfig, train_classifier
+    from .verify import hits as label_hits, oracle_accuracy, verify_counts
+    from .zoo import Zoo
+
+    entry, attack, knobs = entries[cell.entry], ATTACKS[cell.attack], context["knobs"]
+    why_not = attack.reason_not_applicable(entry)
+    if why_not:
+        return {"applies": False, "reason": why_not}
+    splits = data.owner_attacker_split(context["dataset"], knobs["attacker_fraction"], seed=cell.seed,
+                                       train_limit=knobs.get("train_limit"), test_limit=knobs.get("test_limit"))
+    scheme = entry.make(knobs)
+    tcfg = TrainConfig.from_knobs(knobs, seed=cell.seed)
+    takes_model = "model" in inspect.signature(scheme.make_key).parameters  # e.g. AFS: adversarial examples of it
+    clean = None
+    if scheme.embeds_by_finetuning or takes_model:
+        clean, _, _ = train_classifier(f"compare-clean-s{cell.seed}", knobs["model"], splits, tcfg, progress=False)
+    key, new = scheme.make_key(splits, seed=cell.seed, **({"model": clean} if takes_model else {}))
+    marked, _, _ = train_classifier(f"compare-{entry.name}-s{cell.seed}", knobs["model"], splits, tcfg, key=key,
+                                    embed=scheme.embed, init=clean if scheme.embeds_by_finetuning else None, progress=False)
+    vkey = key if entry.verify_on == "key" else new
+    zoo = Zoo.shared(context["dataset"], context["profile"], progress=False) if context.get("zoo") is None else \
+        Zoo.load(context["dataset"], context["profile"], progress=False, **context["zoo"])
+    hit_fn, floor = (label_hits, None) if entry.trials == "labels" else (scheme.hits, 0.5)
+    null = zoo.null(vkey, hit_fn=hit_fn, floor=floor, confidence=knobs["zoo_confidence"])
+    if entry.trials == "labels" and knobs["n_queries"] < len(vkey):
+        vkey = vkey.sample(knobs["n_queries"], seed=cell.seed)
+    task = {"knobs": knobs, "seed": cell.seed, "thief": splits.attacker,
+            "finetune_cfg": TrainConfig.from_knobs(knobs, epochs=knobs["finetune_epochs"], lr=knobs["finetune_lr"],
+                                                   optimizer="adam", schedule="none", milestones=(), weight_decay=0.0,
+                                                   seed=cell.seed)}
+    suspect = attack.apply(marked, task)
+    queries = suspect.queries
+    h = hit_fn(suspect, vkey)
+    v = verify_counts(int(h.sum()), len(h), null, knobs["alpha"], suspect.queries - queries)
+    return {"applies": True, "claimed": v.claimed, "statistic": v.statistic, "threshold": v.threshold,
+            "p_value": v.p_value, "queries": v.queries, "test_acc": oracle_accuracy(suspect, splits.test)}
