@@ -209,6 +209,22 @@ def _attacks() -> dict[str, Attack]:
 ATTACKS = _attacks()
 
 
+def grid(entries: list[str], seeds: list[int], attacks: list[str], registry: dict[str, Entry] | None = None) -> list[Cell]:
+    """Every (entry, seed, attack) cell; unknown entry or attack names list the valid ones."""
+    registry = ENTRIES if registry is None else registry
+    for names, valid, what in ((entries, registry, "entry"), (attacks, ATTACKS, "attack")):
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise ValueError(f"unknown comparison {what}(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(valid)}")
+    return [Cell(e, int(s), a) for e in entries for s in seeds for a in attacks]
+
+
+def entry_context(entries: dict[str, Entry], knobs: dict) -> dict[str, str]:
+    """What each entry's scheme is under ``knobs`` (its repr, every field): put it in the sweep's
+    context, so that a changed scheme does not reuse saved results."""
+    return {name: repr(e.make(knobs)) + f" trials={e.trials} verify_on={e.verify_on}" for name, e in entries.items()}
+
+
 def run_cell(cell: Cell, context: dict, entries: dict[str, Entry]) -> dict:
     """Embed (train-or-load) ``cell``'s watermark with its seed, attack it, and verify the suspect
     against the zoo's null. ``context`` holds the task and its knobs: ``dataset``, ``profile``,

@@ -61,6 +61,11 @@ class PaperVsOurs:
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["what", "paper", "ours", "setting", "status", "reason"])
 
+    def show(self):
+        """The table as the chapter shows it: every cell in full (a plain DataFrame display cuts text
+        after 50 characters, which would hide the reasons)."""
+        return self.frame().style.hide(axis="index")
+
 
 class Run:
     """Start the clock when a chapter starts; :meth:`record` writes what the run measured."""

@@ -99,7 +99,9 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
                  input_noise_std=0.1, decimals=2, finetune_epochs=1, finetune_lr=1e-3)
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
            "zoo": {"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2}}
-    cells = [Cell("toy-noise-test", 0, a) for a in ("none", "quantize", "rounding")]
+    cells = compare.grid(["toy-noise-test"], [0], ["none", "quantize", "rounding"])
+    ctx["entries"] = compare.entry_context({"toy-noise-test": compare.ENTRIES["toy-noise-test"]}, knobs)
+    assert ctx["entries"]["toy-noise-test"].startswith("ToyNoise(n=40)")
     out = compare.run(cells, functools.partial(compare.run_cell, entries=compare.ENTRIES), ctx, num_cpus=2, progress=False)
     none, quantized, rounding = (out[c] for c in cells)
     assert none["applies"] and none["claimed"] and none["statistic"] > none["threshold"] and none["queries"] == 40
@@ -107,3 +109,5 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
     assert not rounding["applies"] and "labels" in rounding["reason"]
     with pytest.raises(ValueError, match="trials must be one of"):
         compare.Entry("bad", lambda knobs: ToyNoise(), trials="votes")
+    with pytest.raises(ValueError, match=r"unknown comparison attack\(s\) 'erase'; choose from: none, fine-tune"):
+        compare.grid(["toy-noise-test"], [0], ["erase"])

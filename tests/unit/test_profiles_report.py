@@ -67,6 +67,9 @@ def test_a_deviation_needs_a_reason():
         t.add("x", 1.0, 0.5, "s", 0.01, True)
     t.add("x", 1.0, 0.5, "s", 0.01, True, reason="because")
     assert t.frame().loc[0, "status"] == "deviates"
+    long = "tested: on MNIST digits it is still 0.854, so the dataset does not explain it (cause untested)"
+    t.add("y", 1.0, 0.5, "s", 0.01, True, reason=long)
+    assert long in t.show().to_html()  # shown in full, not cut after 50 characters
 
 
 def test_run_record_and_status_page(tmp_path):
