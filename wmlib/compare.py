@@ -195,13 +195,27 @@ def _attacks() -> dict[str, Attack]:
     def finetune(model, task):
         return Oracle(attacks.finetune(model, task["thief"], task["finetune_cfg"])[0])
 
+    def prune_finetune(model, task):  # the thief's strongest pruning + fine-tuning within the accuracy budget
+        k = task["knobs"]
+        return Oracle(attacks.worst_prune_finetune(model, task["thief"], task["test"], task["measure"], task["finetune_cfg"],
+                                                   k["sweep_rates"], k["budget"], progress=False)[2])
+
+    def query_modification(model, task):  # Namba & Sakuma's autoencoder in front of the API, detection on
+        from .train import TrainConfig
+        k = task["knobs"]
+        ae_cfg = TrainConfig(epochs=k["ae_epochs"], batch_size=100, optimizer="adam", lr=k["ae_lr"], seed=task["seed"])
+        bank = attacks.AutoencoderBank(task["thief"], ae_cfg, folds=k["folds"], progress=False)
+        return bank.query_modification(Oracle(model), k["percentile"])
+
     return {a.name: a for a in (
         Attack("none", "none", lambda m, t: Oracle(m)),
         Attack("fine-tune", "model", finetune),
+        Attack("prune-finetune", "model", prune_finetune),
         Attack("prune", "model", lambda m, t: Oracle(attacks.prune_magnitude(m, t["knobs"]["prune_rate"]))),
         Attack("quantize", "model", lambda m, t: Oracle(attacks.quantize_weights(m, t["knobs"]["quant_bits"]))),
         Attack("input-noise", "query", lambda m, t: attacks.NoisyOracle(Oracle(m), t["knobs"]["input_noise_std"],
                                                                          t["seed"])),
+        Attack("query-modification", "query", query_modification),
         Attack("rounding", "query", lambda m, t: attacks.RoundedOracle(Oracle(m), t["knobs"]["decimals"]), only="bits"),
     )}
 
@@ -234,7 +248,8 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Entry]) -> dict:
 
     from . import data
     from .train import TrainConfig, train_classifier
-    from .verify import hits as label_hits, oracle_accuracy, verify_counts
+    from .verify import Oracle, oracle_accuracy, verify_counts
+    from .verify import hits as label_hits
     from .zoo import Zoo
 
     entry, attack, knobs = entries[cell.entry], ATTACKS[cell.attack], context["knobs"]
@@ -259,7 +274,8 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Entry]) -> dict:
     null = zoo.null(vkey, hit_fn=hit_fn, floor=floor, confidence=knobs["zoo_confidence"])
     if entry.trials == "labels" and knobs["n_queries"] < len(vkey):
         vkey = vkey.sample(knobs["n_queries"], seed=cell.seed)
-    task = {"knobs": knobs, "seed": cell.seed, "thief": splits.attacker,
+    task = {"knobs": knobs, "seed": cell.seed, "thief": splits.attacker, "test": splits.test,
+            "measure": lambda m: float(hit_fn(Oracle(m), vkey).float().mean()),
             "finetune_cfg": TrainConfig.from_knobs(knobs, epochs=knobs["finetune_epochs"], lr=knobs["finetune_lr"],
                                                    optimizer="adam", schedule="none", milestones=(), weight_decay=0.0,
                                                    seed=cell.seed)}

@@ -96,14 +96,17 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
         compare.register("toy-noise-test", lambda knobs: ToyNoise())
     knobs = dict(model="lenet5", attacker_fraction=0.1, train_limit=1200, test_limit=300, epochs=12, batch_size=64,
                  optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, prune_rate=0.5, quant_bits=8,
-                 input_noise_std=0.1, decimals=2, finetune_epochs=1, finetune_lr=1e-3)
+                 input_noise_std=0.1, decimals=2, finetune_epochs=1, finetune_lr=1e-3, sweep_rates=[0.0, 0.6], budget=0.1,
+                 ae_epochs=2, ae_lr=1e-3, folds=2, percentile=95.0)
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
            "zoo": {"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2}}
-    cells = compare.grid(["toy-noise-test"], [0], ["none", "quantize", "rounding"])
+    cells = compare.grid(["toy-noise-test"], [0], ["none", "quantize", "rounding", "prune-finetune", "query-modification"])
     ctx["entries"] = compare.entry_context({"toy-noise-test": compare.ENTRIES["toy-noise-test"]}, knobs)
     assert ctx["entries"]["toy-noise-test"].startswith("ToyNoise(n=40)")
     out = compare.run(cells, functools.partial(compare.run_cell, entries=compare.ENTRIES), ctx, num_cpus=2, progress=False)
-    none, quantized, rounding = (out[c] for c in cells)
+    none, quantized, rounding, pruned, modified = (out[c] for c in cells)
+    assert pruned["test_acc"] >= 0.9 * none["test_acc"] - 0.05  # within the thief's budget (on its own test split)
+    assert modified["applies"] and modified["queries"] == 40 and 0 <= modified["statistic"] <= 1
     assert none["applies"] and none["claimed"] and none["statistic"] > none["threshold"] and none["queries"] == 40
     assert quantized["claimed"] and abs(quantized["test_acc"] - none["test_acc"]) < 0.05  # 8-bit weights change little
     assert not rounding["applies"] and "labels" in rounding["reason"]
