@@ -260,14 +260,18 @@ class QueryModification(Oracle):
         loss = (xf - rec).pow(2).flatten(1).sum(1)
         return loss, jensen_shannon(self.inner(xf), self.inner(rec))
 
-    def detect(self, x: torch.Tensor) -> torch.Tensor:
+    def flags(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per query: flagged by the reconstruction-loss rule, and by the JSD rule."""
         loss, jsd = self.scores(x)
-        return (loss > self.tau_rec) | (jsd > self.tau_jsd)
+        return loss > self.tau_rec, jsd > self.tau_jsd
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        rec, div = self.flags(x)
+        return rec | div
 
     def detection_rates(self, x: torch.Tensor) -> dict[str, float]:
         """Namba Table 1: the share of ``x`` flagged by the reconstruction-loss rule, the JSD rule, and either."""
-        loss, jsd = self.scores(x)
-        rec, div = loss > self.tau_rec, jsd > self.tau_jsd
+        rec, div = self.flags(x)
         return {"rec loss": rec.float().mean().item(), "JSD": div.float().mean().item(),
                 "both": (rec | div).float().mean().item()}
 
@@ -339,6 +343,16 @@ def detection_table(bank: AutoencoderBank, oracles: dict[str, Oracle], keys: dic
         rows[k] = {**qm[k].detection_rates(key.sample(min(len(key), samples), seed=seed).x),
                    "false detections (test)": qm[k].detection_rates(test_x)["both"]}
     return pd.DataFrame(rows), qm
+
+
+def invalidation_table(bank: AutoencoderBank, oracles: dict[str, Oracle], keys: dict[str, Key],
+                       pruned: dict[str, nn.Module], percentile: float = 95.0) -> pd.DataFrame:
+    """Namba Table 2: each key type's watermark accuracy unattacked, under query modification of
+    every query (§4.3.1, thresholds from ``bank``) and on its ``pruned`` (+ fine-tuned) model."""
+    return pd.DataFrame({k: {"no invalidation": key_accuracy(oracles[k], key),
+                             "query mod. (autoencoder)": key_accuracy(bank.query_modification(oracles[k], percentile,
+                                                                                              always=True), key),
+                             "model mod. (pruning)": key_accuracy(Oracle(pruned[k]), key)} for k, key in keys.items()})
 
 
 def rec_loss_detection(ae: nn.Module, x: torch.Tensor, reference: torch.Tensor, percentile: float = 95.0,

@@ -272,6 +272,9 @@ def test_autoencoder_length_sweep_and_detection_table(trained):
     table, qm = attacks.detection_table(bank, {"noise": verify.Oracle(trained)}, {"noise": noise}, test.x, samples=10)
     assert list(table.index) == ["rec loss", "JSD", "both", "false detections (test)"] and set(qm) == {"noise"}
     assert table.loc["both", "noise"] >= max(table.loc["rec loss", "noise"], table.loc["JSD", "noise"])
+    t2 = attacks.invalidation_table(bank, {"noise": verify.Oracle(trained)}, {"noise": noise}, {"noise": trained})
+    assert list(t2.index) == ["no invalidation", "query mod. (autoencoder)", "model mod. (pruning)"]
+    assert t2.loc["no invalidation", "noise"] == t2.loc["model mod. (pruning)", "noise"]  # the same model twice
 
 
 def test_embed_key_types_gives_one_model_per_kind_and_a_remedy(toy_splits):
