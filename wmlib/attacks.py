@@ -3,7 +3,8 @@
 Model-side attacks map a model to a new model (the input is never modified): fine-tuning, magnitude
 pruning, prune-then-fine-tune sweeps, 8-bit weight quantisation. Query-side attacks wrap an
 :class:`~wmlib.verify.Oracle`: input noise (fresh per query, or one pattern per trial), Namba &
-Sakuma's autoencoder query modification, and GradSigns' score rounding and score perturbation.
+Sakuma's autoencoder query modification, a key-sample detector that answers flagged queries with the
+runner-up class, and GradSigns' score rounding and score perturbation.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from .data import Split
 from .keys import Key, fgsm
 from .models import weight_layers
-from .train import (History, TrainConfig, evaluate, fit, reconstruct, reconstruction_loss, tensor_digest, to_float,
+from .train import (History, TrainConfig, evaluate, fit, predict_proba, reconstruct, reconstruction_loss, tensor_digest, to_float,
                     train_or_load)
 from .verify import Oracle, key_accuracy
 
@@ -404,6 +405,39 @@ def background_error(ae: nn.Module, x: torch.Tensor, device: torch.device | None
     if not bg.any():
         raise ValueError("the images have no black (0) pixels to measure a background error on")
     return float(reconstruct(ae, x, device).cpu()[bg].mean())
+
+
+class KeyDetectorOracle(Oracle):
+    """Evasion (Li et al. §6.3, Hitaj et al.): the thief's API runs a key-sample ``detector``
+    (a binary classifier, class 1 = key) on every query and answers a flagged one with the
+    runner-up class (the top two scores swapped), so that a trigger never gets the label it was
+    trained to. The flagging threshold keeps ``fpr`` of the thief's own ordinary images
+    (``reference``) flagged: the accuracy the thief is willing to give up."""
+
+    def __init__(self, inner: Oracle, detector: nn.Module, reference: torch.Tensor, fpr: float = 0.05):
+        if not 0.0 < fpr < 1.0:
+            raise ValueError(f"fpr (the share of ordinary queries flagged) must be in (0, 1), got {fpr}")
+        self.inner, self.detector, self.queries = inner, detector.eval(), 0
+        self.threshold = float(torch.quantile(self.scores(reference).double(), 1.0 - fpr))
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The detector's probability that each image is a key sample."""
+        return predict_proba(self.detector, x)[:, 1].float().cpu()
+
+    def flags(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores(x) > self.threshold
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += len(x)
+        p = self.inner(x).clone()
+        flagged = self.flags(x).to(p.device)
+        if flagged.any():
+            top = p[flagged].topk(2, dim=1).indices
+            rows = p[flagged]
+            first, second = rows.gather(1, top[:, :1]), rows.gather(1, top[:, 1:])
+            rows.scatter_(1, top[:, :1], second).scatter_(1, top[:, 1:], first)
+            p[flagged] = rows
+        return p
 
 
 # --------------------------------------------------------------------------- score-side query attacks (GradSigns)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, NullLocator, PercentFormatter
 import pandas as pd
 import seaborn as sns
 import numpy as np
@@ -275,3 +275,43 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, col: str | N
         g.set(ylim=ylim)
     g.set_axis_labels(xlabel or x, ylabel or y)
     return g.figure
+
+
+def claim_heatmap(matrix: pd.DataFrame, entries: list[str], attacks: list[str]):
+    """The comparison's scheme x attack matrix (:func:`wmlib.compare.matrix`): each cell's claim
+    rate over the seeds, annotated with claims / verifications; an attack that does not apply is a
+    grey 'n/a' cell (the reason is in the table beside it)."""
+    rate = pd.DataFrame(np.nan, index=entries, columns=attacks)
+    text = pd.DataFrame("n/a", index=entries, columns=attacks)
+    for (entry, attack), row in matrix.iterrows():
+        if entry in rate.index and attack in rate.columns and row["status"] == "ok":
+            rate.loc[entry, attack] = row["claim rate"]
+            text.loc[entry, attack] = row["claimed"].replace(" ", "")
+    fig, ax = plt.subplots(figsize=(0.85 * len(attacks) + 2.6, 0.5 * len(entries) + 1.8))
+    ax.set_facecolor("0.88")  # the n/a cells (NaN) are left unpainted
+    sns.heatmap(rate, annot=text.values, fmt="", vmin=0.0, vmax=1.0, cmap="RdYlGn", linewidths=0.5, linecolor="white",
+                cbar_kws={"label": "claim rate (over seeds)", "shrink": 0.8}, annot_kws={"fontsize": 7}, ax=ax)
+    for i, entry in enumerate(entries):  # seaborn leaves NaN cells unannotated
+        for j, attack in enumerate(attacks):
+            if np.isnan(rate.loc[entry, attack]):
+                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.45")
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
+    ax.set(xlabel="attack", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_vs_cost(points: pd.DataFrame, x: str, y: str, label: str = "entry", xlabel: str | None = None,
+                       ylabel: str | None = None):
+    """One labelled point per scheme: what embedding it costs (``x``) against how often it is still
+    claimed after the attack suite (``y``)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.scatterplot(points, x=x, y=y, hue=label, style=label, s=80, ax=ax, legend=False)
+    for _, r in points.iterrows():
+        ax.annotate(r[label], (r[x], r[y]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, ylim=(-0.03, 1.05))
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
+    fig.tight_layout()
+    return fig

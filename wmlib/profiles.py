@@ -164,8 +164,54 @@ FUNCTION_COUPLED = {
                   milestones=[15, 25, 35], thief_samples=2000, trial_epochs=20, transfer_dataset="fashion-mnist"),
 }
 
+# The comparison (wmlib.compare): every scheme on ONE task (the function-coupled chapter's: 30,000 Fashion-MNIST
+# training images, 10 % of them the thief's, LeNet-5, 10 epochs), each configured as in its chapter's default
+_CMP_COMMON = dict(
+    dataset="fashion-mnist", model="lenet5", train_limit=30000, test_limit=None, attacker_fraction=0.1,
+    epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
+    milestones=[], augment=False,
+    entries=["zhang-content", "zhang-unrelated", "zhang-noise", "namba-proposal", "namba-afs", "namba-ds", "li2019",
+             "gradsigns", "fc-direct", "fc-invisible"],
+    seeds=[0, 1, 2],
+    attacks=["fine-tune", "fine-tune-small", "prune", "prune-finetune", "quantize", "transfer", "overwrite",
+             "input-noise", "query-modification", "key-detector", "rounding", "perturbation"],
+    # Zhang et al. (its chapter): class 1 -> 0, every owner image of class 1 a key
+    source=1, target=0, zhang_key_fraction=1.0, noise_std=0.2, unrelated_dataset="mnist-5k", unrelated_class=1,
+    # Namba & Sakuma: 30 keys, EW T = 2, 4 keys per batch; AFS eps 0.1; the clean model retrained 10 epochs at 0.01
+    n_keys=30, T=2.0, key_per_batch=4, afs_eps=0.1, retrain_epochs=10, retrain_lr=0.01,
+    # Li et al.: 1 % keys, logo "IP", (alpha, beta, gamma, delta) of §5.1, 20 keys per batch, k2 = 2 (its default)
+    li_key_fraction=0.01, labels="any", logo="IP", loss_weights=[3.0, 5.0, 0.1, 0.01], key_batch=20, host_steps=2,
+    # GradSigns: N = 32 bits, |C| from Table 6, 50 class-0 images, lambda 0.3 ([code]), 10 class-T images per batch
+    bits=32, carriers=None, samples=50, lam=0.3, reduction="mean", gs_key_per_batch=10, h=1e-4,
+    # function-coupled: sources 0 and 3; target None = the class the zoo gives least to the triggers; p = 0.05
+    fc_sources=[0, 3], fc_target=None, fc_r=0.5, fc_key_fraction=0.01, verify_triggers=90, fc_key_per_batch=10,
+    mask_ratio=0.05, ft_lr=1e-3, ft_samples=1000,
+    # the attacks
+    # the prune + fine-tune sweep: Namba's 0-90 % without 10, 30 and 50 % (the budget binds at the high rates; 30 minutes)
+    finetune_epochs=10, finetune_lr=5e-4, thief_small=0.1, prune_rate=0.5, sweep_rates=[0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9],
+    budget=0.10, quant_bits=8, transfer_dataset="mnist-5k", transfer_epochs=10, transfer_lr=1e-3,
+    overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.01, overwrite_epochs=5, overwrite_lr=1e-3,
+    input_noise_std=0.1, ae_epochs=100, ae_lr=1e-3, folds=5, percentile=95.0,
+    detector_epochs=20, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=2000,
+    round_decimals=2, perturb_M=3, perturb_eps=1e-5,
+    # the verifier
+    n_queries=100, alpha=0.01, zoo_confidence=0.99, false_claim_draws=200,
+)
+COMPARISON = {
+    # CI: two schemes, one seed, two attacks on 6,000 images (one attack does not apply to one scheme)
+    "smoke": dict(_CMP_COMMON, train_limit=6000, test_limit=2000, epochs=6, entries=["zhang-content", "namba-ds"],
+                  seeds=[0], attacks=["fine-tune", "rounding"], retrain_epochs=15, key_per_batch=16, finetune_epochs=2,
+                  false_claim_draws=50),
+    "default": dict(_CMP_COMMON),
+    # CIFAR-10 with ResNet-20 (GradSigns' and Zhang's CIFAR setting) on a GPU, 5 seeds; the chapters' paper epochs are
+    # 50-200: 30 epochs of SGD 0.1 with two decays, to keep the 5 x 11 models near the hour (an estimate, see the page)
+    "paper": dict(_CMP_COMMON, dataset="cifar10", model="resnet20", train_limit=None, epochs=30, lr=0.1, weight_decay=1e-4,
+                  schedule="step", milestones=[15, 25], augment=True, seeds=[0, 1, 2, 3, 4], unrelated_dataset="mnist",
+                  transfer_dataset="svhn", ae_epochs=400, folds=10, li_key_fraction=0.01),
+}
+
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
-            "function_coupled": FUNCTION_COUPLED}
+            "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON}
 
 # The clean-model zoo (wmlib.zoo): architectures that fit the task, each with this many seeds, each
 # member trained on its own random ``data_fraction`` of the task's training images. One recipe per
@@ -335,7 +381,7 @@ def _pair():
 
 
 def _rules(chapter: str) -> dict:
-    from . import data, models
+    from . import compare, data, models
     from .schemes import gradsigns, namba2019, zhang2018
     from .train import OPTIMIZERS, SCHEDULES
 
@@ -386,6 +432,16 @@ def _rules(chapter: str) -> dict:
         "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
         "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
         "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int,
+        # the comparison
+        "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(compare.ATTACKS)), "seeds": _list(_int(0)),
+        "zhang_key_fraction": _real(0.0, 1.0, lo_open=True), "li_key_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True),
+        "fc_key_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True),
+        "overwrite_key_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "gs_key_per_batch": pos_int,
+        "fc_key_per_batch": pos_int, "fc_sources": _pair(), "fc_target": _int(0, none=True),
+        "fc_r": _real(0.0, 1.0, lo_open=True, hi_open=True), "thief_small": _real(0.0, 1.0, lo_open=True, hi_open=True),
+        "prune_rate": _real(0.0, 1.0, hi_open=True), "transfer_epochs": pos_int, "detector_fpr": _real(0.0, 1.0, lo_open=True,
+                                                                                                       hi_open=True),
+        "detector_ordinary": pos_int, "perturb_M": pos_int, "round_decimals": _int(0, 7),
     }
 
 
@@ -403,7 +459,7 @@ def validate(chapter: str, cfg: dict) -> None:
         if err:
             raise ValueError(f"knob {name!r} must be {err}; got {value!r}")
     k = data.spec(cfg["dataset"]).num_classes
-    for name in ("source", "target", "forge_target", "overwrite_target"):
+    for name in ("source", "target", "forge_target", "overwrite_target", "fc_target"):
         if cfg.get(name) is not None and cfg[name] >= k:
             raise ValueError(f"knob {name!r} must be a class index in [0, {k - 1}] for {cfg['dataset']}; got {cfg[name]}")
     if cfg.get("source") is not None and cfg["source"] == cfg.get("target"):
@@ -421,7 +477,7 @@ def validate(chapter: str, cfg: dict) -> None:
                          f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")
     if cfg.get("transfer_dataset") == cfg["dataset"]:
         raise ValueError(f"knob 'transfer_dataset' must be another task than {cfg['dataset']!r}")
-    for pair, t in (("sources", "target"), ("overwrite_sources", "overwrite_target")):
+    for pair, t in (("sources", "target"), ("overwrite_sources", "overwrite_target"), ("fc_sources", "fc_target")):
         if pair in cfg:
             bad = [c for c in cfg[pair] if c >= k]
             if bad:
@@ -429,6 +485,11 @@ def validate(chapter: str, cfg: dict) -> None:
             if cfg.get(t) is not None and cfg[t] in cfg[pair]:
                 raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
                                  f"and {cfg[pair]}")
+    if chapter == "comparison":  # every chosen scheme accepts its knobs (a placeholder for a target picked later)
+        from . import compare
+        probe = dict(cfg, fc_target=cfg["fc_target"] if cfg["fc_target"] is not None else
+                     next(c for c in range(k) if c not in cfg["fc_sources"]))
+        compare.entry_context({n: compare.ENTRIES[n] for n in cfg["entries"]}, probe)
     if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
         raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
                          f"'hosts' ({', '.join(cfg['hosts'])})")

@@ -353,22 +353,47 @@ def model_digest(model: nn.Module) -> str:
 
 def train_or_load(tag: str, config: dict, build: Callable[[], nn.Module],
                   train: Callable[[nn.Module], History], device: torch.device | None = None,
-                  ) -> tuple[nn.Module, History, bool]:
+                  any_tag: bool = True) -> tuple[nn.Module, History, bool]:
     """Load the model trained with exactly ``config`` from the cache, or train and cache it.
 
-    Returns ``(model, history, loaded)``. The file name carries a hash of the whole config; the
-    payload carries a digest of the weights, so a truncated or altered file is detected, moved
+    Returns ``(model, history, loaded)``. The file name carries a hash of the whole config; with
+    ``any_tag``, a model trained with the same config under another ``tag`` is the same model and is
+    loaded (pass False when ``config`` does not describe everything ``train`` does); the payload carries a digest of the weights, so a truncated or altered file is detected, moved
     aside (never silently overwritten) and the model retrained. Either way the caller's random
     state is left as it was, so what runs next does not depend on whether the cache was warm.
     """
     with preserved_rng():
-        return _train_or_load(tag, config, build, train, device)
+        return _train_or_load(tag, config, build, train, device, any_tag)
+
+
+@contextmanager
+def _exclusive(digest: str):
+    """Hold the lock of one config: parallel workers (the comparison's Ray tasks) that need the same
+    model wait for the first to train it, then load it, instead of training it twice."""
+    import fcntl
+
+    lock = cache_dir() / "locks" / f"{digest}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _train_or_load(tag: str, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], History],
-                   device: torch.device | None) -> tuple[nn.Module, History, bool]:
-    device = device or default_device()
-    path = cache_dir() / f"{tag}-{config_hash(config)}.pt"
+                   device: torch.device | None, any_tag: bool) -> tuple[nn.Module, History, bool]:
+    digest = config_hash(config)
+    with _exclusive(digest):
+        path = cache_dir() / f"{tag}-{digest}.pt"
+        if any_tag and not path.exists():  # the same config trained under another name (e.g. by a chapter)
+            path = next(iter(sorted(cache_dir().glob(f"*-{digest}.pt"))), path)
+        return _load_or_train(path, config, build, train, device or default_device())
+
+
+def _load_or_train(path: Path, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], History],
+                   device: torch.device) -> tuple[nn.Module, History, bool]:
     model = build()
     if path.exists():
         try:
@@ -398,8 +423,10 @@ def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key
                      device: torch.device | None = None, progress: bool = True) -> tuple[nn.Module, History, bool]:
     """Train-or-load a ``model_name`` classifier on the owner's data (``embed`` given: with ``key``
     embedded by that scheme method; ``init`` given: starting from a copy of that trained model).
-    The cache key covers the model, the owner's data, the key, the starting weights, the training
-    config and the monitored splits."""
+    The cache key covers the model, the owner's data, the key (and its meta), the starting weights,
+    the training config and the monitored splits. A model trained under another ``tag`` is reused
+    only when the key's meta names its scheme (``meta['scheme']`` with the scheme's fields, as the
+    book's schemes write it); otherwise the tag must match too."""
     from . import models
 
     s = splits.spec
@@ -419,4 +446,7 @@ def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key
         kw = dict(monitor=monitor, device=device, progress=progress, desc=tag)
         return embed(model, splits, key, cfg, **kw) if embed is not None else fit(model, splits.owner, cfg, **kw)
 
-    return train_or_load(tag, config, build, run, device)
+    # the config names how the model was trained when nothing is embedded, or when the key's meta names its
+    # scheme and every field of it (every scheme of the book does): then a model of another tag is the same
+    described = embed is None or (key is not None and "scheme" in key.meta)
+    return train_or_load(tag, config, build, run, device, any_tag=described)

@@ -113,3 +113,16 @@ def test_function_coupled_claims_every_watermark_and_no_clean_model():
         clean = [row for row in rows if row["suspect"] == "owner's clean model"]
         assert clean and clean[0]["claims"] == 0, key
     _every_row_has_a_status_and_its_reason(r)
+
+
+def test_comparison_claims_no_clean_model_every_watermark_embedded_and_every_cell_has_a_verdict_or_a_reason():
+    r = _load("comparison")
+    m, cfg = r["metrics"], r["config"]
+    assert m["false_claims"]["claims"] == 0 and m["false_claims"]["verifications"] >= 4 * cfg["false_claim_draws"]
+    assert len(m["cells"]) == len(cfg["entries"]) * len(cfg["seeds"]) * (1 + len(cfg["attacks"]))
+    for c in m["cells"]:
+        if c["attack"] == "none":
+            assert c["claimed"], f"{c['entry']} seed {c['seed']} did not embed"
+        assert c["status"] == "ok" or c["reason"], c
+    assert {w["question"] for w in m["which_scheme_when"]} >= {"most robust across the suite", "cheapest to embed"}
+    _every_row_has_a_status_and_its_reason(r)

@@ -123,3 +123,19 @@ def test_fixed_noise_clamp_and_bad_input():
         attacks.FixedNoiseOracle(inner, 0.1, (4, 4))
     with pytest.raises(ValueError, match="do not fit"):
         attacks.FixedNoiseOracle(inner, 0.1, (1, 4, 4))(torch.zeros(1, 3, 4, 4))
+
+
+def test_the_key_detector_answers_flagged_queries_with_the_runner_up_and_flags_its_share_of_ordinary_images():
+    from wmlib import detector, train
+
+    ordinary, keys = blobs(300, seed=1).x, torch.full((300, 1, 28, 28), 255, dtype=torch.uint8)  # white squares
+    det = detector.pixel_detector(1, 28)
+    detector.train_detector(det, ordinary, keys, train.TrainConfig(epochs=3, batch_size=64, lr=0.01))
+    inner = Fixed(P[:1])  # class 0 first, class 1 runner-up
+    o = attacks.KeyDetectorOracle(inner, det, ordinary, fpr=0.05)
+    assert 0.0 < o.flags(ordinary).float().mean() <= 0.1 and o.flags(keys).all()
+    out = o(torch.cat([keys[:3], ordinary[:0]]))
+    assert torch.equal(out.argmax(1), torch.ones(3, dtype=torch.int64)) and torch.allclose(out.sum(1), torch.ones(3))
+    assert o.queries == 3 and sorted(out[0].tolist()) == sorted(P[0].tolist())  # the scores are swapped, not changed
+    with pytest.raises(ValueError, match=r"fpr .* in \(0, 1\)"):
+        attacks.KeyDetectorOracle(inner, det, ordinary, fpr=0.0)

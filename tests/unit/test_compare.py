@@ -61,9 +61,11 @@ def test_a_failing_cell_is_named_the_others_are_kept_and_only_it_is_retried(tmp_
     assert sorted(calls[:2]) == sorted(map(str, cells)) and calls[2:] == [str(cells[1])]
 
 
-def test_duplicate_cells_are_refused():
+def test_duplicate_cells_and_a_bad_gpu_share_are_refused(tmp_path):
     with pytest.raises(ValueError, match="twice"):
         compare.run([Cell("toy", 0, "none")] * 2, toy_cell, {}, progress=False)
+    with pytest.raises(ValueError, match=r"gpus_per_cell must be in \[0, 1\]"):
+        compare.run([Cell("toy", 0, "none")], toy_cell, {"log": str(tmp_path / "l")}, gpus_per_cell=2, progress=False)
 
 
 def test_claim_rate_has_an_exact_95_interval():
@@ -95,8 +97,9 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
     with pytest.raises(ValueError, match="exists already"):
         compare.register("toy-noise-test", lambda knobs: ToyNoise())
     knobs = dict(model="lenet5", attacker_fraction=0.1, train_limit=1200, test_limit=300, epochs=12, batch_size=64,
-                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, prune_rate=0.5, quant_bits=8,
-                 input_noise_std=0.1, decimals=2, finetune_epochs=1, finetune_lr=1e-3, sweep_rates=[0.0, 0.6], budget=0.1,
+                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, prune_rate=0.5,
+                 quant_bits=8,
+                 input_noise_std=0.1, round_decimals=2, finetune_epochs=1, finetune_lr=1e-3, sweep_rates=[0.0, 0.6], budget=0.1,
                  ae_epochs=2, ae_lr=1e-3, folds=2, percentile=95.0)
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
            "zoo": {"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2}}
@@ -114,3 +117,68 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
         compare.Entry("bad", lambda knobs: ToyNoise(), trials="votes")
     with pytest.raises(ValueError, match=r"unknown comparison attack\(s\) 'erase'; choose from: none, fine-tune"):
         compare.grid(["toy-noise-test"], [0], ["erase"])
+
+
+@dataclass
+class NotEmbedded(ToyNoise):
+    """Makes the toy key but embeds every key image with another label: the model answers the
+    owner's key wrongly, so the unattacked verification fails."""
+    name = "not-embedded"
+
+    def embed(self, model, splits, key, cfg, **fit_kw):
+        wrong = keys.Key(key.x, (key.y + 1) % splits.spec.num_classes, key.meta)
+        return super().embed(model, splits, wrong, cfg, **fit_kw)
+
+
+def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
+    registry = {"toy": compare.Entry("toy", lambda knobs: ToyNoise()),
+                "dud": compare.Entry("dud", lambda knobs: NotEmbedded())}
+    knobs = dict(dataset="fashion-mnist", profile="smoke", entries=["toy", "dud"], seeds=[0], model="lenet5",
+                 attacker_fraction=0.2, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
+                 lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, finetune_epochs=1,
+                 finetune_lr=1e-3, thief_small=0.1, transfer_dataset="mnist-5k", transfer_epochs=1, transfer_lr=1e-3,
+                 overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.05, overwrite_epochs=1,
+                 overwrite_lr=1e-3, verify_triggers=20, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
+    attacks = ["fine-tune-small", "transfer", "overwrite", "key-detector", "rounding"]
+    ctx = compare.make_context(knobs, zoo={"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2},
+                               registry=registry)
+    assert set(ctx["knobs"]).isdisjoint(compare.SWEEP_KNOBS) and set(ctx["entries"]) == {"toy", "dud"}
+    cells = compare.sweep(knobs["entries"], knobs["seeds"], attacks, ctx, registry=registry, num_cpus=2, progress=False)
+    assert len(cells) == 2 * (1 + len(attacks)) and list(cells.attack[:6]) == ["none", *attacks]
+    toy, dud = cells[cells.entry == "toy"].set_index("attack"), cells[cells.entry == "dud"].set_index("attack")
+    assert toy.loc["none", "claimed"] and not dud.loc["none", "claimed"], cells[cells.attack == "none"].T.to_string()
+    assert (dud.drop(index="none").status == "n/a").all() and "did not embed" in dud.loc["transfer", "reason"]
+    assert "bits" in dud.loc["rounding", "reason"]  # the attack's own reason comes first
+    assert toy.loc["fine-tune-small", "report_thief_images"] == 24  # a tenth of the thief's 240 images
+    assert 0.0 <= toy.loc["transfer", "report_transfer_acc"] <= 1.0
+    assert toy.loc["overwrite", "report_thief_key_acc"] >= 0.0
+    assert toy.loc["key-detector", "report_auc"] > 0.9  # uniform noise against clothes: trivially detected
+    assert toy.loc["none", "false_claim_verifications"] == 4 * 20 and toy.loc["none", "seconds"] > 0
+
+    mat = compare.matrix(cells)
+    assert mat.loc[("toy", "none"), "claimed"] == "1 / 1" and mat.loc[("toy", "none"), "ci low"] == pytest.approx(0.025)
+    assert mat.loc[("dud", "transfer"), "status"] == "n/a"
+    emb = compare.embedding_table(cells)
+    assert emb.loc["toy", "embedded"] == "1 / 1" and emb.loc["dud", "embedded"] == "0 / 1"
+    assert emb.loc["toy", "false claims"] == "0 / 80" and emb.loc["toy", "time overhead"] > 0
+    when = compare.which_scheme_when(mat, emb).set_index("question")["answer"]
+    assert when["cheapest to embed"] == "toy"  # a scheme that did not embed is never recommended
+    assert when["claims an innocent (zoo) model"] == "no scheme"
+
+
+def test_the_book_entries_build_their_chapters_schemes():
+    from wmlib import profiles
+    from wmlib.schemes import FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
+
+    knobs = profiles.resolve("comparison", "default", fc_target=7)
+    schemes = {n: e.make(knobs) for n, e in compare.ENTRIES.items() if n in knobs["entries"]}
+    assert set(schemes) == set(knobs["entries"]) and len(schemes) == 10
+    assert isinstance(schemes["zhang-noise"], Zhang2018) and schemes["zhang-noise"].kind == "noise"
+    assert isinstance(schemes["namba-proposal"], Namba2019) and schemes["namba-proposal"].T == 2.0
+    assert isinstance(schemes["li2019"], Li2019) and schemes["li2019"].key_fraction == knobs["li_key_fraction"]
+    assert isinstance(schemes["gradsigns"], GradSigns) and compare.ENTRIES["gradsigns"].trials == "bits"
+    assert schemes["gradsigns"].key_per_batch == knobs["gs_key_per_batch"] and schemes["gradsigns"].carriers == 256
+    assert isinstance(schemes["fc-invisible"], FunctionCoupled) and schemes["fc-invisible"].target == 7
+    assert compare.ENTRIES["fc-direct"].verify_on == "new"
+    with pytest.raises(ValueError, match="fc_target"):
+        compare.ENTRIES["fc-direct"].make({**knobs, "fc_target": None})

@@ -178,3 +178,15 @@ def test_finetune_trials_chain_and_draw_fresh_samples(monkeypatch):
     assert not torch.equal(seen[0][1], seen[1][1])  # a new draw each trial
     with pytest.raises(ValueError, match=r"samples must be in 1\.\.300"):
         attacks.finetune_trials(m, blobs(300, seed=3), CFG, 1, 301, {}, blobs(10))
+
+
+def test_the_target_is_the_non_source_class_the_zoo_gives_least_to_any_trigger():
+    import pandas as pd
+
+    class Zoo:  # answers: kind "a" mostly class 1, kind "b" mostly class 2; class 3 is rarely given
+        def class_shares(self, x):
+            shares = [0.0, 0.6, 0.3, 0.02, 0.08] if x.sum() == 0 else [0.1, 0.2, 0.6, 0.05, 0.05]
+            return pd.Series(shares)
+
+    t, shares = fc.least_answered_target(Zoo(), {"a": torch.zeros(2, 1, 4, 4), "b": torch.ones(2, 1, 4, 4)}, (0, 4))
+    assert t == 3 and list(shares.index) == ["a", "b"] and shares.loc["b", 2] == 0.6

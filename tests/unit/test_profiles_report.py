@@ -36,6 +36,12 @@ def test_bad_profile_chapter_or_knob_names_the_choices():
     ("namba2019", "digits_attacker_fraction", 1.5, r"digits ablation .*'attacker_fraction' must be a number in \(0.0, 1.0\)"),
     ("namba2019", "digits_dataset", "mnist-50k", r"digits ablation .*'dataset' must be one of: .*mnist-5k"),
     ("namba2019", "digits_kinds", ["heart-red"], "coloured logo"),
+    ("comparison", "entries", ["zhang-content", "uchida"], "'entries' must be a list whose items are each one of: .*fc-direct"),
+    ("comparison", "attacks", ["erase"], "'attacks' must be a list whose items are each one of: .*fine-tune"),
+    ("comparison", "seeds", [-1], r"'seeds' must be a list whose items are each an integer in \[0"),
+    ("comparison", "fc_target", 3, r"'fc_target' must not be one of 'fc_sources'"),
+    ("comparison", "li_key_fraction", 1.0, r"'li_key_fraction' must be a number in \(0.0, 1.0\)"),
+    ("comparison", "transfer_dataset", "fashion-mnist", "another task"),
 ])
 def test_every_knob_is_validated_when_the_profile_is_resolved(chapter, knob, value, message):
     with pytest.raises(ValueError, match=message):
@@ -120,3 +126,11 @@ def test_the_digits_ablation_is_the_main_run_with_its_prefixed_knobs():
     assert not any(k.startswith("digits_") for k in d)
     assert profiles.variant("namba2019", profiles.resolve("namba2019", "paper"), "digits") is None
     assert profiles.variant("namba2019", profiles.resolve("namba2019", "default", digits_dataset="off"), "digits") is None
+
+
+def test_a_comparison_scheme_that_refuses_its_knobs_is_named():
+    with pytest.raises(ValueError, match="comparison entry 'gradsigns': carriers is None"):
+        profiles.resolve("comparison", "smoke", entries=["gradsigns"], bits=100)
+    cfg = profiles.resolve("comparison", "default")
+    assert cfg["fc_target"] is None and len(cfg["entries"]) == 10 and len(cfg["seeds"]) >= 3
+    assert len(profiles.resolve("comparison", "paper")["seeds"]) >= 5

@@ -96,6 +96,25 @@ def test_train_or_load_trains_once_then_loads_the_same_weights():
     assert not loaded3
 
 
+def test_the_same_config_under_another_tag_is_the_same_model_and_parallel_workers_train_it_once():
+    """The comparison's Ray workers (and a chapter before them) name models their own way: the
+    config decides. Two processes asking for one untrained model: one trains, the other waits and loads."""
+    import multiprocessing as mp
+
+    m1, _, calls1 = _cached(tag="chapter-name")
+    m2, loaded2, calls2 = _cached(tag="compare-name")
+    assert loaded2 and len(calls2) == 0 and len(calls1) == 1
+    assert all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert not list(train.cache_dir().glob("compare-name-*.pt"))  # loaded in place, not copied
+    with mp.get_context("spawn").Pool(2) as pool:
+        loaded = pool.map(_cached_loaded, [3, 3])
+    assert sorted(loaded) == [False, True]
+
+
+def _cached_loaded(epochs):
+    return _cached(tag="parallel", epochs=epochs)[1]
+
+
 def test_what_runs_after_train_or_load_does_not_depend_on_a_warm_cache():
     """Training (a cache miss) and loading (a hit) leave the caller's random state alike: a model
     built next starts from the same weights either way."""

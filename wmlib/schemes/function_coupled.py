@@ -150,6 +150,17 @@ def frozen_masked_weights(model: nn.Module):
             h.remove()
 
 
+def least_answered_target(zoo, triggers: dict[str, torch.Tensor], sources) -> tuple[int, "pd.DataFrame"]:
+    """The target t that no innocent model gives the triggers: the non-source class whose largest
+    share among the clean ``zoo``'s answers (over every kind of trigger in ``triggers``) is the
+    smallest. Returns t and the shares (one row per trigger kind, one column per class)."""
+    import pandas as pd
+
+    shares = pd.DataFrame({name: zoo.class_shares(x) for name, x in triggers.items()}).T
+    others = [c for c in shares.columns if c not in tuple(sources)]
+    return int(shares[others].max().idxmin()), shares
+
+
 # --------------------------------------------------------------------------- the scheme
 
 @dataclass
