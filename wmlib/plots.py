@@ -306,12 +306,30 @@ def robustness_vs_cost(points: pd.DataFrame, x: str, y: str, label: str = "entry
                        ylabel: str | None = None):
     """One labelled point per scheme: what embedding it costs (``x``) against how often it is still
     claimed after the attack suite (``y``)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
     sns.scatterplot(points, x=x, y=y, hue=label, style=label, s=80, ax=ax, legend=False)
-    for _, r in points.iterrows():
-        ax.annotate(r[label], (r[x], r[y]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    ax.margins(x=0.15)  # room for the names of the outermost points
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, ylim=(-0.03, 1.05))
     ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
     ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
     fig.tight_layout()
+    _label_points(fig, ax, points, x, y, label)
     return fig
+
+
+def _label_points(fig, ax, points: pd.DataFrame, x: str, y: str, label: str) -> None:
+    """Name each point, trying a few places around it until the name overlaps no other name."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for _, r in points.sort_values(y, ascending=False).iterrows():
+        for dx, dy, ha in ((6, 4, "left"), (6, -11, "left"), (-6, 4, "right"), (-6, -11, "right"), (6, 14, "left"),
+                           (6, -21, "left")):
+            t = ax.annotate(r[label], (r[x], r[y]), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha)
+            box = t.get_window_extent(renderer).expanded(1.05, 1.15)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            t.remove()
+        else:  # no free place: the first one
+            t = ax.annotate(r[label], (r[x], r[y]), xytext=(6, 4), textcoords="offset points", fontsize=8)
+            box = t.get_window_extent(renderer)
+        placed.append(box)
