@@ -510,9 +510,11 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
 
 def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per (entry, attack): claims over the seeds with the exact ``confidence`` interval,
-    the mean key statistic (hit rate or matched bits), the thief's mean test accuracy, the queries
-    per verification, or the reason the attack does not apply."""
+    the mean key statistic (hit rate or matched bits), the thief's mean test accuracy and what the
+    attack cost it (against the same seed's unattacked model), the queries per verification, or
+    the reason the attack does not apply."""
     rows = []
+    before = cells[(cells.attack == "none") & (cells.status == "ok")].set_index(["entry", "seed"])["test_acc"]
     for (entry, attack), g in cells.groupby(["entry", "attack"], sort=False):
         ok = g[g.status == "ok"]
         if ok.empty:
@@ -522,6 +524,8 @@ def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         rows.append({"entry": entry, "attack": attack, "status": "ok", "claimed": f"{int(ok['claimed'].sum())} / {len(ok)}",
                      "claim rate": rate, "ci low": lo, "ci high": hi, "statistic": ok["statistic"].mean(),
                      "threshold": ok["threshold"].mean(), "test accuracy": ok["test_acc"].mean(),
+                     "accuracy cost": float((before.reindex(list(zip(ok["entry"], ok["seed"]))).to_numpy()
+                                             - ok["test_acc"].to_numpy()).mean()),
                      "queries": ok["queries"].mean(),
                      "reason": "" if len(ok) == len(g) else f"{len(g) - len(ok)} seed(s) n/a: {g[g.status != 'ok'].reason.iloc[0]}"})
     return pd.DataFrame(rows).set_index(["entry", "attack"])
