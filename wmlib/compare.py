@@ -205,7 +205,7 @@ class Attack:
 
     def reason_not_applicable(self, entry: Entry) -> str | None:
         if self.only is not None and entry.trials != self.only:
-            return f"{self.name} attacks {self.only}-based verification; {entry.name} verifies by {entry.trials}"
+            return f"{self.name} attacks {self.only}-based verification; these schemes verify by {entry.trials}"
         return None
 
 
@@ -627,5 +627,6 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0) -
                      "evidence": cite(full_rows) if winners else "best: " + cite(cells.nlargest(1, "claim rate"))})
     fc = emb["false claims"].apply(lambda v: tuple(int(x) for x in v.split(" / ")))
     rows.append({"question": "claims an innocent (zoo) model", "answer": "no scheme" if all(c == 0 for c, _ in fc) else
-                 ", ".join(e for e, (c, _) in fc.items() if c), "evidence": "; ".join(f"{e}: {c} / {n}" for e, (c, n) in fc.items())})
+                 ", ".join(f"{e} ({c} of {n:,} verifications)" for e, (c, n) in fc.items() if c),
+                 "evidence": "; ".join(f"{e}: {c} / {n}" for e, (c, n) in fc.items())})
     return pd.DataFrame(rows)
