@@ -326,10 +326,14 @@ class AutoencoderBank:
         return torch.cat(losses), torch.cat(jsds)
 
     def query_modification(self, inner: Oracle, percentile: float = 95.0, always: bool = False) -> QueryModification:
-        """The thief's API around ``inner`` with thresholds at the ``percentile`` points (§4.2)."""
+        """The thief's API around ``inner`` with thresholds at the ``percentile`` points (§4.2).
+        ``always``: every query is modified (§4.3.1), no detection step, so no thresholds are fitted
+        (its rules flag nothing)."""
+        if always:
+            return QueryModification(inner, self.ae, math.inf, math.inf, always=True)
         loss, jsd = self.held_out_scores(inner)
         return QueryModification(inner, self.ae, float(np.percentile(loss.numpy(), percentile)),
-                                 float(np.percentile(jsd.numpy(), percentile)), always)
+                                 float(np.percentile(jsd.numpy(), percentile)))
 
 
 def detection_table(bank: AutoencoderBank, oracles: dict[str, Oracle], keys: dict[str, Key], test_x: torch.Tensor,

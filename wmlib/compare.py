@@ -218,18 +218,24 @@ def _thief_splits(task: dict):
     return Splits(thief, thief.subset(slice(0, 0)), task["test"], task["spec"])
 
 
+def _make_key(scheme, splits, seed: int, model: nn.Module):
+    """``scheme.make_key`` with ``model`` passed to the schemes whose keys are made from a trained
+    model (AFS: its adversarial examples)."""
+    import inspect
+
+    takes_model = "model" in inspect.signature(scheme.make_key).parameters
+    return scheme.make_key(splits, seed=seed, **({"model": model} if takes_model else {}))
+
+
 def thief_key(task: dict):
     """The key a thief makes with the (public) scheme on its own data and with its own seed: what a
     key-sample detector is trained on. AFS keys are adversarial examples of the stolen model; Li et
     al.'s thief trains an encoder of its own (the Li chapter's leak study)."""
-    import inspect
-
     from .train import TrainConfig
 
     e, k, seed = task["embedded"], task["knobs"], task["seed"] + 100
     splits = _thief_splits(task)
-    takes_model = "model" in inspect.signature(e.scheme.make_key).parameters
-    key, _ = e.scheme.make_key(splits, seed=seed, **({"model": e.model} if takes_model else {}))
+    key, _ = _make_key(e.scheme, splits, seed, e.model)
     if hasattr(e.scheme, "watermark"):
         bundle, _, _ = e.scheme.train_or_load(f"compare-thief-{task['entry']}-s{task['seed']}", k["model"], splits, key,
                                               TrainConfig.from_knobs(k, seed=seed), progress=False)
@@ -406,8 +412,6 @@ class Embedded:
 
 def embed_entry(entry: Entry, seed: int, context: dict) -> Embedded:
     """Train (or load) the clean model and ``entry``'s watermarked model for owner ``seed``."""
-    import inspect
-
     from .schemes.namba2019 import retrain_config
     from .train import TrainConfig, train_classifier
 
@@ -416,8 +420,7 @@ def embed_entry(entry: Entry, seed: int, context: dict) -> Embedded:
     scheme = entry.make(knobs)
     tcfg = TrainConfig.from_knobs(knobs, seed=seed)
     clean, chist, _ = train_classifier(f"compare-clean-s{seed}", knobs["model"], splits, tcfg, progress=False)
-    takes_model = "model" in inspect.signature(scheme.make_key).parameters  # AFS: adversarial examples of it
-    key, new = scheme.make_key(splits, seed=seed, **({"model": clean} if takes_model else {}))
+    key, new = _make_key(scheme, splits, seed, clean)
     tag = f"compare-{entry.name}-s{seed}"
     if hasattr(scheme, "watermark"):  # Li et al.: host, encoder and discriminator trained together
         bundle, hist, loaded = scheme.train_or_load(tag, knobs["model"], splits, key, tcfg, progress=False)
@@ -455,10 +458,13 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Entry]) -> dict:
     null = zoo.null(e.vkey, hit_fn=hit_fn, floor=floor, confidence=knobs["zoo_confidence"])
     vkey = e.vkey.sample(knobs["n_queries"], seed=cell.seed) \
         if entry.trials == "labels" and knobs["n_queries"] < len(e.vkey) else e.vkey
+
+    def hit_rate(oracle) -> float:
+        return float(hit_fn(oracle, vkey).float().mean())
+
     task = {"knobs": knobs, "seed": cell.seed, "entry": entry.name, "embedded": e, "spec": e.splits.spec,
             "thief": e.splits.attacker, "test": e.splits.test, "vkey": vkey,
-            "measure": lambda m: float(hit_fn(Oracle(m), vkey).float().mean()),
-            "hit_rate": lambda oracle: float(hit_fn(oracle, vkey).float().mean()),
+            "hit_rate": hit_rate, "measure": lambda m: hit_rate(Oracle(m)),
             "finetune_cfg": TrainConfig.from_knobs(knobs, epochs=knobs["finetune_epochs"], lr=knobs["finetune_lr"],
                                                    optimizer="adam", schedule="none", milestones=(), weight_decay=0.0,
                                                    seed=cell.seed)}
@@ -494,13 +500,14 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
     One row per cell: ``status`` is 'ok' or 'n/a' (with ``reason``)."""
     registry = ENTRIES if registry is None else registry
     fn = functools.partial(run_cell, entries=registry)
+    attacks = [a for a in attacks if a != "none"]  # 'none' is the first stage
     first = run(grid(entries, seeds, ["none"], registry), fn, context, **run_kw)
     embedded = {(c.entry, c.seed) for c, r in first.items() if r.get("claimed")}
-    later = [c for c in grid(entries, seeds, [a for a in attacks if a != "none"], registry)
+    later = [c for c in grid(entries, seeds, attacks, registry)
              if (c.entry, c.seed) in embedded and not ATTACKS[c.attack].reason_not_applicable(registry[c.entry])]
     results = {**first, **(run(later, fn, context, **run_kw) if later else {})}
     rows = []
-    for c in grid(entries, seeds, ["none", *[a for a in attacks if a != "none"]], registry):
+    for c in grid(entries, seeds, ["none", *attacks], registry):
         r = results.get(c) or {"applies": False, "reason": ATTACKS[c.attack].reason_not_applicable(registry[c.entry]) or
                                f"the watermark did not embed: {c.entry} (seed {c.seed}) is not claimed unattacked"}
         rows.append({"entry": c.entry, "seed": c.seed, "attack": c.attack,

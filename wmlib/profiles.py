@@ -164,34 +164,43 @@ FUNCTION_COUPLED = {
                   milestones=[15, 25, 35], thief_samples=2000, trial_epochs=20, transfer_dataset="fashion-mnist"),
 }
 
+def _pick(knobs: dict, *names: str, prefix: str = "") -> dict:
+    """The knobs ``names`` of a chapter's profile, renamed ``{prefix}{name}``: the comparison takes
+    each scheme's settings from its chapter rather than a copy of them."""
+    return {prefix + n: copy.deepcopy(knobs[n]) for n in names}
+
+
 # The comparison (wmlib.compare): every scheme on ONE task (the function-coupled chapter's: 30,000 Fashion-MNIST
 # training images, 10 % of them the thief's, LeNet-5, 10 epochs), each configured as in its chapter's default
+_FC, _ZH, _NA, _LI, _GS = (c["default"] for c in (FUNCTION_COUPLED, ZHANG2018, NAMBA2019, LI2019, GRADSIGNS))
 _CMP_COMMON = dict(
-    dataset="fashion-mnist", model="lenet5", train_limit=30000, test_limit=None, attacker_fraction=0.1,
-    epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
-    milestones=[], augment=False,
+    **_pick(_FC, "dataset", "model", "train_limit", "test_limit", "attacker_fraction", "epochs", "batch_size", "optimizer",
+            "lr", "momentum", "weight_decay", "schedule", "milestones", "augment"),
     entries=["zhang-content", "zhang-unrelated", "zhang-noise", "namba-proposal", "namba-afs", "namba-ds", "li2019",
              "gradsigns", "fc-direct", "fc-invisible"],
     seeds=[0, 1, 2],
     attacks=["fine-tune", "fine-tune-small", "prune", "prune-finetune", "quantize", "transfer", "overwrite",
              "input-noise", "query-modification", "key-detector", "rounding", "perturbation"],
-    # Zhang et al. (its chapter): class 1 -> 0, every owner image of class 1 a key
-    source=1, target=0, zhang_key_fraction=1.0, noise_std=0.2, unrelated_dataset="mnist-5k", unrelated_class=1,
-    # Namba & Sakuma: 30 keys, EW T = 2, 4 keys per batch; AFS eps 0.1; the clean model retrained 10 epochs at 0.01
-    n_keys=30, T=2.0, key_per_batch=4, afs_eps=0.1, retrain_epochs=10, retrain_lr=0.01,
-    # Li et al.: 1 % keys, logo "IP", (alpha, beta, gamma, delta) of §5.1, 20 keys per batch, k2 = 2 (its default)
-    li_key_fraction=0.01, labels="any", logo="IP", loss_weights=[3.0, 5.0, 0.1, 0.01], key_batch=20, host_steps=2,
-    # GradSigns: N = 32 bits, |C| from Table 6, 50 class-0 images, lambda 0.3 ([code]), 10 class-T images per batch
-    bits=32, carriers=None, samples=50, lam=0.3, reduction="mean", gs_key_per_batch=10, h=1e-4,
+    # Zhang et al.: class 1 -> 0, every owner image of class 1 a key
+    **_pick(_ZH, "source", "target", "noise_std", "unrelated_dataset", "unrelated_class"),
+    **_pick(_ZH, "key_fraction", prefix="zhang_"),
+    # Namba & Sakuma: 30 keys, EW T = 2, 4 keys per batch; AFS eps 0.1; the clean model retrained at 0.01 for 10 epochs
+    # (its chapter: 5 epochs of 594 steps; 10 of 211 steps here)
+    **_pick(_NA, "n_keys", "T", "key_per_batch", "afs_eps", "retrain_lr"), retrain_epochs=10,
+    # Li et al.: 1 % keys, logo "IP", (alpha, beta, gamma, delta) of §5.1, 20 keys per batch, k2 = 2
+    **_pick(_LI, "labels", "logo", "loss_weights", "key_batch", "host_steps"), **_pick(_LI, "key_fraction", prefix="li_"),
+    # GradSigns: N = 32 bits, |C| from Table 6, 50 class-0 images, 10 class-T images per batch; lambda 0.3 ([code]'s
+    # default: its chapter picks lambda by a sweep)
+    **_pick(_GS, "bits", "carriers", "samples", "reduction", "h"), **_pick(_GS, "key_per_batch", prefix="gs_"), lam=0.3,
     # function-coupled: sources 0 and 3; target None = the class the zoo gives least to the triggers; p = 0.05
-    fc_sources=[0, 3], fc_target=None, fc_r=0.5, fc_key_fraction=0.01, verify_triggers=90, fc_key_per_batch=10,
-    mask_ratio=0.05, ft_lr=1e-3, ft_samples=1000,
+    **_pick(_FC, "sources", "key_fraction", "key_per_batch", prefix="fc_"), fc_target=None, fc_r=_FC["r_values"][0],
+    **_pick(_FC, "verify_triggers", "mask_ratio", "ft_lr", "ft_samples"),
     # the attacks
     # the prune + fine-tune sweep: Namba's 0-90 % without 10, 30 and 50 % (the budget binds at the high rates; 30 minutes)
     finetune_epochs=10, finetune_lr=5e-4, thief_small=0.1, prune_rate=0.5, sweep_rates=[0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9],
     budget=0.10, quant_bits=8, transfer_dataset="mnist-5k", transfer_epochs=10, transfer_lr=1e-3,
-    overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.01, overwrite_epochs=5, overwrite_lr=1e-3,
-    input_noise_std=0.1, ae_epochs=100, ae_lr=1e-3, folds=5, percentile=95.0,
+    **_pick(_FC, "overwrite_sources", "overwrite_target", "overwrite_epochs"), overwrite_key_fraction=0.01,
+    overwrite_lr=1e-3, input_noise_std=0.1, ae_epochs=100, ae_lr=1e-3, folds=5, percentile=95.0,
     detector_epochs=20, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=2000,
     round_decimals=2, perturb_M=3, perturb_eps=1e-5,
     # the verifier
