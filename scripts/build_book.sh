@@ -26,6 +26,7 @@ for nb in $(ls notebooks/*.ipynb | grep -v comparison.ipynb) notebooks/compariso
 done
 python -m wmlib.report check-figures book/executed/*.ipynb
 python -m wmlib.report status --profile "$PROFILE" --out book/executed/status_tables.md
+python -m wmlib.settings table book/executed/profile_tables.md
 
 bash scripts/vendor_js.sh
 jupyter-book build . --config _config.yml --toc book/_toc.yml -W -n --keep-going

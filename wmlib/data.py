@@ -1,4 +1,4 @@
-"""Dataset registry, offline resolution and owner / attacker / test splits.
+"""Dataset registry, offline resolution and owner / thief / test splits.
 
 Every dataset is returned as in-memory ``uint8`` tensors ``x`` of shape ``N x C x H x W`` and
 ``int64`` labels ``y``. Models see ``x / 255`` (see :func:`wmlib.train.to_float`).
@@ -217,31 +217,43 @@ class Split:
 
 @dataclass
 class Splits:
-    """The owner's training data, the attacker's disjoint share, and the held-out test set."""
+    """The owner's training data, the thief's disjoint share, and the held-out test set."""
     owner: Split
-    attacker: Split
+    thief: Split
     test: Split
     spec: DatasetSpec
 
+    def thief_task(self) -> "Splits":
+        """The thief's data as the training data of a task of its own (keys it makes, a watermark it
+        embeds); its held-out data is the public test split."""
+        return Splits(self.thief, self.thief.subset(slice(0, 0)), self.test, self.spec)
 
-def owner_attacker_split(name: str, attacker_fraction: float = 0.1, seed: int = 0,
-                         train_limit: int | None = None, test_limit: int | None = None) -> Splits:
-    """Split the training set into disjoint owner / attacker shares (papers give the thief 1-10 %).
+
+def owner_thief_split(name: str, thief_fraction: float = 0.1, seed: int = 0,
+                     train_limit: int | None = None, test_limit: int | None = None) -> Splits:
+    """Split the training set into disjoint owner / thief shares (papers give the thief 1-10 %).
 
     ``train_limit`` / ``test_limit`` shrink the sets (``smoke`` profile) after a seeded shuffle.
     """
-    if not 0.0 <= attacker_fraction < 1.0:
-        raise ValueError(f"attacker_fraction must be in [0, 1), got {attacker_fraction}")
+    if not 0.0 <= thief_fraction < 1.0:
+        raise ValueError(f"thief_fraction must be in [0, 1), got {thief_fraction}")
     x, y = load(name, train=True)
     xt, yt = load(name, train=False)
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(y), generator=g)
     if train_limit is not None:
         perm = perm[:train_limit]
-    n_att = int(round(attacker_fraction * len(perm)))
+    n_att = int(round(thief_fraction * len(perm)))
     att, own = perm[:n_att], perm[n_att:]
     tperm = torch.randperm(len(yt), generator=g)[:test_limit] if test_limit is not None else slice(None)
     return Splits(Split(x[own], y[own]), Split(x[att], y[att]), Split(xt[tperm], yt[tperm]), spec(name))
+
+
+def task_splits(knobs: dict, seed: int | None = None) -> Splits:
+    """:func:`owner_thief_split` of a chapter's knobs (``dataset``, ``thief_fraction``, ``seed`` unless
+    given, ``train_limit``, ``test_limit``)."""
+    return owner_thief_split(knobs["dataset"], knobs["thief_fraction"], seed=knobs["seed"] if seed is None else seed,
+                             train_limit=knobs.get("train_limit"), test_limit=knobs.get("test_limit"))
 
 
 def per_class(split: Split, n: int, seed: int = 0) -> Split:

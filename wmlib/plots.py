@@ -128,20 +128,14 @@ def zoo_null(panels: dict[str, dict], alpha: float, xlabel: str = "key accuracy 
     return fig
 
 
-def _pruned_predictions(model, key, rate: float, n: int):
-    from .attacks import prune_magnitude
-    from .verify import Oracle, key_accuracy
-    o = Oracle(prune_magnitude(model, rate))
-    return o.predict(key.x[:n]), key_accuracy(o, key)
-
-
-def pruning_panels(models: dict, keys: dict, rates: list[float], classes: tuple[str, ...], n: int = 8):
+def pruning_panels(probe, keys: dict, rates: list[float], classes: tuple[str, ...], n: int = 8):
     """Key samples with the pruned watermarked model's answers: one row per (key kind, rate);
-    green titles are the target label (the watermark answers), red ones are not."""
+    green titles are the target label (the watermark answers), red ones are not. ``probe(kind,
+    rate, n)`` gives the answers and the key accuracy (:func:`wmlib.attacks.pruning_probe`)."""
     rows = [(k, r) for k in keys for r in rates]
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.35), squeeze=False)
     for i, (k, rate) in enumerate(rows):
-        pred, acc = _pruned_predictions(models[k], keys[k], rate, n)
+        pred, acc = probe(k, rate, n)
         for j in range(n):
             _show(axes[i, j], keys[k].x[j])
             ok = bool(pred[j] == keys[k].y[j])
@@ -152,7 +146,7 @@ def pruning_panels(models: dict, keys: dict, rates: list[float], classes: tuple[
     return fig
 
 
-def pruning_explorer(models: dict, keys: dict, classes: tuple[str, ...]):
+def pruning_explorer(probe, keys: dict, classes: tuple[str, ...]):
     """An ipywidgets panel: choose a key kind and a pruning rate, see the pruned model's answers."""
     import ipywidgets as widgets
     from IPython.display import display
@@ -165,7 +159,7 @@ def pruning_explorer(models: dict, keys: dict, classes: tuple[str, ...]):
     def redraw(_=None):
         with out:
             out.clear_output(wait=True)
-            pruning_panels(models, {kind.value: keys[kind.value]}, [rate.value], classes)
+            pruning_panels(probe, {kind.value: keys[kind.value]}, [rate.value], classes)
             plt.show()
 
     kind.observe(redraw, "value")
@@ -286,7 +280,7 @@ def claim_heatmap(matrix: pd.DataFrame, entries: list[str], attacks: list[str]):
     for (entry, attack), row in matrix.iterrows():
         if entry in rate.index and attack in rate.columns and row["status"] == "ok":
             rate.loc[entry, attack] = row["claim rate"]
-            text.loc[entry, attack] = row["claimed"].replace(" ", "")
+            text.loc[entry, attack] = f"{row['claimed']}/{row['seeds']}"
     fig, ax = plt.subplots(figsize=(0.85 * len(attacks) + 2.6, 0.5 * len(entries) + 1.8))
     ax.set_facecolor("0.88")  # the n/a cells (NaN) are left unpainted
     sns.heatmap(rate, annot=text.values, fmt="", vmin=0.0, vmax=1.0, cmap="RdYlGn", linewidths=0.5, linecolor="white",

@@ -7,6 +7,7 @@ Every chapter ends by calling :meth:`Run.record`, which writes ``data/results/<c
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -71,7 +72,7 @@ class Run:
     """Start the clock when a chapter starts; :meth:`record` writes what the run measured."""
 
     def __init__(self, chapter: str, config: dict, device: torch.device):
-        self.chapter, self.config, self.device, self.t0 = chapter, dict(config), device, time.perf_counter()
+        self.chapter, self.config, self.device, self.t0 = chapter, copy.deepcopy(dict(config)), device, time.perf_counter()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -92,6 +93,38 @@ class Run:
         tmp.write_text(json.dumps(payload, indent=2, default=float))
         os.replace(tmp, self.path)
         return self.path
+
+
+def ablation_reason(paper: float, ours: float, tol: float, ablation: float | None, same: bool = False,
+                    note: str = "", where: str = "on MNIST digits", missing: str = "no digits run of this key type") -> str:
+    """For a row outside ``tol`` of the paper, what an ablation run in the paper's setting says
+    (``ablation``: its number, None if it did not run): the setting explains the gap, or it does not.
+    Empty for a row within tolerance or in the paper's own setting; ``note`` is said first."""
+    if same or abs(ours - paper) <= tol:
+        return ""
+    if ablation is None:
+        return note + f"; untested ({missing})"
+    a = float(ablation)
+    if abs(a - paper) <= tol:
+        return note + f"; tested: {where} the same attack gives {a:.3f}, so the dataset explains the gap"
+    return note + f"; tested: {where} it is still {a:.3f}, so the dataset does not explain it (cause untested)"
+
+
+def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...] = ("model",)) -> tuple[dict, torch.device, Run]:
+    """A chapter's first call: its knobs (the profile with every knob of ``params``, the notebook's
+    parameters, that is not None; :func:`wmlib.settings.resolve`), the device, the seed set, the
+    clock started. Prints the profile, the dataset, the knobs in ``show`` and the device."""
+    from .settings import names, resolve
+    from .train import default_device, seed_everything
+
+    cfg = resolve(chapter, profile, **{k: params.get(k) for k in names(chapter)})
+    device = default_device()
+    if "seed" in cfg:
+        seed_everything(cfg["seed"])
+    run = Run(chapter, cfg, device)
+    shown = "  ".join(f"{k}={cfg[k]}" for k in show)
+    print(f"profile={cfg['profile']}  dataset={cfg['dataset']}  {shown}  device={device}")
+    return cfg, device, run
 
 
 def glue(values: dict) -> None:

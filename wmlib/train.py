@@ -418,23 +418,25 @@ def _load_or_train(path: Path, config: dict, build: Callable[[], nn.Module], tra
     return model.to(device).eval(), hist, False
 
 
-def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key=None, embed=None,
+def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key=None, scheme=None,
                      init: nn.Module | None = None, monitor: dict[str, Split] | None = None,
                      device: torch.device | None = None, progress: bool = True) -> tuple[nn.Module, History, bool]:
-    """Train-or-load a ``model_name`` classifier on the owner's data (``embed`` given: with ``key``
-    embedded by that scheme method; ``init`` given: starting from a copy of that trained model).
-    The cache key covers the model, the owner's data, the key (and its meta), the starting weights,
-    the training config and the monitored splits. A model trained under another ``tag`` is reused
-    only when the key's meta names its scheme (``meta['scheme']`` with the scheme's fields, as the
-    book's schemes write it); otherwise the tag must match too."""
+    """Train-or-load a ``model_name`` classifier on the owner's data (``scheme`` given: with ``key``
+    embedded by ``scheme.train``; ``init`` given: starting from a copy of that trained model).
+    The cache key covers the model, the owner's data, the key, the scheme's ``config()``, the
+    starting weights, the training config and the monitored splits: it describes the whole run, so
+    a model trained with the same config under another ``tag`` (a chapter's) is the same model."""
     from . import models
 
     s = splits.spec
     monitor = monitor or {}
+    if (key is None) != (scheme is None):
+        raise ValueError("give a key and the scheme that embeds it, or neither")
     config = {"model": model_name, "dataset": s.name, "owner": tensor_digest(splits.owner.x, splits.owner.y),
               "train": asdict(cfg), "key": key.digest() if key is not None else None,
               "key_meta": key.meta if key is not None else None, "monitor": sorted(monitor),
-              "init": _state_digest(init.state_dict()) if init is not None else None}
+              "init": _state_digest(init.state_dict()) if init is not None else None,
+              **({"scheme": scheme.config()} if scheme is not None else {})}
 
     def build() -> nn.Module:
         if init is not None:
@@ -444,9 +446,6 @@ def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key
 
     def run(model: nn.Module) -> History:
         kw = dict(monitor=monitor, device=device, progress=progress, desc=tag)
-        return embed(model, splits, key, cfg, **kw) if embed is not None else fit(model, splits.owner, cfg, **kw)
+        return scheme.train(model, splits, key, cfg, **kw) if scheme is not None else fit(model, splits.owner, cfg, **kw)
 
-    # the config names how the model was trained when nothing is embedded, or when the key's meta names its
-    # scheme and every field of it (every scheme of the book does): then a model of another tag is the same
-    described = embed is None or (key is not None and "scheme" in key.meta)
-    return train_or_load(tag, config, build, run, device, any_tag=described)
+    return train_or_load(tag, config, build, run, device)

@@ -27,8 +27,10 @@ class Oracle:
     """The black-box API of a suspect model: a batch of images in, class probabilities out.
 
     Counts the images it has been asked about (``queries``). Query-side attacks subclass it and
-    wrap another oracle (see :mod:`wmlib.attacks`).
+    wrap another oracle, ``inner`` (see :mod:`wmlib.attacks`).
     """
+    model: nn.Module | None = None
+    inner: "Oracle | None" = None  # the oracle a query-side wrapper forwards to
 
     def __init__(self, model: nn.Module, device: torch.device | None = None, batch_size: int = 1024):
         self.model, self.batch_size, self.queries = model, batch_size, 0
@@ -55,6 +57,42 @@ def key_accuracy(oracle: Oracle, key: Key) -> float:
 def hits(oracle: Oracle, key: Key) -> torch.Tensor:
     """Per key sample: did the oracle answer with the key's label? (bool, on the CPU)"""
     return oracle.predict(key.x) == key.y.cpu()
+
+
+class LabelTrials:
+    """What one verification trial is, and what chance gets right: the default is one key query
+    answered with the key's label (chance 1 / classes). Every :class:`~wmlib.schemes.Scheme` is one;
+    a signature scheme overrides the trial (GradSigns: one signature bit, chance ½). The zoo, the
+    verifier and the comparison ask only these methods, never which scheme they hold."""
+    trials = "labels"  # what a trial counts; attacks on one kind of verification name it
+
+    def hits(self, oracle: Oracle, key: Key) -> torch.Tensor:
+        """One bool per trial: did the oracle answer the key query with the key's label?"""
+        return hits(oracle, key)
+
+    def chance(self, num_classes: int) -> float:
+        """The hit rate of a random guesser, the null's floor."""
+        return 1.0 / num_classes
+
+    def queries(self, key: Key, n_queries: int | None, seed: int = 0) -> Key:
+        """The part of ``key`` one verification sends: ``n_queries`` samples drawn with ``seed``
+        (the whole key if None or not fewer than the key)."""
+        return key if n_queries is None or n_queries >= len(key) else key.sample(n_queries, seed)
+
+    def trial_count(self, key: Key, n_queries: int) -> int:
+        """How many trials one verification of ``key`` counts (the claim tables' ``n_queries``)."""
+        return n_queries
+
+    def hits_id(self) -> str:
+        """What the hits depend on besides the key (the zoo caches hit vectors under it)."""
+        return "labels"
+
+    def paper_null(self, key: Key) -> "Null":
+        """The null a paper verifies with when no zoo is given."""
+        raise ValueError("label trials need a null fitted to clean models: give null=Zoo.null(key, scheme)")
+
+
+LABELS = LabelTrials()
 
 
 def binomial_p_value(hits: int, n: int, p0: float) -> float:
@@ -229,10 +267,9 @@ def verify_counts(hits: int, n: int, null: Null, alpha: float = 0.01, queries: i
 
 def suspect_digest(oracle: Oracle) -> str | None:
     """The weight digest of the model behind an oracle (through query-side wrappers), if any."""
-    while hasattr(oracle, "inner"):
+    while oracle.inner is not None:
         oracle = oracle.inner
-    model = getattr(oracle, "model", None)
-    return model_digest(model) if isinstance(model, nn.Module) else None
+    return model_digest(oracle.model) if isinstance(oracle.model, nn.Module) else None
 
 
 def require_claimed(claimed: dict[str, "bool | Verdict"], remedy: str) -> None:
@@ -255,6 +292,18 @@ def check_not_in_null(oracle: Oracle, null: Null, hint: str = "Zoo.null(key, exc
         raise ValueError(f"the suspect is one of the clean models its null was fitted on; fit the null without it ({hint})")
 
 
+def verify_trials(oracle: Oracle, key: Key, trials: LabelTrials, null: Null, alpha: float = 0.01,
+                  n_queries: int | None = None, seed: int = 0) -> Verdict:
+    """The one verifier: send what one verification of ``key`` sends (``trials.queries``), count the
+    hits (``trials.hits``) and test them against ``null``. A suspect that is one of the null's own
+    clean models is an error: it would be tested against itself."""
+    check_not_in_null(oracle, null)
+    q = trials.queries(key, n_queries, seed)
+    before = oracle.queries
+    h = trials.hits(oracle, q)
+    return verify_counts(int(h.sum()), len(h), null, alpha, oracle.queries - before)
+
+
 def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, null: Null | None = None,
                p0: float | None = None, alpha: float = 0.01, num_classes: int | None = None,
                seed: int = 0) -> Verdict:
@@ -267,11 +316,7 @@ def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, null: Nul
                 raise ValueError("give a null, p0 or num_classes (p0 = 1 / num_classes)")
             p0 = 1.0 / num_classes
         null = Null.binomial(p0)
-    check_not_in_null(oracle, null)
-    q = key if n_queries is None or n_queries >= len(key) else key.sample(n_queries, seed)
-    before = oracle.queries
-    k = int(hits(oracle, q).sum())
-    return verify_counts(k, len(q), null, alpha, oracle.queries - before)
+    return verify_trials(oracle, key, LABELS, null, alpha, n_queries, seed)
 
 
 def claim_count(hit_vector: torch.Tensor, null: Null, n_queries: int, alpha: float, draws: int,

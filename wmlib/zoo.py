@@ -11,26 +11,67 @@ chapter) that asks for the same task and profile gets the same models.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data, profiles
+from . import data
+from .profiles import ENV_VAR, PROFILES
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, train_classifier
-from .verify import Null, Oracle, claim_table, require_claimed, verify_key
-from .verify import hits as label_hits
+from .verify import LABELS, LabelTrials, Null, Oracle, claim_table, require_claimed, verify_trials
 
-HitFn = Callable[[Oracle, Key], torch.Tensor]
 ZOO_SEED = 20180604  # shuffles the training set before ``train_limit`` and the members' shares
 # (train_limit, test_limit) of the shared zoo per profile: the task size of the chapters' profiles
 # (smoke shrinks every chapter's task to 6,000 / 2,000 images)
-SHARED_LIMITS = {p: (profiles.ZHANG2018[p]["train_limit"], profiles.ZHANG2018[p]["test_limit"]) for p in profiles.PROFILES}
+SHARED_LIMITS = {"smoke": (6000, 2000), "default": (None, None), "paper": (None, None)}
+
+# The zoo's recipe per profile: architectures that fit the task, each with this many seeds, each
+# member trained on its own random ``data_fraction`` of the task's training images. One recipe per
+# profile and image kind, shared by every chapter: 28x28 grey (MNIST, Fashion-MNIST) and 32x32 RGB.
+_ZOO_COMMON = dict(data_fraction=0.5, batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                   schedule="cosine", milestones=[], augment=False)
+RECIPES = {
+    # 8 models in seconds on 2 CPU cores (fewer leave the 99 % bounds of wmlib.verify.Null too wide to claim anything)
+    "smoke": {"grey28": dict(_ZOO_COMMON, archs={"lenet1": 4, "lenet5": 4}, epochs=3, lr={"*": 0.05}),
+              "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 2, "vgg11": 2}, epochs=2, lr={"*": 0.05}, augment=True)},
+    # >= 10 models: the LeNets Zhang and Namba use, and Carlini & Wagner's net (Zhang's own); about 5 min on 2 cores
+    "default": {"grey28": dict(_ZOO_COMMON, archs={"lenet1": 4, "lenet3": 4, "lenet5": 4, "cw": 2}, epochs=8,
+                               lr={"*": 0.05, "cw": 0.01}),
+                "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 5, "vgg11": 5}, epochs=30, lr={"*": 0.1}, augment=True)},
+    # >= 20 models, on a GPU
+    "paper": {"grey28": dict(_ZOO_COMMON, archs={"lenet1": 5, "lenet3": 5, "lenet5": 5, "cw": 5}, epochs=20,
+                             lr={"*": 0.05, "cw": 0.01}),
+              "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 10, "vgg11": 10}, epochs=40, lr={"*": 0.1}, augment=True)},
+}
+
+
+def zoo_recipe(dataset: str, profile: str, **overrides) -> dict:
+    """The zoo recipe of ``profile`` for ``dataset``'s image kind, with ``overrides`` applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    s = data.spec(dataset)
+    kind = {(1, 28): "grey28", (3, 32): "rgb32"}.get((s.channels, s.image_size))
+    if kind is None:
+        raise ValueError(f"no zoo recipe for {s.channels}x{s.image_size}x{s.image_size} images ({dataset}); "
+                         f"add one to wmlib.zoo.RECIPES")
+    recipe = copy.deepcopy(RECIPES[profile][kind])
+    unknown = sorted(set(overrides) - set(recipe))
+    if unknown:
+        raise ValueError(f"unknown zoo recipe field(s) {', '.join(unknown)}; valid: {', '.join(sorted(recipe))}")
+    recipe.update(overrides)
+    if not recipe["archs"] or any(int(n) < 1 for n in recipe["archs"].values()):
+        raise ValueError(f"the zoo needs at least one architecture with >= 1 seed, got {recipe['archs']}")
+    if sum(recipe["archs"].values()) < 3:
+        raise ValueError("a zoo needs >= 3 models: leave-one-out fits each null on the others (>= 2)")
+    if not 0.0 < recipe["data_fraction"] <= 1.0:
+        raise ValueError(f"data_fraction must be in (0, 1], got {recipe['data_fraction']}")
+    return recipe
 
 
 @dataclass
@@ -49,11 +90,11 @@ class Zoo:
     @classmethod
     def load(cls, dataset: str, profile: str, train_limit: int | None = None, test_limit: int | None = None,
              device: torch.device | None = None, progress: bool = True, **overrides) -> "Zoo":
-        """Train-or-load the zoo of ``profile`` (:data:`wmlib.profiles.ZOO`) for ``dataset``.
+        """Train-or-load the zoo of ``profile`` (:data:`RECIPES`) for ``dataset``.
         ``train_limit`` / ``test_limit`` shrink the task as the chapter's profile does; ``overrides``
         change recipe fields (e.g. ``archs={"lenet5": 3}``)."""
         device = device or default_device()
-        recipe = profiles.zoo_recipe(dataset, profile, **overrides)
+        recipe = zoo_recipe(dataset, profile, **overrides)
         spec = data.spec(dataset)
         x, y = data.load(dataset, train=True)
         xt, yt = data.load(dataset, train=False)
@@ -89,19 +130,18 @@ class Zoo:
     def oracles(self) -> dict[str, Oracle]:
         return {name: Oracle(m) for name, m in self.models.items()}
 
-    def hits(self, key: Key, hit_fn: HitFn = label_hits) -> dict[str, torch.Tensor]:
-        """Per member, one bool per trial of ``key`` (cached per key and ``hit_fn``). The default
-        trial is a key query answered with the key's label; a signature scheme passes its own
-        ``hit_fn(oracle, key)`` (one trial per signature bit: did the extracted bit match?)."""
-        # a bound method's instance (e.g. a GradSigns scheme with its h) is part of what it measures
-        d = (key.digest(), getattr(hit_fn, "__qualname__", repr(hit_fn)), repr(getattr(hit_fn, "__self__", None)))
+    def hits(self, key: Key, scheme: LabelTrials = LABELS) -> dict[str, torch.Tensor]:
+        """Per member, one bool per trial of ``key`` (cached per key and trial). The trial is the
+        scheme's (:class:`~wmlib.verify.LabelTrials`): by default a key query answered with the
+        key's label; GradSigns counts signature bits."""
+        d = (key.digest(), scheme.hits_id())
         if d not in self._hits:
-            self._hits[d] = {name: hit_fn(o, key) for name, o in self.oracles().items()}
+            self._hits[d] = {name: scheme.hits(o, key) for name, o in self.oracles().items()}
         return self._hits[d]
 
-    def rates(self, key: Key, hit_fn: HitFn = label_hits) -> pd.Series:
+    def rates(self, key: Key, scheme: LabelTrials = LABELS) -> pd.Series:
         """Each member's hit rate (key accuracy, or matched bits / N): the statistic the null is fitted to."""
-        return pd.Series({name: h.float().mean().item() for name, h in self.hits(key, hit_fn).items()},
+        return pd.Series({name: h.float().mean().item() for name, h in self.hits(key, scheme).items()},
                          name="hit rate")
 
     def class_shares(self, x: torch.Tensor) -> pd.Series:
@@ -111,35 +151,34 @@ class Zoo:
         counts = sum(torch.bincount(o.predict(x), minlength=k) for o in self.oracles().values())
         return pd.Series((counts.double() / counts.sum()).tolist(), name="share of zoo answers")
 
-    def _floor(self, floor: float | None) -> float:
-        return 1.0 / data.spec(self.dataset).num_classes if floor is None else floor
+    def _floor(self, scheme: LabelTrials) -> float:
+        return scheme.chance(data.spec(self.dataset).num_classes)
 
-    def null(self, key: Key, exclude: str | None = None, floor: float | None = None,
-             confidence: float | None = 0.99, hit_fn: HitFn = label_hits) -> Null:
-        """The null for ``key`` fitted on every member but ``exclude``; ``floor`` defaults to chance
-        (1 / classes), so no claim is easier than against a random guess (pass ``floor=0.5`` for
-        signature bits)."""
-        return Null.from_hits(self.hits(key, hit_fn), exclude=exclude, digests=self.digests,
-                              floor=self._floor(floor), confidence=confidence)
+    def null(self, key: Key, scheme: LabelTrials = LABELS, exclude: str | None = None,
+             confidence: float | None = 0.99) -> Null:
+        """The null for ``key`` under ``scheme``'s trial, fitted on every member but ``exclude``,
+        never below the trial's chance rate (no claim is easier than against a random guess)."""
+        return Null.from_hits(self.hits(key, scheme), exclude=exclude, digests=self.digests,
+                              floor=self._floor(scheme), confidence=confidence)
 
     def gate(self, marked: dict[str, tuple[Oracle, Key]], n_queries: int | None, alpha: float, remedy: str,
-             confidence: float | None = 0.99, seed: int = 0) -> pd.DataFrame:
+             confidence: float | None = 0.99, seed: int = 0, scheme: LabelTrials = LABELS) -> pd.DataFrame:
         """The embedding gate of :func:`wmlib.verify.require_claimed`: verify every watermarked
         model (name -> its oracle and its own key) against this zoo's null; returns the verdicts,
         or raises naming the models that were not claimed and ``remedy`` (the knobs to raise)."""
-        verdicts = {name: verify_key(o, k, n_queries, null=self.null(k, confidence=confidence), alpha=alpha, seed=seed)
+        verdicts = {name: verify_trials(o, k, scheme, self.null(k, scheme, confidence=confidence), alpha, n_queries, seed)
                     for name, (o, k) in marked.items()}
         require_claimed(verdicts, remedy)
         return pd.DataFrame({name: v.as_dict() for name, v in verdicts.items()}).T
 
     def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,
-               draws: int = 200, seed: int = 0, floor: float | None = None,
-               confidence: float | None = 0.99, hit_fn: HitFn = label_hits, **null_kw) -> pd.DataFrame:
+               draws: int = 200, seed: int = 0, confidence: float | None = 0.99, scheme: LabelTrials = LABELS,
+               **null_kw) -> pd.DataFrame:
         """:func:`wmlib.verify.claim_table` for ``key``: each member against the others (false
-        claims), every suspect (hit vectors from the same ``hit_fn``) against the zoo. ``null_kw``
-        go to :meth:`wmlib.verify.Null.fit` (e.g. ``overdispersion=False``)."""
-        return claim_table(self.hits(key, hit_fn), suspects, n_queries, alpha, draws, seed, digests=self.digests,
-                           floor=self._floor(floor), confidence=confidence, **null_kw)
+        claims), every suspect (hit vectors of the same trial) against the zoo. ``null_kw`` go to
+        :meth:`wmlib.verify.Null.fit` (e.g. ``overdispersion=False``)."""
+        return claim_table(self.hits(key, scheme), suspects, n_queries, alpha, draws, seed, digests=self.digests,
+                           floor=self._floor(scheme), confidence=confidence, **null_kw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--profile", default=None, help="smoke | default | paper (default: $WMLIB_PROFILE or default)")
     args = parser.parse_args(argv)
-    profile = args.profile or os.environ.get(profiles.ENV_VAR) or "default"
+    profile = args.profile or os.environ.get(ENV_VAR) or "default"
     try:
         for name in args.datasets:
             t0 = time.perf_counter()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.conftest import blobs
-from wmlib import attacks, train, verify
+from wmlib import attacks, keys, train, verify
 from wmlib.keys import Key
 
 
@@ -19,8 +19,8 @@ def test_prune_magnitude_reaches_the_requested_sparsity(trained, scope, amount):
 
 def test_global_pruning_removes_the_smallest_weights(trained):
     pruned = attacks.prune_magnitude(trained, 0.5)
-    kept = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(pruned)])
-    orig = torch.cat([m.weight.abs().flatten() for m, _ in attacks._weights(trained)])
+    kept = torch.cat([m.weight.abs().flatten() for m, _ in attacks.model._weights(pruned)])
+    orig = torch.cat([m.weight.abs().flatten() for m, _ in attacks.model._weights(trained)])
     assert kept[kept > 0].min() >= orig.kthvalue(int(0.5 * len(orig))).values - 1e-7
 
 
@@ -58,7 +58,7 @@ def test_finetune_returns_a_copy_with_monitored_history(trained):
 
 def test_quantize_weights_uses_at_most_2_to_the_bits_levels(trained):
     q = attacks.quantize_weights(trained, 4)
-    for (m, _), (o, _) in zip(attacks._weights(q), attacks._weights(trained)):
+    for (m, _), (o, _) in zip(attacks.model._weights(q), attacks.model._weights(trained)):
         assert len(m.weight.unique()) <= 15
         step = o.weight.abs().max() / 7
         assert (m.weight - o.weight).abs().max() <= step / 2 + 1e-6
@@ -100,7 +100,7 @@ def test_prune_finetune_stops_early_with_patience(trained):
 def test_fgsm_raises_the_loss_and_stays_in_range(trained):
     split = blobs(64, seed=4)
     x, y = train.to_float(split.x), split.y
-    adv = attacks.fgsm(trained, x, y, 0.1)
+    adv = keys.fgsm(trained, x, y, 0.1)
     loss = lambda z: torch.nn.functional.cross_entropy(trained(z), y).item()  # noqa: E731
     assert 0.0 <= float(adv.min()) and float(adv.max()) <= 1.0
     assert (adv - x).abs().max() <= 0.1 + 1e-6 and loss(adv) > loss(x)
@@ -109,8 +109,8 @@ def test_fgsm_raises_the_loss_and_stays_in_range(trained):
 
 def test_adversarial_finetune_mixes_fgsm_examples_into_every_batch(trained, monkeypatch):
     seen = []
-    real = attacks.fgsm
-    monkeypatch.setattr(attacks, "fgsm", lambda m, x, y, eps: seen.append(len(x)) or real(m, x, y, eps))
+    real = keys.fgsm
+    monkeypatch.setattr(attacks.model, "fgsm", lambda m, x, y, eps: seen.append(len(x)) or real(m, x, y, eps))
     cfg = train.TrainConfig(epochs=1, batch_size=50, optimizer="adam", lr=1e-3)
     tuned, hist = attacks.adversarial_finetune(trained, blobs(200, seed=1), cfg, eps=0.1, mix=0.5)
     assert tuned is not trained and seen == [25, 25, 25, 25] and len(hist["epoch"]) == 1

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
+from wmlib import attacks as wm_attacks
+from wmlib import cells as engine
 from wmlib import compare, keys, train
-from wmlib.compare import Cell
+from wmlib.cells import Cell
 from wmlib.schemes import Scheme
+from wmlib.verify import Oracle
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,12 +40,12 @@ def test_a_two_cell_sweep_runs_on_ray_and_a_rerun_is_free(tmp_path):
     log = tmp_path / "calls.txt"
     cells = [Cell("toy", 0, "none"), Cell("toy", 1, "fine-tune")]
     ctx = {"log": str(log), "profile": "smoke"}
-    out = compare.run(cells, toy_cell, ctx, num_cpus=2, progress=False)
+    out = engine.run(cells, toy_cell, ctx, num_cpus=2, progress=False)
     assert out == {cells[0]: {"claimed": True, "statistic": 0.5}, cells[1]: {"claimed": False, "statistic": 0.6}}
     assert sorted(_calls(log)) == sorted(map(str, cells))
-    assert json.loads(compare.result_path(cells[1], ctx).read_text()) == out[cells[1]]
-    assert compare.run(cells, toy_cell, ctx, progress=False) == out and len(_calls(log)) == 2  # loaded, not rerun
-    compare.run(cells[:1], toy_cell, {**ctx, "profile": "default"}, progress=False)  # another context: recomputed
+    assert json.loads(engine.result_path(cells[1], ctx).read_text()) == out[cells[1]]
+    assert engine.run(cells, toy_cell, ctx, progress=False) == out and len(_calls(log)) == 2  # loaded, not rerun
+    engine.run(cells[:1], toy_cell, {**ctx, "profile": "default"}, progress=False)  # another context: recomputed
     assert len(_calls(log)) == 3
 
 
@@ -48,33 +53,33 @@ def test_a_failing_cell_is_named_the_others_are_kept_and_only_it_is_retried(tmp_
     log = tmp_path / "calls.txt"
     cells = [Cell("toy", 0, "none"), Cell("toy", 0, "bad")]
     ctx = {"log": str(log), "fail": ["bad"]}
-    with pytest.raises(compare.CellError, match=r"1 of 2 comparison cells failed .*\[toy / seed 0 / bad\] "
+    with pytest.raises(engine.CellError, match=r"1 of 2 comparison cells failed .*\[toy / seed 0 / bad\] "
                                                 r"ValueError: boom in bad") as err:
-        compare.run(cells, toy_cell, ctx, num_cpus=2, progress=False)
+        engine.run(cells, toy_cell, ctx, num_cpus=2, progress=False)
     assert set(err.value.results) == {cells[0]} and set(err.value.failed) == {cells[1]}
-    assert compare.load_result(cells[0], ctx) is not None and compare.load_result(cells[1], ctx) is None
+    assert engine.load_result(cells[0], ctx) is not None and engine.load_result(cells[1], ctx) is None
 
     def fixed(cell, context):  # the same context (same cache key), the bug fixed
         return toy_cell(cell, {**context, "fail": []})
-    compare.run(cells, fixed, ctx, progress=False)
+    engine.run(cells, fixed, ctx, progress=False)
     calls = _calls(log)  # the first two ran in parallel, in either order; the rerun ran only the failed cell
     assert sorted(calls[:2]) == sorted(map(str, cells)) and calls[2:] == [str(cells[1])]
 
 
 def test_duplicate_cells_and_a_bad_gpu_share_are_refused(tmp_path):
     with pytest.raises(ValueError, match="twice"):
-        compare.run([Cell("toy", 0, "none")] * 2, toy_cell, {}, progress=False)
+        engine.run([Cell("toy", 0, "none")] * 2, toy_cell, {}, progress=False)
     with pytest.raises(ValueError, match=r"gpus_per_cell must be in \[0, 1\]"):
-        compare.run([Cell("toy", 0, "none")], toy_cell, {"log": str(tmp_path / "l")}, gpus_per_cell=2, progress=False)
+        engine.run([Cell("toy", 0, "none")], toy_cell, {"log": str(tmp_path / "l")}, gpus_per_cell=2, progress=False)
 
 
 def test_claim_rate_has_an_exact_95_interval():
-    rate, lo, hi = compare.claim_rate([True, True, True])
+    rate, lo, hi = engine.claim_rate([True, True, True])
     assert rate == 1.0 and hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 3))
-    rate, lo, hi = compare.claim_rate([False] * 5)
+    rate, lo, hi = engine.claim_rate([False] * 5)
     assert (rate, lo) == (0.0, 0.0) and hi == pytest.approx(1 - 0.025 ** (1 / 5))
     with pytest.raises(ValueError, match="no verifications"):
-        compare.claim_rate([])
+        engine.claim_rate([])
 
 
 @dataclass
@@ -83,12 +88,12 @@ class ToyNoise(Scheme):
     n: int = 40
     name = "toy-noise"
 
-    def make_key(self, splits, seed=0):
+    def make_key(self, splits, seed=0, clean=None):
         s = splits.spec
         shape = (s.channels, s.image_size, s.image_size)
         return keys.uniform_noise(self.n, shape, s.num_classes, seed), keys.uniform_noise(self.n, shape, s.num_classes, seed + 1)
 
-    def embed(self, model, splits, key, cfg, **fit_kw):
+    def train(self, model, splits, key, cfg, **fit_kw):
         return train.fit(model, splits.owner, cfg, key=key.split, key_per_batch=32, **fit_kw)
 
 
@@ -96,7 +101,7 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
     compare.register("toy-noise-test", lambda knobs: ToyNoise())
     with pytest.raises(ValueError, match="exists already"):
         compare.register("toy-noise-test", lambda knobs: ToyNoise())
-    knobs = dict(model="lenet5", attacker_fraction=0.1, train_limit=1200, test_limit=300, epochs=12, batch_size=64,
+    knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=1200, test_limit=300, epochs=12, batch_size=64,
                  optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, prune_rate=0.5,
                  quant_bits=8,
                  input_noise_std=0.1, round_decimals=2, finetune_epochs=1, finetune_lr=1e-3, sweep_rates=[0.0, 0.6], budget=0.1,
@@ -104,17 +109,15 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
            "zoo": {"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2}}
     cells = compare.grid(["toy-noise-test"], [0], ["none", "quantize", "rounding", "prune-finetune", "query-modification"])
-    ctx["entries"] = compare.entry_context({"toy-noise-test": compare.ENTRIES["toy-noise-test"]}, knobs)
-    assert ctx["entries"]["toy-noise-test"].startswith("ToyNoise(n=40)")
-    out = compare.run(cells, functools.partial(compare.run_cell, entries=compare.ENTRIES), ctx, num_cpus=2, progress=False)
+    ctx["entries"] = compare.entry_context({"toy-noise-test": compare.ENTRIES["toy-noise-test"]}, {})
+    assert ctx["entries"]["toy-noise-test"]["scheme"].startswith("ToyNoise(n=40)")
+    out = engine.run(cells, functools.partial(compare.run_cell, entries=compare.ENTRIES), ctx, num_cpus=2, progress=False)
     none, quantized, rounding, pruned, modified = (out[c] for c in cells)
     assert pruned["test_acc"] >= 0.9 * none["test_acc"] - 0.05  # within the thief's budget (on its own test split)
     assert modified["applies"] and modified["queries"] == 40 and 0 <= modified["statistic"] <= 1
     assert none["applies"] and none["claimed"] and none["statistic"] > none["threshold"] and none["queries"] == 40
     assert quantized["claimed"] and abs(quantized["test_acc"] - none["test_acc"]) < 0.05  # 8-bit weights change little
     assert not rounding["applies"] and "labels" in rounding["reason"]
-    with pytest.raises(ValueError, match="trials must be one of"):
-        compare.Entry("bad", lambda knobs: ToyNoise(), trials="votes")
     with pytest.raises(ValueError, match=r"unknown comparison attack\(s\) 'erase'; choose from: none, fine-tune"):
         compare.grid(["toy-noise-test"], [0], ["erase"])
 
@@ -125,26 +128,48 @@ class NotEmbedded(ToyNoise):
     owner's key wrongly, so the unattacked verification fails."""
     name = "not-embedded"
 
-    def embed(self, model, splits, key, cfg, **fit_kw):
+    def train(self, model, splits, key, cfg, **fit_kw):
         wrong = keys.Key(key.x, (key.y + 1) % splits.spec.num_classes, key.meta)
-        return super().embed(model, splits, wrong, cfg, **fit_kw)
+        return super().train(model, splits, wrong, cfg, **fit_kw)
+
+
+class ConstantAnswers(Oracle):
+    """An API that answers every query with class ``c``, whatever the model says."""
+
+    def __init__(self, inner: Oracle, c: int):
+        self.inner, self.c, self.queries = inner, c, 0
+
+    def __call__(self, x):
+        self.queries += len(x)
+        p = torch.zeros(len(x), self.inner(x[:1]).shape[1])
+        p[:, self.c] = 1.0
+        return p
+
+
+class Constant(wm_attacks.Attack):
+    """A toy query-side attack for the matrix: one file's worth of code, no other file touched."""
+    name, side, about = "toy-constant", "query", "every query answered with class 0"
+
+    def apply(self, model, threat):
+        return wm_attacks.Suspect(ConstantAnswers(Oracle(model), 0), {"answered": 0})
 
 
 def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
-    registry = {"toy": compare.Entry("toy", lambda knobs: ToyNoise()),
-                "dud": compare.Entry("dud", lambda knobs: NotEmbedded())}
+    registry = {"toy": lambda knobs: ToyNoise(), "dud": lambda knobs: NotEmbedded()}
     knobs = dict(dataset="fashion-mnist", profile="smoke", entries=["toy", "dud"], seeds=[0], model="lenet5",
-                 attacker_fraction=0.2, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
+                 thief_fraction=0.2, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
                  lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, finetune_epochs=1,
                  finetune_lr=1e-3, thief_small=0.1, transfer_dataset="mnist-5k", transfer_epochs=1, transfer_lr=1e-3,
                  overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.05, overwrite_epochs=1,
-                 overwrite_lr=1e-3, verify_triggers=20, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
-    attacks = ["fine-tune-small", "transfer", "overwrite", "key-detector", "rounding"]
+                 overwrite_lr=1e-3, overwrite_triggers=20, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
+    attacks = ["fine-tune-small", "transfer", "overwrite", "key-detector", "rounding", "toy-constant"]
     ctx = compare.make_context(knobs, zoo={"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2},
                                registry=registry)
     assert set(ctx["knobs"]).isdisjoint(compare.SWEEP_KNOBS) and set(ctx["entries"]) == {"toy", "dud"}
-    cells = compare.sweep(knobs["entries"], knobs["seeds"], attacks, ctx, registry=registry, num_cpus=2, progress=False)
-    assert len(cells) == 2 * (1 + len(attacks)) and list(cells.attack[:6]) == ["none", *attacks]
+    suite = {**wm_attacks.REGISTRY, "toy-constant": Constant()}  # a toy attack, defined in this file alone
+    cells = compare.sweep(knobs["entries"], knobs["seeds"], attacks, ctx, registry=registry, suite=suite, num_cpus=2,
+                          progress=False)
+    assert len(cells) == 2 * (1 + len(attacks)) and list(cells.attack[:7]) == ["none", *attacks]
     toy, dud = cells[cells.entry == "toy"].set_index("attack"), cells[cells.entry == "dud"].set_index("attack")
     assert toy.loc["none", "claimed"] and not dud.loc["none", "claimed"], cells[cells.attack == "none"].T.to_string()
     assert (dud.drop(index="none").status == "n/a").all() and "did not embed" in dud.loc["transfer", "reason"]
@@ -154,31 +179,36 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
     assert toy.loc["overwrite", "report_thief_key_acc"] >= 0.0
     assert toy.loc["key-detector", "report_auc"] > 0.9  # uniform noise against clothes: trivially detected
     assert toy.loc["none", "false_claim_verifications"] == 4 * 20 and toy.loc["none", "seconds"] > 0
+    # the toy attack answers every query with class 0: the key's random labels are hit by chance only
+    assert toy.loc["toy-constant", "status"] == "ok" and not toy.loc["toy-constant", "claimed"]
+    assert toy.loc["toy-constant", "report_answered"] == 0 and toy.loc["toy-constant", "test_acc"] < 0.2
 
     mat = compare.matrix(cells)
-    assert mat.loc[("toy", "none"), "claimed"] == "1 / 1" and mat.loc[("toy", "none"), "ci low"] == pytest.approx(0.025)
+    assert mat.loc[("toy", "none"), ["claimed", "seeds"]].tolist() == [1, 1] and mat.loc[("toy", "none"), "ci low"] == pytest.approx(0.025)
     assert mat.loc[("dud", "transfer"), "status"] == "n/a"
     emb = compare.embedding_table(cells)
-    assert emb.loc["toy", "embedded"] == "1 / 1" and emb.loc["dud", "embedded"] == "0 / 1"
-    assert emb.loc["toy", "false claims"] == "0 / 80" and emb.loc["toy", "time overhead"] > 0
+    assert emb.loc["toy", ["embedded", "seeds"]].tolist() == [1, 1] and emb.loc["dud", "embedded"] == 0
+    assert emb.loc["toy", ["false claims", "verifications"]].tolist() == [0, 80] and emb.loc["toy", "time overhead"] > 0
     when = compare.which_scheme_when(mat, emb).set_index("question")["answer"]
     assert when["cheapest to embed"] == "toy"  # a scheme that did not embed is never recommended
     assert when["claims an innocent (zoo) model"] == "no scheme"
 
 
 def test_the_book_entries_build_their_chapters_schemes():
-    from wmlib import profiles
+    from wmlib import settings
     from wmlib.schemes import FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
 
-    knobs = profiles.resolve("comparison", "default", fc_target=7)
-    schemes = {n: e.make(knobs) for n, e in compare.ENTRIES.items() if n in knobs["entries"]}
+    knobs = settings.resolve("comparison", "default", schemes={"fc-direct": {"target": 7}, "fc-invisible": {"target": 7}})
+    schemes = {n: make(knobs["schemes"][n]) for n, make in compare.ENTRIES.items() if n in knobs["entries"]}
     assert set(schemes) == set(knobs["entries"]) and len(schemes) == 10
     assert isinstance(schemes["zhang-noise"], Zhang2018) and schemes["zhang-noise"].kind == "noise"
     assert isinstance(schemes["namba-proposal"], Namba2019) and schemes["namba-proposal"].T == 2.0
-    assert isinstance(schemes["li2019"], Li2019) and schemes["li2019"].key_fraction == knobs["li_key_fraction"]
-    assert isinstance(schemes["gradsigns"], GradSigns) and compare.ENTRIES["gradsigns"].trials == "bits"
-    assert schemes["gradsigns"].key_per_batch == knobs["gs_key_per_batch"] and schemes["gradsigns"].carriers == 256
+    assert isinstance(schemes["li2019"], Li2019) and schemes["li2019"].key_fraction == knobs["schemes"]["li2019"]["key_fraction"] == 0.01
+    assert isinstance(schemes["gradsigns"], GradSigns) and schemes["gradsigns"].trials == "bits"
+    assert schemes["gradsigns"].key_per_batch == 10 and schemes["gradsigns"].carriers == 256
     assert isinstance(schemes["fc-invisible"], FunctionCoupled) and schemes["fc-invisible"].target == 7
-    assert compare.ENTRIES["fc-direct"].verify_on == "new"
-    with pytest.raises(ValueError, match="fc_target"):
-        compare.ENTRIES["fc-direct"].make({**knobs, "fc_target": None})
+    assert schemes["fc-direct"].verifies_held_out and not schemes["zhang-content"].verifies_held_out
+    assert schemes["namba-afs"].retrains and schemes["namba-afs"].retrain_epochs == 10
+    assert schemes["zhang-noise"].target == 0 and schemes["fc-invisible"].r == 0.5 and schemes["fc-direct"].mask_ratio == 0.05
+    with pytest.raises(ValueError, match="'target' is None"):
+        compare.ENTRIES["fc-direct"]({**knobs["schemes"]["fc-direct"], "target": None})

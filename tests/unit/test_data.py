@@ -29,19 +29,19 @@ def test_mnist_5k_subset_splits_without_overlap():
     assert not any(bytes(im.numpy()) in flat for im in xt)
 
 
-def test_owner_attacker_split_is_disjoint_and_sized():
-    s = data.owner_attacker_split("fashion-mnist", attacker_fraction=0.1, seed=3, train_limit=2000, test_limit=500)
-    assert len(s.owner) == 1800 and len(s.attacker) == 200 and len(s.test) == 500
+def test_owner_thief_split_is_disjoint_and_sized():
+    s = data.owner_thief_split("fashion-mnist", thief_fraction=0.1, seed=3, train_limit=2000, test_limit=500)
+    assert len(s.owner) == 1800 and len(s.thief) == 200 and len(s.test) == 500
     own = {bytes(im.numpy()) for im in s.owner.x}
-    assert sum(bytes(im.numpy()) in own for im in s.attacker.x) <= 2  # Fashion-MNIST has a few duplicates
-    again = data.owner_attacker_split("fashion-mnist", attacker_fraction=0.1, seed=3, train_limit=2000, test_limit=500)
-    assert torch.equal(s.attacker.x, again.attacker.x)
+    assert sum(bytes(im.numpy()) in own for im in s.thief.x) <= 2  # Fashion-MNIST has a few duplicates
+    again = data.owner_thief_split("fashion-mnist", thief_fraction=0.1, seed=3, train_limit=2000, test_limit=500)
+    assert torch.equal(s.thief.x, again.thief.x)
 
 
 @pytest.mark.parametrize("frac", [-0.1, 1.0])
-def test_bad_attacker_fraction(frac):
-    with pytest.raises(ValueError, match="attacker_fraction"):
-        data.owner_attacker_split("mnist-5k", attacker_fraction=frac)
+def test_bad_thief_fraction(frac):
+    with pytest.raises(ValueError, match="thief_fraction"):
+        data.owner_thief_split("mnist-5k", thief_fraction=frac)
 
 
 def test_offline_without_a_copy_says_how_to_get_it(tmp_path, monkeypatch):

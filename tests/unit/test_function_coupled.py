@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tests.conftest import blobs
-from wmlib import models, schemes, train, verify
+from wmlib import models, train, verify
 from wmlib.data import REGISTRY, Splits
 from wmlib.schemes import FunctionCoupled
 from wmlib.schemes import function_coupled as fc
@@ -19,8 +19,7 @@ def toy() -> Splits:
     return Splits(blobs(800), blobs(200, seed=1), blobs(600, seed=2), REGISTRY["fashion-mnist"])
 
 
-def test_registry_and_bad_knobs():
-    assert schemes.get("function-coupled") is FunctionCoupled
+def test_bad_knobs():
     for kw, match in ((dict(fusion="blend"), "direct, invisible"), (dict(r=1.0), r"r must be in \(0, 1\)"),
                       (dict(sources=(2, 2)), "two different classes"), (dict(target=3), "must not be a source"),
                       (dict(key_fraction=0.0), "key_fraction"), (dict(verify_triggers=0), "verify_triggers"),
@@ -120,7 +119,7 @@ def test_masked_embedding_with_train_time_finetune_learns_the_triggers(toy, fusi
     key, held = s.make_key(toy, seed=0)
     torch.manual_seed(0)
     m = models.build("lenet5", 1, 10)
-    hist = s.embed(m, toy, key, replace(CFG, epochs=6), progress=False, device=torch.device("cpu"))
+    hist = s.train(m, toy, key, replace(CFG, epochs=6), progress=False, device=torch.device("cpu"))
     assert not any(parametrize.is_parametrized(x) for x in m.modules()) and not m.training
     assert len(hist.epoch) == 6 and train.evaluate(m, toy.test) > 0.9
     assert verify.key_accuracy(verify.Oracle(m), key) > 0.9
@@ -144,7 +143,7 @@ def test_cifar_shaped_path(cifar_splits):
     key, held = s.make_key(cifar_splits, seed=0)
     assert key.x.shape[1:] == (3, 32, 32) and held.x.shape == (4, 3, 32, 32)
     m = models.build("resnet18", 3, 10)
-    s.embed(m, cifar_splits, key, replace(CFG, epochs=1, batch_size=64), progress=False, device=torch.device("cpu"))
+    s.train(m, cifar_splits, key, replace(CFG, epochs=1, batch_size=64), progress=False, device=torch.device("cpu"))
     assert verify.Oracle(m)(held.x).shape == (4, 10)
 
 
@@ -158,18 +157,18 @@ def test_cifar_shaped_path(cifar_splits):
     (dict(transfer_dataset="fashion-mnist"), "another task"),
 ])
 def test_chapter_knobs_are_checked_when_read(kw, match):
-    from wmlib import profiles
+    from wmlib import settings
     with pytest.raises(ValueError, match=match):
-        profiles.resolve("function_coupled", "smoke", **kw)
-    assert profiles.resolve("function_coupled", "smoke")["target"] is None  # None: chosen from the zoo
+        settings.resolve("function_coupled", "smoke", **kw)
+    assert settings.resolve("function_coupled", "smoke")["target"] is None  # None: chosen from the zoo
 
 
 def test_finetune_trials_chain_and_draw_fresh_samples(monkeypatch):
     from wmlib import attacks
     m = models.build("lenet1", 1, 10)
     seen = []
-    real_fit = attacks.fit
-    monkeypatch.setattr(attacks, "fit", lambda model, d, c, **kw: seen.append((id(model), d.x[:1].clone())) or real_fit(model, d, c, **kw))
+    real_fit = attacks.model.fit
+    monkeypatch.setattr(attacks.model, "fit", lambda model, d, c, **kw: seen.append((id(model), d.x[:1].clone())) or real_fit(model, d, c, **kw))
     held = fc.FunctionCoupled(key_fraction=0.05, verify_triggers=20).make_key(Splits(blobs(400), blobs(10), blobs(300, seed=2),
                                                                  REGISTRY["fashion-mnist"]), seed=0)[1]
     last, df = attacks.finetune_trials(m, blobs(300, seed=3), replace(CFG, epochs=1), 3, 50, {"ASR": held}, blobs(100, seed=4))

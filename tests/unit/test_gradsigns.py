@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from tests.conftest import blobs
-from wmlib import attacks, models, schemes, train
+from wmlib import attacks, models, train
 from wmlib.data import REGISTRY, Splits
 from wmlib.keys import Key
 from wmlib.schemes import GradSigns
@@ -34,7 +34,7 @@ def keys(toy):
 def _embed(scheme: GradSigns, toy: Splits, key: Key, seed: int = 0, epochs: int = CFG.epochs) -> nn.Module:
     torch.manual_seed(seed)
     m = models.build("lenet1", 1, 10)
-    scheme.embed(m, toy, key, replace(CFG, seed=seed, epochs=epochs), progress=False, device=torch.device("cpu"))
+    scheme.train(m, toy, key, replace(CFG, seed=seed, epochs=epochs), progress=False, device=torch.device("cpu"))
     return m
 
 
@@ -49,8 +49,8 @@ def clean(toy, keys):
     return _embed(replace(SCHEME, lam=0.0), toy, keys[0])
 
 
-def test_registry():
-    assert schemes.get("gradsigns") is GradSigns
+def test_the_trial_is_a_signature_bit():
+    assert GradSigns.trials == "bits" and GradSigns().chance(10) == 0.5 and GradSigns(bits=16, carriers=64).trial_count(None, 100) == 16
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -186,7 +186,7 @@ def test_zoo_null_through_hits(toy, keys, marked, clean):
     other = _embed(replace(SCHEME, lam=0.0), toy, key, seed=1, epochs=3)
     zoo = Zoo("fashion-mnist", "smoke", {"clean": clean, "other": other}, pd.DataFrame(),
               {"clean": model_digest(clean), "other": model_digest(other)})
-    null = zoo.null(key, hit_fn=SCHEME.hits, floor=0.5)
+    null = zoo.null(key, SCHEME)
     rates = tuple(float(SCHEME.hits(Oracle(m), key).float().mean()) for m in (clean, other))
     assert null.models == 2 and null.floor == 0.5 and null.members == ("clean", "other") and null.rates == rates
     verdict = SCHEME.verify(Oracle(marked), key, null=null)
@@ -243,7 +243,7 @@ def test_cifar_shaped_resnet20_path():
     assert key.x.shape == (2, 3, 32, 32) and int(secret(key)[1].max()) < 3 * 32 * 32
     torch.manual_seed(0)
     m = models.build("resnet20", 3, 10)
-    hist = s.embed(m, splits, key, train.TrainConfig(epochs=1, batch_size=24, optimizer="adam", lr=1e-3),
+    hist = s.train(m, splits, key, train.TrainConfig(epochs=1, batch_size=24, optimizer="adam", lr=1e-3),
                    progress=False, device=torch.device("cpu"))
     assert len(hist.loss) == 1 and torch.isfinite(torch.tensor(hist.loss)).all()
     oracle = Oracle(m)
@@ -269,8 +269,8 @@ def test_probabilities_are_clipped_before_the_log(keys):
 
 
 def test_from_knobs_takes_table6_carriers_when_none():
-    from wmlib import profiles
-    knobs = profiles.resolve("gradsigns", "default")
+    from wmlib import settings
+    knobs = settings.resolve("gradsigns", "default")
     assert knobs["carriers"] is None
     assert [GradSigns.from_knobs(knobs, bits=n).carriers for n in (16, 32, 64)] == [128, 256, 384]
     assert GradSigns.from_knobs(knobs, bits=8, carriers=20).carriers == 20
@@ -289,9 +289,9 @@ def test_from_knobs_takes_table6_carriers_when_none():
     (dict(thief_per_class=[]), "non-empty list"),
 ])
 def test_chapter_knobs_are_checked_when_read(kw, match):
-    from wmlib import profiles
+    from wmlib import settings
     with pytest.raises(ValueError, match=match):
-        profiles.resolve("gradsigns", "smoke", **kw)
+        settings.resolve("gradsigns", "smoke", **kw)
 
 
 def test_carrier_image_marks_exactly_the_carriers(keys):

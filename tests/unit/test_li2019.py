@@ -54,7 +54,7 @@ def test_logo_is_drawn_at_the_input_resolution():
 
 
 def test_joint_training_embeds_blind_keys_and_is_cached(toy_splits):
-    scheme = Li2019(key_fraction=0.02, delta=0.5)  # 12 keys; δ above the paper's 0.01 so that a toy run embeds
+    scheme = Li2019(key_fraction=0.02, w_key=0.5)  # 12 keys; δ (w_key) above the paper's 0.01 so that a toy run embeds
     key, _ = scheme.make_key(toy_splits)
     cfg = TrainConfig(epochs=20, batch_size=50, optimizer="adam", lr=3e-3)
     bundle, hist, loaded = scheme.train_or_load("li-test", "lenet5", toy_splits, key, cfg, progress=False)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tests.conftest import blobs
-from wmlib import attacks, data, keys, models, profiles, train, verify
+from wmlib import attacks, data, keys, models, settings, train, verify
 from wmlib.data import Split
 from wmlib.schemes import namba2019
 from wmlib.schemes.namba2019 import ExponentialWeighting, apply_exponential_weighting, fold_exponential_weighting
@@ -75,7 +75,7 @@ def test_shape_masks():
 
 def test_proposal_embeds_label_change_keys_with_ew():
     # label-change keys must be memorised against real images of their class: a real F-MNIST subset
-    sp = data.owner_attacker_split("fashion-mnist", 0.1, seed=0, train_limit=3000, test_limit=500)
+    sp = data.owner_thief_split("fashion-mnist", 0.1, seed=0, train_limit=3000, test_limit=500)
     torch.manual_seed(0)
     clean = models.build("lenet5", 1, 10)
     train.fit(clean, sp.owner, train.TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=3e-3), progress=False)
@@ -83,7 +83,7 @@ def test_proposal_embeds_label_change_keys_with_ew():
     key, new = scheme.make_key(sp, seed=0)
     assert len(key.meta["owner_indices"]) == 10 and new.meta["part"] == "new"
     m = copy.deepcopy(clean)
-    scheme.embed(m, sp, key, train.TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3), progress=False)
+    scheme.train(m, sp, key, train.TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3), progress=False)
     assert not any(parametrize.is_parametrized(l) for l in m.modules())  # EW folded in
     assert verify.key_accuracy(verify.Oracle(m), key) >= 0.8
     assert verify.key_accuracy(verify.Oracle(clean), key) <= 0.1
@@ -91,7 +91,7 @@ def test_proposal_embeds_label_change_keys_with_ew():
 
 
 def test_key_scheme_names_and_colour_check():
-    knobs = profiles.resolve("namba2019", "smoke")
+    knobs = settings.resolve("namba2019", "smoke")
     assert isinstance(namba2019.key_scheme("proposal", knobs, 1), namba2019.Namba2019)
     assert namba2019.key_scheme("label-change", knobs, 1).T is None  # the EW-off ablation
     z = namba2019.key_scheme("heart-gray", knobs, 1)
@@ -100,7 +100,7 @@ def test_key_scheme_names_and_colour_check():
         namba2019.key_scheme("test-blue", knobs, 1)
     with pytest.raises(ValueError, match="proposal"):
         namba2019.key_scheme("logo", knobs, 1)
-    with pytest.raises(ValueError, match="model="):
+    with pytest.raises(ValueError, match="clean="):
         namba2019.FineTuneKeys(kind="afs").make_key(data.Splits(blobs(10), blobs(10), blobs(10), data.REGISTRY["mnist"]))
 
 
@@ -170,10 +170,10 @@ def test_verification_auc_separates_or_not(trained):
 
 
 def test_per_dataset_knobs():
-    assert profiles.resolve("namba2019", "default")["attacker_fraction"] == 0.01
-    assert profiles.resolve("namba2019", "paper", dataset="gtsrb")["attacker_fraction"] == 0.05
+    assert settings.resolve("namba2019", "default")["thief_fraction"] == 0.01
+    assert settings.resolve("namba2019", "paper", dataset="gtsrb")["thief_fraction"] == 0.05
     with pytest.raises(ValueError, match="no value for dataset"):
-        profiles.resolve("namba2019", "default", dataset="emnist-letters")
+        settings.resolve("namba2019", "default", dataset="emnist-letters")
 
 
 def test_step_seconds_is_positive(trained):
@@ -200,8 +200,8 @@ def test_gtsrb_images_are_resized_to_32(tmp_path, monkeypatch):
 
 def test_cifar_shaped_paths_of_the_paper_profile(cifar_splits):
     """What the `paper` profile runs on CIFAR-10 / GTSRB, on tensors of the right shape."""
-    knobs = profiles.resolve("namba2019", "paper")
-    assert knobs["model"] == "resnet32" and knobs["attacker_fraction"] == 0.1
+    knobs = settings.resolve("namba2019", "paper")
+    assert knobs["model"] == "resnet32" and knobs["thief_fraction"] == 0.1
     for kind in ("test-blue", "heart-red"):
         key, new = namba2019.key_scheme(kind, knobs, 3).make_key(cifar_splits)
         assert key.x.shape[1:] == (3, 32, 32) and (key.y == 0).all() and len(new) > 0
@@ -212,7 +212,7 @@ def test_cifar_shaped_paths_of_the_paper_profile(cifar_splits):
     ew = train.predict_proba(m, x)
     fold_exponential_weighting(m)
     assert torch.allclose(train.predict_proba(m, x), ew, atol=1e-5) and not torch.allclose(ew, ref, atol=1e-4)
-    bank = attacks.AutoencoderBank(cifar_splits.attacker, train.TrainConfig(epochs=1, batch_size=32, optimizer="adam",
+    bank = attacks.AutoencoderBank(cifar_splits.thief, train.TrainConfig(epochs=1, batch_size=32, optimizer="adam",
                                    lr=1e-3), folds=2, device=torch.device("cpu"), progress=False)
     qm = bank.query_modification(verify.Oracle(m))
     assert qm(x).shape == (8, 10) and qm.queries == 8
@@ -278,10 +278,10 @@ def test_autoencoder_length_sweep_and_detection_table(trained):
 
 
 def test_embed_key_types_gives_one_model_per_kind_and_a_remedy(toy_splits):
-    knobs = profiles.resolve("namba2019", "smoke", kinds=["noise", "proposal"])
+    knobs = settings.resolve("namba2019", "smoke", kinds=["noise", "proposal"])
     knobs.update(epochs=1, retrain_epochs=1, train_limit=None)
     km = namba2019.embed_key_types(knobs, toy_splits, torch.device("cpu"), progress=False)
-    assert set(km.models) == set(km.keys) == set(km.new_keys) == {"noise", "proposal"}
+    assert set(km.models) == set(km.keys) == set(km.held_out) == {"noise", "proposal"}
     assert not any(parametrize.is_parametrized(m) for m in models.weight_layers(km.models["proposal"]))  # EW folded
     clean_w = next(km.clean.parameters())
     assert not torch.equal(clean_w, next(km.models["proposal"].parameters()))  # retrained from the clean model

@@ -5,7 +5,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from tests.conftest import blobs  # noqa: E402
-from wmlib import models, plots  # noqa: E402
+from wmlib import attacks, models, plots  # noqa: E402
 from wmlib.keys import Key  # noqa: E402
 
 
@@ -35,7 +35,8 @@ def test_curves_attack_grid_and_zoo_null():
 def test_pruning_panels_mark_each_row():
     m = models.build("lenet1", 1, 10)
     key = Key(blobs(8).x, torch.zeros(8, dtype=torch.int64))
-    fig = plots.pruning_panels({"content": m}, {"content": key}, [0.0, 0.5], tuple(str(i) for i in range(10)), n=4)
+    fig = plots.pruning_panels(attacks.pruning_probe({"content": m}, {"content": key}), {"content": key}, [0.0, 0.5],
+                               tuple(str(i) for i in range(10)), n=4)
     assert len(fig.axes) == 8 and "50% pruned" in fig.axes[4].get_ylabel()
 
 

@@ -2,25 +2,25 @@ import json
 
 import pytest
 
-from wmlib import profiles, report
+from wmlib import report, settings
 from wmlib.train import TrainConfig
 
 
 def test_profile_from_env_and_overrides(monkeypatch):
     monkeypatch.setenv("WMLIB_PROFILE", "smoke")
-    cfg = profiles.resolve("zhang2018", epochs=7, dataset=None)
+    cfg = settings.resolve("zhang2018", epochs=7, dataset=None)
     assert cfg["profile"] == "smoke" and cfg["epochs"] == 7 and cfg["dataset"] == "fashion-mnist"
-    assert profiles.resolve("zhang2018", "paper")["model"] == "cw"
+    assert settings.resolve("zhang2018", "paper")["model"] == "cw"
     assert TrainConfig.from_knobs(cfg).epochs == 7
 
 
 def test_bad_profile_chapter_or_knob_names_the_choices():
     with pytest.raises(ValueError, match="smoke, default, paper"):
-        profiles.resolve("zhang2018", "fast")
+        settings.resolve("zhang2018", "fast")
     with pytest.raises(ValueError, match="zhang2018"):
-        profiles.resolve("uchida2017")
+        settings.resolve("uchida2017")
     with pytest.raises(ValueError, match="unknown knob.*epoch"):
-        profiles.resolve("zhang2018", "smoke", epoch=3)
+        settings.resolve("zhang2018", "smoke", epoch=3)
 
 
 @pytest.mark.parametrize("chapter,knob,value,message", [
@@ -33,27 +33,29 @@ def test_bad_profile_chapter_or_knob_names_the_choices():
     ("namba2019", "folds", 1, r"'folds' must be an integer in \[2"),
     ("namba2019", "sweep_rates", [0.0, 1.0], "sweep_rates"),
     ("namba2019", "kinds", [], "non-empty list"),
-    ("namba2019", "digits_attacker_fraction", 1.5, r"digits ablation .*'attacker_fraction' must be a number in \(0.0, 1.0\)"),
+    ("namba2019", "digits_thief_fraction", 1.5, r"digits ablation .*'thief_fraction' must be a number in \(0.0, 1.0\)"),
     ("namba2019", "digits_dataset", "mnist-50k", r"digits ablation .*'dataset' must be one of: .*mnist-5k"),
     ("namba2019", "digits_kinds", ["heart-red"], "coloured logo"),
     ("comparison", "entries", ["zhang-content", "uchida"], "'entries' must be a list whose items are each one of: .*fc-direct"),
     ("comparison", "attacks", ["erase"], "'attacks' must be a list whose items are each one of: .*fine-tune"),
     ("comparison", "seeds", [-1], r"'seeds' must be a list whose items are each an integer in \[0"),
-    ("comparison", "fc_target", 3, r"'fc_target' must not be one of 'fc_sources'"),
-    ("comparison", "li_key_fraction", 1.0, r"'li_key_fraction' must be a number in \(0.0, 1.0\)"),
+    ("comparison", "schemes", {"fc-direct": {"target": 3}}, r"entry 'fc-direct': the target class t must not be a source"),
+    ("comparison", "schemes", {"li2019": {"key_fraction": 1.0}}, r"entry 'li2019': key_fraction must be in \(0, 1\)"),
+    ("comparison", "schemes", {"zhang-content": {"target": 10}}, r"entry 'zhang-content': .*class indices in \[0, 9\]"),
+    ("comparison", "schemes", {"uchida": {}}, r"'schemes' must be a dict whose keys are entries .*unknown: uchida"),
     ("comparison", "transfer_dataset", "fashion-mnist", "another task"),
 ])
 def test_every_knob_is_validated_when_the_profile_is_resolved(chapter, knob, value, message):
     with pytest.raises(ValueError, match=message):
-        profiles.resolve(chapter, "smoke", **{knob: value})
+        settings.resolve(chapter, "smoke", **{knob: value})
 
 
 def test_unrelated_keys_from_the_task_distribution_are_an_error():
     with pytest.raises(ValueError, match="task's own distribution"):
-        profiles.resolve("zhang2018", "default", dataset="mnist-5k")  # default unrelated: mnist-5k "1"s
+        settings.resolve("zhang2018", "default", dataset="mnist-5k")  # default unrelated: mnist-5k "1"s
     with pytest.raises(ValueError, match="task's own distribution"):
-        profiles.resolve("namba2019", "default", dataset="mnist", unrelated_dataset="mnist-5k")
-    ok = profiles.resolve("zhang2018", "default", dataset="mnist-5k", unrelated_dataset="fashion-mnist")
+        settings.resolve("namba2019", "default", dataset="mnist", unrelated_dataset="mnist-5k")
+    ok = settings.resolve("zhang2018", "default", dataset="mnist-5k", unrelated_dataset="fashion-mnist")
     assert ok["unrelated_dataset"] == "fashion-mnist"
     from wmlib.schemes import Zhang2018
     with pytest.raises(ValueError, match="task's own distribution"):
@@ -119,18 +121,38 @@ def test_one_sided_paper_claims():
 
 
 def test_the_digits_ablation_is_the_main_run_with_its_prefixed_knobs():
-    cfg = profiles.resolve("namba2019", "default", digits_epochs=12)
-    d = profiles.variant("namba2019", cfg, "digits")
-    assert (d["dataset"], d["attacker_fraction"], d["unrelated_dataset"], d["epochs"]) == ("mnist-5k", 0.15, "fashion-mnist", 12)
+    cfg = settings.resolve("namba2019", "default", digits_epochs=12)
+    d = settings.variant("namba2019", cfg, "digits")
+    assert (d["dataset"], d["thief_fraction"], d["unrelated_dataset"], d["epochs"]) == ("mnist-5k", 0.15, "fashion-mnist", 12)
     assert d["kinds"] == [k for k in cfg["digits_kinds"]] and d["ae_epochs"] == cfg["ae_epochs"] == 400  # Table 5
     assert not any(k.startswith("digits_") for k in d)
-    assert profiles.variant("namba2019", profiles.resolve("namba2019", "paper"), "digits") is None
-    assert profiles.variant("namba2019", profiles.resolve("namba2019", "default", digits_dataset="off"), "digits") is None
+    assert settings.variant("namba2019", settings.resolve("namba2019", "paper"), "digits") is None
+    assert settings.variant("namba2019", settings.resolve("namba2019", "default", digits_dataset="off"), "digits") is None
 
 
 def test_a_comparison_scheme_that_refuses_its_knobs_is_named():
     with pytest.raises(ValueError, match="comparison entry 'gradsigns': carriers is None"):
-        profiles.resolve("comparison", "smoke", entries=["gradsigns"], bits=100)
-    cfg = profiles.resolve("comparison", "default")
-    assert cfg["fc_target"] is None and len(cfg["entries"]) == 10 and len(cfg["seeds"]) >= 3
-    assert len(profiles.resolve("comparison", "paper")["seeds"]) >= 5
+        settings.resolve("comparison", "smoke", entries=["gradsigns"], schemes={"gradsigns": {"bits": 100}})
+    cfg = settings.resolve("comparison", "default", schemes={"gradsigns": {"bits": 64}})
+    assert cfg["schemes"]["gradsigns"]["bits"] == 64 and cfg["schemes"]["gradsigns"]["lam"] == 0.3  # only bits changed
+    assert cfg["schemes"]["fc-direct"]["target"] is None and len(cfg["entries"]) == 10 and len(cfg["seeds"]) >= 3
+    assert len(settings.resolve("comparison", "paper")["seeds"]) >= 5
+
+
+def test_the_readme_shows_the_profiles_as_they_are():
+    from wmlib.data import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert settings.readme_with_table(readme) == readme, "stale: run python -m wmlib.settings readme"
+    assert "mask_ratio 0.05" in settings.describe("function_coupled", "default")  # read from the profile, not typed
+    with pytest.raises(ValueError, match="no block"):
+        settings.readme_with_table("a README without the markers")
+
+
+def test_an_ablation_says_whether_the_setting_explains_a_gap():
+    assert report.ablation_reason(0.99, 0.97, 0.1, None) == ""  # within tolerance: nothing to explain
+    assert report.ablation_reason(0.99, 0.5, 0.1, 0.5, same=True) == ""  # the paper's own setting
+    assert report.ablation_reason(0.99, 0.5, 0.1, None) == "; untested (no digits run of this key type)"
+    assert "so the dataset explains the gap" in report.ablation_reason(0.99, 0.5, 0.1, 0.95, note="; x")
+    assert report.ablation_reason(0.99, 0.5, 0.1, 0.95, note="; x").startswith("; x; tested: on MNIST digits")
+    assert "still 0.400, so the dataset does not explain it" in report.ablation_reason(0.99, 0.5, 0.1, 0.4)

@@ -1,14 +1,11 @@
 import pytest
 
-from wmlib import models, schemes, train, verify
+from wmlib import models, train, verify
 from wmlib.schemes import Zhang2018
 from wmlib.keys import text_mask
 
 
-def test_registry_and_bad_names():
-    assert schemes.get("zhang2018") is Zhang2018
-    with pytest.raises(ValueError, match="zhang2018"):
-        schemes.get("uchida2017")
+def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="content, unrelated, noise"):
         Zhang2018(kind="logo")
     with pytest.raises(ValueError, match="differ"):
@@ -49,8 +46,11 @@ def test_embedding_plants_a_claimable_watermark_and_a_clean_model_is_not_claimed
     key, new = scheme.make_key(toy_splits)
     cfg = train.TrainConfig(epochs=6, batch_size=64, optimizer="adam", lr=3e-3)
     wm, clean = models.build("lenet5", 1, 10), models.build("lenet5", 1, 10)
-    scheme.embed(wm, toy_splits, key, cfg, progress=False)
+    scheme.train(wm, toy_splits, key, cfg, progress=False)
     train.fit(clean, toy_splits.owner, cfg, progress=False)
-    assert scheme.verify(verify.Oracle(wm), key, num_classes=10).claimed
-    assert not scheme.verify(verify.Oracle(clean), key, num_classes=10).claimed
+    chance = verify.Null.binomial(scheme.chance(10))  # a random guesser among 10 classes
+    assert scheme.verify(verify.Oracle(wm), key, chance).claimed
+    assert not scheme.verify(verify.Oracle(clean), key, chance).claimed
+    with pytest.raises(ValueError, match="Zoo.null"):  # label trials have no paper null: the zoo's is required
+        scheme.verify(verify.Oracle(wm), key)
     assert train.evaluate(wm, toy_splits.test) > 0.9  # fidelity on the toy task

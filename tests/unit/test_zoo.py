@@ -2,24 +2,24 @@ import pytest
 import torch
 
 from tests.conftest import blobs
-from wmlib import data, profiles, verify, zoo
+from wmlib import data, verify, zoo
 from wmlib.keys import Key
 
 
 @pytest.mark.parametrize("profile,least", [("smoke", 4), ("default", 10), ("paper", 20)])
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
 def test_zoo_sizes_and_at_least_two_architectures(profile, least, dataset):
-    recipe = profiles.zoo_recipe(dataset, profile)
+    recipe = zoo.zoo_recipe(dataset, profile)
     assert sum(recipe["archs"].values()) >= least and len(recipe["archs"]) >= 2
 
 
 def test_zoo_recipe_errors_name_the_choices():
     with pytest.raises(ValueError, match="smoke, default, paper"):
-        profiles.zoo_recipe("fashion-mnist", "fast")
+        zoo.zoo_recipe("fashion-mnist", "fast")
     with pytest.raises(ValueError, match="valid: .*archs"):
-        profiles.zoo_recipe("fashion-mnist", "smoke", arch={"lenet5": 3})
+        zoo.zoo_recipe("fashion-mnist", "smoke", arch={"lenet5": 3})
     with pytest.raises(ValueError, match=">= 3 models"):
-        profiles.zoo_recipe("fashion-mnist", "smoke", archs={"lenet5": 2})
+        zoo.zoo_recipe("fashion-mnist", "smoke", archs={"lenet5": 2})
 
 
 def test_real_zoo_trains_once_and_fits_leave_one_out_nulls():

@@ -177,7 +177,7 @@ class FunctionCoupled(Scheme):
     ft_samples: int = 1000             # K_ft clean images per train-time fine-tune
 
     name = "function-coupled"
-    embeds_by_finetuning = False
+    verifies_held_out = True  # §5: the owner queries triggers fused from held-out images
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -204,6 +204,12 @@ class FunctionCoupled(Scheme):
     def config(self) -> dict:
         return {"scheme": self.name, **asdict(self), "sources": list(self.sources)}
 
+    def check(self, spec) -> None:
+        bad = [c for c in (*self.sources, self.target) if not 0 <= c < spec.num_classes]
+        if bad:
+            raise ValueError(f"sources and target must be class indices in [0, {spec.num_classes - 1}] for {spec.name}; "
+                             f"got {bad[0]}")
+
     def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """One trigger per pair: ``a`` from source i, ``b`` from source j."""
         return fuse_direct(a, b) if self.fusion == "direct" else fuse_invisible(a, b, self.r)
@@ -217,7 +223,7 @@ class FunctionCoupled(Scheme):
         a, b = (pool[torch.randperm(len(pool), generator=g)[:n]] for pool in pools)
         return self.fuse(a, b)
 
-    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+    def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§4.1: ``key_fraction`` of the owner's images as triggers (random source pairs; [code]
         takes the first images of each class), and ``verify_triggers`` held-out triggers fused
         from test images, which training never sees."""
@@ -254,7 +260,7 @@ class FunctionCoupled(Scheme):
             redraw_masks(model)
         return hook
 
-    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+    def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """Algorithm 1: train on the owner's data with ``key_per_batch`` triggers appended to every
         batch, under random weight masking and train-time fine-tuning when enabled; the masks are
         removed at the end (inference uses the plain weights)."""

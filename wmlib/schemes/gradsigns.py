@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -30,7 +30,7 @@ from .. import train as _train
 from ..data import Split, Splits
 from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
-from ..verify import Null, Oracle, Verdict, check_not_in_null, verify_counts
+from ..verify import Null, Oracle, Verdict
 from .base import Scheme
 
 REDUCTIONS = ("mean", "sum")
@@ -50,6 +50,20 @@ def default_carriers(bits: int) -> int | None:
     """|C| when a profile leaves ``carriers`` at None: Table 6's CIFAR-10 value for N = ``bits``,
     or None where Table 6 has no such N."""
     return DEFAULT_CARRIERS.get(bits)
+
+
+def check_knobs(knobs: dict, spec) -> None:
+    """A chapter's GradSigns knobs that must agree with each other and with the task (``spec``):
+    every signature length of ``bits`` and ``bits_list`` has a carrier count that fits the image."""
+    positions = spec.channels * spec.image_size ** 2
+    for n in sorted({knobs["bits"], *knobs["bits_list"]}):
+        c = knobs["carriers"] if knobs["carriers"] is not None else default_carriers(n)
+        if c is None:
+            raise ValueError(f"knob 'carriers' is None, so |C| comes from Table 6 (N in 16, 32, 64); N = {n} needs "
+                             f"-p carriers ...")
+        if not n <= c <= positions:
+            raise ValueError(f"N = {n} bits need |C| in [{n}, {positions}] (the input positions of {knobs['dataset']}); "
+                             f"got |C| = {c}")
 
 
 def float32_queries():
@@ -104,7 +118,7 @@ class GradSigns(Scheme):
     query_batch: int = 4096    # black-box queries sent per oracle call
 
     name = "gradsigns"
-    embeds_by_finetuning = False
+    trials = "bits"  # one verification trial is one signature bit, read from the scores
 
     def __post_init__(self):
         for f in ("bits", "carriers", "samples"):
@@ -153,12 +167,16 @@ class GradSigns(Scheme):
             raise ValueError(f"Table 6 has N in {', '.join(map(str, row['carriers']))}, got {bits}")
         return cls(bits=bits, carriers=row["carriers"][bits], samples=row["samples"], **kw)
 
-    def config(self) -> dict:
-        return {"scheme": self.name, **asdict(self)}
+    def check(self, spec) -> None:
+        if not self.target < spec.num_classes:
+            raise ValueError(f"target must be in [0, {spec.num_classes}) for {spec.name}, got {self.target}")
+        positions = spec.channels * spec.image_size ** 2
+        if self.carriers > positions:
+            raise ValueError(f"carriers must be in 1..{positions} (the input positions of {spec.name}), got {self.carriers}")
 
     # ------------------------------------------------------------------ key and embedding
 
-    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+    def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§3.1 Steps 1-4: b ~ Bernoulli(½)^N, C uniform without replacement over the flattened
         pixel × channel positions, K ~ U(-1, 1) ([code] for all three draws), T given. The key's
         images are ``samples`` class-T owner images; ``new`` holds the same secret with class-T
@@ -220,7 +238,7 @@ class GradSigns(Scheme):
 
         return extra_loss
 
-    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+    def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """§3.1: train from scratch on the owner's data with Eq. 1's loss; ``key_per_batch`` class-T
         owner images are appended to every batch of ``cfg.batch_size`` ([code]: 90 + 10 = 100)."""
         _, _, _, target = secret(key)
@@ -318,20 +336,35 @@ class GradSigns(Scheme):
         fine-tuning (a ``model -> score`` measure for :func:`wmlib.attacks.prune_finetune_sweep`)."""
         return float(self.hits_whitebox(model, key).double().mean())
 
+    # ------------------------------------------------------------------ the trial: one signature bit
+
     def hits(self, oracle: Oracle, key: Key, h: float | None = None, exact: bool = True) -> torch.Tensor:
         """Per signature bit: does the black-box extracted bit match ``b``? (see :meth:`matches`) The
-        trial the zoo null counts: ``Zoo.null(key, hit_fn=scheme.hits, floor=0.5)``."""
+        trial the zoo null counts (``Zoo.null(key, scheme)``)."""
         return self.matches(key, self.gradient(oracle, key, h, exact))
 
+    def chance(self, num_classes: int) -> float:
+        """A random bit matches with probability ½, whatever the task."""
+        return 0.5
+
+    def queries(self, key: Key, n_queries: int | None, seed: int = 0) -> Key:
+        """Extraction needs every one of the key's ``s`` images (Eq. 5): ``n_queries`` does not apply."""
+        return key
+
+    def trial_count(self, key: Key, n_queries: int) -> int:
+        return self.bits
+
+    def hits_id(self) -> str:
+        return repr(self)  # the extraction's h, clip and batch decide the bits read
+
+    def paper_null(self, key: Key) -> Null:
+        """§4.2: every bit a fair coin, Null.binomial(0.5) (with τ = alpha = 3e-3 the paper's rule)."""
+        return Null.binomial(0.5)
+
     def verify(self, oracle: Oracle, key: Key, null: Null | None = None, alpha: float = 3e-3,
-               h: float | None = None, exact: bool = True) -> Verdict:
-        """§4.2: extract black-box, count matching bits and test them against ``null`` (default: the
-        paper's, every bit a fair coin, Null.binomial(0.5)) at τ = ``alpha`` = 3e-3."""
-        null = null or Null.binomial(0.5)
-        check_not_in_null(oracle, null, "Zoo.null(key, exclude=name, hit_fn=scheme.hits, floor=0.5)")
-        before = oracle.queries
-        matched = int(self.hits(oracle, key, h, exact).sum())
-        return verify_counts(matched, len(secret(key)[0]), null, alpha, oracle.queries - before)
+               n_queries: int | None = None, seed: int = 0) -> Verdict:
+        """§4.2: the one verifier with the paper's τ = 3e-3 as the default level."""
+        return super().verify(oracle, key, null, alpha, n_queries, seed)
 
     def forge(self, model: nn.Module, data: Split, spec, cfg: TrainConfig, seed: int) -> tuple[nn.Module, Key, History]:
         """§4.4 (Table 5), the forging attack: a thief who knows the method draws its own secret
@@ -343,5 +376,5 @@ class GradSigns(Scheme):
         own = int((data.y == self.target).sum())
         key, _ = (self if own >= self.samples else replace(self, samples=max(own, 1))).make_key(splits, seed)
         forged = copy.deepcopy(model)
-        hist = self.embed(forged, splits, key, cfg, progress=False, device=next(model.parameters()).device)
+        hist = self.train(forged, splits, key, cfg, progress=False, device=next(model.parameters()).device)
         return forged, key, hist

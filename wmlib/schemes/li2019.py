@@ -32,7 +32,7 @@ from torch import nn
 from ..data import Split, Splits
 from ..keys import Key, text_mask
 from ..train import History, TrainConfig, _map_batches, fit, float32_inference, tensor_digest, to_float, train_or_load
-from .base import Scheme
+from .base import Scheme, Watermarked
 
 LABEL_RULES = ("any", "other")
 
@@ -151,10 +151,10 @@ class Li2019(Scheme):
     key_fraction: float = 0.01   # §5.1: 1 % of the training set
     logo: str = "IP"             # drawn as the owner's logo (the paper shows none)
     labels: str = "any"          # "any": uniform over all classes (authors' code); "other": never the true class
-    alpha: float = 3.0           # §5.1: α, β, γ, δ = 3, 5, 0.1, 0.01 (the code ran 3, 5, 1, 0.1)
-    beta: float = 5.0
-    gamma: float = 0.1
-    delta: float = 0.01
+    w_mse: float = 3.0           # Eq. 15's α, β, γ, δ (§5.1: 3, 5, 0.1, 0.01; the code ran 3, 5, 1, 0.1), named by
+    w_ssim: float = 5.0          # the loss each weighs (α is the significance level everywhere else in the book)
+    w_gan: float = 0.1
+    w_key: float = 0.01
     key_batch: int = 20          # §5.1: 20 key samples per 100 ordinary ones
     host_steps: int = 1          # Algorithm 1's k2: host steps per encoder / discriminator step (§5.1: 1)
     lr: float = 1e-3             # Adam (β1 0.5) for encoder and discriminator
@@ -167,7 +167,7 @@ class Li2019(Scheme):
             raise ValueError(f"unknown label rule {self.labels!r}; choose one of: {', '.join(LABEL_RULES)}")
         if not 0.0 < self.key_fraction < 1.0:
             raise ValueError(f"key_fraction must be in (0, 1), got {self.key_fraction}")
-        for w in ("alpha", "beta", "gamma", "delta", "lr"):
+        for w in ("w_mse", "w_ssim", "w_gan", "w_key", "lr"):
             if getattr(self, w) < 0:
                 raise ValueError(f"{w} must be >= 0, got {getattr(self, w)}")
         if self.key_batch < 1:
@@ -175,22 +175,19 @@ class Li2019(Scheme):
         if self.host_steps < 1:
             raise ValueError(f"host_steps (k2) must be >= 1, got {self.host_steps}")
 
-    def config(self) -> dict:
-        return {"scheme": self.name, **asdict(self)}
-
     @classmethod
     def from_knobs(cls, knobs: dict, weights: str = "loss_weights") -> "Li2019":
         """The scheme a chapter's knobs describe; ``weights`` names the (α, β, γ, δ) knob to use."""
         a, b, g, d = knobs[weights]
         names = ("key_fraction", "labels", "logo", "key_batch", "host_steps")
-        return cls(alpha=a, beta=b, gamma=g, delta=d, **{k: knobs[k] for k in names if k in knobs})
+        return cls(w_mse=a, w_ssim=b, w_gan=g, w_key=d, **{k: knobs[k] for k in names if k in knobs})
 
     def _labels(self, y: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
         if self.labels == "any":
             return torch.randint(0, k, (len(y),), generator=g)
         return (y + torch.randint(1, k, (len(y),), generator=g)) % k
 
-    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+    def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§5.1: ``key_fraction`` of the owner's images (the *sources*) with random target labels, and
         the logo. ``key.x`` holds the sources until :meth:`watermark` encodes them. ``new`` is the same
         from the test set."""
@@ -206,7 +203,7 @@ class Li2019(Scheme):
                            {"logo": logo, "true_labels": split.y[idx].clone()}))
         return out[0], out[1]
 
-    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, *, encoder: nn.Module | None = None,
+    def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, *, encoder: nn.Module | None = None,
               discriminator: nn.Module | None = None, **fit_kw) -> History:
         """Algorithm 1: train ``model`` (the host, from scratch) on the owner's data while ``encoder``
         and ``discriminator`` (fresh ones if None) learn in its batch hook."""
@@ -240,11 +237,28 @@ class Li2019(Scheme):
             return BlindWatermark(host, s.channels, s.image_size)
 
         def run(bundle: BlindWatermark) -> History:
-            return self.embed(bundle.host, splits, key, cfg, encoder=bundle.encoder, discriminator=bundle.discriminator,
+            return self.train(bundle.host, splits, key, cfg, encoder=bundle.encoder, discriminator=bundle.discriminator,
                               monitor=monitor or {}, device=device, progress=progress, desc=tag)
 
         bundle, hist, loaded = train_or_load(tag, config, build, run, device)
         return bundle.eval(), hist, loaded
+
+    def embed(self, tag: str, model_name: str, splits: Splits, key: Key, held_out: Key, cfg: TrainConfig, *,
+              clean: nn.Module | None = None, monitor: dict[str, Split] | None = None,
+              device: torch.device | None = None, progress: bool = True) -> Watermarked:
+        """Algorithm 1: host, encoder and discriminator trained together from scratch (or loaded);
+        the owner then queries the encoded sources. ``parts['encoder']`` is the owner's encoder."""
+        bundle, hist, loaded = self.train_or_load(tag, model_name, splits, key, cfg, monitor=monitor, device=device,
+                                                  progress=progress)
+        return Watermarked(self, bundle.host, self.watermark(key, bundle.encoder), self.watermark(held_out, bundle.encoder),
+                           hist, sum(hist.seconds), loaded, {"encoder": bundle.encoder})
+
+    def thief_key(self, splits: Splits, seed: int, stolen: nn.Module, model_name: str, cfg: TrainConfig, tag: str) -> Key:
+        """A thief who knows the method trains an encoder of its own (with a ``model_name`` host, as
+        the owner did) on its data, and encodes its own sources."""
+        key, _ = self.make_key(splits, seed)
+        bundle, _, _ = self.train_or_load(tag, model_name, splits, key, cfg, progress=False)
+        return self.watermark(key, bundle.encoder)
 
     @torch.no_grad()
     def encode(self, encoder: nn.Module, x: torch.Tensor, logo: torch.Tensor) -> torch.Tensor:
@@ -330,7 +344,7 @@ class JointStep:
         sim = ssim(key, x, data_range=1.0, size_average=True)
         gan = self.bce(self.disc(key), torch.ones(len(x), device=x.device))
         ce = nn.functional.cross_entropy(host(key).float(), t)
-        e_loss = self.s.alpha * mse + self.s.beta * (1 - sim) + self.s.gamma * gan + self.s.delta * ce
+        e_loss = self.s.w_mse * mse + self.s.w_ssim * (1 - sim) + self.s.w_gan * gan + self.s.w_key * ce
         self.opt_e.zero_grad(set_to_none=True)
         e_loss.backward()  # also leaves gradients on the host: fit zeroes them before its own step
         self.opt_e.step()

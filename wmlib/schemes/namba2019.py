@@ -29,7 +29,7 @@ from ..data import Split, Splits
 from ..keys import Key, fgsm_frontier, label_change, uniform_noise
 from ..models import weight_layers
 from ..train import History, TrainConfig, fit, train_classifier
-from .base import Scheme
+from .base import Scheme, Watermarked, retrain_config, watermark
 
 
 class ExponentialWeighting(nn.Module):
@@ -79,16 +79,26 @@ def _embed_by_finetuning(model: nn.Module, splits: Splits, key: Key, cfg: TrainC
                **fit_kw)
 
 
+class _Retrains(Scheme):
+    """A scheme that embeds by retraining the owner's trained model for ``retrain_epochs`` at a
+    constant ``retrain_lr`` (§6.1.2), with ``key_per_batch`` key samples in every minibatch."""
+    retrains = True
+
+    def train_config(self, cfg: TrainConfig) -> TrainConfig:
+        return retrain_config(cfg, self.retrain_epochs, self.retrain_lr)
+
+
 @dataclass
-class Namba2019(Scheme):
+class Namba2019(_Retrains):
     n_keys: int = 30           # §6.1.2: 30 randomly chosen training samples
     T: float | None = 2.0      # §6.1.2: T = 2.0 for all datasets; None: no EW (our ablation)
     key_per_batch: int = 4     # Table 5: key minibatch 4 (with minibatch 100)
+    retrain_epochs: int = 5    # retraining the clean model (the paper gives no length; our choice)
+    retrain_lr: float = 0.01
 
     name = "namba2019"
-    embeds_by_finetuning = True
 
-    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+    def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§5.1: unmodified owner training images with a changed label; ``new`` is the same from
         the test set (never embedded: a watermarked model should not answer it)."""
         k = splits.spec.num_classes
@@ -98,7 +108,7 @@ class Namba2019(Scheme):
         new.meta.update({"scheme": self.name, "part": "new"})
         return key, new
 
-    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+    def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """§5.2 steps (2)-(3): ``model`` is already trained on X; switch on EW, retrain on X ∪ K,
         then fold EW into the weights."""
         transform = None if self.T is None else (lambda m: apply_exponential_weighting(m, self.T))
@@ -111,36 +121,37 @@ FINETUNE_KINDS = ("afs", "ds")
 
 
 @dataclass
-class FineTuneKeys(Scheme):
+class FineTuneKeys(_Retrains):
     """Baselines embedded by fine-tuning with few keys (§3.1 (4)-(5), 30 keys each)."""
     kind: str = "afs"
     n_keys: int = 30
     eps: float = 0.1           # FGSM step for AFS keys (on the [0, 1] scale)
     key_per_batch: int = 4
+    retrain_epochs: int = 5
+    retrain_lr: float = 0.01
 
     name = "finetune-keys"
-    embeds_by_finetuning = True
 
     def __post_init__(self):
         if self.kind not in FINETUNE_KINDS:
             raise ValueError(f"unknown fine-tuned key kind {self.kind!r}; choose one of: {', '.join(FINETUNE_KINDS)}")
 
-    def make_key(self, splits: Splits, seed: int = 0, model: nn.Module | None = None) -> tuple[Key, Key]:
-        """AFS keys need the trained (clean) ``model`` whose adversarial examples they are."""
+    def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
+        """AFS keys need the trained ``clean`` model whose adversarial examples they are."""
         s = splits.spec
         if self.kind == "ds":
             key = uniform_noise(self.n_keys, (s.channels, s.image_size, s.image_size), s.num_classes, seed)
             new = uniform_noise(self.n_keys, (s.channels, s.image_size, s.image_size), s.num_classes, seed + 1)
         else:
-            if model is None:
-                raise ValueError("AFS keys are adversarial examples of a trained model: pass model=")
-            key = fgsm_frontier(model, splits.owner, self.n_keys, self.eps, seed)
-            new = fgsm_frontier(model, splits.test, self.n_keys, self.eps, seed + 1)
+            if clean is None:
+                raise ValueError("AFS keys are adversarial examples of a trained model: pass clean=")
+            key = fgsm_frontier(clean, splits.owner, self.n_keys, self.eps, seed)
+            new = fgsm_frontier(clean, splits.test, self.n_keys, self.eps, seed + 1)
         for k, part in ((key, "trained"), (new, "new")):
             k.meta.update({**asdict(self), "scheme": self.name, "part": part})  # every field: the cache key
         return key, new
 
-    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+    def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """Retrain the trained ``model`` on X ∪ K (key samples mixed into every minibatch)."""
         return _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, **fit_kw)
 
@@ -152,6 +163,14 @@ CONTENT_VARIANTS = {
     "heart-red": dict(logo="heart", color=(255, 0, 0)),
 }
 KEY_KINDS = (*CONTENT_VARIANTS, "unrelated", "noise", "afs", "ds", "proposal", "label-change")
+
+
+def check_kinds(kinds: list[str], spec) -> None:
+    """Coloured logos need an RGB task (Namba §6.1.2 skip them on MNIST)."""
+    rgb = [kind for kind in kinds if len(CONTENT_VARIANTS.get(kind, {}).get("color", ())) == 3]
+    if rgb and spec.channels != 3:
+        raise ValueError(f"knob 'kinds': {', '.join(rgb)} are coloured logos and need an RGB dataset (Namba §6.1.2 "
+                         f"skip them on MNIST); {spec.name} is grey")
 
 
 def key_scheme(kind: str, knobs: dict, channels: int) -> Scheme:
@@ -172,27 +191,37 @@ def key_scheme(kind: str, knobs: dict, channels: int) -> Scheme:
                          unrelated_class=knobs["unrelated_class"])
     if kind == "noise":
         return Zhang2018(kind="noise", noise_std=knobs["noise_std"], **z)
+    retrain = dict(key_per_batch=knobs["key_per_batch"], retrain_epochs=knobs["retrain_epochs"],
+                   retrain_lr=knobs["retrain_lr"])
     if kind in FINETUNE_KINDS:
-        return FineTuneKeys(kind=kind, n_keys=knobs["n_keys"], eps=knobs["afs_eps"], key_per_batch=knobs["key_per_batch"])
+        return FineTuneKeys(kind=kind, n_keys=knobs["n_keys"], eps=knobs["afs_eps"], **retrain)
     # "label-change": the proposal's keys embedded without EW, to isolate what EW contributes
-    return Namba2019(n_keys=knobs["n_keys"], T=knobs["T"] if kind == "proposal" else None,
-                     key_per_batch=knobs["key_per_batch"])
+    return Namba2019(n_keys=knobs["n_keys"], T=knobs["T"] if kind == "proposal" else None, **retrain)
 
 
 @dataclass
 class KeyTypeModels:
     """The owner's side of one Namba run: the clean model, then one watermarked model per key type."""
     clean: nn.Module
-    schemes: dict[str, Scheme]
-    keys: dict[str, Key]        # the embedded keys
-    new_keys: dict[str, Key]    # the same kind of key, never embedded
-    models: dict[str, nn.Module]
+    marked: dict[str, Watermarked]
 
+    @property
+    def schemes(self) -> dict[str, Scheme]:
+        return {k: w.scheme for k, w in self.marked.items()}
 
-def retrain_config(knobs: dict) -> TrainConfig:
-    """How AFS, DS and the proposal retrain the clean model: ``retrain_epochs`` at a constant ``retrain_lr``."""
-    return TrainConfig.from_knobs(knobs, epochs=knobs["retrain_epochs"], lr=knobs["retrain_lr"], schedule="none",
-                                  milestones=())
+    @property
+    def keys(self) -> dict[str, Key]:
+        """The embedded keys."""
+        return {k: w.key for k, w in self.marked.items()}
+
+    @property
+    def held_out(self) -> dict[str, Key]:
+        """The same kind of key from held-out data, never embedded."""
+        return {k: w.held_out for k, w in self.marked.items()}
+
+    @property
+    def models(self) -> dict[str, nn.Module]:
+        return {k: w.model for k, w in self.marked.items()}
 
 
 def embed_key_types(knobs: dict, splits: Splits, device: torch.device | None = None, tag: str = "namba2019",
@@ -200,18 +229,14 @@ def embed_key_types(knobs: dict, splits: Splits, device: torch.device | None = N
     """Train (or load) the clean model and one watermarked model per key type in ``knobs['kinds']``:
     Zhang et al.'s keys by training from scratch on X ∪ K, AFS, DS and the proposal by retraining
     the clean model (``retrain_epochs`` at ``retrain_lr``) with ``key_per_batch`` keys in every batch."""
-    tcfg, rcfg = TrainConfig.from_knobs(knobs), retrain_config(knobs)
+    tcfg = TrainConfig.from_knobs(knobs)
     monitor = {"val": splits.test}
-    clean, _, _ = train_classifier(f"{tag}-clean", knobs["model"], splits, tcfg, monitor=monitor, device=device,
-                                   progress=progress)
-    schemes = {k: key_scheme(k, knobs, splits.spec.channels) for k in knobs["kinds"]}
-    keys, new_keys, models = {}, {}, {}
-    for k, s in schemes.items():
-        keys[k], new_keys[k] = s.make_key(splits, seed=knobs["seed"], **({"model": clean} if k == "afs" else {}))
-        c, init = (rcfg, clean) if s.embeds_by_finetuning else (tcfg, None)
-        models[k], _, _ = train_classifier(f"{tag}-{k}", knobs["model"], splits, c, key=keys[k], embed=s.embed,
-                                           init=init, monitor=monitor, device=device, progress=progress)
-    return KeyTypeModels(clean, schemes, keys, new_keys, models)
+    clean = train_classifier(f"{tag}-clean", knobs["model"], splits, tcfg, monitor=monitor, device=device,
+                             progress=progress)[:2]
+    marked = {k: watermark(key_scheme(k, knobs, splits.spec.channels), f"{tag}-{k}", knobs["model"], splits, tcfg,
+                           knobs["seed"], clean=clean, monitor=monitor, device=device, progress=progress)[0]
+              for k in knobs["kinds"]}
+    return KeyTypeModels(clean[0], marked)
 
 
 def embedding_remedy(knobs: dict, prefix: str = "") -> str:
@@ -221,23 +246,3 @@ def embedding_remedy(knobs: dict, prefix: str = "") -> str:
             f"{knobs['retrain_epochs']}) or -p key_per_batch (now {knobs['key_per_batch']}) for AFS, DS and the "
             f"proposal; each key sample is seen about retrain_epochs x key_per_batch x (owner images / batch_size) "
             f"/ n_keys times")
-
-
-# Namba & Sakuma Table 1 (detection by both rules), Table 2 (watermark accuracy after query modification and after
-# pruning + fine-tuning) and the test accuracy of clean and proposal models, per dataset (the comparison chapter uses them too)
-PAPER = {
-    "mnist": {"detect": {"test-gray": 1.0, "symbol": 1.0, "heart-gray": 1.0, "unrelated": 0.28, "noise": 0.49,
-                         "afs": 0.23, "ds": 1.0},
-              "qm": {"test-gray": 0.99, "symbol": 0.0007, "heart-gray": 0.96, "unrelated": 1.0, "noise": 1.0,
-                     "afs": 1.0, "ds": 0.4},
-              "pruning": {"test-gray": 0.0034, "symbol": 0.023, "heart-gray": 0.0020, "unrelated": 0.89,
-                          "noise": 0.20, "afs": 1.0, "ds": 0.67},
-              "test": {"clean": 0.996, "proposal": 0.992}},
-    "cifar10": {"detect": {"test-gray": 0.98, "test-blue": 1.0, "symbol": 0.98, "heart-gray": 0.99, "heart-red": 0.98,
-                           "unrelated": 0.27, "noise": 1.0, "afs": 1.0, "ds": 1.0},
-                "qm": {"test-gray": 0.069, "test-blue": 0.021, "symbol": 0.017, "heart-gray": 0.021, "heart-red": 0.39,
-                       "unrelated": 1.0, "noise": 0.014, "afs": 0.73, "ds": 0.23},
-                "pruning": {"test-gray": 0.57, "test-blue": 0.73, "symbol": 0.30, "heart-gray": 0.99, "heart-red": 0.14,
-                            "unrelated": 0.010, "noise": 0.070, "afs": 0.86, "ds": 0.30},
-                "test": {"clean": 0.913, "proposal": 0.920}},
-}

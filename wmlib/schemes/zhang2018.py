@@ -13,7 +13,7 @@ the suspect with ``D_wm`` and tests whether it answers ``Y_d`` (§4.3).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -65,8 +65,13 @@ class Zhang2018(Scheme):
         """The scheme for ``kind`` with the fields a profile's knobs set (other knobs are ignored)."""
         return cls(kind=kind, **{k: v for k, v in knobs.items() if k in cls.__dataclass_fields__ and k != "kind"})
 
-    def config(self) -> dict:
-        return {"scheme": self.name, **asdict(self)}
+    def check(self, spec) -> None:
+        bad = [c for c in (self.source, self.target) if c is not None and not 0 <= c < spec.num_classes]
+        if bad:
+            raise ValueError(f"source and target must be class indices in [0, {spec.num_classes - 1}] for {spec.name}; "
+                             f"got {bad[0]}")
+        if self.kind == "unrelated":
+            self._unrelated(spec.name)
 
     def _unrelated(self, task: str) -> tuple[str, int]:
         if self.unrelated_dataset is not None:
@@ -95,7 +100,7 @@ class Zhang2018(Scheme):
     def _sources(self, split: Split) -> Split:
         return split.where(self.source) if self.source is not None else split.subset(split.y != self.target)
 
-    def make_key(self, splits: Splits, seed: int = 0) -> tuple[Key, Key]:
+    def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """Algorithm 1 lines 3-8 on the owner's data (the key) and on the test set (new keys, Table 1)."""
         s = splits.spec
         meta = {**self.config(), "task": s.name, "seed": seed}
@@ -119,7 +124,7 @@ class Zhang2018(Scheme):
                             {**meta, "part": ("trained", "new")[i]}))
         return keys[0], keys[1]
 
-    def embed(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
+    def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """Algorithm 1 line 10: train from scratch on the owner's data joined with the key samples."""
         train = Split(torch.cat([splits.owner.x, key.x]), torch.cat([splits.owner.y, key.y]))
         return fit(model, train, cfg, **fit_kw)

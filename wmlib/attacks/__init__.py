@@ -1,0 +1,25 @@
+"""What a thief does to dodge the proof: one contract (:mod:`.base`), one module per family.
+
+* :mod:`.model` — model-side: fine-tuning, pruning, prune + fine-tune, quantisation, adversarial
+  fine-tuning, transfer learning, overwriting;
+* :mod:`.query` — query-side: input noise, score rounding, half-precision scores, score perturbation;
+* :mod:`.query_modification` — Namba & Sakuma's autoencoder query modification;
+* :mod:`.key_detector` — a key-sample detector that answers flagged queries with the runner-up class.
+
+Each module registers its attacks of the comparison suite (:data:`REGISTRY`, in this order); a new
+attack is one more module (or one file of your own) that subclasses :class:`Attack` and calls
+:func:`register`.
+"""
+from .base import REGISTRY, Attack, NotApplicable, Suspect, Threat, get, register
+from .model import (PRUNE_SCOPES, FineTune, Measure, Overwrite, Prune, PruneFineTune, Quantize, Transfer,
+                    adversarial_finetune, finetune, finetune_trials, make_permanent, measure, prune_finetune,
+                    prune_finetune_sweep, prune_magnitude, pruning_probe, prune_sweep, quantize_weights, sparsity,
+                    worst_prune_finetune, worst_within_budget)
+from .query import (FixedNoiseOracle, InputNoise, LowPrecisionOracle, NoisyOracle, PerturbedOracle, Perturbation,
+                    RoundedOracle, Rounding)
+from .query_modification import (AutoencoderBank, QueryModification, QueryModificationAttack, autoencoder_length_sweep,
+                                 background_error, detection_table, invalidation_table, jensen_shannon,
+                                 rec_loss_detection, train_autoencoder)
+from .key_detector import KeyDetector, KeyDetectorOracle
+
+__all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,0 +1,68 @@
+"""Evasion by a key-sample detector (Li et al. §6.3, Hitaj et al.): the thief trains a detector on
+keys it made itself with the public scheme and answers flagged queries with the runner-up class."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import detector
+from ..train import TrainConfig, predict_proba
+from ..verify import Oracle
+from .base import Attack, Suspect, Threat, register
+
+
+class KeyDetectorOracle(Oracle):
+    """Evasion (Li et al. §6.3, Hitaj et al.): the thief's API runs a key-sample ``detector``
+    (a binary classifier, class 1 = key) on every query and answers a flagged one with the
+    runner-up class (the top two scores swapped), so that a trigger never gets the label it was
+    trained to. The flagging threshold keeps ``fpr`` of the thief's own ordinary images
+    (``reference``) flagged: the accuracy the thief is willing to give up."""
+
+    def __init__(self, inner: Oracle, detector: nn.Module, reference: torch.Tensor, fpr: float = 0.05):
+        if not 0.0 < fpr < 1.0:
+            raise ValueError(f"fpr (the share of ordinary queries flagged) must be in (0, 1), got {fpr}")
+        self.inner, self.detector, self.queries = inner, detector.eval(), 0
+        self.threshold = float(torch.quantile(self.scores(reference).double(), 1.0 - fpr))
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The detector's probability that each image is a key sample."""
+        return predict_proba(self.detector, x)[:, 1].float().cpu()
+
+    def flags(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores(x) > self.threshold
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += len(x)
+        p = self.inner(x).clone()
+        flagged = self.flags(x).to(p.device)
+        if flagged.any():
+            top = p[flagged].topk(2, dim=1).indices
+            rows = p[flagged]
+            first, second = rows.gather(1, top[:, :1]), rows.gather(1, top[:, 1:])
+            rows.scatter_(1, top[:, :1], second).scatter_(1, top[:, 1:], first)
+            p[flagged] = rows
+        return p
+
+
+class KeyDetector(Attack):
+    """Li et al. §6.3: a detector trained on keys the thief made itself with the public scheme
+    (:meth:`~wmlib.schemes.Scheme.thief_key`) gates the API."""
+    name, side = "key-detector", "query"
+    about = "a detector trained on keys the thief made itself; flagged queries get the runner-up class"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        k, s, seed = threat.settings, threat.spec, threat.seed + 100
+        own = threat.scheme.thief_key(threat.splits, seed, model, threat.model_name,
+                                      TrainConfig.from_knobs(k, seed=seed), threat.tag)
+        torch.manual_seed(threat.seed)
+        det = detector.pixel_detector(s.channels, s.image_size)
+        cfg = TrainConfig(epochs=k["detector_epochs"], batch_size=128, lr=k["detector_lr"], seed=threat.seed)
+        detector.train_detector(det, threat.thief.x, own.x, cfg)
+        ordinary = threat.test.x[:k["detector_ordinary"]]
+        auc = detector.detection_roc(det, ordinary, threat.verify_key.x)[2]
+        out = KeyDetectorOracle(Oracle(model), det, threat.thief.x, k["detector_fpr"])
+        return Suspect(out, {"auc": auc, "flagged_key": float(out.flags(threat.verify_key.x).float().mean()),
+                             "flagged_test": float(out.flags(ordinary).float().mean())})
+
+
+register(KeyDetector())

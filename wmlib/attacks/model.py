@@ -1,0 +1,308 @@
+"""Model-side attacks: the thief changes the weights (the input is never modified). Fine-tuning,
+magnitude pruning, prune-then-fine-tune sweeps and the strongest one within an accuracy budget,
+8-bit weight quantisation, FGSM adversarial fine-tuning; and the suite's model-side attacks:
+fine-tuning (two thief sizes), pruning, prune + fine-tune, quantisation, transfer learning and
+overwriting with the thief's own watermark."""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.ao.quantization.observer import MinMaxObserver
+from torch.nn.utils import prune
+from tqdm.auto import tqdm
+
+from .. import data as _data
+from ..data import Split
+from ..keys import Key, fgsm
+from ..models import weight_layers
+from ..train import TrainConfig, evaluate, fit
+from ..verify import Oracle, key_accuracy
+from .base import Attack, Suspect, Threat, register
+
+PRUNE_SCOPES = ("global", "layer")
+
+# what an attack sweep measures on each attacked model: a Key (its key accuracy through an Oracle),
+# or any model -> score function (e.g. GradSigns' white-box bit accuracy)
+Measure = Key | Callable[[nn.Module], float]
+
+
+def measure(model: nn.Module, what: Measure) -> float:
+    """``what``'s score of ``model``: key accuracy for a :class:`~wmlib.keys.Key`, else ``what(model)``."""
+    return key_accuracy(Oracle(model), what) if isinstance(what, Key) else float(what(model))
+
+
+def _weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in weight_layers(model)]
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of zero weights over all conv / linear layers."""
+    ws = [m.weight for m, _ in _weights(model)]
+    return float(sum((w == 0).sum().item() for w in ws) / sum(w.numel() for w in ws))
+
+
+def pruning_probe(models: dict[str, nn.Module], keys: dict[str, Key]) -> Callable[[str, float, int], tuple]:
+    """``probe(kind, rate, n)``: the answers of ``models[kind]`` pruned by ``rate`` to the first ``n``
+    samples of ``keys[kind]``, and its key accuracy (what :func:`wmlib.plots.pruning_panels` draws)."""
+    def probe(kind: str, rate: float, n: int) -> tuple[torch.Tensor, float]:
+        o = Oracle(prune_magnitude(models[kind], rate))
+        return o.predict(keys[kind].x[:n]), key_accuracy(o, keys[kind])
+    return probe
+
+
+def prune_magnitude(model: nn.Module, amount: float, scope: str = "global", permanent: bool = True) -> nn.Module:
+    """A copy with the ``amount`` fraction of smallest-magnitude conv / linear weights set to zero.
+
+    ``scope='global'`` ranks all weights together (Han et al. 2015, as in GradSigns §4.3.1 and
+    Namba §4.3.1); ``'layer'`` prunes each layer by the same fraction. With ``permanent=False`` the
+    mask stays attached (torch.nn.utils.prune), so later training keeps pruned weights at zero;
+    :func:`make_permanent` folds it in.
+    """
+    if scope not in PRUNE_SCOPES:
+        raise ValueError(f"unknown prune scope {scope!r}; choose one of: {', '.join(PRUNE_SCOPES)}")
+    if not 0.0 <= amount < 1.0:
+        raise ValueError(f"amount must be in [0, 1), got {amount}")
+    model = copy.deepcopy(model)
+    params = _weights(model)
+    if amount > 0:
+        if scope == "global":
+            prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+        else:
+            for m, name in params:
+                prune.l1_unstructured(m, name, amount=amount)
+        if permanent:
+            make_permanent(model)
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold any attached pruning masks into the weights (in place)."""
+    for m in model.modules():
+        if prune.is_pruned(m) and hasattr(m, "weight_mask"):
+            prune.remove(m, "weight")
+    return model
+
+
+def finetune(model: nn.Module, data: Split, cfg: TrainConfig, monitor: dict[str, Split] | None = None,
+             progress: bool = False) -> tuple[nn.Module, dict]:
+    """A copy fine-tuned on the thief's ``data`` (all layers). ``monitor`` splits (e.g. the key)
+    are measured after every epoch; with a ``val`` split and ``cfg.keep_best`` the best validation
+    epoch is kept (early stopping, as in GradSigns §4.3.1)."""
+    model = copy.deepcopy(model)
+    hist = fit(model, data, cfg, monitor=monitor or {}, progress=progress, desc="fine-tune",
+               device=next(model.parameters()).device)
+    return model, hist.as_dict()
+
+
+def finetune_trials(model: nn.Module, pool: Split, cfg: TrainConfig, trials: int, samples: int,
+                    measures: dict[str, Measure], test: Split, seed: int = 0) -> tuple[nn.Module, pd.DataFrame]:
+    """Wen et al. Figs. 5-7: ``trials`` chained fine-tunings (trial k starts from trial k-1's model),
+    each on a fresh seeded draw of ``samples`` images from the thief's ``pool`` (in-distribution
+    data for fine-tuning, another task's for transfer learning). One row per trial (0: before any)
+    with the test accuracy and each of ``measures``. Returns the last model and the table."""
+    if samples > len(pool):
+        raise ValueError(f"samples must be in 1..{len(pool)} (the thief's pool), got {samples}")
+    g = torch.Generator().manual_seed(seed)
+    current = copy.deepcopy(model)
+    device = next(current.parameters()).device
+    rows = []
+    for t in range(trials + 1):
+        if t > 0:
+            draw = pool.subset(torch.randperm(len(pool), generator=g)[:samples])
+            fit(current, draw, replace(cfg, seed=cfg.seed + t), device=device, progress=False, desc=f"trial {t}")
+        rows.append({"trial": t, "test_acc": evaluate(current, test, device),
+                     **{name: measure(current, m) for name, m in measures.items()}})
+    return current, pd.DataFrame(rows)
+
+
+def prune_sweep(model: nn.Module, test: Split, keys: dict[str, Measure], rates, scope: str = "global") -> pd.DataFrame:
+    """Magnitude pruning alone (no fine-tuning) at each rate: sparsity, test accuracy and each of
+    ``keys`` (see :func:`measure`)."""
+    device = next(model.parameters()).device
+    rows = []
+    for rate in rates:
+        pruned = prune_magnitude(model, rate, scope)
+        row = {"rate": rate, "sparsity": sparsity(pruned), "test_acc": evaluate(pruned, test, device)}
+        row.update({name: measure(pruned, key) for name, key in keys.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def prune_finetune(model: nn.Module, rate: float, thief: Split, cfg: TrainConfig, scope: str = "global",
+                   val_fraction: float = 0.3, keep_sparse: bool = True, patience: int | None = None) -> nn.Module:
+    """Prune ``rate`` of the weights, then fine-tune on the thief's data (GradSigns §4.3.1, Namba
+    §4.3.1): 70 % of it trains, 30 % validates, and the best validation epoch is kept (early
+    stopping). ``keep_sparse`` keeps pruned weights at zero while fine-tuning (GradSigns: pruned
+    weights are "removed from the computation graph"); ``patience`` stops early (the GradSigns code: 2)."""
+    n_val = int(round(val_fraction * len(thief)))
+    val, tr = thief.subset(slice(0, n_val)), thief.subset(slice(n_val, None))
+    tuned = prune_magnitude(model, rate, scope, permanent=not keep_sparse)
+    fit(tuned, tr, replace(cfg, keep_best=True), monitor={"val": val}, device=next(model.parameters()).device,
+        progress=False, patience=patience)
+    return make_permanent(tuned)
+
+
+def prune_finetune_sweep(model: nn.Module, thief: Split, test: Split, keys: dict[str, Measure],
+                         cfg: TrainConfig, rates=tuple(i / 10 for i in range(10)), progress: bool = True,
+                         **kw) -> pd.DataFrame:
+    """:func:`prune_finetune` at each rate in ``rates``; one row per rate with test and key accuracy
+    after pruning alone and after fine-tuning. Pick the thief's best with :func:`worst_within_budget`."""
+    device = next(model.parameters()).device
+    rows = []
+    for rate in tqdm(rates, desc="prune+fine-tune", disable=not progress, leave=False):
+        pruned = prune_magnitude(model, rate, kw.get("scope", "global"))
+        row = {"rate": rate, "test_acc_pruned": evaluate(pruned, test, device)}
+        row.update({f"{name}_pruned": measure(pruned, key) for name, key in keys.items()})
+        tuned = prune_finetune(model, rate, thief, cfg, **kw)
+        row.update({"sparsity": sparsity(tuned), "test_acc": evaluate(tuned, test, device)})
+        row.update({name: measure(tuned, key) for name, key in keys.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def worst_within_budget(sweep: pd.DataFrame, column: str, baseline_acc: float, budget: float = 0.10,
+                        acc_column: str = "test_acc") -> pd.Series:
+    """The sweep row with the lowest ``column`` among those whose test accuracy is at least
+    ``(1 - budget) * baseline_acc``: the strongest removal a thief would accept."""
+    ok = sweep[sweep[acc_column] >= (1.0 - budget) * baseline_acc]
+    if ok.empty:
+        raise ValueError("no attacked model keeps its test accuracy within the budget")
+    return ok.loc[ok[column].idxmin()]
+
+
+def worst_prune_finetune(model: nn.Module, thief: Split, test: Split, key: Measure, cfg: TrainConfig,
+                         rates=tuple(i / 10 for i in range(10)), budget: float = 0.10,
+                         progress: bool = True) -> tuple[pd.DataFrame, pd.Series, nn.Module]:
+    """The thief's best pruning + fine-tuning within ``budget``: the sweep over ``rates``, its
+    worst row for ``key`` (:func:`worst_within_budget`) and that attacked model."""
+    sweep = prune_finetune_sweep(model, thief, test, {"key": key}, cfg, rates=rates, progress=progress)
+    worst = worst_within_budget(sweep, "key", evaluate(model, test, next(model.parameters()).device), budget)
+    return sweep, worst, prune_finetune(model, float(worst["rate"]), thief, cfg)
+
+
+def quantize_weights(model: nn.Module, bits: int = 8) -> nn.Module:
+    """A copy whose conv / linear weights are rounded to ``bits``-bit symmetric per-tensor integers
+    (scale from torch.ao's MinMaxObserver) and stored back as floats (fake quantisation)."""
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in 2..8, got {bits}")
+    model = copy.deepcopy(model)
+    qmax = 2 ** (bits - 1) - 1
+    for m, _ in _weights(model):
+        obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric,
+                             quant_min=-qmax, quant_max=qmax).to(m.weight.device)
+        obs(m.weight.detach())
+        scale, zero = obs.calculate_qparams()
+        with torch.no_grad():
+            m.weight.copy_(torch.fake_quantize_per_tensor_affine(
+                m.weight, float(scale), int(zero), -qmax, qmax))
+    return model
+
+
+def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, mix: float = 0.5,
+                         monitor: dict[str, Split] | None = None) -> tuple[nn.Module, dict]:
+    """GradSigns §4.3.3 (Table 4): a copy fine-tuned on a mixture of FGSM examples (with their
+    correct labels) and clean samples. In every batch the first ``mix`` share is replaced by FGSM
+    examples of the model as it is at that step (ε and the mixture are not given in the paper)."""
+    if not 0.0 < eps <= 1.0:
+        raise ValueError(f"eps must be in (0, 1] (the [0, 1] pixel scale), got {eps}")
+    if not 0.0 < mix <= 1.0:
+        raise ValueError(f"mix must be in (0, 1], got {mix}")
+
+    def hook(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = max(1, int(round(mix * len(x))))
+        return torch.cat([fgsm(m, x[:k], y[:k], eps), x[k:]]), y
+
+    model = copy.deepcopy(model)
+    hist = fit(model, data, cfg, monitor=monitor or {}, batch_hook=hook, progress=False, desc="adversarial fine-tune",
+               device=next(model.parameters()).device)
+    return model, hist.as_dict()
+
+
+# --------------------------------------------------------------------------- the suite's model-side attacks
+
+class FineTune(Attack):
+    """All layers fine-tuned on the thief's data (or a ``share`` of it) with its fine-tuning recipe."""
+    side = "model"
+
+    def __init__(self, name: str = "fine-tune", share_knob: str | None = None, about: str = ""):
+        self.name, self.share_knob = name, share_knob
+        self.about = about or "all layers fine-tuned on the thief's data (Adam)"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        thief = threat.thief
+        share = threat.settings[self.share_knob] if self.share_knob else 1.0
+        if share < 1.0:
+            g = torch.Generator().manual_seed(threat.seed)
+            thief = thief.subset(torch.randperm(len(thief), generator=g)[:max(1, int(round(share * len(thief))))])
+        return Suspect(Oracle(finetune(model, thief, threat.finetune)[0]), {"thief_images": len(thief)})
+
+
+class Prune(Attack):
+    name, side, about = "prune", "model", "global magnitude pruning, no retraining"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        return Suspect(Oracle(prune_magnitude(model, threat.settings["prune_rate"])))
+
+
+class PruneFineTune(Attack):
+    name, side = "prune-finetune", "model"
+    about = "the strongest pruning rate + fine-tuning whose test accuracy stays within the thief's budget"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        _, worst, pruned = worst_prune_finetune(model, threat.thief, threat.test, threat.measure, threat.finetune,
+                                                threat.settings["sweep_rates"], threat.budget, progress=False)
+        return Suspect(Oracle(pruned), {"prune_rate": float(worst["rate"])})
+
+
+class Quantize(Attack):
+    name, side, about = "quantize", "model", "weights rounded to 8-bit integers per tensor"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        return Suspect(Oracle(quantize_weights(model, threat.settings["quant_bits"])))
+
+
+class Transfer(Attack):
+    """Wen et al. §5: fine-tuned on another task with as many classes; the head is kept."""
+    name, side, about = "transfer", "model", "fine-tuned to another task with as many classes (the head is kept)"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        k, s = threat.settings, threat.spec
+        x, y = _data.load(k["transfer_dataset"], train=True)
+        xt, yt = _data.load(k["transfer_dataset"], train=False)
+        shape = lambda v: _data.to_shape(v, s.channels, s.image_size)  # noqa: E731
+        cfg = TrainConfig(epochs=k["transfer_epochs"], batch_size=100, optimizer="adam", lr=k["transfer_lr"],
+                          seed=threat.seed)
+        moved = finetune(model, Split(shape(x), y), cfg)[0]
+        return Suspect(Oracle(moved), {"transfer_acc": evaluate(moved, Split(shape(xt), yt))})
+
+
+class Overwrite(Attack):
+    """The thief embeds a function-coupled watermark of its own by fine-tuning (Wen et al. §5)."""
+    name, side, about = "overwrite", "model", "the thief fine-tunes its own function-coupled watermark in"
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        from ..schemes import FunctionCoupled  # the thief uses a public scheme
+
+        k = threat.settings
+        thief = FunctionCoupled(sources=tuple(k["overwrite_sources"]), target=k["overwrite_target"],
+                                key_fraction=k["overwrite_key_fraction"], verify_triggers=k["overwrite_triggers"])
+        tkey, theld = thief.make_key(threat.splits, seed=threat.seed + 100)
+        m = copy.deepcopy(model)
+        cfg = TrainConfig(epochs=k["overwrite_epochs"], batch_size=100, optimizer="adam", lr=k["overwrite_lr"],
+                          seed=threat.seed)
+        thief.train(m, threat.splits, tkey, cfg, progress=False, device=next(m.parameters()).device)
+        return Suspect(Oracle(m), {"thief_key_acc": key_accuracy(Oracle(m), theld)})
+
+
+register(FineTune())
+register(FineTune("fine-tune-small", "thief_small", "the same on a tenth of the thief's data (a thief with fewer images)"))
+register(Prune())
+register(PruneFineTune())
+register(Quantize())
+register(Transfer())
+register(Overwrite())

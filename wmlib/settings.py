@@ -1,0 +1,345 @@
+"""A chapter's knobs: its profile (:mod:`wmlib.profiles`, plain data) with a notebook's overrides
+applied, each knob checked where its meaning lives. An unknown chapter, profile or knob lists the
+valid ones; a value out of range says the range; knobs that must agree with each other, or with the
+task, are checked together (the schemes' own cross-checks come from their modules).
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+from . import attacks, compare, data, models
+from .profiles import CHAPTERS, ENV_VAR, PROFILES
+from .schemes import gradsigns, namba2019, zhang2018
+from .train import OPTIMIZERS, SCHEDULES
+
+
+def names(chapter: str) -> list[str]:
+    """The knob names of ``chapter`` (any of them can be set with papermill ``-p``)."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; choose one of: {', '.join(CHAPTERS)}")
+    return sorted(CHAPTERS[chapter]["default"])
+
+
+def _per_dataset(v) -> bool:
+    """A knob given per dataset: a dict whose keys are dataset names."""
+    return isinstance(v, dict) and bool(v) and all(k in data.REGISTRY for k in v)
+
+
+def _merge(base: dict, change: dict) -> dict:
+    return {**base, **{k: _merge(base[k], v) if isinstance(base.get(k), dict) and isinstance(v, dict) else v
+                       for k, v in change.items()}}
+
+
+def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
+    """The knobs of ``chapter`` under ``profile`` (default: ``$WMLIB_PROFILE`` or ``default``),
+    with every non-None override applied. Unknown chapters, profiles or knobs list the valid ones."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; choose one of: {', '.join(CHAPTERS)}")
+    profile = profile or os.environ.get(ENV_VAR) or "default"
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    cfg = copy.deepcopy(CHAPTERS[chapter][profile])
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown knob(s) {', '.join(unknown)} for {chapter}; valid: {', '.join(sorted(cfg))}")
+    for k, v in overrides.items():  # a dict of settings (e.g. one entry's) changes those settings only
+        if v is not None:
+            cfg[k] = _merge(cfg[k], v) if isinstance(cfg[k], dict) and isinstance(v, dict) and not _per_dataset(cfg[k]) else v
+    for k, v in cfg.items():  # a knob given per dataset takes the chosen dataset's value
+        if _per_dataset(v) and cfg["dataset"] in v:
+            cfg[k] = v[cfg["dataset"]]
+        elif _per_dataset(v):
+            raise ValueError(f"knob {k!r} has no value for dataset {cfg['dataset']!r}; give it with -p {k} ...")
+    cfg["profile"] = profile
+    validate(chapter, cfg)
+    return cfg
+
+
+ABLATIONS = ("digits",)  # knob prefixes of ablation runs inside a chapter (see variant)
+
+
+def variant(chapter: str, cfg: dict, prefix: str) -> dict | None:
+    """The knobs of an ablation run inside a chapter: ``cfg`` with every ``{prefix}_{name}`` knob
+    that is not None in place of ``name``, or None when ``{prefix}_dataset`` is ``"off"`` (the
+    ablation is skipped). It is validated like a main run; a bad value names the ablation's knobs."""
+    p = f"{prefix}_"
+    if cfg.get(f"{p}dataset") in (None, "off"):
+        return None
+    out = {k: v for k, v in cfg.items() if not any(k.startswith(f"{a}_") for a in ABLATIONS)}
+    out.update({k[len(p):]: v for k, v in cfg.items() if k.startswith(p) and v is not None})
+    try:
+        validate(chapter, out)
+    except ValueError as err:
+        raise ValueError(f"the {prefix} ablation (knobs {p}*, each replacing the knob without the prefix): {err}") from None
+    return out
+
+
+# --------------------------------------------------------------------------- knob validation
+
+def _int(lo: int, hi: int | None = None, none: bool = False):
+    def check(v):
+        if v is None and none:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+            return f"an integer in [{lo}, {'∞' if hi is None else hi}]" + (" or None" if none else "")
+    return check
+
+
+def _real(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False, none: bool = False):
+    def check(v):
+        if v is None and none:
+            return None
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if ok:
+            ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            rng = f"{'(' if lo_open else '['}{lo}, {'∞' if hi == float('inf') else hi}{')' if hi_open else ']'}"
+            return f"a number in {rng}" + (" or None" if none else "")
+    return check
+
+
+def _choice(options, none: bool = False):
+    def check(v):
+        if v is None and none:
+            return None
+        if v not in options:
+            return f"one of: {', '.join(sorted(options))}" + (" or None" if none else "")
+    return check
+
+
+def _list(item, nonempty: bool = True):
+    def check(v):
+        if not isinstance(v, (list, tuple)) or (nonempty and not v):
+            return "a non-empty list"
+        for x in v:
+            err = item(x)
+            if err:
+                return f"a list whose items are each {err} (got {x!r})"
+    return check
+
+
+def _weights():
+    inner = _list(_real(0.0, _INF))
+
+    def check(v):
+        return inner(v) or (None if len(v) == 4 else "a list of 4 loss weights (α, β, γ, δ)")
+    return check
+
+
+def _settings(names):
+    def check(v):
+        if not isinstance(v, dict) or not all(isinstance(s, dict) for s in v.values()):
+            return "a dict of entry name -> its settings (a dict)"
+        unknown = sorted(set(v) - set(names))
+        if unknown:
+            return f"a dict whose keys are entries ({', '.join(names)}); unknown: {', '.join(unknown)}"
+    return check
+
+
+def _text():
+    def check(v):
+        if not isinstance(v, str) or not v.strip():
+            return "a non-empty string"
+    return check
+
+
+_INF = float("inf")
+# the rival watermarks a chapter compares with
+COMPARE = {"gradsigns": ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds"),  # its Fig. 2
+           "function_coupled": ("zhang-content", "ew", "afs")}  # its Table 4 (EW: Namba's proposal)
+
+
+def _pair():
+    inner = _list(_int(0))
+
+    def check(v):
+        return inner(v) or (None if len(v) == 2 and v[0] != v[1] else "a list of two different class indices")
+    return check
+
+
+def _rules(chapter: str) -> dict:
+    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS}.get(chapter, ())
+    pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
+    return {
+        # function-coupled: target None picks the class the clean zoo gives least to the triggers
+        "target": _int(0, none=chapter == "function_coupled"),
+        "compare": _list(_choice(COMPARE.get(chapter, ())), nonempty=False),
+        "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY),
+        "unrelated_dataset": _choice(data.REGISTRY, none=True), "unrelated_class": _int(0, none=True),
+        "kinds": _list(_choice(kinds)), "source": _int(0, none=True),
+        "train_limit": _int(10, none=True), "test_limit": _int(10, none=True),
+        "thief_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "key_fraction": _real(0.0, 1.0, lo_open=True),
+        "epochs": pos_int, "batch_size": pos_int, "finetune_epochs": pos_int, "retrain_epochs": pos_int,
+        "ae_epochs": pos_int, "ae_sweep": _list(pos_int), "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
+        "schedule": _choice(SCHEDULES), "milestones": _list(_int(1), nonempty=False),
+        "lr": pos, "finetune_lr": pos, "retrain_lr": pos, "ae_lr": pos,
+        "momentum": _real(0.0, 1.0, hi_open=True), "weight_decay": _real(0.0, _INF),
+        "augment": _choice((True, False)), "noise_std": _real(0.0, _INF, lo_open=True),
+        "input_noise_std": _real(0.0, _INF), "afs_eps": _real(0.0, 1.0, lo_open=True),
+        "T": _real(0.0, _INF, lo_open=True, none=True), "n_keys": pos_int, "key_per_batch": pos_int,
+        "percentile": _real(0.0, 100.0, lo_open=True, hi_open=True), "detection_samples": pos_int,
+        "prune_rates": _list(_real(0.0, 1.0, hi_open=True)), "sweep_rates": _list(_real(0.0, 1.0, hi_open=True)),
+        "budget": _real(0.0, 1.0, hi_open=True), "quant_bits": _int(2, 8),
+        "auc_sizes": _list(pos_int), "auc_repeats": pos_int, "n_queries": pos_int,
+        "alpha": _real(0.0, 1.0, lo_open=True, hi_open=True), "false_claim_draws": pos_int,
+        "zoo_confidence": _real(0.5, 1.0, hi_open=True, none=True), "seed": _int(0),
+        "hosts": _list(_choice(models.REGISTRY)), "labels": _choice(("any", "other")), "logo": _text(),
+        "loss_weights": _weights(), "code_weights": _weights(), "key_batch": pos_int, "host_steps": pos_int,
+        "t_acc": _real(0.0, 1.0, lo_open=True), "leak_seeds": _int(2), "detector_epochs": pos_int, "detector_lr": pos,
+        # GradSigns
+        "bits": pos_int, "bits_list": _list(pos_int), "carriers": _int(1, none=True), "samples": pos_int,
+        "lam": _real(0.0, _INF, lo_open=True, none=True), "lam_sweep": _list(_real(0.0, _INF, lo_open=True)),
+        "reduction": _choice(gradsigns.REDUCTIONS), "h": pos,
+        "thief_per_class": _list(pos_int), "patience": _int(1, none=True), "fgsm_eps": _real(0.0, 1.0, lo_open=True),
+        "fgsm_mix": _real(0.0, 1.0, lo_open=True), "fgsm_epochs": pos_int,
+        "fgsm_ablation": _list(_real(0.0, 1.0, lo_open=True), nonempty=False), "sweep_test": _int(10, none=True),
+        "wm_samples": pos_int, "noise_stds": _list(_real(0.0, _INF)),
+        "noise_trials": pos_int, "decimals": _list(_int(0, 7)), "h_sweep": _list(pos), "perturb_attempts": pos_int,
+        "perturb_h": pos, "perturb_M": pos_int, "perturb_eps": _real(0.0, _INF), "forge_per_class": _list(pos_int),
+        "forge_lam_factors": _list(pos), "forge_epochs": _int(1, none=True), "forge_target": _int(0),
+        "benchmark_steps": pos_int,
+        # function-coupled
+        "sources": _pair(), "r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)), "replicates": pos_int,
+        "mask_ratio": _real(0.0, 1.0, hi_open=True), "mask_sweep": _list(_real(0.0, 1.0, hi_open=True)),
+        "ft_lr": _real(0.0, _INF), "ft_samples": pos_int, "verify_triggers": pos_int, "trials": pos_int,
+        "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
+        "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
+        "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int,
+        # the comparison
+        "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
+        "schemes": _settings(compare.ENTRIES),  # each entry's own settings: its scheme checks them
+        "overwrite_key_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "overwrite_triggers": pos_int,
+        "thief_small": _real(0.0, 1.0, lo_open=True, hi_open=True),
+        "prune_rate": _real(0.0, 1.0, hi_open=True), "transfer_epochs": pos_int, "detector_fpr": _real(0.0, 1.0, lo_open=True,
+                                                                                                       hi_open=True),
+        "detector_ordinary": pos_int, "round_decimals": _int(0, 7),
+    }
+
+
+def validate(chapter: str, cfg: dict) -> None:
+    """Check every knob of a resolved config (range, type, valid names) and the knobs that must
+    agree with each other; the first problem raises a ValueError that says what is allowed."""
+    for prefix in ABLATIONS:
+        variant(chapter, cfg, prefix)
+    rules = _rules(chapter)
+    for name, value in cfg.items():
+        rule = rules.get(name)
+        err = rule(value) if rule else None
+        if err:
+            raise ValueError(f"knob {name!r} must be {err}; got {value!r}")
+    k = data.spec(cfg["dataset"]).num_classes
+    for name in ("source", "target", "forge_target", "overwrite_target"):
+        if cfg.get(name) is not None and cfg[name] >= k:
+            raise ValueError(f"knob {name!r} must be a class index in [0, {k - 1}] for {cfg['dataset']}; got {cfg[name]}")
+    if cfg.get("source") is not None and cfg["source"] == cfg.get("target"):
+        raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {cfg['source']}")
+    if "bits_list" in cfg:
+        gradsigns.check_knobs(cfg, data.spec(cfg["dataset"]))
+    if chapter == "namba2019":
+        namba2019.check_kinds(cfg["kinds"], data.spec(cfg["dataset"]))
+    if "transfer_dataset" in cfg and data.spec(cfg["transfer_dataset"]).num_classes != k:
+        raise ValueError(f"knob 'transfer_dataset' must keep the class count of {cfg['dataset']} ({k}), so the thief keeps "
+                         f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")
+    if cfg.get("transfer_dataset") == cfg["dataset"]:
+        raise ValueError(f"knob 'transfer_dataset' must be another task than {cfg['dataset']!r}")
+    for pair, t in (("sources", "target"), ("overwrite_sources", "overwrite_target")):
+        if pair in cfg:
+            bad = [c for c in cfg[pair] if c >= k]
+            if bad:
+                raise ValueError(f"knob {pair!r} must hold class indices in [0, {k - 1}] for {cfg['dataset']}; got {cfg[pair]}")
+            if cfg.get(t) is not None and cfg[t] in cfg[pair]:
+                raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
+                                 f"and {cfg[pair]}")
+    if chapter == "comparison":  # every entry with settings, and every chosen one, accepts them and fits the task
+        for name in dict.fromkeys([*cfg["entries"], *cfg["schemes"]]):
+            s = cfg["schemes"].get(name, {})
+            if s.get("target", 0) is None and "sources" in s:  # picked from the zoo later: probe with a valid class
+                s = dict(s, target=next(c for c in range(k) if c not in s["sources"]))
+            scheme = compare.build(name, compare.ENTRIES[name], s)
+            try:
+                scheme.check(data.spec(cfg["dataset"]))
+            except ValueError as err:
+                raise ValueError(f"comparison entry {name!r}: {err}") from None
+    if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
+        raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
+                         f"'hosts' ({', '.join(cfg['hosts'])})")
+    unrelated = cfg.get("unrelated_dataset")
+    if unrelated is not None and data.spec(unrelated).source == data.spec(cfg["dataset"]).source:
+        raise ValueError(f"unrelated_dataset {unrelated!r} is drawn from the task's own distribution "
+                         f"({cfg['dataset']!r}): unrelated keys must come from another dataset, "
+                         f"e.g. -p unrelated_dataset fashion-mnist -p unrelated_class 1")
+    if unrelated is not None and cfg.get("unrelated_class") is not None \
+            and cfg["unrelated_class"] >= data.spec(unrelated).num_classes:
+        raise ValueError(f"knob 'unrelated_class' must be in [0, {data.spec(unrelated).num_classes - 1}] "
+                         f"for {unrelated}; got {cfg['unrelated_class']}")
+
+
+# --------------------------------------------------------------------------- the profiles as the book shows them
+
+_TITLES = {"zhang2018": "Zhang et al. 2018", "namba2019": "Namba & Sakuma 2019", "li2019": "Li et al. 2019",
+           "gradsigns": "GradSigns 2021", "function_coupled": "Wen et al. (function-coupled)", "comparison": "comparison"}
+# beside the task and the training recipe: the knobs that say what each chapter's watermark does
+_HIGHLIGHTS = {"zhang2018": ("kinds", "key_fraction"), "namba2019": ("n_keys", "T", "key_per_batch", "retrain_epochs",
+                                                                     "ae_epochs", "folds"),
+               "li2019": ("hosts", "key_fraction", "host_steps"), "gradsigns": ("bits", "target", "lam"),
+               "function_coupled": ("sources", "target", "key_fraction", "mask_ratio", "ft_lr"),
+               "comparison": ("seeds", "entries", "attacks")}
+
+
+def _show(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return f"{len(v)}" if len(v) > 4 else "/".join(map(str, v))
+    return "auto" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def describe(chapter: str, profile: str) -> str:
+    """One line of what ``chapter`` runs under ``profile``, read from its resolved knobs."""
+    k = resolve(chapter, profile)
+    images = "all" if k.get("train_limit") is None else f"{k['train_limit']:,}"
+    parts = [f"{k['dataset']} ({images} training images, thief share {_show(k['thief_fraction'])})", k["model"],
+             f"{k['epochs']} epochs of {k['optimizer']} {_show(k['lr'])} ({k['schedule']})"]
+    parts += [f"{n} {_show(k[n])}" for n in _HIGHLIGHTS[chapter] if n in k]
+    return "; ".join(parts)
+
+
+def profiles_table() -> str:
+    """A Markdown table: every chapter under every profile (the book's how-to-run page and the README)."""
+    rows = ["| chapter | " + " | ".join(f"`{p}`" for p in PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
+    rows += [f"| {_TITLES[c]} | " + " | ".join(describe(c, p) for p in PROFILES) + " |" for c in CHAPTERS]
+    return "\n".join(rows) + "\n"
+
+
+README_MARKERS = ("<!-- profiles: generated by `python -m wmlib.settings readme` -->", "<!-- end of profiles -->")
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (the README) with the block between :data:`README_MARKERS` replaced by :func:`profiles_table`."""
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"the README has no block between {start!r} and {end!r}")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + profiles_table() + rest[rest.index(end):]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wmlib.settings table [--out FILE]``: the profiles table; ``readme [FILE]``: rewrite
+    its block in the README."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m wmlib.settings", description=main.__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("table", "readme"))
+    parser.add_argument("path", nargs="?", default=None)
+    args = parser.parse_args(argv)
+    if args.what == "table":
+        text = profiles_table()
+        Path(args.path).write_text(text) if args.path else print(text, end="")
+    else:
+        path = Path(args.path or data.REPO_ROOT / "README.md")
+        path.write_text(readme_with_table(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
