@@ -129,14 +129,13 @@ def embed_entry(name: str, scheme: Scheme, seed: int, context: dict) -> Owner:
     return Owner(splits, clean[0], sum(chist.seconds), marked)
 
 
-def threat(cell: Cell, owner: Owner, scheme: Scheme, vkey, knobs: dict) -> _attacks.Threat:
+def threat(cell: Cell, owner: Owner, scheme: Scheme, queried, knobs: dict) -> _attacks.Threat:
     """What the thief of ``cell`` has: the owner's thief split, its fine-tuning recipe and budget."""
     return _attacks.Threat(
         thief=owner.splits.thief, test=owner.splits.test, spec=owner.splits.spec, seed=cell.seed,
-        finetune=TrainConfig.from_knobs(knobs, epochs=knobs["finetune_epochs"], lr=knobs["finetune_lr"], optimizer="adam",
-                                        schedule="none", milestones=(), weight_decay=0.0, seed=cell.seed),
-        budget=knobs.get("budget"), settings=knobs, model_name=knobs["model"], scheme=scheme, verify_key=vkey,
-        hit_rate=lambda oracle: float(scheme.hits(oracle, vkey).float().mean()),
+        finetune=_attacks.finetune_config(knobs, seed=cell.seed),
+        budget=knobs.get("budget"), settings=knobs, model_name=knobs["model"], scheme=scheme, verify_key=queried,
+        hit_rate=lambda oracle: float(scheme.hits(oracle, queried).float().mean()),
         tag=f"compare-thief-{cell.entry}-s{cell.seed}")
 
 
@@ -158,12 +157,12 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     zoo = _zoo(context["dataset"], context["profile"], json.dumps(context.get("zoo"), sort_keys=True))
     full = owner.marked.verify_key
     null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
-    vkey = scheme.queries(full, knobs["n_queries"], cell.seed)
+    queried = scheme.queries(full, knobs["n_queries"], cell.seed)
     try:
-        suspect = attack.apply(owner.marked.model, threat(cell, owner, scheme, vkey, knobs))
+        suspect = attack.apply(owner.marked.model, threat(cell, owner, scheme, queried, knobs))
     except _attacks.NotApplicable as why:
         return {"applies": False, "reason": str(why)}
-    v = verify_trials(suspect.oracle, vkey, scheme, null, knobs["alpha"])
+    v = verify_trials(suspect.oracle, queried, scheme, null, knobs["alpha"])
     out = {"applies": True, "claimed": v.claimed, "statistic": v.statistic, "threshold": v.threshold,
            "p_value": v.p_value, "queries": v.queries, "test_acc": oracle_accuracy(suspect.oracle, owner.splits.test),
            **{f"report_{k}": val for k, val in suspect.report.items()}}

@@ -223,6 +223,26 @@ def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: f
     return model, hist.as_dict()
 
 
+def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int) -> tuple[nn.Module, Key]:
+    """Overwriting (Wen et al. §5, Table 3): the thief embeds a watermark of its own with ``thief``
+    (a public scheme) into a copy of ``model``, fine-tuning with ``cfg`` on ``task``, its own data
+    as a task (:meth:`wmlib.data.Splits.thief_task`), its key drawn with ``seed``. Returns the
+    overwritten model and the thief's held-out key (its own watermark's success, for reports)."""
+    key, held_out = thief.make_key(task, seed=seed)
+    m = copy.deepcopy(model)
+    thief.train(m, task, key, cfg, progress=False, device=next(m.parameters()).device)
+    return m, held_out
+
+
+def finetune_config(knobs: dict, **changes) -> TrainConfig:
+    """The thief's fine-tuning recipe of Zhang et al., Namba & Sakuma and the comparison:
+    ``finetune_epochs`` at ``finetune_lr`` with ``finetune_optimizer`` (Adam if the chapter has no
+    such knob), no schedule, no weight decay, no augmentation; the task's batch size."""
+    return TrainConfig.from_knobs(knobs, **{"epochs": knobs["finetune_epochs"], "lr": knobs["finetune_lr"],
+                                            "optimizer": knobs.get("finetune_optimizer", "adam"), "schedule": "none",
+                                            "milestones": (), "weight_decay": 0.0, "augment": False, **changes})
+
+
 # --------------------------------------------------------------------------- the suite's model-side attacks
 
 class FineTune(Attack):
@@ -291,11 +311,9 @@ class Overwrite(Attack):
         k = threat.settings
         thief = FunctionCoupled(sources=tuple(k["overwrite_sources"]), target=k["overwrite_target"],
                                 key_fraction=k["overwrite_key_fraction"], verify_triggers=k["overwrite_triggers"])
-        tkey, theld = thief.make_key(threat.splits, seed=threat.seed + 100)
-        m = copy.deepcopy(model)
         cfg = TrainConfig(epochs=k["overwrite_epochs"], batch_size=100, optimizer="adam", lr=k["overwrite_lr"],
                           seed=threat.seed)
-        thief.train(m, threat.splits, tkey, cfg, progress=False, device=next(m.parameters()).device)
+        m, theld = overwrite(model, thief, threat.splits, cfg, threat.seed + 100)
         return Suspect(Oracle(m), {"thief_key_acc": key_accuracy(Oracle(m), theld)})
 
 

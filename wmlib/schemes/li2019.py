@@ -22,7 +22,6 @@ the images the owner will later send (the code trains on float keys).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import torch
