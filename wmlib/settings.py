@@ -10,6 +10,15 @@ import os
 
 from . import attacks, compare, data, models
 from .profiles import CHAPTERS, ENV_VAR, PROFILES
+from .rules import INF as _INF
+from .rules import choice as _choice
+from .rules import integer as _int
+from .rules import list_of as _list
+from .rules import number as _real
+from .rules import pair as _pair
+from .rules import settings_of as _settings
+from .rules import text as _text
+from .rules import weights as _weights
 from .schemes import gradsigns, namba2019, zhang2018
 from .train import OPTIMIZERS, SCHEDULES
 
@@ -77,85 +86,9 @@ def variant(chapter: str, cfg: dict, prefix: str) -> dict | None:
 
 # --------------------------------------------------------------------------- knob validation
 
-def _int(lo: int, hi: int | None = None, none: bool = False):
-    def check(v):
-        if v is None and none:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            return f"an integer in [{lo}, {'∞' if hi is None else hi}]" + (" or None" if none else "")
-    return check
-
-
-def _real(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False, none: bool = False):
-    def check(v):
-        if v is None and none:
-            return None
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if ok:
-            ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            rng = f"{'(' if lo_open else '['}{lo}, {'∞' if hi == float('inf') else hi}{')' if hi_open else ']'}"
-            return f"a number in {rng}" + (" or None" if none else "")
-    return check
-
-
-def _choice(options, none: bool = False):
-    def check(v):
-        if v is None and none:
-            return None
-        if v not in options:
-            return f"one of: {', '.join(sorted(options))}" + (" or None" if none else "")
-    return check
-
-
-def _list(item, nonempty: bool = True):
-    def check(v):
-        if not isinstance(v, (list, tuple)) or (nonempty and not v):
-            return "a non-empty list"
-        for x in v:
-            err = item(x)
-            if err:
-                return f"a list whose items are each {err} (got {x!r})"
-    return check
-
-
-def _weights():
-    inner = _list(_real(0.0, _INF))
-
-    def check(v):
-        return inner(v) or (None if len(v) == 4 else "a list of 4 loss weights (α, β, γ, δ)")
-    return check
-
-
-def _settings(names):
-    def check(v):
-        if not isinstance(v, dict) or not all(isinstance(s, dict) for s in v.values()):
-            return "a dict of entry name -> its settings (a dict)"
-        unknown = sorted(set(v) - set(names))
-        if unknown:
-            return f"a dict whose keys are entries ({', '.join(names)}); unknown: {', '.join(unknown)}"
-    return check
-
-
-def _text():
-    def check(v):
-        if not isinstance(v, str) or not v.strip():
-            return "a non-empty string"
-    return check
-
-
-_INF = float("inf")
 # the rival watermarks a chapter compares with
 COMPARE = {"gradsigns": ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds"),  # its Fig. 2
            "function_coupled": ("zhang-content", "ew", "afs")}  # its Table 4 (EW: Namba's proposal)
-
-
-def _pair():
-    inner = _list(_int(0))
-
-    def check(v):
-        return inner(v) or (None if len(v) == 2 and v[0] != v[1] else "a list of two different class indices")
-    return check
 
 
 def _rules(chapter: str) -> dict:
@@ -209,11 +142,8 @@ def _rules(chapter: str) -> dict:
         # the comparison
         "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "schemes": _settings(compare.ENTRIES),  # each entry's own settings: its scheme checks them
-        "overwrite_key_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "overwrite_triggers": pos_int,
-        "thief_small": _real(0.0, 1.0, lo_open=True, hi_open=True),
-        "prune_rate": _real(0.0, 1.0, hi_open=True), "transfer_epochs": pos_int, "detector_fpr": _real(0.0, 1.0, lo_open=True,
-                                                                                                       hi_open=True),
-        "detector_ordinary": pos_int, "round_decimals": _int(0, 7),
+        # the comparison's attacks check the knobs they read (Attack.knobs); a chapter knob of the same name too
+        **{name: rule for attack in attacks.REGISTRY.values() for name, rule in attack.knobs.items()},
     }
 
 

@@ -44,6 +44,8 @@ def test_bad_profile_chapter_or_knob_names_the_choices():
     ("comparison", "schemes", {"zhang-content": {"target": 10}}, r"entry 'zhang-content': .*class indices in \[0, 9\]"),
     ("comparison", "schemes", {"uchida": {}}, r"'schemes' must be a dict whose keys are entries .*unknown: uchida"),
     ("comparison", "transfer_dataset", "fashion-mnist", "another task"),
+    ("comparison", "round_decimals", 9, r"'round_decimals' must be an integer in \[0, 7\]"),  # the Rounding attack's rule
+    ("comparison", "thief_small", 1.0, r"'thief_small' must be a number in \(0.0, 1.0\)"),  # fine-tune-small's
 ])
 def test_every_knob_is_validated_when_the_profile_is_resolved(chapter, knob, value, message):
     with pytest.raises(ValueError, match=message):
@@ -137,6 +139,17 @@ def test_a_comparison_scheme_that_refuses_its_knobs_is_named():
     assert cfg["schemes"]["gradsigns"]["bits"] == 64 and cfg["schemes"]["gradsigns"]["lam"] == 0.3  # only bits changed
     assert cfg["schemes"]["fc-direct"]["target"] is None and len(cfg["entries"]) == 10 and len(cfg["seeds"]) >= 3
     assert len(settings.resolve("comparison", "paper")["seeds"]) >= 5
+
+
+def test_every_attack_checks_the_knobs_it_reads_and_the_comparison_profile_has_them():
+    from wmlib import attacks, profiles
+
+    for attack in attacks.REGISTRY.values():
+        for name, rule in attack.knobs.items():
+            for p in profiles.PROFILES:
+                value = profiles.COMPARISON[p][name]
+                assert rule(value) is None, f"{attack.name}: the {p} profile's {name} = {value!r} breaks its own rule"
+            assert rule("a string") is not None, f"{attack.name}: {name}'s rule accepts anything"
 
 
 def test_the_readme_shows_the_profiles_as_they_are():

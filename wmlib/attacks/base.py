@@ -64,12 +64,14 @@ class NotApplicable(Exception):
 
 class Attack(ABC):
     """One attack: ``name`` (how profiles and the matrix call it), ``side`` ('model', 'query' or
-    'none'), ``about`` (one line for the book), and ``only`` (the kind of verification trial it is
-    defined for, e.g. 'bits'; None: every scheme)."""
+    'none'), ``about`` (one line for the book), ``only`` (the kind of verification trial it is
+    defined for, e.g. 'bits'; None: every scheme) and ``knobs``, the rule (:mod:`wmlib.rules`) of
+    every setting it reads from ``threat.settings``, which :func:`wmlib.settings.resolve` applies."""
     name: str = "attack"
     side: str = "model"
     about: str = ""
     only: str | None = None
+    knobs: dict = {}
 
     def applies_to(self, scheme) -> str | None:
         """None when the attack applies to ``scheme``, else the reason it does not."""

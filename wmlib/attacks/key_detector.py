@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import detector
+from .. import detector, rules
 from ..train import TrainConfig, predict_proba
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
@@ -49,6 +49,8 @@ class KeyDetector(Attack):
     (:meth:`~wmlib.schemes.Scheme.thief_key`) gates the API."""
     name, side = "key-detector", "query"
     about = "a detector trained on keys the thief made itself; flagged queries get the runner-up class"
+    knobs = {"detector_epochs": rules.integer(1), "detector_lr": rules.number(0.0, rules.INF, lo_open=True),
+             "detector_fpr": rules.number(0.0, 1.0, lo_open=True, hi_open=True), "detector_ordinary": rules.integer(1)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         k, s, seed = threat.settings, threat.spec, threat.seed + 100

@@ -17,6 +17,7 @@ from torch.nn.utils import prune
 from tqdm.auto import tqdm
 
 from .. import data as _data
+from .. import rules
 from ..data import Split
 from ..keys import Key, fgsm
 from ..models import weight_layers
@@ -245,6 +246,9 @@ def finetune_config(knobs: dict, **changes) -> TrainConfig:
 
 # --------------------------------------------------------------------------- the suite's model-side attacks
 
+_POS, _COUNT, _SHARE = rules.number(0.0, rules.INF, lo_open=True), rules.integer(1), rules.number(0.0, 1.0, hi_open=True)
+_FINETUNE = {"finetune_epochs": _COUNT, "finetune_lr": _POS}
+
 class FineTune(Attack):
     """All layers fine-tuned on the thief's data (or a ``share`` of it) with its fine-tuning recipe."""
     side = "model"
@@ -252,6 +256,7 @@ class FineTune(Attack):
     def __init__(self, name: str = "fine-tune", share_knob: str | None = None, about: str = ""):
         self.name, self.share_knob = name, share_knob
         self.about = about or "all layers fine-tuned on the thief's data (Adam)"
+        self.knobs = {**_FINETUNE, **({share_knob: rules.number(0.0, 1.0, lo_open=True, hi_open=True)} if share_knob else {})}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         thief = threat.thief
@@ -264,6 +269,7 @@ class FineTune(Attack):
 
 class Prune(Attack):
     name, side, about = "prune", "model", "global magnitude pruning, no retraining"
+    knobs = {"prune_rate": _SHARE}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         return Suspect(Oracle(prune_magnitude(model, threat.settings["prune_rate"])))
@@ -272,6 +278,7 @@ class Prune(Attack):
 class PruneFineTune(Attack):
     name, side = "prune-finetune", "model"
     about = "the strongest pruning rate + fine-tuning whose test accuracy stays within the thief's budget"
+    knobs = {"sweep_rates": rules.list_of(_SHARE), "budget": _SHARE, **_FINETUNE}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         _, worst, pruned = worst_prune_finetune(model, threat.thief, threat.test, threat.measure, threat.finetune,
@@ -281,6 +288,7 @@ class PruneFineTune(Attack):
 
 class Quantize(Attack):
     name, side, about = "quantize", "model", "weights rounded to 8-bit integers per tensor"
+    knobs = {"quant_bits": rules.integer(2, 8)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         return Suspect(Oracle(quantize_weights(model, threat.settings["quant_bits"])))
@@ -289,6 +297,7 @@ class Quantize(Attack):
 class Transfer(Attack):
     """Wen et al. §5: fine-tuned on another task with as many classes; the head is kept."""
     name, side, about = "transfer", "model", "fine-tuned to another task with as many classes (the head is kept)"
+    knobs = {"transfer_dataset": rules.choice(_data.REGISTRY), "transfer_epochs": _COUNT, "transfer_lr": _POS}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         k, s = threat.settings, threat.spec
@@ -304,6 +313,9 @@ class Transfer(Attack):
 class Overwrite(Attack):
     """The thief embeds a function-coupled watermark of its own by fine-tuning (Wen et al. §5)."""
     name, side, about = "overwrite", "model", "the thief fine-tunes its own function-coupled watermark in"
+    knobs = {"overwrite_sources": rules.pair(), "overwrite_target": rules.integer(0), "overwrite_epochs": _COUNT,
+             "overwrite_lr": _POS, "overwrite_key_fraction": rules.number(0.0, 1.0, lo_open=True, hi_open=True),
+             "overwrite_triggers": _COUNT}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         from ..schemes import FunctionCoupled  # the thief uses a public scheme

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import rules
 from ..train import to_float
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
@@ -130,6 +131,7 @@ class FixedNoiseOracle(Oracle):
 
 class InputNoise(Attack):
     name, side, about = "input-noise", "query", "Gaussian noise added to every query"
+    knobs = {"input_noise_std": rules.number(0.0, rules.INF)}
 
     def apply(self, model, threat: Threat) -> Suspect:
         return Suspect(NoisyOracle(Oracle(model), threat.settings["input_noise_std"], threat.seed))
@@ -137,6 +139,7 @@ class InputNoise(Attack):
 
 class Rounding(Attack):
     name, side, about, only = "rounding", "query", "scores rounded to a few decimals", "bits"
+    knobs = {"round_decimals": rules.integer(0, 7)}
 
     def apply(self, model, threat: Threat) -> Suspect:
         return Suspect(RoundedOracle(Oracle(model), threat.settings["round_decimals"]))
@@ -145,6 +148,7 @@ class Rounding(Attack):
 class Perturbation(Attack):
     name, side, only = "perturbation", "query", "bits"
     about = "GradSigns App. B: scores perturbed, the top labels kept in order"
+    knobs = {"perturb_M": rules.integer(1), "perturb_eps": rules.number(0.0, rules.INF)}
 
     def apply(self, model, threat: Threat) -> Suspect:
         k = threat.settings

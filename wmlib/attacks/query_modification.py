@@ -14,6 +14,7 @@ from scipy.spatial.distance import jensenshannon
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import rules
 from ..data import Split
 from ..keys import Key
 from ..train import History, TrainConfig, fit, reconstruct, reconstruction_loss, tensor_digest, to_float, train_or_load
@@ -201,6 +202,8 @@ class QueryModificationAttack(Attack):
     (every key query through the autoencoder, its Table 2) is reported beside it."""
     name, side = "query-modification", "query"
     about = "Namba & Sakuma's autoencoder: queries it flags are answered on their reconstruction"
+    knobs = {"ae_epochs": rules.integer(1), "ae_lr": rules.number(0.0, rules.INF, lo_open=True), "folds": rules.integer(2),
+             "percentile": rules.number(0.0, 100.0, lo_open=True, hi_open=True)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         k = threat.settings
