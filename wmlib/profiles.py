@@ -163,10 +163,10 @@ FUNCTION_COUPLED = {
                   milestones=[15, 25, 35], thief_samples=2000, trial_epochs=20, transfer_dataset="fashion-mnist"),
 }
 
-def _pick(knobs: dict, *names: str, prefix: str = "") -> dict:
-    """The knobs ``names`` of a chapter's profile, renamed ``{prefix}{name}``: the comparison takes
-    each scheme's settings from its chapter rather than a copy of them."""
-    return {prefix + n: copy.deepcopy(knobs[n]) for n in names}
+def _pick(knobs: dict, *names: str) -> dict:
+    """The knobs ``names`` of a chapter's profile: the comparison takes each scheme's settings from
+    its chapter rather than a copy of them."""
+    return {n: copy.deepcopy(knobs[n]) for n in names}
 
 
 # The comparison (wmlib.compare): every scheme on ONE task (the function-coupled chapter's: 30,000 Fashion-MNIST

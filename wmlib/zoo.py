@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data
-from .profiles import ENV_VAR, PROFILES
+from .profiles import ENV_VAR, PROFILES, ZHANG2018
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, train_classifier
@@ -29,7 +29,7 @@ from .verify import LABELS, LabelTrials, Null, Oracle, claim_table, require_clai
 ZOO_SEED = 20180604  # shuffles the training set before ``train_limit`` and the members' shares
 # (train_limit, test_limit) of the shared zoo per profile: the task size of the chapters' profiles
 # (smoke shrinks every chapter's task to 6,000 / 2,000 images)
-SHARED_LIMITS = {"smoke": (6000, 2000), "default": (None, None), "paper": (None, None)}
+SHARED_LIMITS = {p: (ZHANG2018[p]["train_limit"], ZHANG2018[p]["test_limit"]) for p in PROFILES}
 
 # The zoo's recipe per profile: architectures that fit the task, each with this many seeds, each
 # member trained on its own random ``data_fraction`` of the task's training images. One recipe per

@@ -13,9 +13,8 @@ attack is one more module (or one file of your own) that subclasses :class:`Atta
 from .base import REGISTRY, Attack, NotApplicable, Suspect, Threat, get, register
 from .model import (PRUNE_SCOPES, FineTune, Measure, Overwrite, Prune, PruneFineTune, Quantize, Transfer,
                     adversarial_finetune, finetune, finetune_config, finetune_trials, make_permanent, measure, overwrite,
-                    prune_finetune,
-                    prune_finetune_sweep, prune_magnitude, pruning_probe, prune_sweep, quantize_weights, sparsity,
-                    worst_prune_finetune, worst_within_budget)
+                    prune_finetune, prune_finetune_sweep, prune_magnitude, prune_sweep, pruning_probe, quantize_weights,
+                    sparsity, worst_prune_finetune, worst_within_budget)
 from .query import (FixedNoiseOracle, InputNoise, LowPrecisionOracle, NoisyOracle, PerturbedOracle, Perturbation,
                     RoundedOracle, Rounding)
 from .query_modification import (AutoencoderBank, QueryModification, QueryModificationAttack, autoencoder_length_sweep,

@@ -205,10 +205,9 @@ class FunctionCoupled(Scheme):
         return {"scheme": self.name, **asdict(self), "sources": list(self.sources)}
 
     def check(self, spec) -> None:
-        bad = [c for c in (*self.sources, self.target) if not 0 <= c < spec.num_classes]
-        if bad:
-            raise ValueError(f"sources and target must be class indices in [0, {spec.num_classes - 1}] for {spec.name}; "
-                             f"got {bad[0]}")
+        for c in (*self.sources, self.target):
+            if not 0 <= c < spec.num_classes:
+                raise ValueError(f"classes must be in [0, {spec.num_classes}) for {spec.name}, got {c}")
 
     def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """One trigger per pair: ``a`` from source i, ``b`` from source j."""
@@ -228,9 +227,7 @@ class FunctionCoupled(Scheme):
         takes the first images of each class), and ``verify_triggers`` held-out triggers fused
         from test images, which training never sees."""
         s = splits.spec
-        for c in (*self.sources, self.target):
-            if not 0 <= c < s.num_classes:
-                raise ValueError(f"classes must be in [0, {s.num_classes}) for {s.name}, got {c}")
+        self.check(s)
         g = torch.Generator().manual_seed(seed)
         n = max(1, int(round(self.key_fraction * len(splits.owner))))
         meta = {**self.config(), "task": s.name, "seed": seed}

@@ -182,13 +182,9 @@ class GradSigns(Scheme):
         images are ``samples`` class-T owner images; ``new`` holds the same secret with class-T
         test images (extraction should not depend on which class-T images are asked)."""
         s = splits.spec
-        if not self.target < s.num_classes:
-            raise ValueError(f"target must be in [0, {s.num_classes}) for {s.name}, got {self.target}")
+        self.check(s)
         shape = tuple(splits.owner.x.shape[1:])
         positions = shape[0] * shape[1] * shape[2]
-        if self.carriers > positions:
-            raise ValueError(f"carriers must be in 1..{positions} (the input positions of {s.name}), "
-                             f"got {self.carriers}")
         g = torch.Generator().manual_seed(seed)
         extras = {"bits": torch.randint(0, 2, (self.bits,), generator=g).bool(),
                   "carriers": torch.randperm(positions, generator=g)[:self.carriers],
