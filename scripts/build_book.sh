@@ -8,24 +8,30 @@ source scripts/setup_env.sh
 PROFILE="${WMLIB_PROFILE:-default}"
 export PYTHONHASHSEED=0  # no MPLBACKEND: the kernels must keep the inline backend so figures are saved
 
+mkdir -p book/executed
+times=book/executed/build_times.tsv  # one line per step: the status page shows where a build's time goes
+printf 'step\tseconds\tmodels cached before\tmodels trained\n' > "$times"
+cached() { find "${WMLIB_CACHE:-data/cache}" -name '*.pt' 2>/dev/null | wc -l; }
+
 # the clean-model zoo every chapter verifies against: trained once, before the chapters (or loaded)
-start=$(date +%s)
+state=$(cached); start=$(date +%s)
 python -m wmlib.zoo fashion-mnist --profile "$PROFILE"
 echo "   zoo: $(( $(date +%s) - start )) s"
+printf 'zoo\t%s\t%s\t%s\n' "$(( $(date +%s) - start ))" "$state" "$(( $(cached) - state ))" >> "$times"
 
-mkdir -p book/executed
 # the comparison last: it loads the chapters' models where its configuration is theirs
 for nb in $(ls notebooks/*.ipynb | grep -v comparison.ipynb) notebooks/comparison.ipynb; do
   name="$(basename "$nb")"
   echo "== executing $name (profile $PROFILE)"
-  start=$(date +%s)
+  state=$(cached); start=$(date +%s)
   # papermill exits non-zero if any cell fails; the executed copy is a build product
   python -m papermill "$nb" "book/executed/$name" -p profile "$PROFILE" -k python3 --cwd notebooks \
     --progress-bar --request-save-on-cell-execute
   echo "   $name: $(( $(date +%s) - start )) s"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$(( $(date +%s) - start ))" "$state" "$(( $(cached) - state ))" >> "$times"
 done
 python -m wmlib.report check-figures book/executed/*.ipynb
-python -m wmlib.report status --profile "$PROFILE" --out book/executed/status_tables.md
+python -m wmlib.report status --profile "$PROFILE" --times "$times" --out book/executed/status_tables.md
 python -m wmlib.settings table book/executed/profile_tables.md
 
 bash scripts/vendor_js.sh

@@ -25,6 +25,7 @@ from typing import Callable
 from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
+from . import timing
 from .train import cache_dir, config_hash
 
 
@@ -135,6 +136,7 @@ def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = N
                     failed[cell] = err
                     continue
                 _save(cell, context, results[cell])
+                timing.absorb({k[5:]: v for k, v in results[cell].items() if k.startswith("work_")})
                 bar.update()
     if failed:
         raise CellError(failed, results, len(cells))

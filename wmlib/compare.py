@@ -22,7 +22,7 @@ from scipy.stats import binomtest
 from torch import nn
 
 from . import attacks as _attacks
-from . import data
+from . import data, timing
 from .schemes import FineTuneKeys, FunctionCoupled, GradSigns, Li2019, Namba2019, Scheme, Zhang2018
 from .schemes.base import Watermarked, watermark
 from .cells import Cell, claim_rate, run
@@ -146,7 +146,7 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     book's shared zoo). An attack that does not apply returns its reason instead of a verdict. The
     unattacked cell ('none') also measures the embedding (accuracy, time) and the key's false
     claims on the zoo (each member against a null fitted on the others)."""
-    t0 = time.perf_counter()
+    t0, work = time.perf_counter(), timing.snapshot()
     knobs = context["knobs"]
     scheme = build(cell.entry, entries[cell.entry], context["entries"][cell.entry]["settings"])
     attack = (_attacks.REGISTRY if suite is None else suite)[cell.attack]
@@ -174,6 +174,7 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
                     "clean_seconds": owner.clean_seconds, "loaded": owner.marked.loaded, "key_size": len(owner.marked.key),
                     "false_claims": fc, "false_claim_verifications": total, "zoo_models": len(zoo)})
     out["seconds"] = time.perf_counter() - t0  # this cell's wall time in its worker (embedding included if trained here)
+    out.update({f"work_{k}": v for k, v in timing.since(work).items()})  # what it trained and evaluated
     return out
 
 

@@ -19,6 +19,66 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def _max2(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Elementwise max of two halves and where the second half won (strictly: a tie goes to the first)."""
+    return torch.maximum(a, b), (b > a).to(a.dtype)
+
+
+def _interleave(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """The inverse of ``x.select(dim, 0::2), x.select(dim, 1::2)``: a and b alternate along ``dim``."""
+    return torch.stack([a, b], dim=dim if dim < 0 else dim + 1).flatten(dim - 1 if dim < 0 else dim, dim if dim < 0 else dim + 1)
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2, stride-2 max pooling as two halving maxima (columns, then rows): the values and the
+    gradient routing of ``F.max_pool2d`` bit for bit (in row-major window order the first maximum
+    wins a tie, as in PyTorch's kernel), and several times faster on CPU, where PyTorch's NCHW
+    pooling kernel is slow on small channel counts (LeNet's 6 and 16). Only where a window holds a
+    NaN may the (then NaN) gradient be routed to another element. The backward is made of
+    differentiable ops, so input-gradient regularisers (GradSigns) differentiate through it as they
+    do through max_pool2d."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        cols, right = _max2(x[..., 0::2], x[..., 1::2])
+        out, bottom = _max2(cols[..., 0::2, :], cols[..., 1::2, :])
+        ctx.save_for_backward(right, bottom)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        right, bottom = ctx.saved_tensors
+        g_cols = _interleave(g - g * bottom, g * bottom, dim=-2)
+        return _interleave(g_cols - g_cols * right, g_cols * right, dim=-1)
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (same module, same state) whose 2x2 / stride-2 case on even CPU inputs runs
+    :class:`_MaxPool2x2`; every other case is PyTorch's own kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and self.kernel_size in (2, (2, 2)) and self.stride in (2, (2, 2))
+                and self.padding in (0, (0, 0)) and self.dilation in (1, (1, 1)) and not self.return_indices
+                and x.dim() == 4 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0):
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _MaxPool2x2.apply(x)
+            return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                                 torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+        return super().forward(x)
+
+
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` that passes an input already of the output size through: the mean of
+    one element is that element, so the values and gradients are unchanged and two kernel calls per
+    step are saved (LeNet's pool to 5x5 sees 5x5 maps on 28x28 images)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.output_size if isinstance(self.output_size, tuple) else (self.output_size,) * 2
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return super().forward(x)
+
+
 def _conv_relu(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = False) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad)]
     if bn:
@@ -46,28 +106,28 @@ def lenet(variant: int, in_channels: int, num_classes: int) -> nn.Sequential:
     c1, c2, head = {1: (4, 12, [10]), 3: (6, 16, [10]), 5: (6, 16, [120, 84, 10])}[variant]
     head = head[:-1] + [num_classes]
     return nn.Sequential(
-        nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(5), *_mlp([c2 * 25] + head))
+        nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True), MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), MaxPool2d(2),
+        AdaptiveAvgPool2d(5), *_mlp([c2 * 25] + head))
 
 
 def carlini_wagner(in_channels: int, num_classes: int) -> nn.Sequential:
     """Carlini & Wagner 2017's MNIST (grey) / CIFAR (RGB) nets, which Zhang et al. 2018 train (§5.1)."""
     w1, w2, fc, spatial = (32, 64, 200, 4) if in_channels == 1 else (64, 128, 256, 5)
     return nn.Sequential(
-        *_conv_relu(in_channels, w1, pad=0), *_conv_relu(w1, w1, pad=0), nn.MaxPool2d(2),
-        *_conv_relu(w1, w2, pad=0), *_conv_relu(w2, w2, pad=0), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(spatial), *_mlp([w2 * spatial * spatial, fc, fc, num_classes], dropout=0.5))
+        *_conv_relu(in_channels, w1, pad=0), *_conv_relu(w1, w1, pad=0), MaxPool2d(2),
+        *_conv_relu(w1, w2, pad=0), *_conv_relu(w2, w2, pad=0), MaxPool2d(2),
+        AdaptiveAvgPool2d(spatial), *_mlp([w2 * spatial * spatial, fc, fc, num_classes], dropout=0.5))
 
 
 def svhn_6conv(in_channels: int, num_classes: int) -> nn.Sequential:
     """GradSigns Table 8: 3x3 convs 32-32-64-64-128-128 + FC 512; a 2x2 max-pool after each pair
     (the table lists no pooling; without it the FC layer would have 131k inputs per unit)."""
     return nn.Sequential(
-        *_conv_relu(in_channels, 32), *_conv_relu(32, 32), nn.MaxPool2d(2),
-        *_conv_relu(32, 64), *_conv_relu(64, 64), nn.MaxPool2d(2),
-        *_conv_relu(64, 128), *_conv_relu(128, 128), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(4), *_mlp([128 * 16, 512, num_classes]))
+        *_conv_relu(in_channels, 32), *_conv_relu(32, 32), MaxPool2d(2),
+        *_conv_relu(32, 64), *_conv_relu(64, 64), MaxPool2d(2),
+        *_conv_relu(64, 128), *_conv_relu(128, 128), MaxPool2d(2),
+        AdaptiveAvgPool2d(4), *_mlp([128 * 16, 512, num_classes]))
 
 
 class BasicBlock(nn.Module):
@@ -117,7 +177,7 @@ class ResNet(nn.Module):
                 layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1, option_a))
                 cin = w
         self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        self.head = nn.Sequential(AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -154,7 +214,7 @@ class PreActResNet18(nn.Module):
                 layers.append(PreActBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
                 cin = w
         self.layers = nn.Sequential(*layers, nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        self.head = nn.Sequential(AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.layers(x))
@@ -189,7 +249,7 @@ def mobilenet_v2(in_channels: int, num_classes: int) -> nn.Sequential:
             layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
             cin = c
     layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6(inplace=True),
-               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, num_classes)]
+               AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, num_classes)]
     return nn.Sequential(*layers)
 
 
@@ -204,11 +264,11 @@ def vgg(depth: int, in_channels: int, num_classes: int) -> nn.Sequential:
     cin = in_channels
     for v in _VGG[depth]:
         if v == "M":  # ceil_mode lets 28x28 inputs survive all five pools
-            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            layers.append(MaxPool2d(2, ceil_mode=True))
         else:
             layers += _conv_relu(cin, int(v), bn=True)
             cin = int(v)
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+    return nn.Sequential(*layers, AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
 
 
 REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from . import timing
 from .data import REPO_ROOT
 
 STATUSES = ("reproduced", "consistent", "deviates", "not comparable", "not in our copy")
@@ -73,6 +74,7 @@ class Run:
 
     def __init__(self, chapter: str, config: dict, device: torch.device):
         self.chapter, self.config, self.device, self.t0 = chapter, copy.deepcopy(dict(config)), device, time.perf_counter()
+        self.phases = timing.Phases()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -87,7 +89,7 @@ class Run:
                    "device_name": device_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
                    "wall_seconds": round(time.perf_counter() - self.t0, 1),
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "metrics": metrics, "paper_vs_ours": table.rows}
+                   "metrics": metrics, "paper_vs_ours": table.rows, "phases": self.phases.rows()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2, default=float))
@@ -144,7 +146,39 @@ def status_markdown(paths: list[Path]) -> str:
         out.append(f"Run on {r['device']} ({r['device_name']}, {r.get('threads', '?')} threads), torch {r['torch']}, "
                    f"{r['wall_seconds']:.0f} s, finished {r['finished']}.\n")
         out.append(pd.DataFrame(r["paper_vs_ours"]).to_markdown(index=False) + "\n")
+        if r.get("phases"):
+            out.append(phases_markdown(r["phases"], r["wall_seconds"]))
     return "\n".join(out) if out else "No chapter has recorded a run yet.\n"
+
+
+def phases_markdown(phases: list[dict], wall: float, top: int = 8) -> str:
+    """The ``top`` most expensive phases (notebook cells) of a run, with the work done in each:
+    where the next speed-up should aim."""
+    rows = sorted(phases, key=lambda r: -r["seconds"])[:top]
+    frame = pd.DataFrame([{"phase (cell)": f"`{r['phase']}`", "seconds": round(r["seconds"]),
+                           "share": f"{r['seconds'] / wall:.0%}" if wall else "",
+                           "models trained": r["trainings"], "epochs": r["epochs"],
+                           "training img/s": f"{r['train_images_per_s']:,.0f}" if r.get("train_images_per_s") else "",
+                           "images evaluated": r["eval_images"],
+                           "evaluation img/s": f"{r['eval_images_per_s']:,.0f}" if r.get("eval_images_per_s") else ""}
+                          for r in rows])
+    shown = sum(r["seconds"] for r in rows)
+    return (f"Where the time went: the {len(rows)} longest of {len(phases)} cells, {shown:.0f} s of {wall:.0f} s "
+            "(training and evaluation seconds done in the comparison's Ray workers are summed over workers).\n\n"
+            + frame.to_markdown(index=False) + "\n")
+
+
+def build_times_markdown(times: pd.DataFrame) -> str:
+    """The build's steps (the zoo, each notebook) with their seconds, the models in the cache when the
+    step started and the models it trained: a cold build starts from none."""
+    total = times["seconds"].sum()
+    rows = pd.concat([times, pd.DataFrame([{"step": "**total**", "seconds": total,
+                                            "models trained": times["models trained"].sum()}])])
+    rows["minutes"] = (rows["seconds"] / 60).round(1)
+    start = int(times["models cached before"].iloc[0])
+    kind = "cold: the model cache was empty" if start == 0 else f"warm: {start} models were cached"
+    return (f"## Build times\n\nThis book's last build, step by step ({total / 60:.0f} min in all; {kind} when it began):\n\n"
+            + rows[["step", "seconds", "minutes", "models trained"]].to_markdown(index=False) + "\n")
 
 
 def count_figures(notebook: Path) -> int:
@@ -159,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="print the reproduction-status tables as MyST markdown")
     s.add_argument("--profile", default="default")
     s.add_argument("--out", type=Path, help="write here instead of stdout")
+    s.add_argument("--times", type=Path, help="the build's step times (scripts/build_book.sh writes them)")
     f = sub.add_parser("check-figures", help="fail if an executed notebook has no figure")
     f.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -168,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {p} has no figures (was the kernel's matplotlib backend overridden?)", file=sys.stderr)
         return 1 if empty else 0
     text = status_markdown(list(results_dir().glob(f"*-{args.profile}-*.json")))
+    if args.times and args.times.exists():
+        text = build_times_markdown(pd.read_csv(args.times, sep="\t")) + "\n" + text
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import timing
 from .data import REPO_ROOT, Split
 
 OPTIMIZERS = ("sgd", "adam")
@@ -152,11 +153,13 @@ def _map_batches(model: nn.Module, x: torch.Tensor, fn, device: torch.device | N
     was_training = model.training
     model.eval()
     out = []
+    t0 = time.perf_counter()
     for i in range(0, len(x), batch_size):
         xb = to_float(x[i:i + batch_size].to(device, non_blocking=True))
         with _autocast(device):
             out.append(fn(model, xb))
     model.train(was_training)
+    timing.note_eval(len(x), time.perf_counter() - t0)
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
@@ -253,6 +256,7 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     rgb = train.x.shape[1] == 3
     best_acc, best_state, best_epoch = -1.0, None, 0
     n = len(train)
+    evals = timing.snapshot()
     for epoch in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
         t0 = time.perf_counter()
         model.train()
@@ -303,6 +307,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     if cfg.keep_best and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    # the monitors' evaluations are in the ledger's evaluation seconds already
+    timing.note_fit(len(hist.epoch), n * len(hist.epoch), sum(hist.seconds) - timing.since(evals)["eval_seconds"])
     return hist
 
 

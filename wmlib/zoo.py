@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, timing
 from .profiles import ENV_VAR, PROFILES, ZHANG2018
 from .data import Split, Splits
 from .keys import Key
@@ -196,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     profile = args.profile or os.environ.get(ENV_VAR) or "default"
     try:
         for name in args.datasets:
-            t0 = time.perf_counter()
+            t0, work = time.perf_counter(), timing.snapshot()
             z = Zoo.shared(name, profile)
-            print(f"== clean-model zoo for {name} ({profile}): {len(z)} models, {time.perf_counter() - t0:.0f} s")
+            done = timing.rates(timing.since(work))
+            speed = f", {done['train_images_per_s']:,.0f} training img/s" if done["train_images_per_s"] else ""
+            print(f"== clean-model zoo for {name} ({profile}): {len(z)} models, {time.perf_counter() - t0:.0f} s "
+                  f"({done['trainings']} trained, {done['epochs']} epochs{speed})")
             print(z.summary.to_string(float_format=lambda v: f"{v:.4f}"))
     except (ValueError, data.DataUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,5 +1,8 @@
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 from wmlib import models
 
@@ -49,3 +52,58 @@ def test_unknown_model_names_the_choices():
 def test_bad_shape_arguments():
     with pytest.raises(ValueError, match="channels"):
         models.build("lenet5", 4, 10)
+
+
+def _stock_pools(model: nn.Module) -> nn.Module:
+    """The same model with PyTorch's own pooling modules in place of wmlib's fast paths."""
+    for name, mod in list(model.named_children()):
+        if isinstance(mod, models.MaxPool2d):
+            setattr(model, name, nn.MaxPool2d(mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                                              ceil_mode=mod.ceil_mode))
+        elif isinstance(mod, models.AdaptiveAvgPool2d):
+            setattr(model, name, nn.AdaptiveAvgPool2d(mod.output_size))
+        else:
+            _stock_pools(mod)
+    return model
+
+
+@pytest.mark.parametrize("x", [torch.randn(3, 4, 6, 8), torch.zeros(3, 4, 6, 8), torch.randint(0, 3, (3, 4, 6, 8)).float()],
+                         ids=["random", "all-ties", "some-ties"])
+def test_fast_max_pool_matches_pytorch_values_and_gradient_routing(x):
+    g = torch.randn(3, 4, 3, 4)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, theirs = models.MaxPool2d(2)(a), nn.functional.max_pool2d(b, 2)
+    ours.backward(g)
+    theirs.backward(g)
+    assert torch.equal(ours, theirs) and torch.equal(a.grad, b.grad)
+    with torch.no_grad():
+        assert torch.equal(models.MaxPool2d(2)(x), nn.functional.max_pool2d(x, 2))
+    odd = torch.randn(2, 3, 5, 7)  # odd sizes take PyTorch's kernel
+    assert torch.equal(models.MaxPool2d(2)(odd), nn.functional.max_pool2d(odd, 2))
+
+
+def test_fast_max_pool_second_derivative_matches_pytorch():
+    """GradSigns differentiates the input gradient: through our pooling as through PyTorch's."""
+    def grads(pool):
+        torch.manual_seed(0)
+        w, x = torch.randn(6, 1, 5, 5, requires_grad=True), torch.rand(4, 1, 28, 28, requires_grad=True)
+        gx, = torch.autograd.grad(pool(nn.functional.conv2d(x, w, padding=2).relu()).sum(), x, create_graph=True)
+        gw, = torch.autograd.grad(gx.pow(2).sum(), w)
+        return gx, gw
+    for ours, theirs in zip(grads(models.MaxPool2d(2)), grads(lambda z: nn.functional.max_pool2d(z, 2))):
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["lenet1", "lenet5", "cw"])
+def test_training_with_the_fast_pools_gives_the_same_weights_bit_for_bit(name):
+    from wmlib import data, train
+    torch.manual_seed(1)
+    ours = models.build(name, 1, 10)
+    stock = _stock_pools(copy.deepcopy(ours))
+    assert not any(isinstance(m, (models.MaxPool2d, models.AdaptiveAvgPool2d)) for m in stock.modules())
+    split = data.Split(torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (256,)))
+    cfg = train.TrainConfig(epochs=2, batch_size=64, lr=0.05, weight_decay=5e-4)
+    for m in (ours, stock):
+        train.fit(m, split, cfg, device=torch.device("cpu"), progress=False)
+    a, b = ours.state_dict(), stock.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
