@@ -38,15 +38,22 @@ class _MaxPool2x2(torch.autograd.Function):
     differentiable ops, so input-gradient regularisers (GradSigns) differentiate through it as they
     do through max_pool2d."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        cols, right = _max2(x[..., 0::2], x[..., 1::2])
-        out, bottom = _max2(cols[..., 0::2, :], cols[..., 1::2, :])
-        ctx.save_for_backward(right, bottom)
-        return out
+    generate_vmap_rule = True  # so that torch.func (vmap over stacked models, grad) composes with it
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cols, right = _max2(x[..., 0::2], x[..., 1::2])
+        out, bottom = _max2(cols[..., 0::2, :], cols[..., 1::2, :])
+        return out, right, bottom
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, right, bottom = output
+        ctx.mark_non_differentiable(right, bottom)
+        ctx.save_for_backward(right, bottom)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor, *_) -> torch.Tensor:
         right, bottom = ctx.saved_tensors
         g_cols = _interleave(g - g * bottom, g * bottom, dim=-2)
         return _interleave(g_cols - g_cols * right, g_cols * right, dim=-1)
@@ -61,7 +68,7 @@ class MaxPool2d(nn.MaxPool2d):
                 and self.padding in (0, (0, 0)) and self.dilation in (1, (1, 1)) and not self.return_indices
                 and x.dim() == 4 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0):
             if torch.is_grad_enabled() and x.requires_grad:
-                return _MaxPool2x2.apply(x)
+                return _MaxPool2x2.apply(x)[0]
             return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
                                  torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
         return super().forward(x)
