@@ -61,13 +61,27 @@ def _cause(err: BaseException) -> str:
     return f"{type(inner).__name__}: {lines[-1]}"
 
 
-def result_path(cell: Cell, context: dict) -> Path:
-    """Where the result of ``cell`` under ``context`` is saved (a hash of both). Of the context's
-    ``entries`` (see :func:`entry_context`) only the cell's own counts: adding a scheme to the sweep
-    leaves the other cells' results valid."""
+def cell_context(cell: Cell, context: dict) -> dict:
+    """What of the sweep's ``context`` decides ``cell``: of its ``entries`` only the cell's own, and
+    of its ``knobs`` none that ``owned_knobs`` (``{attack: [knob, ...]}``) gives to other attacks
+    only. A cell's result is saved under this, and the cell function runs with it, so an attack
+    that read another attack's knob would fail instead of reusing a stale result."""
     if isinstance(context.get("entries"), dict):
-        context = {**context, "entries": context["entries"].get(cell.entry)}
-    return cache_dir() / "compare" / f"{cell.entry}-s{cell.seed}-{cell.attack}-{config_hash({**asdict(cell), **context})}.json"
+        context = {**context, "entries": {cell.entry: context["entries"][cell.entry]}
+                   if cell.entry in context["entries"] else {}}
+    owned = context.get("owned_knobs")
+    if isinstance(owned, dict):
+        others = set().union(*map(set, owned.values())) - set(owned.get(cell.attack, ()))
+        context = {**context, "knobs": {k: v for k, v in context["knobs"].items() if k not in others},
+                   "owned_knobs": sorted(owned.get(cell.attack, ()))}
+    return context
+
+
+def result_path(cell: Cell, context: dict) -> Path:
+    """Where the result of ``cell`` under ``context`` is saved: a hash of the cell and of what of
+    the context decides it (:func:`cell_context`). Adding a scheme to the sweep, or changing one
+    attack's knob, leaves the other cells' results valid."""
+    return cache_dir() / "compare" / f"{cell.entry}-s{cell.seed}-{cell.attack}-{config_hash({**asdict(cell), **cell_context(cell, context)})}.json"
 
 
 def load_result(cell: Cell, context: dict) -> dict | None:
@@ -100,8 +114,9 @@ def _start_ray(address: str | None, num_cpus: int | None):
 
 
 def _call(fn: CellFn, cell: Cell, context: dict) -> dict:
-    """The Ray task: any callable (a function, a ``functools.partial``) applied to one cell."""
-    return fn(cell, context)
+    """The Ray task: any callable (a function, a ``functools.partial``) applied to one cell and the
+    part of the context that decides it."""
+    return fn(cell, cell_context(cell, context))
 
 
 def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = None, num_cpus: int | None = None,

@@ -190,6 +190,7 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
     registry = ENTRIES if registry is None else registry
     suite = _attacks.REGISTRY if suite is None else suite
     fn = functools.partial(run_cell, entries=registry, suite=suite)
+    context = {**context, "owned_knobs": _attacks.owned_knobs(suite)}  # a cell's result: its attack's knobs only
     attacks = [a for a in attacks if a != "none"]  # 'none' is the first stage
     first = run(grid(entries, seeds, ["none"], registry, suite), fn, context, **run_kw)
     embedded = {(c.entry, c.seed) for c, r in first.items() if r.get("claimed")}

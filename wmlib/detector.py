@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from .data import Split
-from .train import History, TrainConfig, fit, predict_proba
+from .train import History, TrainConfig, fit_cached, predict_proba
 
 
 def pixel_detector(channels: int, image_size: int, widths=(512, 256)) -> nn.Sequential:
@@ -79,7 +79,7 @@ def detector_data(ordinary: torch.Tensor, keys: torch.Tensor, seed: int = 0) -> 
 def train_detector(detector: nn.Module, ordinary: torch.Tensor, keys: torch.Tensor, cfg: TrainConfig,
                    device: torch.device | None = None) -> History:
     """Train ``detector`` (in place) to flag ``keys`` among ``ordinary`` images (§6.3: SGD 0.01, 20 epochs)."""
-    return fit(detector, detector_data(ordinary, keys, cfg.seed), cfg, device=device, progress=False, desc="detector")
+    return fit_cached(detector, detector_data(ordinary, keys, cfg.seed), cfg, tag="detector", device=device, desc="detector")
 
 
 def detection_roc(detector: nn.Module, ordinary: torch.Tensor, keys: torch.Tensor,

@@ -56,6 +56,29 @@ def preserved_rng():
         np.random.set_state(npy)
 
 
+def rng_state() -> dict:
+    """The Python, NumPy and torch (CPU and CUDA) random states, as tensors and plain lists (what a
+    ``weights_only`` checkpoint can hold)."""
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(words), gauss], "torch": torch.get_rng_state(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [0, 1]; float input is taken as already scaled."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
@@ -359,17 +382,22 @@ def model_digest(model: nn.Module) -> str:
 
 def train_or_load(tag: str, config: dict, build: Callable[[], nn.Module],
                   train: Callable[[nn.Module], History], device: torch.device | None = None,
-                  any_tag: bool = True) -> tuple[nn.Module, History, bool]:
+                  any_tag: bool = True, replay_rng: bool = False) -> tuple[nn.Module, History, bool]:
     """Load the model trained with exactly ``config`` from the cache, or train and cache it.
 
     Returns ``(model, history, loaded)``. The file name carries a hash of the whole config; with
     ``any_tag``, a model trained with the same config under another ``tag`` is the same model and is
     loaded (pass False when ``config`` does not describe everything ``train`` does); the payload carries a digest of the weights, so a truncated or altered file is detected, moved
-    aside (never silently overwritten) and the model retrained. Either way the caller's random
+    aside (never silently overwritten) and the model retrained. By default the caller's random
     state is left as it was, so what runs next does not depend on whether the cache was warm.
+    ``replay_rng``: instead, the random state is left as ``train`` leaves it, trained or loaded (the
+    payload keeps it), so that a cached step stands in for an uncached one exactly.
     """
     with preserved_rng():
-        return _train_or_load(tag, config, build, train, device, any_tag)
+        model, hist, loaded, rng = _train_or_load(tag, config, build, train, device, any_tag, replay_rng)
+    if replay_rng:
+        set_rng_state(rng)
+    return model, hist, loaded
 
 
 @contextmanager
@@ -389,17 +417,17 @@ def _exclusive(digest: str):
 
 
 def _train_or_load(tag: str, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], History],
-                   device: torch.device | None, any_tag: bool) -> tuple[nn.Module, History, bool]:
+                   device: torch.device | None, any_tag: bool, replay_rng: bool = False):
     digest = config_hash(config)
     with _exclusive(digest):
         path = cache_dir() / f"{tag}-{digest}.pt"
         if any_tag and not path.exists():  # the same config trained under another name (e.g. by a chapter)
             path = next(iter(sorted(cache_dir().glob(f"*-{digest}.pt"))), path)
-        return _load_or_train(path, config, build, train, device or default_device())
+        return _load_or_train(path, config, build, train, device or default_device(), replay_rng)
 
 
 def _load_or_train(path: Path, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], History],
-                   device: torch.device) -> tuple[nn.Module, History, bool]:
+                   device: torch.device, replay_rng: bool = False):
     model = build()
     if path.exists():
         try:
@@ -407,21 +435,55 @@ def _load_or_train(path: Path, config: dict, build: Callable[[], nn.Module], tra
             if payload["config"] != json.loads(json.dumps(config, default=str)) or \
                     _state_digest(payload["state_dict"]) != payload["digest"]:
                 raise ValueError("config or weight digest mismatch")
+            if replay_rng and "rng" not in payload:
+                raise ValueError("no random state to replay")
             model.load_state_dict(payload["state_dict"])
-            return model.to(device).eval(), History.from_dict(payload["history"]), True
+            return model.to(device).eval(), History.from_dict(payload["history"]), True, payload.get("rng")
         except Exception as err:  # corrupted / truncated / foreign file
             bad = path.with_suffix(f".corrupt-{int(time.time())}")
             os.replace(path, bad)
             warnings.warn(f"cached model {path.name} is unreadable ({err}); moved to {bad.name}, retraining")
     hist = train(model)
+    rng = rng_state() if replay_rng else None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"config": json.loads(json.dumps(config, default=str)), "state_dict": state,
-               "digest": _state_digest(state), "history": hist.as_dict()}
+               "digest": _state_digest(state), "history": hist.as_dict(), **({"rng": rng} if replay_rng else {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     torch.save(payload, tmp)
     os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-    return model.to(device).eval(), hist, False
+    return model.to(device).eval(), hist, False, rng
+
+
+_HOOKS = ("extra_loss", "weight_transform", "batch_hook", "epoch_hook")
+
+
+def fit_cached(model: nn.Module, data: Split, cfg: TrainConfig, *, tag: str = "fit", describe: dict | None = None,
+               monitor: dict[str, Split] | None = None, device: torch.device | None = None, **fit_kw) -> History:
+    """:func:`fit` through the model cache: ``model`` (already trained, e.g. a stolen one) ends in
+    place with the weights ``fit`` gives it, trained now or loaded, and the random state as ``fit``
+    leaves it (replayed from the cache), so a cached call stands in for an uncached one exactly.
+    The key covers the starting weights (and pruning masks), the data, ``cfg``, the monitored splits
+    and the options; a hook (``extra_loss``, ``batch_hook``, ...) must be described by the caller
+    in ``describe`` (what it does and its settings), since a function cannot be hashed. The
+    thieves' fine-tunings go through here, so a warm rebuild of the book retrains nothing."""
+    hooks = sorted(k for k in _HOOKS if fit_kw.get(k) is not None)
+    if hooks and not describe:
+        raise ValueError(f"describe the hook(s) {', '.join(hooks)} (what they do, their settings): they decide the "
+                         "result, and a function cannot be hashed into the cache key")
+    if fit_kw.get("weight_transform") is not None:
+        raise ValueError("a weight transform changes the model's structure: cache the model with train_or_load instead")
+    device = device or default_device()
+    monitor = monitor or {}
+    key = fit_kw.get("key")
+    config = {"fit": describe or {}, "hooks": hooks, "init": model_digest(model), "data": tensor_digest(data.x, data.y),
+              "train": asdict(cfg), "monitor": {k: tensor_digest(v.x, v.y) for k, v in sorted(monitor.items())},
+              "key": tensor_digest(key.x, key.y) if key is not None else None,
+              "options": {k: fit_kw[k] for k in ("val_name", "key_per_batch", "objective", "patience") if k in fit_kw}}
+    _, hist, _ = train_or_load(tag, config, lambda: model,  # trained in place, or the cached weights loaded into it
+                               lambda m: fit(m, data, cfg, monitor=monitor, device=device, progress=False, **fit_kw),
+                               device, replay_rng=True)
+    return hist
 
 
 def train_classifier(tag: str, model_name: str, splits, cfg: TrainConfig, *, key=None, scheme=None,

@@ -66,6 +66,36 @@ def test_a_failing_cell_is_named_the_others_are_kept_and_only_it_is_retried(tmp_
     assert sorted(calls[:2]) == sorted(map(str, cells)) and calls[2:] == [str(cells[1])]
 
 
+def knob_cell(cell: Cell, context: dict) -> dict:
+    """Logs the call and reads the knob its attack is named after (another attack's knob: KeyError)."""
+    with open(context["log"], "a") as f:
+        f.write(f"{cell}\n")
+    return {"claimed": True, "statistic": float(context["knobs"][cell.attack]) if cell.attack != "none" else 0.0}
+
+
+def test_a_cell_is_keyed_by_its_own_attacks_knobs_and_cannot_read_another_attacks(tmp_path):
+    log = tmp_path / "calls.txt"
+    cells = [Cell("toy", 0, "none"), Cell("toy", 0, "a"), Cell("toy", 0, "b")]
+    ctx = {"log": str(log), "knobs": {"a": 1, "b": 2, "shared": 0}, "owned_knobs": {"a": ["a"], "b": ["b"], "none": []}}
+    assert engine.cell_context(cells[1], ctx)["knobs"] == {"a": 1, "shared": 0}
+    engine.run(cells, knob_cell, ctx, num_cpus=2, progress=False)
+    assert len(_calls(log)) == 3
+    out = engine.run(cells, knob_cell, {**ctx, "knobs": {"a": 1, "b": 5, "shared": 0}}, progress=False)
+    assert _calls(log)[3:] == [str(cells[2])] and out[cells[2]]["statistic"] == 5.0  # only b's cell reran
+    engine.run(cells, knob_cell, {**ctx, "knobs": {"a": 1, "b": 5, "shared": 1}}, progress=False)
+    assert len(_calls(log)) == 7  # a shared knob decides every cell
+    thief = {**ctx, "owned_knobs": {"a": [], "b": ["a", "b"]}}  # attack a reads knob "a", which only b owns
+    with pytest.raises(engine.CellError, match=r"\[toy / seed 0 / a\] KeyError"):
+        engine.run(cells[1:2], knob_cell, thief, progress=False)
+
+
+def test_every_attack_owns_the_knobs_it_declares_but_the_thiefs_recipe():
+    owned = wm_attacks.owned_knobs(wm_attacks.REGISTRY)
+    assert set(owned) == set(wm_attacks.REGISTRY) and owned["none"] == []
+    assert "prune_rate" in owned["prune"] and "finetune_epochs" not in owned["fine-tune"]
+    assert all(set(v).isdisjoint(wm_attacks.THREAT_KNOBS) for v in owned.values())
+
+
 def test_duplicate_cells_and_a_bad_gpu_share_are_refused(tmp_path):
     with pytest.raises(ValueError, match="twice"):
         engine.run([Cell("toy", 0, "none")] * 2, toy_cell, {}, progress=False)

@@ -1,3 +1,4 @@
+import copy
 import warnings
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 from tests.conftest import blobs
 from wmlib import models, train
 from wmlib.data import Split
+from wmlib.train import TrainConfig, fit
 
 
 def test_augment_batch_is_a_shifted_or_flipped_crop():
@@ -170,3 +172,28 @@ def test_patience_stops_once_validation_stalls():
     assert len(h.epoch) < 30 and len(h.epoch) - 1 - best == 2  # stopped 2 epochs after the best one
     with pytest.raises(ValueError, match="patience"):
         train.fit(m, blobs(50), train.TrainConfig(epochs=1), patience=2, progress=False)
+
+
+def test_a_cached_fit_stands_in_for_an_uncached_one_weights_history_and_random_state(tmp_path, monkeypatch):
+    """fit_cached trains in place or loads, and leaves the random state as fit leaves it: what runs
+    next (here a dropout net's next draw) does not depend on whether the cache was warm."""
+    import random
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    split = Split(torch.randint(0, 256, (120, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (120,)))
+    torch.manual_seed(3)
+    stolen = models.build("cw", 1, 10)  # dropout: fit draws from the global generator
+    cfg = TrainConfig(epochs=1, batch_size=40, lr=0.01, seed=5)
+    runs = []
+    for how in ("fit", "cold", "warm"):
+        m = copy.deepcopy(stolen)
+        torch.manual_seed(99)
+        hist = fit(m, split, cfg, device=torch.device("cpu"), progress=False) if how == "fit" else \
+            train.fit_cached(m, split, cfg, device=torch.device("cpu"))
+        runs.append((m.state_dict(), hist.loss, torch.rand(3), random.random()))
+    ref = runs[0]
+    for state, loss, after, py in runs[1:]:
+        assert all(torch.equal(state[k], ref[0][k]) for k in state) and loss == ref[1]
+        assert torch.equal(after, ref[2]) and py == ref[3]
+    assert len(list(tmp_path.glob("fit-*.pt"))) == 1
+    with pytest.raises(ValueError, match="describe the hook"):
+        train.fit_cached(copy.deepcopy(stolen), split, cfg, batch_hook=lambda m, x, y: (x, y))

@@ -25,6 +25,17 @@ from ..train import TrainConfig
 from ..verify import Oracle
 
 
+THREAT_KNOBS = frozenset({"finetune_epochs", "finetune_lr", "finetune_optimizer", "budget"})
+"""The thief's fine-tuning recipe and accuracy budget: every :class:`Threat` carries them, so no
+attack owns them (:func:`owned_knobs`) even where it declares their rules."""
+
+
+def owned_knobs(suite: dict[str, "Attack"]) -> dict[str, list[str]]:
+    """Each attack's own knobs (those it declares, less :data:`THREAT_KNOBS`): a comparison cell's
+    result depends on its attack's own knobs and on no other attack's."""
+    return {name: sorted(set(a.knobs) - THREAT_KNOBS) for name, a in suite.items()}
+
+
 @dataclass
 class Threat:
     """What one thief has, and what the owner's verification counts, for one attacked model."""

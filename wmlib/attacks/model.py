@@ -21,7 +21,7 @@ from .. import rules
 from ..data import Split
 from ..keys import Key, fgsm
 from ..models import weight_layers
-from ..train import TrainConfig, evaluate, fit
+from ..train import TrainConfig, evaluate, fit_cached
 from ..verify import Oracle, key_accuracy
 from .base import Attack, Suspect, Threat, register
 
@@ -95,8 +95,8 @@ def finetune(model: nn.Module, data: Split, cfg: TrainConfig, monitor: dict[str,
     are measured after every epoch; with a ``val`` split and ``cfg.keep_best`` the best validation
     epoch is kept (early stopping, as in GradSigns §4.3.1)."""
     model = copy.deepcopy(model)
-    hist = fit(model, data, cfg, monitor=monitor or {}, progress=progress, desc="fine-tune",
-               device=next(model.parameters()).device)
+    hist = fit_cached(model, data, cfg, tag="fine-tune", monitor=monitor, device=next(model.parameters()).device,
+                      desc="fine-tune")
     return model, hist.as_dict()
 
 
@@ -115,7 +115,7 @@ def finetune_trials(model: nn.Module, pool: Split, cfg: TrainConfig, trials: int
     for t in range(trials + 1):
         if t > 0:
             draw = pool.subset(torch.randperm(len(pool), generator=g)[:samples])
-            fit(current, draw, replace(cfg, seed=cfg.seed + t), device=device, progress=False, desc=f"trial {t}")
+            fit_cached(current, draw, replace(cfg, seed=cfg.seed + t), tag="fine-tune-trial", device=device, desc=f"trial {t}")
         rows.append({"trial": t, "test_acc": evaluate(current, test, device),
                      **{name: measure(current, m) for name, m in measures.items()}})
     return current, pd.DataFrame(rows)
@@ -143,8 +143,8 @@ def prune_finetune(model: nn.Module, rate: float, thief: Split, cfg: TrainConfig
     n_val = int(round(val_fraction * len(thief)))
     val, tr = thief.subset(slice(0, n_val)), thief.subset(slice(n_val, None))
     tuned = prune_magnitude(model, rate, scope, permanent=not keep_sparse)
-    fit(tuned, tr, replace(cfg, keep_best=True), monitor={"val": val}, device=next(model.parameters()).device,
-        progress=False, patience=patience)
+    fit_cached(tuned, tr, replace(cfg, keep_best=True), tag="prune-fine-tune", monitor={"val": val},
+               device=next(model.parameters()).device, patience=patience)
     return make_permanent(tuned)
 
 
@@ -219,8 +219,9 @@ def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: f
         return torch.cat([fgsm(m, x[:k], y[:k], eps), x[k:]]), y
 
     model = copy.deepcopy(model)
-    hist = fit(model, data, cfg, monitor=monitor or {}, batch_hook=hook, progress=False, desc="adversarial fine-tune",
-               device=next(model.parameters()).device)
+    hist = fit_cached(model, data, cfg, tag="adversarial-fine-tune", monitor=monitor, batch_hook=hook,
+                      describe={"batch_hook": "fgsm examples with their labels replace the first share of each batch",
+                                "eps": eps, "mix": mix}, device=next(model.parameters()).device, desc="adversarial fine-tune")
     return model, hist.as_dict()
 
 
