@@ -167,8 +167,9 @@ def test_finetune_trials_chain_and_draw_fresh_samples(monkeypatch):
     from wmlib import attacks
     m = models.build("lenet1", 1, 10)
     seen = []
-    real_fit = attacks.model.fit
-    monkeypatch.setattr(attacks.model, "fit", lambda model, d, c, **kw: seen.append((id(model), d.x[:1].clone())) or real_fit(model, d, c, **kw))
+    real_fit = attacks.model.fit_cached  # each trial's fine-tuning, through the model cache
+    monkeypatch.setattr(attacks.model, "fit_cached",
+                        lambda model, d, c, **kw: seen.append((id(model), d.x[:1].clone())) or real_fit(model, d, c, **kw))
     held = fc.FunctionCoupled(key_fraction=0.05, verify_triggers=20).make_key(Splits(blobs(400), blobs(10), blobs(300, seed=2),
                                                                  REGISTRY["fashion-mnist"]), seed=0)[1]
     last, df = attacks.finetune_trials(m, blobs(300, seed=3), replace(CFG, epochs=1), 3, 50, {"ASR": held}, blobs(100, seed=4))
