@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import pandas as pd
@@ -319,3 +320,20 @@ def test_forging_embeds_the_thiefs_own_secret(toy, keys):
     assert all(torch.equal(a, b) for a, b in zip(before, stolen.parameters()))  # the stolen model is left alone
     # the forger's bits took hold: claimed by the paper's rule (14 of 16), which the stolen model is not
     assert forger.bit_accuracy(forged, fkey) >= 14 / 16 > forger.bit_accuracy(stolen, fkey)
+
+
+def test_embedding_with_the_fast_pools_gives_pytorchs_weights_bit_for_bit(toy, keys):
+    """The regulariser is differentiated twice: it runs PyTorch's pooling (models.stock_pooling), so
+    the embedded weights are those of nn.MaxPool2d, not merely within float rounding of them."""
+    def stock(model):
+        for name, mod in list(model.named_children()):
+            if isinstance(mod, models.MaxPool2d):
+                setattr(model, name, nn.MaxPool2d(2))
+        return model
+    torch.manual_seed(0)
+    ours = models.build("lenet5", 1, 10)
+    theirs = stock(copy.deepcopy(ours))
+    for m in (ours, theirs):
+        SCHEME.train(m, toy, keys[0], replace(CFG, epochs=2), progress=False, device=torch.device("cpu"))
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

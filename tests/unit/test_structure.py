@@ -68,7 +68,8 @@ def test_the_cycle_finder_finds_one():
 def test_profiles_import_nothing_of_wmlib_and_layers_point_down():
     graph = import_graph()
     assert graph["wmlib.profiles"] == set()
-    assert graph["wmlib.cells"] <= {"wmlib.train"}  # the engine knows nothing of watermarking
+    assert graph["wmlib.timing"] == set()  # the work ledger: a leaf every layer may note its work in
+    assert graph["wmlib.cells"] <= {"wmlib.train", "wmlib.timing"}  # the engine knows nothing of watermarking
     for low in ("wmlib.train", "wmlib.verify", "wmlib.zoo", "wmlib.keys", "wmlib.data", "wmlib.plots"):
         assert not {m for m in graph[low] if m.startswith(("wmlib.schemes", "wmlib.attacks", "wmlib.compare"))}, low
     assert not any(m.startswith("wmlib.attacks") for s in graph if s.startswith("wmlib.schemes") for m in graph[s])
