@@ -10,7 +10,7 @@ export PYTHONHASHSEED=0  # no MPLBACKEND: the kernels must keep the inline backe
 
 mkdir -p book/executed
 times=book/executed/build_times.tsv  # one line per step: the status page shows where a build's time goes
-printf 'step\tseconds\tmodels cached before\tmodels trained\n' > "$times"
+printf 'step\tseconds\tmodels cached before\tmodels added to the cache\n' > "$times"
 cached() { { find "${WMLIB_CACHE:-data/cache}" -name '*.pt' 2>/dev/null || true; } | wc -l; }
 
 # the clean-model zoo every chapter verifies against: trained once, before the chapters (or loaded)

@@ -170,15 +170,16 @@ def phases_markdown(phases: list[dict], wall: float, top: int = 8) -> str:
 
 def build_times_markdown(times: pd.DataFrame) -> str:
     """The build's steps (the zoo, each notebook) with their seconds, the models in the cache when the
-    step started and the models it trained: a cold build starts from none."""
+    step started and the models it added (trained and cached; a chapter's thieves' fine-tunings
+    count too): a cold build starts from none."""
     total = times["seconds"].sum()
-    rows = pd.concat([times, pd.DataFrame([{"step": "**total**", "seconds": total,
-                                            "models trained": times["models trained"].sum()}])])
+    added = "models added to the cache"
+    rows = pd.concat([times, pd.DataFrame([{"step": "**total**", "seconds": total, added: times[added].sum()}])])
     rows["minutes"] = (rows["seconds"] / 60).round(1)
     start = int(times["models cached before"].iloc[0])
     kind = "cold: the model cache was empty" if start == 0 else f"warm: {start} models were cached"
     return (f"## Build times\n\nThis book's last build, step by step ({total / 60:.0f} min in all; {kind} when it began):\n\n"
-            + rows[["step", "seconds", "minutes", "models trained"]].to_markdown(index=False) + "\n")
+            + rows[["step", "seconds", "minutes", added]].to_markdown(index=False) + "\n")
 
 
 def count_figures(notebook: Path) -> int:

@@ -36,6 +36,6 @@ def test_phases_outside_a_kernel_record_nothing_and_the_status_page_shows_the_la
 
 def test_build_times_say_whether_the_build_was_cold():
     times = pd.DataFrame({"step": ["zoo", "a.ipynb"], "seconds": [60, 120], "models cached before": [0, 14],
-                          "models trained": [14, 3]})
+                          "models added to the cache": [14, 3]})
     text = report.build_times_markdown(times)
-    assert "cold" in text and "3 min in all" in text and "| **total**" in text
+    assert "cold" in text and "3 min in all" in text and "| **total**" in text and "17 |" in text
