@@ -1,6 +1,8 @@
 import pytest
 import torch
+from torch import nn
 
+from wmlib import models
 from wmlib.data import REGISTRY, Split, Splits
 
 
@@ -24,3 +26,16 @@ def toy_splits() -> Splits:
 def cifar_splits() -> Splits:
     """CIFAR-10-shaped tensors (3 x 32 x 32): the paths that cannot run on real CIFAR here."""
     return Splits(blobs(256, 3, 32), blobs(64, 3, 32, seed=1), blobs(64, 3, 32, seed=2), REGISTRY["cifar10"])
+
+
+def stock_pools(model: nn.Module) -> nn.Module:
+    """The same model with PyTorch's own pooling modules in place of wmlib's fast paths."""
+    for name, mod in list(model.named_children()):
+        if isinstance(mod, models.MaxPool2d):
+            setattr(model, name, nn.MaxPool2d(mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                                              ceil_mode=mod.ceil_mode))
+        elif isinstance(mod, models.AdaptiveAvgPool2d):
+            setattr(model, name, nn.AdaptiveAvgPool2d(mod.output_size))
+        else:
+            stock_pools(mod)
+    return model

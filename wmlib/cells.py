@@ -151,7 +151,7 @@ def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = N
                     failed[cell] = err
                     continue
                 _save(cell, context, results[cell])
-                timing.absorb({k[5:]: v for k, v in results[cell].items() if k.startswith("work_")})
+                timing.absorb(timing.from_fields(results[cell]))
                 bar.update()
     if failed:
         raise CellError(failed, results, len(cells))

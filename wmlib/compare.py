@@ -174,7 +174,7 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
                     "clean_seconds": owner.clean_seconds, "loaded": owner.marked.loaded, "key_size": len(owner.marked.key),
                     "false_claims": fc, "false_claim_verifications": total, "zoo_models": len(zoo)})
     out["seconds"] = time.perf_counter() - t0  # this cell's wall time in its worker (embedding included if trained here)
-    out.update({f"work_{k}": v for k, v in timing.since(work).items()})  # what it trained and evaluated
+    out.update(timing.as_fields(timing.since(work)))  # what it trained and evaluated
     return out
 
 

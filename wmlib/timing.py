@@ -39,6 +39,16 @@ def since(snap: dict) -> dict:
     return {k: _LEDGER[k] - snap[k] for k in FIELDS}
 
 
+def as_fields(work: dict) -> dict:
+    """``work`` (a :func:`since`) as flat fields of a result (``work_trainings``, ...)."""
+    return {f"work_{k}": v for k, v in work.items()}
+
+
+def from_fields(result: dict) -> dict:
+    """The work a result carries in the fields :func:`as_fields` wrote."""
+    return {k: result[f"work_{k}"] for k in FIELDS if f"work_{k}" in result}
+
+
 def absorb(work: dict) -> None:
     """Add work done elsewhere (a Ray worker's :func:`since`) to this process's ledger."""
     for k in FIELDS:

@@ -46,14 +46,11 @@ def seed_everything(seed: int) -> None:
 def preserved_rng():
     """Run a block without changing the Python, NumPy and torch (CPU and CUDA) random states that
     the code around it sees."""
-    py, npy = random.getstate(), np.random.get_state()
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    state = rng_state()
     try:
-        with torch.random.fork_rng(devices=cuda):
-            yield
+        yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
+        set_rng_state(state)
 
 
 def rng_state() -> dict:
@@ -467,12 +464,12 @@ def fit_cached(model: nn.Module, data: Split, cfg: TrainConfig, *, tag: str = "f
     and the options; a hook (``extra_loss``, ``batch_hook``, ...) must be described by the caller
     in ``describe`` (what it does and its settings), since a function cannot be hashed. The
     thieves' fine-tunings go through here, so a warm rebuild of the book retrains nothing."""
+    if fit_kw.get("weight_transform") is not None:
+        raise ValueError("a weight transform changes the model's structure: cache the model with train_or_load instead")
     hooks = sorted(k for k in _HOOKS if fit_kw.get(k) is not None)
     if hooks and not describe:
         raise ValueError(f"describe the hook(s) {', '.join(hooks)} (what they do, their settings): they decide the "
                          "result, and a function cannot be hashed into the cache key")
-    if fit_kw.get("weight_transform") is not None:
-        raise ValueError("a weight transform changes the model's structure: cache the model with train_or_load instead")
     device = device or default_device()
     monitor = monitor or {}
     key = fit_kw.get("key")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import blobs
+from tests.conftest import blobs, stock_pools
 from wmlib import attacks, models, train
 from wmlib.data import REGISTRY, Splits
 from wmlib.keys import Key
@@ -323,16 +323,11 @@ def test_forging_embeds_the_thiefs_own_secret(toy, keys):
 
 
 def test_embedding_with_the_fast_pools_gives_pytorchs_weights_bit_for_bit(toy, keys):
-    """The regulariser is differentiated twice: it runs PyTorch's pooling (models.stock_pooling), so
-    the embedded weights are those of nn.MaxPool2d, not merely within float rounding of them."""
-    def stock(model):
-        for name, mod in list(model.named_children()):
-            if isinstance(mod, models.MaxPool2d):
-                setattr(model, name, nn.MaxPool2d(2))
-        return model
+    """The regulariser is differentiated twice: where a gradient flows, models.MaxPool2d is PyTorch's
+    kernel, so the embedded weights are those of nn.MaxPool2d, not merely within float rounding of them."""
     torch.manual_seed(0)
     ours = models.build("lenet5", 1, 10)
-    theirs = stock(copy.deepcopy(ours))
+    theirs = stock_pools(copy.deepcopy(ours))
     for m in (ours, theirs):
         SCHEME.train(m, toy, keys[0], replace(CFG, epochs=2), progress=False, device=torch.device("cpu"))
     a, b = ours.state_dict(), theirs.state_dict()

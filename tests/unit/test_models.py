@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import stock_pools
 from wmlib import models
 
 
@@ -54,19 +55,6 @@ def test_bad_shape_arguments():
         models.build("lenet5", 4, 10)
 
 
-def _stock_pools(model: nn.Module) -> nn.Module:
-    """The same model with PyTorch's own pooling modules in place of wmlib's fast paths."""
-    for name, mod in list(model.named_children()):
-        if isinstance(mod, models.MaxPool2d):
-            setattr(model, name, nn.MaxPool2d(mod.kernel_size, mod.stride, mod.padding, mod.dilation,
-                                              ceil_mode=mod.ceil_mode))
-        elif isinstance(mod, models.AdaptiveAvgPool2d):
-            setattr(model, name, nn.AdaptiveAvgPool2d(mod.output_size))
-        else:
-            _stock_pools(mod)
-    return model
-
-
 @pytest.mark.parametrize("x", [torch.randn(3, 4, 6, 8), torch.zeros(3, 4, 6, 8), torch.randint(0, 3, (3, 4, 6, 8)).float()],
                          ids=["random", "all-ties", "some-ties"])
 def test_fast_max_pool_matches_pytorch_values_and_gradient_routing(x):
@@ -99,7 +87,7 @@ def test_training_with_the_fast_pools_gives_the_same_weights_bit_for_bit(name):
     from wmlib import data, train
     torch.manual_seed(1)
     ours = models.build(name, 1, 10)
-    stock = _stock_pools(copy.deepcopy(ours))
+    stock = stock_pools(copy.deepcopy(ours))
     assert not any(isinstance(m, (models.MaxPool2d, models.AdaptiveAvgPool2d)) for m in stock.modules())
     split = data.Split(torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (256,)))
     cfg = train.TrainConfig(epochs=2, batch_size=64, lr=0.05, weight_decay=5e-4)

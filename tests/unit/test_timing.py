@@ -21,7 +21,10 @@ def test_fit_and_evaluate_note_their_work():
 
 def test_absorb_adds_a_workers_work_and_rates_divide():
     before = timing.snapshot()
-    timing.absorb({"trainings": 2, "epochs": 10, "train_images": 1000, "train_seconds": 4.0})
+    work = {"trainings": 2, "epochs": 10, "train_images": 1000, "train_seconds": 4.0}
+    result = {"claimed": True, **timing.as_fields(work)}  # as a comparison cell carries it
+    assert result["work_trainings"] == 2 and timing.from_fields(result) == work
+    timing.absorb(timing.from_fields(result))
     done = timing.rates(timing.since(before))
     assert done["trainings"] == 2 and done["train_images_per_s"] == 250.0 and done["eval_images_per_s"] is None
 

@@ -29,7 +29,6 @@ from torch import nn
 from .. import train as _train
 from ..data import Split, Splits
 from ..keys import Key
-from ..models import stock_pooling
 from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict
 from .base import Scheme
@@ -100,8 +99,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target: int, create_graph:
     device. ``create_graph`` keeps the graph for a second backward (embedding)."""
     x = x.detach().requires_grad_(True)
     y = torch.full((len(x),), target, dtype=torch.int64, device=x.device)
-    with stock_pooling() if create_graph else nullcontext():  # differentiated twice: PyTorch's pooling graph
-        ce = F.cross_entropy(model(x).float(), y, reduction="sum")  # the sum: each row is its own image's gradient
+    ce = F.cross_entropy(model(x).float(), y, reduction="sum")  # the sum: each row is its own image's gradient
     (g,) = torch.autograd.grad(ce, x, create_graph=create_graph)
     return g.flatten(1)
 
