@@ -6,6 +6,7 @@ task, are checked together (the schemes' own cross-checks come from their module
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 from . import attacks, compare, data, models
@@ -40,6 +41,15 @@ def _merge(base: dict, change: dict) -> dict:
                        for k, v in change.items()}}
 
 
+def _from_json(knob: str, text: str):
+    """A list or dict knob given as text (papermill ``-p kinds '["content", "noise"]'``): its JSON value."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"knob {knob!r} takes a list or dict, given as JSON with papermill's -p "
+                         f"(e.g. -p {knob} '[\"a\", \"b\"]') or as YAML with -y; could not read {text!r}: {err.msg}") from None
+
+
 def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
     """The knobs of ``chapter`` under ``profile`` (default: ``$WMLIB_PROFILE`` or ``default``),
     with every non-None override applied. Unknown chapters, profiles or knobs list the valid ones."""
@@ -53,6 +63,8 @@ def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
     if unknown:
         raise ValueError(f"unknown knob(s) {', '.join(unknown)} for {chapter}; valid: {', '.join(sorted(cfg))}")
     for k, v in overrides.items():  # a dict of settings (e.g. one entry's) changes those settings only
+        if isinstance(v, str) and isinstance(cfg[k], (list, dict)):
+            v = _from_json(k, v)  # papermill's -p hands a list or dict over as its text
         if v is not None:
             cfg[k] = _merge(cfg[k], v) if isinstance(cfg[k], dict) and isinstance(v, dict) and not _per_dataset(cfg[k]) else v
     for k, v in cfg.items():  # a knob given per dataset takes the chosen dataset's value
@@ -141,6 +153,7 @@ def _rules(chapter: str) -> dict:
         "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int,
         # the comparison
         "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
+        "knockoff_budgets": _list(pos_int, nonempty=False),
         "schemes": _settings(compare.ENTRIES),  # each entry's own settings: its scheme checks them
         # the comparison's attacks check the knobs they read (Attack.knobs); a chapter knob of the same name too
         **{name: rule for attack in attacks.REGISTRY.values() for name, rule in attack.knobs.items()},
@@ -191,6 +204,11 @@ def validate(chapter: str, cfg: dict) -> None:
                 scheme.check(data.spec(cfg["dataset"]))
             except ValueError as err:
                 raise ValueError(f"comparison entry {name!r}: {err}") from None
+        for name in cfg["attacks"]:  # and every chosen attack accepts its settings on the task
+            try:
+                attacks.REGISTRY[name].check(cfg, data.spec(cfg["dataset"]))
+            except ValueError as err:
+                raise ValueError(f"comparison attack {name!r}: {err}") from None
     if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
         raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
                          f"'hosts' ({', '.join(cfg['hosts'])})")

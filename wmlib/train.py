@@ -244,6 +244,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
     training (Li et al.'s encoder and discriminator) takes its own optimiser steps there and returns
     the batch with the samples it made appended (detached: only the model's optimiser steps here).
     ``objective='reconstruct'`` trains an autoencoder instead (mean squared error to the input).
+    Labels may be soft: a float ``y`` of class-probability rows is the cross-entropy's target as it is
+    (PyTorch's probability targets; model extraction and distillation train on an API's scores).
     ``patience`` (with ``cfg.keep_best``) stops once the validation accuracy has not improved for
     that many epochs (Keras' EarlyStopping, as the GradSigns code fine-tunes). ``epoch_hook(model,
     epoch)`` runs after each epoch's steps, before the monitors (e.g. redraw random weight masks, or
@@ -305,8 +307,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, *, monitor: dict[str, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if classify:
-                correct += (logits.argmax(1) == yb).sum()
+            if classify:  # soft targets (rows of class probabilities, e.g. a distilled teacher's) count their argmax
+                correct += (logits.argmax(1) == (yb if yb.dim() == 1 else yb.argmax(1))).sum()
             total_loss += loss.detach() * len(yb)
             seen += len(yb)
         if epoch_hook is not None:

@@ -169,3 +169,15 @@ def test_an_ablation_says_whether_the_setting_explains_a_gap():
     assert "so the dataset explains the gap" in report.ablation_reason(0.99, 0.5, 0.1, 0.95, note="; x")
     assert report.ablation_reason(0.99, 0.5, 0.1, 0.95, note="; x").startswith("; x; tested: on MNIST digits")
     assert "still 0.400, so the dataset does not explain it" in report.ablation_reason(0.99, 0.5, 0.1, 0.4)
+
+
+def test_a_list_or_dict_knob_given_as_text_by_papermill_is_read_as_json():
+    from wmlib import settings
+
+    assert settings.resolve("zhang2018", "smoke", kinds='["content", "noise"]')["kinds"] == ["content", "noise"]
+    cfg = settings.resolve("comparison", "smoke", attacks='["jpeg"]', schemes='{"zhang-content": {"source": 2}}')
+    assert cfg["attacks"] == ["jpeg"] and cfg["schemes"]["zhang-content"]["source"] == 2
+    with pytest.raises(ValueError, match="takes a list or dict, given as JSON"):
+        settings.resolve("zhang2018", "smoke", kinds="content, noise")
+    with pytest.raises(ValueError, match="choose|one of"):
+        settings.resolve("comparison", "smoke", attacks='["erase"]')

@@ -4,7 +4,11 @@
   fine-tuning, transfer learning, overwriting;
 * :mod:`.query` — query-side: input noise, score rounding, half-precision scores, score perturbation;
 * :mod:`.query_modification` — Namba & Sakuma's autoencoder query modification;
-* :mod:`.key_detector` — a key-sample detector that answers flagged queries with the runner-up class.
+* :mod:`.key_detector` — a key-sample detector that answers flagged queries with the runner-up class;
+* :mod:`.extraction` — retraining on stolen labels (same or another architecture), distillation, Knockoff Nets;
+* :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion and unlearning;
+* :mod:`.adversarial_training` — PGD adversarial fine-tuning; :mod:`.jpeg` — JPEG-compressed queries;
+* :mod:`.combined` — attacks chained.
 
 Each module registers its attacks of the comparison suite (:data:`REGISTRY`, in this order); a new
 attack is one more module (or one file of your own) that subclasses :class:`Attack` and calls
@@ -21,5 +25,11 @@ from .query_modification import (AutoencoderBank, QueryModification, QueryModifi
                                  background_error, detection_table, invalidation_table, jensen_shannon,
                                  rec_loss_detection, train_autoencoder)
 from .key_detector import KeyDetector, KeyDetectorOracle
+from .extraction import Distillation, Knockoff, Retraining, Tempered, extract, knockoff_queries, stolen_labels
+from .fine_pruning import FinePruning, channel_activations, fine_prune, last_conv, mask_channels
+from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
+from .adversarial_training import AdversarialTraining, pgd_finetune
+from .jpeg import Jpeg, JpegOracle, jpeg_compress
+from .combined import Chain
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -90,6 +90,10 @@ class Attack(ABC):
             return f"{self.name} attacks {self.only}-based verification; these schemes verify by {scheme.trials}"
         return None
 
+    def check(self, settings: dict, spec: DatasetSpec) -> None:
+        """Refuse, with the reason, settings that cannot work on the task ``spec`` (called when the
+        comparison's knobs are read, long before a cell runs); by default every setting its rules allow works."""
+
     @abstractmethod
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         """Attack ``model`` (never modified in place) and return what the owner then queries."""

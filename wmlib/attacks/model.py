@@ -82,10 +82,11 @@ def prune_magnitude(model: nn.Module, amount: float, scope: str = "global", perm
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold any attached pruning masks into the weights (in place)."""
+    """Fold any attached pruning masks into the weights and biases (in place)."""
     for m in model.modules():
-        if prune.is_pruned(m) and hasattr(m, "weight_mask"):
-            prune.remove(m, "weight")
+        for name in ("weight", "bias"):
+            if prune.is_pruned(m) and hasattr(m, f"{name}_mask"):
+                prune.remove(m, name)
     return model
 
 
