@@ -25,7 +25,7 @@ from . import attacks as _attacks
 from . import data, timing
 from .schemes import FineTuneKeys, FunctionCoupled, GradSigns, Li2019, Namba2019, Scheme, Zhang2018
 from .schemes.base import Watermarked, watermark
-from .cells import Cell, claim_rate, run
+from .cells import Cell, cell_context, claim_rate, run
 from .train import TrainConfig, evaluate, train_classifier
 from .verify import false_claims, oracle_accuracy, verify_trials
 
@@ -75,7 +75,8 @@ def entry_context(entries: dict[str, Make], schemes: dict[str, dict]) -> dict[st
             for name, make in entries.items()}
 
 
-SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes")  # which cells run, and the entries' own settings (in ``entries``)
+# which cells run, the entries' own settings (in ``entries``) and the knockoff's budget curve (cells of its own)
+SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets")
 
 
 def make_context(knobs: dict, zoo: dict | None = None, registry: dict[str, Make] | None = None) -> dict:
@@ -93,6 +94,14 @@ def suite_table(names: list[str], suite: Suite | None = None) -> pd.DataFrame:
     suite = _attacks.REGISTRY if suite is None else suite
     return pd.DataFrame([{"attack": a.name, "side": a.side, "applies to": a.only or "every scheme",
                           "what the thief does": a.about} for a in (suite[n] for n in names)])
+
+
+def attack_knobs(names: list[str], knobs: dict, suite: Suite | None = None) -> pd.DataFrame:
+    """One row per attack of ``names``: the knobs it reads (its own and the thief's recipe and
+    budget it declares) with their values in ``knobs``: what the thief knows and spends."""
+    suite = _attacks.REGISTRY if suite is None else suite
+    return pd.DataFrame([{"attack": n, "knobs": ", ".join(f"{k} = {knobs[k]}" for k in sorted(suite[n].knobs) if k in knobs)
+                          or "—"} for n in names])
 
 
 # --------------------------------------------------------------------------- one cell
@@ -210,6 +219,24 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
     return pd.DataFrame(rows)
 
 
+def knob_curve(entry: str, seed: int, attack: str, knob: str, values: list, context: dict,
+               registry: dict[str, Make] | None = None, suite: Suite | None = None) -> pd.DataFrame:
+    """One cell run again at each value of one of its attack's knobs (e.g. the knockoff's query
+    budget), in this process: one row per value with the verdict, the thief's test accuracy and its
+    report. Its models go through the model cache; the rows are not saved."""
+    registry = ENTRIES if registry is None else registry
+    suite = _attacks.REGISTRY if suite is None else suite
+    if knob not in suite[attack].knobs:
+        raise ValueError(f"{knob!r} is not a knob of the attack {attack!r}; its knobs: {', '.join(sorted(suite[attack].knobs))}")
+    rows = []
+    for v in values:
+        ctx = {**context, "knobs": {**context["knobs"], knob: v}, "owned_knobs": _attacks.owned_knobs(suite)}
+        r = run_cell(Cell(entry, int(seed), attack), cell_context(Cell(entry, int(seed), attack), ctx), registry, suite)
+        rows.append({knob: v, **{k: r.get(k) for k in ("applies", "claimed", "statistic", "threshold", "test_acc")},
+                     **{k: val for k, val in r.items() if k.startswith("report_")}})
+    return pd.DataFrame(rows)
+
+
 def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per (entry, attack): claims over the seeds (``claimed`` of ``seeds``) with the exact
     ``confidence`` interval, the mean key statistic (hit rate or matched bits), the thief's mean
@@ -257,9 +284,61 @@ def embedding_table(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
         {"embedded": int, "seeds": int, "false claims": int, "verifications": int, "loaded from cache": int})
 
 
-def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0) -> pd.DataFrame:
+def attacked_cells(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
+    """The verified attack cells, each with what the thief lost against the same owner's unattacked
+    model (``accuracy loss``), the key statistic's margin over the null's threshold, and Lukas et
+    al.'s success rule (S&P 2022, the Watermark-Robustness-Toolbox's plots): an attack ``removes``
+    the watermark when the thief keeps its test accuracy within ``max_loss`` (absolute) of the stolen
+    model and the owner's claim fails."""
+    before = cells[(cells.attack == "none") & (cells.status == "ok")].set_index(["entry", "seed"])["test_acc"]
+    out = cells[(cells.attack != "none") & (cells.status == "ok")].copy()
+    out["stolen acc"] = before.reindex(list(zip(out["entry"], out["seed"]))).to_numpy()
+    out["accuracy loss"] = out["stolen acc"] - out["test_acc"]
+    out["margin"] = out["statistic"] - out["threshold"]
+    out["removed"] = (~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss)
+    return out
+
+
+def thief_cost(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per attack, what it cost the thief, averaged over its verified cells: models trained,
+    training epochs, queries to the stolen API (model extraction), the cell's wall seconds in its
+    worker and the thief's test accuracy and loss against the stolen model."""
+    att = attacked_cells(cells)
+    for column in ("work_trainings", "work_epochs"):
+        if column not in att:
+            att[column] = 0
+    asked = [c for c in att if c.startswith("report_") and c.endswith("api_queries")]  # a chain's parts report theirs
+    att["api queries"] = att[asked].fillna(0).sum(axis=1) if asked else 0
+    g = att.groupby("attack", sort=False)
+    return pd.DataFrame({"cells": g.size(), "models trained": g["work_trainings"].mean(),
+                         "epochs": g["work_epochs"].mean(), "API queries": g["api queries"].mean(),
+                         "seconds per cell": g["seconds"].mean(), "test accuracy": g["test_acc"].mean(),
+                         "accuracy loss": g["accuracy loss"].mean()})
+
+
+def removals(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
+    """Lukas et al.'s success rule (:func:`attacked_cells`) per scheme: the attacks that removed its
+    watermark in every seed, and the cheapest of them (fewest seconds per cell), or "none of the suite"."""
+    att = attacked_cells(cells, max_loss)
+    rows = []
+    for entry, g in att.groupby("entry", sort=False):
+        per = g.groupby("attack", sort=False).agg(removed=("removed", "sum"), seeds=("removed", "size"),
+                                                  seconds=("seconds", "mean"))
+        always = per[per["removed"] == per["seeds"]].sort_values("seconds")
+        some = per[(per["removed"] > 0) & (per["removed"] < per["seeds"])]
+        rows.append({"entry": entry, "attacks tried": len(per), "removed by (every seed)": len(always),
+                     "cheapest removal": always.index[0] if len(always) else "none of the suite",
+                     "its seconds per cell": float(always["seconds"].iloc[0]) if len(always) else float("nan"),
+                     "removing attacks": ", ".join(always.index),
+                     "in some seeds only": ", ".join(f"{a} ({int(r.removed)} / {int(r.seeds)})" for a, r in some.iterrows())})
+    return pd.DataFrame(rows).set_index("entry") if rows else pd.DataFrame()
+
+
+def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
+                      removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix and citing its cells: a cell
-    counts as survived when its claim rate over the seeds is at least ``full``."""
+    counts as survived when its claim rate over the seeds is at least ``full``; with ``removed``
+    (:func:`removals`), which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
     ok = mat[mat["status"] == "ok"].reset_index()
     attacked = ok[ok["attack"] != "none"]
     embedded = [e for e in emb.index if emb.loc[e, "embedded"] > 0]
@@ -289,7 +368,12 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0) -
                             ("survives prune + fine-tune within the accuracy budget", ["prune-finetune"]),
                             ("survives the autoencoder query modification", ["query-modification"]),
                             ("survives the key-sample detector", ["key-detector"]),
-                            ("survives overwriting", ["overwrite"]), ("survives transfer learning", ["transfer"])):
+                            ("survives overwriting", ["overwrite"]), ("survives transfer learning", ["transfer"]),
+                            ("survives model extraction (retraining, distillation, knockoff)",
+                             ["retrain-labels", "retrain-other-arch", "distillation", "knockoff"]),
+                            ("survives fine-pruning and Neural Cleanse", ["fine-pruning", "neural-cleanse"]),
+                            ("survives adversarial training", ["adversarial-training"]),
+                            ("survives JPEG-compressed queries", ["jpeg"])):
         cells = attacked[attacked["attack"].isin(names)]
         if cells.empty:
             continue
@@ -298,6 +382,11 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0) -
         winners = list(dict.fromkeys(full_rows["entry"]))
         rows.append({"question": question, "answer": ", ".join(winners) or "no scheme",
                      "evidence": cite(full_rows) if winners else "best: " + cite(cells.nlargest(1, "claim rate"))})
+    if removed is not None and len(removed):
+        kept = [e for e in removed.index if removed.loc[e, "removed by (every seed)"] == 0]
+        rows.append({"question": "no attack of the suite removes it (Lukas et al.'s rule)",
+                     "answer": ", ".join(kept) or "no scheme",
+                     "evidence": "; ".join(f"{e}: {r['cheapest removal']}" for e, r in removed.iterrows())})
     fc = {e: (int(emb.loc[e, "false claims"]), int(emb.loc[e, "verifications"])) for e in emb.index}
     rows.append({"question": "claims an innocent (zoo) model", "answer": "no scheme" if all(c == 0 for c, _ in fc.values()) else
                  ", ".join(f"{e} ({c} of {n:,} verifications)" for e, (c, n) in fc.items() if c),

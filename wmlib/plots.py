@@ -327,3 +327,25 @@ def _label_points(fig, ax, points: pd.DataFrame, x: str, y: str, label: str) -> 
             t = ax.annotate(r[label], (r[x], r[y]), xytext=(6, 4), textcoords="offset points", fontsize=8)
             box = t.get_window_extent(renderer)
         placed.append(box)
+
+
+def removal_panels(attacked: pd.DataFrame, attacks: list[str], max_loss: float = 0.05, col_wrap: int = 4):
+    """The SoK's robustness figure, one panel per attack: the owner's key statistic over the null's
+    threshold (``margin``; below the dashed line the claim fails) against the test accuracy the thief
+    lost (``accuracy loss``; right of the dotted line it lost more than ``max_loss``), one point per
+    scheme and seed (:func:`wmlib.compare.attacked_cells`). Bottom left: removed by Lukas et al.'s rule."""
+    shown = [a for a in attacks if a in set(attacked["attack"])]
+    data = attacked[attacked["attack"].isin(shown)]
+    g = sns.relplot(data, x="accuracy loss", y="margin", hue="entry", style="entry", col="attack", col_order=shown,
+                    col_wrap=min(col_wrap, len(shown)), height=2.5, aspect=1.05, s=45, facet_kws={"sharex": True})
+    lo = min(-0.02, float(data["accuracy loss"].min()) - 0.02)
+    hi = max(max_loss + 0.05, min(1.0, float(data["accuracy loss"].max()) + 0.05))
+    for ax in g.axes.flat:
+        ax.axhline(0.0, color="0.3", lw=0.9, ls="--")
+        ax.axvline(max_loss, color="0.5", lw=0.9, ls=":")
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    g.set_titles("{col_name}")
+    g.set_axis_labels("test accuracy the thief lost", "statistic − threshold")
+    return g.figure

@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import torch
@@ -242,3 +243,39 @@ def test_the_book_entries_build_their_chapters_schemes():
     assert schemes["zhang-noise"].target == 0 and schemes["fc-invisible"].r == 0.5 and schemes["fc-direct"].mask_ratio == 0.05
     with pytest.raises(ValueError, match="'target' is None"):
         compare.ENTRIES["fc-direct"]({**knobs["schemes"]["fc-direct"], "target": None})
+
+
+def test_lukas_rule_thief_cost_and_the_cheapest_removal():
+    rows = []
+    for seed in (0, 1):
+        rows += [dict(entry="a", seed=seed, attack="none", status="ok", claimed=True, statistic=1.0, threshold=0.3,
+                      test_acc=0.90, seconds=1.0, queries=40),
+                 # fails the claim and keeps the accuracy: a removal
+                 dict(entry="a", seed=seed, attack="cheap", status="ok", claimed=False, statistic=0.1, threshold=0.3,
+                      test_acc=0.88, seconds=2.0, work_trainings=1, work_epochs=3, queries=40),
+                 # fails the claim but costs the thief 20 points: not a removal
+                 dict(entry="a", seed=seed, attack="ruinous", status="ok", claimed=False, statistic=0.0, threshold=0.3,
+                      test_acc=0.70, seconds=1.0, work_trainings=1, work_epochs=30, report_api_queries=500, queries=40),
+                 # removes in one seed only, and is slower
+                 dict(entry="a", seed=seed, attack="slow", status="ok", claimed=seed == 0, statistic=0.2, threshold=0.3,
+                      test_acc=0.89, seconds=9.0, work_trainings=1, work_epochs=3, queries=40, **{"report_x:api_queries": 100}),
+                 dict(entry="b", seed=seed, attack="none", status="ok", claimed=True, statistic=1.0, threshold=0.3,
+                      test_acc=0.90, seconds=1.0, queries=40),
+                 dict(entry="b", seed=seed, attack="cheap", status="ok", claimed=True, statistic=0.9, threshold=0.3,
+                      test_acc=0.90, seconds=2.0, work_trainings=1, work_epochs=3, queries=40)]
+    cells = pd.DataFrame(rows)
+    att = compare.attacked_cells(cells)
+    assert att.set_index(["entry", "seed", "attack"]).loc[("a", 0, "ruinous"), "accuracy loss"] == pytest.approx(0.2)
+    assert not att[att.attack == "ruinous"]["removed"].any() and att[(att.entry == "a") & (att.attack == "cheap")]["removed"].all()
+    removed = compare.removals(cells)
+    assert removed.loc["a", "cheapest removal"] == "cheap" and removed.loc["a", "removed by (every seed)"] == 1
+    assert removed.loc["a", "in some seeds only"] == "slow (1 / 2)"
+    assert removed.loc["b", "cheapest removal"] == "none of the suite"
+    cost = compare.thief_cost(cells)
+    assert cost.loc["ruinous", "API queries"] == 500 and cost.loc["slow", "API queries"] == 100  # a chain's part counts
+    assert cost.loc["cheap", "epochs"] == 3 and cost.loc["ruinous", "accuracy loss"] == pytest.approx(0.2)
+    mat = compare.matrix(cells)
+    emb = pd.DataFrame({"embedded": [2, 2], "seeds": [2, 2], "accuracy cost": [0.0, 0.0], "time overhead": [1.0, 1.0],
+                        "queries": [40, 40], "false claims": [0, 0], "verifications": [10, 10]}, index=["a", "b"])
+    when = compare.which_scheme_when(mat, emb, removed=removed).set_index("question")["answer"]
+    assert when["no attack of the suite removes it (Lukas et al.'s rule)"] == "b"
