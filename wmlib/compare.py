@@ -334,6 +334,26 @@ def removals(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("entry") if rows else pd.DataFrame()
 
 
+def lukas_findings(attacked: pd.DataFrame) -> dict:
+    """Lukas et al.'s three findings, measured on this sweep's attacked cells (:func:`attacked_cells`):
+    the watermarks that no attack removes in every seed (``unremoved``), the single attacks that
+    remove every watermark in every seed (``removes_all``), and for each chained attack (a name with
+    '+') the share of watermarks it removes in every seed and, for the others, their claims and the
+    accuracy the thief lost (``chains``: name -> (share, reason))."""
+    per = attacked.groupby(["entry", "attack"], sort=False)["removed"].all().unstack()
+    entries = list(per.index)
+    unremoved = [e for e in entries if not per.loc[e].fillna(False).astype(bool).any()]
+    removes_all = [a for a in per.columns if "+" not in a and per[a].notna().all() and per[a].astype(bool).all()]
+    chains = {}
+    for chain in [a for a in per.columns if "+" in a]:
+        g = attacked[attacked["attack"] == chain]
+        kept = [f"{e} (claimed in {int(h['claimed'].sum())} of {len(h)} seeds, {h['accuracy loss'].mean():.1%} accuracy lost)"
+                for e, h in g.groupby("entry", sort=False) if not h["removed"].all()]
+        chains[chain] = (float(per[chain].fillna(False).astype(bool).mean()),
+                         "not removed in every seed: " + "; ".join(kept) if kept else "")
+    return {"unremoved": unremoved, "removes_all": removes_all, "chains": chains}
+
+
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix and citing its cells: a cell

@@ -281,17 +281,19 @@ def claim_heatmap(matrix: pd.DataFrame, entries: list[str], attacks: list[str]):
         if entry in rate.index and attack in rate.columns and row["status"] == "ok":
             rate.loc[entry, attack] = row["claim rate"]
             text.loc[entry, attack] = f"{row['claimed']}/{row['seeds']}"
-    fig, ax = plt.subplots(figsize=(0.85 * len(attacks) + 2.6, 0.5 * len(entries) + 1.8))
+    if len(attacks) > len(entries):  # the longer list down the page, so that a wide suite stays legible
+        rate, text = rate.T, text.T
+    fig, ax = plt.subplots(figsize=(0.85 * rate.shape[1] + 2.6, 0.42 * rate.shape[0] + 1.8))
     ax.set_facecolor("0.88")  # the n/a cells (NaN) are left unpainted
     sns.heatmap(rate, annot=text.values, fmt="", vmin=0.0, vmax=1.0, cmap="RdYlGn", linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "claim rate (over seeds)", "shrink": 0.8}, annot_kws={"fontsize": 7}, ax=ax)
-    for i, entry in enumerate(entries):  # seaborn leaves NaN cells unannotated
-        for j, attack in enumerate(attacks):
-            if np.isnan(rate.loc[entry, attack]):
+    for i, row in enumerate(rate.index):  # seaborn leaves NaN cells unannotated
+        for j, column in enumerate(rate.columns):
+            if np.isnan(rate.loc[row, column]):
                 ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.45")
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
     ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
-    ax.set(xlabel="attack", ylabel="")
+    ax.set(xlabel="attack" if rate.columns.equals(pd.Index(attacks)) else "watermark", ylabel="")
     fig.tight_layout()
     return fig
 
@@ -333,19 +335,23 @@ def removal_panels(attacked: pd.DataFrame, attacks: list[str], max_loss: float =
     """The SoK's robustness figure, one panel per attack: the owner's key statistic over the null's
     threshold (``margin``; below the dashed line the claim fails) against the test accuracy the thief
     lost (``accuracy loss``; right of the dotted line it lost more than ``max_loss``), one point per
-    scheme and seed (:func:`wmlib.compare.attacked_cells`). Bottom left: removed by Lukas et al.'s rule."""
+    scheme and seed (:func:`wmlib.compare.attacked_cells`). Bottom left: removed by Lukas et al.'s rule.
+    Each panel spans its own losses (at least up to twice ``max_loss``), so that transfer learning's or a
+    knockoff's large losses do not squeeze the others."""
     shown = [a for a in attacks if a in set(attacked["attack"])]
     data = attacked[attacked["attack"].isin(shown)]
     g = sns.relplot(data, x="accuracy loss", y="margin", hue="entry", style="entry", col="attack", col_order=shown,
-                    col_wrap=min(col_wrap, len(shown)), height=2.5, aspect=1.05, s=45, facet_kws={"sharex": True})
-    lo = min(-0.02, float(data["accuracy loss"].min()) - 0.02)
-    hi = max(max_loss + 0.05, min(1.0, float(data["accuracy loss"].max()) + 0.05))
-    for ax in g.axes.flat:
+                    col_wrap=min(col_wrap, len(shown)), height=2.5, aspect=1.05, s=45,
+                    facet_kws={"sharex": False, "sharey": True})
+    for attack, ax in g.axes_dict.items():
+        loss = data.loc[data["attack"] == attack, "accuracy loss"]
         ax.axhline(0.0, color="0.3", lw=0.9, ls="--")
         ax.axvline(max_loss, color="0.5", lw=0.9, ls=":")
-        ax.set_xlim(lo, hi)
+        ax.set_xlim(min(-0.01, float(loss.min()) - 0.01), max(2 * max_loss, float(loss.max()) + 0.01))
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.tick_params(labelbottom=True)
     g.set_titles("{col_name}")
     g.set_axis_labels("test accuracy the thief lost", "statistic − threshold")
+    g.tight_layout()  # the grid's own layout keeps the legend outside the panels
     return g.figure

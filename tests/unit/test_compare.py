@@ -279,3 +279,8 @@ def test_lukas_rule_thief_cost_and_the_cheapest_removal():
                         "queries": [40, 40], "false claims": [0, 0], "verifications": [10, 10]}, index=["a", "b"])
     when = compare.which_scheme_when(mat, emb, removed=removed).set_index("question")["answer"]
     assert when["no attack of the suite removes it (Lukas et al.'s rule)"] == "b"
+    chained = cells[cells.attack == "cheap"].assign(attack="cheap+slow")
+    lk = compare.lukas_findings(compare.attacked_cells(pd.concat([cells, chained])))
+    assert lk["unremoved"] == ["b"] and lk["removes_all"] == []
+    share, why = lk["chains"]["cheap+slow"]
+    assert share == 0.5 and why.startswith("not removed in every seed: b (claimed in 2 of 2 seeds")

@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tests.conftest import blobs  # noqa: E402
@@ -61,3 +62,22 @@ def test_lines_draws_panels_thresholds_and_log_axes():
     assert len(dashed) == 1 and dashed[0].get_ydata()[0] == 0.78 and dashed[0].get_linestyle() == "--"
     assert not [ln for ln in axes[1].lines if ln.get_color() == "g"]
     plt.close(fig)
+
+
+def test_a_wide_attack_suite_runs_down_the_page_and_each_removal_panel_spans_its_own_losses():
+    import pandas as pd
+
+    from wmlib import plots
+
+    entries, names = ["a", "b"], [f"attack-{i}" for i in range(5)]
+    mat = pd.DataFrame([{"entry": e, "attack": n, "status": "ok", "claim rate": 1.0, "claimed": 1, "seeds": 1}
+                        for e in entries for n in names]).set_index(["entry", "attack"])
+    ax = plots.claim_heatmap(mat, entries, names).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == names and ax.get_xlabel() == "watermark"
+    ax = plots.claim_heatmap(mat, entries + ["c", "d", "e", "f"], names[:2]).axes[0]
+    assert ax.get_xlabel() == "attack"
+    att = pd.DataFrame({"attack": ["small", "small", "large"], "entry": ["a", "b", "a"],
+                        "accuracy loss": [0.01, 0.02, 0.5], "margin": [0.3, -0.2, -0.5]})
+    fig = plots.removal_panels(att, ["small", "large", "absent"])
+    small, large = fig.axes[:2]
+    assert small.get_xlim()[1] == pytest.approx(0.10) and large.get_xlim()[1] == pytest.approx(0.51)
