@@ -237,13 +237,20 @@ def knob_curve(entry: str, seed: int, attack: str, knob: str, values: list, cont
     return pd.DataFrame(rows)
 
 
+def _accuracy_loss(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per cell of ``rows``: the test accuracy of the same (entry, seed)'s unattacked model in
+    ``cells`` (``stolen``), and what the thief's model lost against it (``loss``)."""
+    before = cells[(cells.attack == "none") & (cells.status == "ok")].set_index(["entry", "seed"])["test_acc"]
+    stolen = before.reindex(list(zip(rows["entry"], rows["seed"]))).to_numpy()
+    return pd.DataFrame({"stolen": stolen, "loss": stolen - rows["test_acc"].to_numpy()}, index=rows.index)
+
+
 def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per (entry, attack): claims over the seeds (``claimed`` of ``seeds``) with the exact
     ``confidence`` interval, the mean key statistic (hit rate or matched bits), the thief's mean
     test accuracy and what the attack cost it (against the same seed's unattacked model), the
     queries per verification, or the reason the attack does not apply."""
     rows = []
-    before = cells[(cells.attack == "none") & (cells.status == "ok")].set_index(["entry", "seed"])["test_acc"]
     for (entry, attack), g in cells.groupby(["entry", "attack"], sort=False):
         ok = g[g.status == "ok"]
         if ok.empty:
@@ -253,8 +260,7 @@ def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         rows.append({"entry": entry, "attack": attack, "status": "ok", "claimed": int(ok["claimed"].sum()),
                      "seeds": len(ok), "claim rate": rate, "ci low": lo, "ci high": hi, "statistic": ok["statistic"].mean(),
                      "threshold": ok["threshold"].mean(), "test accuracy": ok["test_acc"].mean(),
-                     "accuracy cost": float((before.reindex(list(zip(ok["entry"], ok["seed"]))).to_numpy()
-                                             - ok["test_acc"].to_numpy()).mean()),
+                     "accuracy cost": float(_accuracy_loss(cells, ok)["loss"].mean()),
                      "queries": ok["queries"].mean(),
                      "reason": "" if len(ok) == len(g) else f"{len(g) - len(ok)} seed(s) n/a: {g[g.status != 'ok'].reason.iloc[0]}"})
     out = pd.DataFrame(rows).set_index(["entry", "attack"])
@@ -290,10 +296,8 @@ def attacked_cells(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     al.'s success rule (S&P 2022, the Watermark-Robustness-Toolbox's plots): an attack ``removes``
     the watermark when the thief keeps its test accuracy within ``max_loss`` (absolute) of the stolen
     model and the owner's claim fails."""
-    before = cells[(cells.attack == "none") & (cells.status == "ok")].set_index(["entry", "seed"])["test_acc"]
     out = cells[(cells.attack != "none") & (cells.status == "ok")].copy()
-    out["stolen acc"] = before.reindex(list(zip(out["entry"], out["seed"]))).to_numpy()
-    out["accuracy loss"] = out["stolen acc"] - out["test_acc"]
+    out[["stolen acc", "accuracy loss"]] = _accuracy_loss(cells, out)[["stolen", "loss"]].to_numpy()
     out["margin"] = out["statistic"] - out["threshold"]
     out["removed"] = (~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss)
     return out

@@ -14,8 +14,8 @@ variant is :func:`wmlib.attacks.model.adversarial_finetune`.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
-import torch
 import torchattacks
 from torch import nn
 
@@ -24,6 +24,7 @@ from ..data import Split
 from ..train import TrainConfig, fit_cached
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
+from .model import mixed_batches
 
 
 def pgd_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, alpha: float, steps: int,
@@ -37,15 +38,9 @@ def pgd_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, al
         raise ValueError(f"alpha (the step) must be in (0, eps] = (0, {eps}], got {alpha}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not 0.0 < mix <= 1.0:
-        raise ValueError(f"mix must be in (0, 1], got {mix}")
     model = copy.deepcopy(model)
     pgd = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-
-    def hook(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = max(1, int(round(mix * len(x))))
-        return torch.cat([pgd(x[:k], y[:k]), x[k:]]), y
-
+    hook = mixed_batches(lambda m, x, y: pgd(x, y), mix, "mix")
     fit_cached(model, data, cfg, tag=tag, batch_hook=hook, device=next(model.parameters()).device,
                describe={"batch_hook": "torchattacks.PGD examples (random start, eval mode) with their labels replace "
                                        "the first share of each batch", "torchattacks": torchattacks.__version__,
@@ -61,8 +56,6 @@ class AdversarialTraining(Attack):
              "advtrain_steps": rules.integer(1), "advtrain_mix": rules.number(0.0, 1.0, lo_open=True)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
-        from dataclasses import replace
-
         k = threat.settings
         cfg = replace(threat.finetune, epochs=k["advtrain_epochs"])
         out = pgd_finetune(model, threat.thief, cfg, k["advtrain_eps"], k["advtrain_alpha"], k["advtrain_steps"],

@@ -22,11 +22,15 @@ from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
 
 
+def _check_quality(quality) -> None:
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
+        raise ValueError(f"quality must be an integer in [1, 95], got {quality!r}")
+
+
 def jpeg_compress(x: torch.Tensor, quality: int) -> torch.Tensor:
     """Images ``x`` (N x C x H x W, uint8 or floats in [0, 1]; C = 1 or 3) through a JPEG encode and
     decode at ``quality`` (1-95, Pillow's useful range); uint8 out."""
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
-        raise ValueError(f"quality must be an integer in [1, 95], got {quality!r}")
+    _check_quality(quality)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must be N x C x H x W with 1 or 3 channels, got {tuple(x.shape)}")
     u8 = x if x.dtype == torch.uint8 else (to_float(x).clamp(0, 1) * 255).round().to(torch.uint8)
@@ -46,7 +50,7 @@ class JpegOracle(Oracle):
     """Query-side attack: every query is JPEG-compressed at ``quality`` before it reaches the model."""
 
     def __init__(self, inner: Oracle, quality: int):
-        jpeg_compress(torch.zeros((1, 1, 8, 8), dtype=torch.uint8), quality)  # the quality is checked here, when it is set
+        _check_quality(quality)  # when it is set, not at the first query
         self.inner, self.quality, self.queries = inner, quality, 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -205,6 +205,23 @@ def quantize_weights(model: nn.Module, bits: int = 8) -> nn.Module:
     return model
 
 
+BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def mixed_batches(make: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], share: float,
+                  name: str = "share") -> BatchHook:
+    """A :func:`wmlib.train.fit` batch hook that replaces the first ``share`` of every batch (at least
+    one image) by ``make(model, x, y)`` of those images, labels kept: adversarial examples of the model
+    as it is at that step, or images stamped with a trigger. ``name`` is the knob a bad share is named by."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {share}")
+
+    def hook(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = max(1, int(round(share * len(x))))
+        return torch.cat([make(m, x[:k], y[:k]), x[k:]]), y
+    return hook
+
+
 def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, mix: float = 0.5,
                          monitor: dict[str, Split] | None = None) -> tuple[nn.Module, dict]:
     """GradSigns §4.3.3 (Table 4): a copy fine-tuned on a mixture of FGSM examples (with their
@@ -212,13 +229,7 @@ def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: f
     examples of the model as it is at that step (ε and the mixture are not given in the paper)."""
     if not 0.0 < eps <= 1.0:
         raise ValueError(f"eps must be in (0, 1] (the [0, 1] pixel scale), got {eps}")
-    if not 0.0 < mix <= 1.0:
-        raise ValueError(f"mix must be in (0, 1], got {mix}")
-
-    def hook(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = max(1, int(round(mix * len(x))))
-        return torch.cat([fgsm(m, x[:k], y[:k], eps), x[k:]]), y
-
+    hook = mixed_batches(lambda m, x, y: fgsm(m, x, y, eps), mix, "mix")
     model = copy.deepcopy(model)
     hist = fit_cached(model, data, cfg, tag="adversarial-fine-tune", monitor=monitor, batch_hook=hook,
                       describe={"batch_hook": "fgsm examples with their labels replace the first share of each batch",

@@ -38,6 +38,7 @@ from ..data import Split
 from ..train import TrainConfig, fit_cached, preserved_rng, tensor_digest, to_float
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
+from .model import mixed_batches
 
 
 @dataclass
@@ -133,17 +134,15 @@ def unlearn(model: nn.Module, thief: Split, triggers: list[Trigger], cfg: TrainC
             tag: str = "neural-cleanse") -> nn.Module:
     """A copy of ``model`` fine-tuned on ``thief`` with the first ``share`` of every batch stamped with
     one of ``triggers`` (drawn at random per image), true labels kept."""
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"share must be in (0, 1], got {share}")
     masks = torch.stack([t.mask for t in triggers])
     patterns = torch.stack([t.pattern for t in triggers])
 
-    def hook(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = max(1, int(round(share * len(x))))
-        pick = torch.randint(0, len(triggers), (k,), device=x.device)
+    def stamp(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pick = torch.randint(0, len(triggers), (len(x),), device=x.device)
         mk, pt = masks.to(x.device)[pick], patterns.to(x.device)[pick]
-        return torch.cat([(1 - mk) * x[:k] + mk * pt, x[k:]]), y
+        return (1 - mk) * x + mk * pt
 
+    hook = mixed_batches(stamp, share)
     model = copy.deepcopy(model)
     fit_cached(model, thief, cfg, tag=tag, batch_hook=hook, device=next(model.parameters()).device,
                describe={"batch_hook": "the first share of each batch stamped with a random reversed trigger, true "
