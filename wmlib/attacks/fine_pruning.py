@@ -113,13 +113,13 @@ def fine_prune(model: nn.Module, thief: Split, cfg: TrainConfig, budget: float, 
     base = evaluate(model, val, device)
     cap = min(len(order) - 1, int(max_share * len(order)))
     step = max(1, len(order) // 64)
-    pruned = 0
+    pruned, tuned, acc_pruned = 0, mask_channels(model, []), base  # no channel pruned: the model as it is
     for k in range(step, cap + 1, step):
-        if evaluate(mask_channels(model, order[:k]), val, device) < (1.0 - budget) * base:
+        candidate = mask_channels(model, order[:k])
+        acc = evaluate(candidate, val, device)
+        if acc < (1.0 - budget) * base:
             break
-        pruned = k
-    tuned = mask_channels(model, order[:pruned])
-    acc_pruned = evaluate(tuned, val, device)
+        pruned, tuned, acc_pruned = k, candidate, acc
     fit_cached(tuned, tr, replace(cfg, keep_best=True), tag=tag, monitor={"val": val}, device=device)
     make_permanent(tuned)
     return tuned, {"channels": len(order), "pruned": pruned, "pruned_share": pruned / len(order),
