@@ -25,6 +25,7 @@ from . import attacks as _attacks
 from . import data, timing
 from .schemes import FineTuneKeys, FunctionCoupled, GradSigns, Li2019, Namba2019, Scheme, Zhang2018
 from .schemes.base import Watermarked, watermark
+from .schemes.function_coupled import least_answered_target
 from .cells import Cell, cell_context, claim_rate, run
 from .train import TrainConfig, evaluate, train_classifier
 from .verify import false_claims, oracle_accuracy, verify_trials
@@ -77,6 +78,25 @@ def entry_context(entries: dict[str, Make], schemes: dict[str, dict]) -> dict[st
 
 # which cells run, the entries' own settings (in ``entries``) and the knockoff's budget curve (cells of its own)
 SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets")
+
+
+def pick_fc_target(knobs: dict, zoo, splits: data.Splits) -> int | None:
+    """As in the function-coupled chapter: when the function-coupled entries' ``target`` is None,
+    set it (in ``knobs["schemes"]``, for both fusions) to the non-source class that the clean ``zoo``
+    gives least often to their triggers (made on ``splits`` with the first owner seed). Returns
+    the target (None: no function-coupled entry has settings)."""
+    fcs = {f: knobs["schemes"][f"fc-{f}"] for f in ("direct", "invisible") if f"fc-{f}" in knobs.get("schemes", {})}
+    if not fcs:
+        return None
+    first = next(iter(fcs.values()))
+    if first["target"] is None:
+        probe = next(c for c in range(splits.spec.num_classes) if c not in first["sources"])
+        triggers = {f: ENTRIES[f"fc-{f}"]({**s, "target": probe}).make_key(splits, seed=knobs["seeds"][0])[1].x
+                    for f, s in fcs.items()}
+        target, _ = least_answered_target(zoo, triggers, first["sources"])
+        for s in fcs.values():
+            s["target"] = target
+    return first["target"]
 
 
 def make_context(knobs: dict, zoo: dict | None = None, registry: dict[str, Make] | None = None) -> dict:

@@ -97,6 +97,16 @@ class Run:
         return self.path
 
 
+def load_record(chapter: str, profile: str, dataset: str) -> dict:
+    """What ``chapter`` recorded (:meth:`Run.record`) for ``profile`` on ``dataset``; a chapter that
+    reads another's results names the notebook to run first when there is none."""
+    path = results_dir() / f"{chapter}-{profile}-{dataset}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no recorded {chapter} run for profile {profile!r} on {dataset} in {results_dir()}: run "
+                                f"notebooks/{chapter}.ipynb with the same profile first (make book runs it before this chapter)")
+    return json.loads(path.read_text())
+
+
 def ablation_reason(paper: float, ours: float, tol: float, ablation: float | None, same: bool = False,
                     note: str = "", where: str = "on MNIST digits", missing: str = "no digits run of this key type") -> str:
     """For a row outside ``tol`` of the paper, what an ablation run in the paper's setting says

@@ -325,14 +325,19 @@ def claim_count(hit_vector: torch.Tensor, null: Null, n_queries: int, alpha: flo
     replacement, as :func:`verify_key` does) claim a suspect whose per-sample hits are
     ``hit_vector``. The hit count of one draw is hypergeometric, so no model is queried again.
     Returns ``(claims, n)`` with ``n`` the queries per verification."""
+    n = min(n_queries, len(hit_vector))
+    return claims_at(hit_vector, null.critical(n, alpha), n, draws, seed), n
+
+
+def claims_at(hit_vector: torch.Tensor, critical: int, n: int, draws: int, seed: int = 0) -> int:
+    """How many of ``draws`` verifications, each ``n`` trials drawn without replacement from
+    ``hit_vector``, count at least ``critical`` hits (a rule's fewest claimed hits out of ``n``)."""
     size = len(hit_vector)
-    n = min(n_queries, size)
     good = int(hit_vector.sum())
-    crit = null.critical(n, alpha)
-    if n == size:  # every draw is the whole key
-        return (draws if good >= crit else 0), n
+    if n >= size:  # every draw is the whole key
+        return draws if good >= critical else 0
     k = np.random.default_rng(seed).hypergeometric(good, size - good, n, size=draws)
-    return int((k >= crit).sum()), n
+    return int((k >= critical).sum())
 
 
 def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Tensor], n_queries: int,

@@ -74,6 +74,25 @@ def zoo_recipe(dataset: str, profile: str, **overrides) -> dict:
     return recipe
 
 
+def task_pool(dataset: str, train_limit: int | None = None, test_limit: int | None = None) -> tuple[Split, Split, data.DatasetSpec]:
+    """``(pool, test, spec)``: the task's training images every clean party draws its own share
+    from (shuffled with :data:`ZOO_SEED`, the first ``train_limit``), and its test images (the first
+    ``test_limit`` of the same shuffle)."""
+    spec = data.spec(dataset)
+    x, y = data.load(dataset, train=True)
+    xt, yt = data.load(dataset, train=False)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(ZOO_SEED))[:train_limit]
+    test = Split(xt, yt) if test_limit is None else Split(xt, yt).subset(
+        torch.randperm(len(yt), generator=torch.Generator().manual_seed(ZOO_SEED))[:test_limit])
+    return Split(x[perm], y[perm]), test, spec
+
+
+def member_share(pool: Split, fraction: float, seed: int) -> Split:
+    """The random ``fraction`` of ``pool`` that the clean party with ``seed`` trains on."""
+    share = torch.randperm(len(pool), generator=torch.Generator().manual_seed(ZOO_SEED + seed))
+    return pool.subset(share[:max(1, int(round(fraction * len(pool))))])
+
+
 @dataclass
 class Zoo:
     """Named clean models for one task (``dataset`` + ``profile`` recipe) and what they answer."""
@@ -89,29 +108,27 @@ class Zoo:
 
     @classmethod
     def load(cls, dataset: str, profile: str, train_limit: int | None = None, test_limit: int | None = None,
-             device: torch.device | None = None, progress: bool = True, **overrides) -> "Zoo":
+             device: torch.device | None = None, progress: bool = True, seed_base: int = 1000, tag: str = "zoo",
+             **overrides) -> "Zoo":
         """Train-or-load the zoo of ``profile`` (:data:`RECIPES`) for ``dataset``.
         ``train_limit`` / ``test_limit`` shrink the task as the chapter's profile does; ``overrides``
-        change recipe fields (e.g. ``archs={"lenet5": 3}``)."""
+        change recipe fields (e.g. ``archs={"lenet5": 3}``). Member ``s`` of an architecture is
+        trained with seed ``seed_base + s`` under the cache tag ``{tag}-{dataset}-{arch}-s{s}``: another
+        party's clean models (an accuser's, a judge's private zoo) are the same recipe with its own
+        seeds and tag."""
         device = device or default_device()
         recipe = zoo_recipe(dataset, profile, **overrides)
-        spec = data.spec(dataset)
-        x, y = data.load(dataset, train=True)
-        xt, yt = data.load(dataset, train=False)
-        g = torch.Generator().manual_seed(ZOO_SEED)
-        perm = torch.randperm(len(y), generator=g)[:train_limit]
-        pool = Split(x[perm], y[perm])
-        test = Split(xt, yt) if test_limit is None else Split(xt, yt).subset(
-            torch.randperm(len(yt), generator=torch.Generator().manual_seed(ZOO_SEED))[:test_limit])
+        if isinstance(seed_base, bool) or not isinstance(seed_base, int) or seed_base < 100:
+            raise ValueError(f"seed_base must be an integer >= 100 (the owners' seeds are 0, 1, ...), got {seed_base!r}")
+        pool, test, spec = task_pool(dataset, train_limit, test_limit)
         members = [(arch, s) for arch, count in recipe["archs"].items() for s in range(count)]
         models, rows, digests = {}, [], {}
-        for arch, s in tqdm(members, desc=f"clean-model zoo ({dataset})", disable=not progress, leave=False):
-            seed = 1000 + s  # never the owners' seeds (0, 1, ...): a zoo model is nobody's watermarked model
-            share = torch.randperm(len(pool), generator=torch.Generator().manual_seed(ZOO_SEED + seed))
-            own = pool.subset(share[:max(1, int(round(recipe["data_fraction"] * len(pool))))])
+        for arch, s in tqdm(members, desc=f"clean models: {tag} ({dataset})", disable=not progress, leave=False):
+            seed = seed_base + s  # never the owners' seeds (0, 1, ...): a zoo model is nobody's watermarked model
+            own = member_share(pool, recipe["data_fraction"], seed)
             cfg = TrainConfig.from_knobs(recipe, lr=recipe["lr"].get(arch, recipe["lr"]["*"]), seed=seed)
             name = f"{arch}-s{s}"
-            model, _, _ = train_classifier(f"zoo-{dataset}-{name}", arch, Splits(own, Split(own.x[:0], own.y[:0]), test, spec),
+            model, _, _ = train_classifier(f"{tag}-{dataset}-{name}", arch, Splits(own, Split(own.x[:0], own.y[:0]), test, spec),
                                            cfg, device=device, progress=False)
             models[name], digests[name] = model, model_digest(model)
             rows.append({"model": name, "architecture": arch, "seed": seed, "training images": len(own),
