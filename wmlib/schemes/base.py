@@ -21,6 +21,16 @@ from ..train import History, TrainConfig, train_classifier
 from ..verify import LabelTrials, Null, Oracle, Verdict, verify_trials
 
 
+@dataclass(frozen=True)
+class Generation:
+    """How a scheme's key comes about (read from its ``make_key``): what the generator needs
+    besides the committed seed and config, whether seed + data re-derive the queried key (so that
+    an adversarial example cannot pass as a key, :func:`wmlib.commitment.check_generated`), and why."""
+    needs: str
+    verifiable: bool
+    reason: str
+
+
 @dataclass
 class Watermarked:
     """One owner's watermarked model and what the owner keeps: the key it embedded, the held-out
@@ -47,12 +57,21 @@ class Scheme(LabelTrials, ABC):
     name: str = "scheme"
     retrains: bool = False           # True: embed() retrains the owner's trained clean model
     verifies_held_out: bool = False  # True: the owner verifies with the held-out key
+    # the paper's own decision rule, in its words, and whether it is a fixed key accuracy "close to 1" that the paper
+    # never fixes (the integrity chapter applies its knob paper_threshold to those)
+    paper_rule: str = "none given"
+    accuracy_threshold: bool = False
 
     def config(self) -> dict:
         """Everything that decides what the scheme does (the model cache hashes it)."""
         if not is_dataclass(self):
             raise NotImplementedError(f"{type(self).__name__} must say what decides it: define config()")
         return {"scheme": self.name, **asdict(self)}
+
+    def key_generation(self) -> Generation | None:
+        """How :meth:`make_key` builds the key the owner queries (None: not declared). The
+        integrity chapter shows it and :mod:`wmlib.commitment` re-derives the keys that allow it."""
+        return None
 
     def check(self, spec: DatasetSpec) -> None:
         """Refuse settings that do not fit the task ``spec`` (a class index beyond its classes, ...),

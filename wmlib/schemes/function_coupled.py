@@ -35,7 +35,7 @@ from ..data import Split, Splits
 from ..keys import Key
 from ..models import weight_layers
 from ..train import History, TrainConfig, fit, to_float
-from .base import Scheme
+from .base import Generation, Scheme
 
 FUSIONS = ("direct", "invisible")
 
@@ -177,6 +177,7 @@ class FunctionCoupled(Scheme):
     ft_samples: int = 1000             # K_ft clean images per train-time fine-tune
 
     name = "function-coupled"
+    paper_rule = "§5: success rate above 'a widely accepted threshold by the community' (none given)"
     verifies_held_out = True  # §5: the owner queries triggers fused from held-out images
 
     def __post_init__(self):
@@ -221,6 +222,12 @@ class FunctionCoupled(Scheme):
                                  f"asked for: lower key_fraction / verify_triggers")
         a, b = (pool[torch.randperm(len(pool), generator=g)[:n]] for pool in pools)
         return self.fuse(a, b)
+
+    def key_generation(self) -> Generation:
+        return Generation("the owner's and the test set's images of the two source classes; the target class is part "
+                          "of the config", True, "seeded pairs of source-class images fused by a fixed rule (Eq. 2 / "
+                          "Eq. 3); the owner verifies with the held-out triggers fused from test images, which "
+                          "rederive returns")
 
     def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§4.1: ``key_fraction`` of the owner's images as triggers (random source pairs; [code]

@@ -31,7 +31,7 @@ from ..data import Split, Splits
 from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict
-from .base import Scheme
+from .base import Generation, Scheme
 
 REDUCTIONS = ("mean", "sum")
 SECRET = ("bits", "carriers", "matrix")
@@ -118,6 +118,7 @@ class GradSigns(Scheme):
     query_batch: int = 4096    # black-box queries sent per oracle call
 
     name = "gradsigns"
+    paper_rule = "§4.2: P[Binom(N, ½) >= matched bits] < τ = 3e-3"
     trials = "bits"  # one verification trial is one signature bit, read from the scores
 
     def __post_init__(self):
@@ -175,6 +176,12 @@ class GradSigns(Scheme):
             raise ValueError(f"carriers must be in 1..{positions} (the input positions of {spec.name}), got {self.carriers}")
 
     # ------------------------------------------------------------------ key and embedding
+
+    def key_generation(self) -> Generation:
+        return Generation("the owner's class-T images (held-out: the test set's)", True,
+                          "signature bits, carrier set and embedding matrix come from one seeded generator, the queried "
+                          "images are a seeded choice of class-T owner images: a function of seed, config and data (its "
+                          "trials are bits read from gradients, not labels)")
 
     def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§3.1 Steps 1-4: b ~ Bernoulli(½)^N, C uniform without replacement over the flattened

@@ -31,7 +31,7 @@ from torch import nn
 from ..data import Split, Splits
 from ..keys import Key, text_mask
 from ..train import History, TrainConfig, _map_batches, fit, float32_inference, tensor_digest, to_float, train_or_load
-from .base import Scheme, Watermarked
+from .base import Generation, Scheme, Watermarked
 
 LABEL_RULES = ("any", "other")
 
@@ -160,6 +160,14 @@ class Li2019(Scheme):
     seed: int = 0                # encoder / discriminator initialisation
 
     name = "li2019"
+    paper_rule = "§3: acc_g > T_acc, 'a threshold parameter close to 1'"
+    accuracy_threshold = True
+
+    def key_generation(self) -> Generation:
+        return Generation("the owner's images and its encoder, learnt jointly with the watermarked model", False,
+                          "make_key draws only the sources, labels and logo from the seed; the key the owner queries is "
+                          "E(source, logo) from an encoder learnt while embedding (Li2019.embed, parts['encoder']): "
+                          "re-deriving needs the committed encoder weights, not just seed and data")
 
     def __post_init__(self):
         if self.labels not in LABEL_RULES:

@@ -29,7 +29,7 @@ from ..data import Split, Splits
 from ..keys import Key, fgsm_frontier, label_change, uniform_noise
 from ..models import weight_layers
 from ..train import History, TrainConfig, fit, train_classifier
-from .base import Scheme, Watermarked, retrain_config, watermark
+from .base import Generation, Scheme, Watermarked, retrain_config, watermark
 
 
 class ExponentialWeighting(nn.Module):
@@ -83,6 +83,8 @@ class _Retrains(Scheme):
     """A scheme that embeds by retraining the owner's trained model for ``retrain_epochs`` at a
     constant ``retrain_lr`` (§6.1.2), with ``key_per_batch`` key samples in every minibatch."""
     retrains = True
+    paper_rule = "§3: watermark accuracy above τ_acc, 'a threshold parameter close to 1'"
+    accuracy_threshold = True
 
     def train_config(self, cfg: TrainConfig) -> TrainConfig:
         return retrain_config(cfg, self.retrain_epochs, self.retrain_lr)
@@ -97,6 +99,10 @@ class Namba2019(_Retrains):
     retrain_lr: float = 0.01
 
     name = "namba2019"
+
+    def key_generation(self) -> Generation:
+        return Generation("the owner's training images", True, "keys.label_change: a seeded choice of unmodified owner "
+                          "images, each with a seeded label shift")
 
     def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """§5.1: unmodified owner training images with a changed label; ``new`` is the same from
@@ -135,6 +141,15 @@ class FineTuneKeys(_Retrains):
     def __post_init__(self):
         if self.kind not in FINETUNE_KINDS:
             raise ValueError(f"unknown fine-tuned key kind {self.kind!r}; choose one of: {', '.join(FINETUNE_KINDS)}")
+
+    def key_generation(self) -> Generation:
+        if self.kind == "ds":
+            return Generation("nothing but the image shape and the number of classes", True,
+                              "keys.uniform_noise: uniform noise images and random labels drawn from the seed alone")
+        return Generation("the owner's trained clean model, and its data", False,
+                          "keys.fgsm_frontier: FGSM examples of the owner's clean model that it misclassifies - adversarial "
+                          "examples, the very kind of key Liu et al. forge; re-derivable only if the judge also gets the "
+                          "committed clean model (make_key(clean=...)), and bit-exactly only where FGSM runs deterministically")
 
     def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """AFS keys need the trained ``clean`` model whose adversarial examples they are."""

@@ -22,7 +22,7 @@ from .. import data
 from ..data import Split, Splits
 from ..keys import Key, gaussian_noise, shape_mask, stamp, text_mask
 from ..train import History, TrainConfig, fit
-from .base import Scheme
+from .base import Generation, Scheme
 
 KINDS = ("content", "unrelated", "noise")
 SHAPES = ("heart", "star")
@@ -50,6 +50,7 @@ class Zhang2018(Scheme):
     unrelated_class: int | None = None
 
     name = "zhang2018"
+    paper_rule = "§4.3: a clean model classifies the keys 'randomly' (no threshold: the binomial test at chance)"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -59,6 +60,17 @@ class Zhang2018(Scheme):
             raise ValueError("the source and target classes must differ (Algorithm 1: s != d)")
         if not 0.0 < self.key_fraction <= 1.0:
             raise ValueError(f"key_fraction must be in (0, 1], got {self.key_fraction}")
+
+    def key_generation(self) -> Generation:
+        own = "the owner's source-class images (held-out: the test set's)"
+        return {"content": Generation(own, True, "a seeded choice of the owner's source-class images with the logo drawn "
+                                      "on them (keys.stamp): a function of seed, config and data, so an adversarial "
+                                      "example re-derives to something else"),
+                "noise": Generation(own, True, "a seeded choice of the owner's source-class images plus Gaussian noise "
+                                    "from a seeded generator (keys.gaussian_noise)"),
+                "unrelated": Generation("a public dataset's images of one class (§5.1: MNIST '1's, EMNIST 'm's)", True,
+                                        "a seeded choice of another, public dataset's images: the judge needs the seed "
+                                        "and that dataset, not the owner's data")}[self.kind]
 
     @classmethod
     def from_knobs(cls, kind: str, knobs: dict) -> "Zhang2018":

@@ -1,0 +1,235 @@
+"""Two defences against the dishonest accuser: timestamped key commitment and verifiable key generation.
+
+Liu et al. (*False Claims against Model Ownership Resolution*, USENIX Security 2024, §3 and §7)
+show that an accuser who owns no watermarked model can present transferable adversarial examples
+as its "key" and have an innocent suspect answer them (:mod:`wmlib.accuser`). A verifier that only
+counts hits cannot tell such a key from a real one. Two checks before the count can (§7):
+
+* **Key commitment** — the owner publishes its key's digest (:meth:`~wmlib.keys.Key.digest`) on a
+  public, append-only :class:`Ledger` when it releases its model. A judge hears a claim only with a
+  key the claimant committed *before* the suspect was released (:meth:`Ledger.check`,
+  :func:`verify_committed`): a key crafted on the suspect, after its release, is refused. The
+  committed key is the whole key; a verification still draws its queries from it.
+* **Verifiable key generation** — the commitment also records the seed and the public generator
+  (the scheme's ``config()`` and digests of the data it draws from). The judge re-runs
+  :meth:`Scheme.make_key <wmlib.schemes.base.Scheme.make_key>` (:func:`rederive`) and refuses a key
+  that differs (:func:`check_generated`): an adversarial example chosen for a suspect is not what a
+  seeded generator makes from the owner's data. Which of the book's keys allow this, and what the
+  judge needs for the others, :func:`generation` and :func:`verifiability` say, from reading each
+  scheme's ``make_key``.
+
+Both checks run before :func:`wmlib.verify.verify_trials` and leave it unchanged: a claim that
+passes them gets exactly the verdict it got before.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+from torch import nn
+
+from .data import Splits
+from .keys import Key
+from .schemes.base import Generation, Scheme
+from .train import config_hash, tensor_digest
+from .verify import LabelTrials, Null, Oracle, Verdict, verify_trials
+
+
+def short(digest: str) -> str:
+    """The first 12 hex digits of a digest: what an error message names."""
+    return digest[:12]
+
+
+class UncommittedKeyError(ValueError):
+    """The claimant presents a key whose digest it never committed (or someone else did)."""
+
+
+class LateCommitmentError(ValueError):
+    """The key was committed only at or after the suspect's release: it may have been made for it."""
+
+
+class DuplicateCommitmentError(ValueError):
+    """A digest is on the ledger already: a ledger is append-only, nothing is overwritten."""
+
+
+class KeyNotGeneratedError(ValueError):
+    """The presented key is not what the committed seed and public generator make."""
+
+
+def _finite(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number on the caller's clock (a release day, a UNIX time), got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """One record of the ledger: ``owner`` committed the key with ``digest`` at ``time``.
+
+    ``time`` is on the caller's clock (a release day, a UNIX time, ...): the ledger only compares
+    it with a suspect's release time on the same clock. ``seed`` and ``generator`` (what
+    re-derives the key: :func:`key_generator`) are optional; with them a judge can also check that
+    the key was generated, not chosen (:func:`check_generated`)."""
+    digest: str
+    owner: str
+    time: float
+    seed: int | None = None
+    generator: dict | None = None
+
+
+class Ledger:
+    """A public, append-only record of key commitments (Liu et al. §7: commit keys with a timestamp).
+
+    Every digest is committed once, by one owner; nothing is overwritten or removed, and the clock
+    never runs backwards: a commitment cannot be dated before one already on the ledger (a real
+    ledger stamps the time itself, e.g. a timestamping authority; here the caller gives it so a
+    chapter can replay a history)."""
+
+    def __init__(self):
+        self._records: list[Commitment] = []
+        self._by_digest: dict[str, Commitment] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self):
+        return iter(tuple(self._records))
+
+    def commit(self, key: Key, owner: str, time: float, seed: int | None = None,
+               generator: dict | None = None) -> Commitment:
+        """Publish ``key``'s digest for ``owner`` at ``time`` (with the ``seed`` and ``generator``
+        that re-derive it, if given). A digest already on the ledger is an error."""
+        if not isinstance(owner, str) or not owner:
+            raise ValueError(f"owner must be a non-empty name, got {owner!r}")
+        time = _finite(time, "time")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        digest = key.digest()
+        if digest in self._by_digest:
+            old = self._by_digest[digest]
+            raise DuplicateCommitmentError(
+                f"key {short(digest)} is committed already (by {old.owner!r} at {old.time:g}); the ledger is "
+                f"append-only, so nothing is overwritten: commit a new key (another seed) instead")
+        if self._records and time < self._records[-1].time:
+            raise ValueError(f"time {time:g} is before the ledger's latest commitment ({self._records[-1].time:g}): the "
+                             f"ledger's clock never runs backwards (a backdated commitment is what a timestamp prevents)")
+        record = Commitment(digest, owner, time, seed, copy.deepcopy(generator))
+        self._records.append(record)
+        self._by_digest[digest] = record
+        return record
+
+    def lookup(self, digest: str) -> Commitment | None:
+        """The commitment of ``digest`` (a full :meth:`Key.digest`), or None."""
+        return self._by_digest.get(digest)
+
+    def check(self, key: Key, owner: str, released: float | None = None) -> Commitment:
+        """The commitment that lets ``owner`` claim with ``key``: ``key``'s digest committed by
+        ``owner``, and, when the suspect's ``released`` time is given, strictly before it."""
+        digest = key.digest()
+        record = self.lookup(digest)
+        if record is None:
+            sampled = (f" It is a sample of a key (Key.sample, {key.meta['sampled']} samples): present the committed "
+                       f"whole key and let the verifier draw its queries (n_queries)." if "sampled" in key.meta else "")
+            raise UncommittedKeyError(
+                f"key {short(digest)} presented by {owner!r} was never committed: no commitment of this digest is on "
+                f"the ledger (a key changed after its commitment, even in one pixel, has another digest).{sampled} "
+                f"A claim needs the exact key committed (Ledger.commit(key, owner, time)) before the suspect's release")
+        if record.owner != owner:
+            raise UncommittedKeyError(
+                f"key {short(digest)} presented by {owner!r} was committed by {record.owner!r}, not by the claimant: "
+                f"only whoever committed a key can claim with it")
+        if released is not None and record.time >= _finite(released, "released"):
+            raise LateCommitmentError(
+                f"key {short(digest)} of {owner!r} was committed at {record.time:g}, not before the suspect's release at "
+                f"{_finite(released, 'released'):g}: a key committed after a model is public may have been made for it "
+                f"(Liu et al.); commit keys when releasing your own model")
+        return record
+
+    def table(self) -> pd.DataFrame:
+        """The public record: one row per commitment, in the order made."""
+        return pd.DataFrame([{"digest": short(c.digest), "owner": c.owner, "time": c.time, "seed": c.seed,
+                              "generator": c.generator is not None} for c in self._records],
+                            columns=["digest", "owner", "time", "seed", "generator"])
+
+
+def verify_committed(oracle: Oracle, key: Key, trials: LabelTrials, null: Null, ledger: Ledger, owner: str,
+                     released: float | None = None, alpha: float = 0.01, n_queries: int | None = None,
+                     seed: int = 0) -> Verdict:
+    """:func:`wmlib.verify.verify_trials` behind the ledger: refuse the claim unless ``owner``
+    committed ``key`` (the whole key) before the suspect's ``released`` time, then verify exactly
+    as the one verifier does (``n_queries`` drawn from the committed key with ``seed``)."""
+    ledger.check(key, owner, released)
+    return verify_trials(oracle, key, trials, null, alpha, n_queries, seed)
+
+
+# --------------------------------------------------------------------------- verifiable generation
+
+def key_generator(scheme: Scheme, splits: Splits) -> dict:
+    """The public generator of ``scheme``'s keys on ``splits``: its config and digests of the data
+    ``make_key`` draws from (the owner's and the test images). Commit it with the seed
+    (``Ledger.commit(..., seed=, generator=)``); the data themselves are shown to the judge only."""
+    return {"config": scheme.config(), "task": splits.spec.name,
+            "owner": tensor_digest(splits.owner.x, splits.owner.y), "test": tensor_digest(splits.test.x, splits.test.y)}
+
+
+def rederive(scheme: Scheme, splits: Splits, seed: int, clean: nn.Module | None = None,
+             held_out: bool | None = None) -> Key:
+    """The key ``scheme.make_key(splits, seed, clean)`` makes: the embedded key, or, for a scheme
+    that verifies on held-out triggers (``verifies_held_out``, Wen et al. §5), the held-out one
+    (``held_out`` True / False picks either part)."""
+    key, new = scheme.make_key(splits, seed=seed, clean=clean)
+    return new if (scheme.verifies_held_out if held_out is None else held_out) else key
+
+
+def check_generated(scheme: Scheme, key: Key, splits: Splits, seed: int, clean: nn.Module | None = None, *,
+                    held_out: bool | None = None, generator: dict | None = None) -> None:
+    """Refuse ``key`` unless it is the key :func:`rederive` makes with ``seed`` on ``splits``.
+    With ``generator`` (the committed :func:`key_generator`), the scheme's config and the data
+    must be the committed ones too."""
+    if generator is not None:
+        now = key_generator(scheme, splits)
+        # compared in JSON form: a generator read back from a published record has lists for tuples
+        changed = [k for k in now if k not in generator or config_hash({k: generator[k]}) != config_hash({k: now[k]})]
+        if changed:
+            raise KeyNotGeneratedError(
+                f"the generator or data differ from the committed ones in {', '.join(changed)}: re-derive with the "
+                f"committed scheme settings and the data whose digests were committed")
+    expected, presented = rederive(scheme, splits, seed, clean, held_out).digest(), key.digest()
+    if expected != presented:
+        how = generation(scheme)
+        note = f" Note: {how.reason}" if how is not None and not how.verifiable else ""
+        raise KeyNotGeneratedError(
+            f"key {short(presented)} is not the key {scheme.name} generates from seed {seed} on these data ({short(expected)}): "
+            f"it was not made by the committed generator (an adversarial example, an altered key, another seed or other "
+            f"data). Present the key rederive(scheme, splits, seed) makes, with the seed and data it was made from.{note}")
+
+
+def generation(scheme: Scheme) -> Generation | None:
+    """How ``scheme``'s key is made (:meth:`Scheme.key_generation <wmlib.schemes.base.Scheme.key_generation>`,
+    declared by each scheme from its ``make_key``), or None for a scheme that declares nothing."""
+    return scheme.key_generation()
+
+
+def verifiability(entries: dict[str, Callable[[dict], Scheme]], schemes: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per entry (name -> ``make(settings)``, e.g. :data:`wmlib.compare.ENTRIES`): its
+    scheme, which part of ``make_key`` :func:`rederive` returns, what the generator needs, whether the committed seed and
+    data re-derive the key the owner queries, and why. ``schemes`` holds each entry's settings (default: the
+    comparison's smoke profile)."""
+    if schemes is None:
+        from .profiles import COMPARISON
+        schemes = COMPARISON["smoke"]["schemes"]
+    rows = []
+    for name, make in entries.items():
+        # the comparison picks the function-coupled target from the zoo; any class shows how its keys are made
+        settings = {k: (1 if k == "target" and v is None else v) for k, v in schemes.get(name, {}).items()}
+        scheme = make(settings)
+        how, kind = generation(scheme), getattr(scheme, "kind", None)
+        rows.append({"entry": name, "scheme": scheme.name + (f" ({kind})" if kind else ""),
+                     "rederive returns": "the held-out key" if scheme.verifies_held_out else "the embedded key",
+                     "generator needs": how.needs if how else "?",
+                     "verifiable from seed + data": bool(how and how.verifiable),
+                     "reason": how.reason if how else "not declared: the scheme defines no key_generation()"})
+    return pd.DataFrame(rows)
