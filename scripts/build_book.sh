@@ -19,8 +19,9 @@ python -m wmlib.zoo fashion-mnist --profile "$PROFILE"
 echo "   zoo: $(( $(date +%s) - start )) s"
 printf 'zoo\t%s\t%s\t%s\n' "$(( $(date +%s) - start ))" "$state" "$(( $(cached) - state ))" >> "$times"
 
-# the comparison last: it loads the chapters' models where its configuration is theirs
-for nb in $(ls notebooks/*.ipynb | grep -v comparison.ipynb) notebooks/comparison.ipynb; do
+# the comparison after the chapters (it loads their models where its configuration is theirs), then the integrity
+# chapter (it verifies the comparison's keys and reads its recorded verdicts)
+for nb in $(ls notebooks/*.ipynb | grep -v -e comparison.ipynb -e integrity.ipynb) notebooks/comparison.ipynb notebooks/integrity.ipynb; do
   name="$(basename "$nb")"
   echo "== executing $name (profile $PROFILE)"
   state=$(cached); start=$(date +%s)

@@ -355,3 +355,27 @@ def removal_panels(attacked: pd.DataFrame, attacks: list[str], max_loss: float =
     g.set_axis_labels("test accuracy the thief lost", "statistic − threshold")
     g.tight_layout()  # the grid's own layout keeps the legend outside the panels
     return g.figure
+
+
+def transfer_strip(rates: pd.DataFrame, x: str = "models", y: str = "key accuracy", hue: str = "key",
+                   chance: float | None = None, title: str | None = None):
+    """One dot per model and key: how often each group of models (e.g. the accuser's surrogates,
+    the public zoo, the judge's private zoo, the suspects) answers a false key with its labels,
+    one colour per kind of key; ``chance`` draws 1 / classes."""
+    groups = list(dict.fromkeys(rates[x]))
+    fig, ax = plt.subplots(figsize=(1.5 * len(groups) + 3.0, 3.4))
+    sns.stripplot(rates, x=x, y=y, hue=hue, dodge=True, jitter=0.25, size=4, alpha=0.75, ax=ax, order=groups)
+    sns.pointplot(rates, x=x, y=y, hue=hue, dodge=0.4, errorbar=None, markers="_", markersize=18, linestyle="none",
+                  palette="dark:k", ax=ax, order=groups, legend=False)
+    if chance is not None:
+        ax.axhline(chance, color="0.4", ls=":", lw=1)
+        ax.annotate("chance", xy=(1.0, chance), xycoords=("axes fraction", "data"), fontsize=8, color="0.4",
+                    ha="right", va="bottom")
+    ax.set_ylim(-0.02, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), title=hue)
+    fig.tight_layout()
+    return fig

@@ -260,5 +260,58 @@ COMPARISON = {
                   advtrain_alpha=2 / 255, nc_samples=5000),
 }
 
+# The integrity chapter (wmlib.integrity): the comparison's task, keys and verifier under a dishonest accuser (Liu et al.,
+# USENIX Security 2024). Its clean models follow the zoo's recipe of the profile (wmlib.zoo.RECIPES), each party with its
+# own seeds and data share: the accuser's surrogates, the judge's private zoo, and the independent suspects.
+_INT_COMMON = dict(
+    # the false-claim attack: per accuser (seed) its own surrogates, and a key of accuser_key_size test images pushed
+    # to random targets by momentum iterative FGSM on their ensemble (Liu et al.'s code: 100 steps, eps 16/255 on CIFAR-10,
+    # 40/255 in its Lukas et al. config). On Fashion-MNIST LeNets a targeted key barely transfers below 32/255 (probed with
+    # accuser 0: 5 % on its own surrogates at 8/255, 16-42 % on the suspects at 32/255, 35-81 % at 64/255)
+    accuser_seeds=[0, 1, 2], accuser_surrogates={"lenet1": 1, "lenet3": 1, "lenet5": 2}, accuser_fraction=0.2,
+    accuser_key_size=100,
+    accuser_method="mifgsm", accuser_eps=64 / 255, accuser_steps=50, accuser_eps_sweep=[16 / 255, 32 / 255, 64 / 255],
+    # the adaptive accuser's weight on pushing the target down on the public zoo (probed with accuser 0 at 64/255: 0.03
+    # brings the zoo to chance, 10 %, and keeps 14-35 % on the suspects; 0.3 leaves 8-17 %)
+    adaptive_lam=0.03,
+    # the judge's private zoo: the zoo's LeNets with the judge's own seeds, on 20 % shares (Carlini & Wagner's net
+    # costs 150 s a model here)
+    judge_zoo={"lenet1": 2, "lenet3": 2, "lenet5": 3}, judge_fraction=0.2,
+    # clean suspects that differ from the zoo's recipe (wmlib.integrity.SUSPECT_FIELDS); the last three are candidates for
+    # a class bias: underfit (one epoch on a tenth), pruned without fine-tuning, trained on data skewed toward class 0 (the
+    # Zhang keys' target); the chapter measures which are biased. svhn6conv at the zoo's SGD 0.05 or 0.01 stays at 10 %
+    suspects={"svhn6conv": {"arch": "svhn6conv", "data_fraction": 0.2, "epochs": 4, "optimizer": "adam", "lr": 1e-3},
+              "lenet5-adam": {"arch": "lenet5", "optimizer": "adam", "lr": 1e-3},
+              "lenet5-10pct": {"arch": "lenet5", "data_fraction": 0.1},
+              "lenet5-wd": {"arch": "lenet5", "weight_decay": 5e-3},
+              "lenet3-distilled": {"arch": "lenet5", "distill": "lenet3"},
+              "underfit": {"arch": "lenet5", "epochs": 1, "data_fraction": 0.1},
+              "pruned": {"arch": "lenet5", "prune": 0.9},
+              "skewed": {"arch": "lenet5", "skew": {"class": 0, "others": 0.1}}},
+    # the paper's own rule where a paper gives one: key accuracy above tau_acc "close to 1" (Li et al., Namba & Sakuma;
+    # the Li chapter reads it as 0.9); the levels a stricter judge might ask for
+    paper_threshold=0.9, alphas=[1e-2, 1e-3, 1e-6],
+)
+INTEGRITY = {
+    # CI: the comparison's smoke task, one accuser with three surrogates, three suspects, short attacks
+    "smoke": dict(COMPARISON["smoke"], **dict(_INT_COMMON, accuser_seeds=[0], accuser_surrogates={"lenet1": 2, "lenet5": 1},
+                                               accuser_key_size=50, accuser_steps=10, accuser_eps_sweep=[16 / 255, 64 / 255],
+                                               judge_zoo={"lenet1": 2, "lenet5": 2},
+                                               suspects={"lenet5-adam": {"arch": "lenet5", "optimizer": "adam", "lr": 1e-3},
+                                                         "pruned": {"arch": "lenet5", "prune": 0.9},
+                                                         "skewed": {"arch": "lenet5", "skew": {"class": 0, "others": 0.1}}})),
+    "default": dict(COMPARISON["default"], **_INT_COMMON),
+    # CIFAR-10 with ResNet-20 on a GPU: ResNet-20 / VGG-11 surrogates and judge's zoo (the rgb32 zoo recipe)
+    "paper": dict(COMPARISON["paper"], **dict(_INT_COMMON, accuser_surrogates={"resnet20": 2, "vgg11": 2}, accuser_steps=100,
+                                               judge_zoo={"resnet20": 3, "vgg11": 3},
+                                               suspects={"resnet32": {"arch": "resnet32"}, "mobilenetv2": {"arch": "mobilenetv2"},
+                                                         "resnet20-adam": {"arch": "resnet20", "optimizer": "adam", "lr": 1e-3},
+                                                         "resnet20-10pct": {"arch": "resnet20", "data_fraction": 0.1},
+                                                         "vgg11-distilled": {"arch": "resnet20", "distill": "vgg11"},
+                                                         "underfit": {"arch": "resnet20", "epochs": 1, "data_fraction": 0.1},
+                                                         "pruned": {"arch": "resnet20", "prune": 0.9},
+                                                         "skewed": {"arch": "resnet20", "skew": {"class": 0, "others": 0.1}}})),
+}
+
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
-            "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON}
+            "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON, "integrity": INTEGRITY}

@@ -81,3 +81,17 @@ def pair():
     def check(v):
         return inner(v) or (None if len(v) == 2 and v[0] != v[1] else "a list of two different class indices")
     return check
+
+
+def counts(names):
+    """A dict of name (one of ``names``) -> how many, an integer >= 1 (e.g. architectures -> seeds)."""
+    def check(v):
+        if not isinstance(v, dict) or not v:
+            return "a non-empty dict of name -> count"
+        unknown = sorted(set(v) - set(names))
+        if unknown:
+            return f"a dict whose keys are among: {', '.join(sorted(names))}; unknown: {', '.join(unknown)}"
+        bad = [k for k, n in v.items() if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+        if bad:
+            return f"a dict of name -> an integer >= 1 (not for {', '.join(bad)})"
+    return check

@@ -9,10 +9,11 @@ import copy
 import json
 import os
 
-from . import attacks, compare, data, models
+from . import accuser, attacks, compare, data, integrity, models
 from .profiles import CHAPTERS, ENV_VAR, PROFILES
 from .rules import INF as _INF
 from .rules import choice as _choice
+from .rules import counts as _counts
 from .rules import integer as _int
 from .rules import list_of as _list
 from .rules import number as _real
@@ -50,6 +51,10 @@ def _from_json(knob: str, text: str):
                          f"(e.g. -p {knob} '[\"a\", \"b\"]') or as YAML with -y; could not read {text!r}: {err.msg}") from None
 
 
+# dict knobs that a value replaces whole (a set of models); any other dict knob (e.g. 'schemes') is merged into
+WHOLE = ("accuser_surrogates", "judge_zoo", "suspects")
+
+
 def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
     """The knobs of ``chapter`` under ``profile`` (default: ``$WMLIB_PROFILE`` or ``default``),
     with every non-None override applied. Unknown chapters, profiles or knobs list the valid ones."""
@@ -66,7 +71,8 @@ def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
         if isinstance(v, str) and isinstance(cfg[k], (list, dict)):
             v = _from_json(k, v)  # papermill's -p hands a list or dict over as its text
         if v is not None:
-            cfg[k] = _merge(cfg[k], v) if isinstance(cfg[k], dict) and isinstance(v, dict) and not _per_dataset(cfg[k]) else v
+            merge = isinstance(cfg[k], dict) and isinstance(v, dict) and not _per_dataset(cfg[k]) and k not in WHOLE
+            cfg[k] = _merge(cfg[k], v) if merge else v
     for k, v in cfg.items():  # a knob given per dataset takes the chosen dataset's value
         if _per_dataset(v) and cfg["dataset"] in v:
             cfg[k] = v[cfg["dataset"]]
@@ -155,6 +161,13 @@ def _rules(chapter: str) -> dict:
         "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "knockoff_budgets": _list(pos_int, nonempty=False),
         "schemes": _settings(compare.ENTRIES),  # each entry's own settings: its scheme checks them
+        # the integrity chapter
+        "accuser_seeds": _list(_int(0, 99)), "accuser_surrogates": _counts(models.REGISTRY), "judge_zoo": _counts(models.REGISTRY),
+        "accuser_key_size": _int(2), "accuser_method": _choice(accuser.METHODS), "accuser_steps": pos_int,
+        "accuser_eps": _real(0.0, 1.0, lo_open=True), "accuser_eps_sweep": _list(_real(0.0, 1.0, lo_open=True)),
+        "adaptive_lam": _real(0.0, _INF), "judge_fraction": _real(0.0, 1.0, lo_open=True),
+        "accuser_fraction": _real(0.0, 1.0, lo_open=True),
+        "paper_threshold": _real(0.0, 1.0, lo_open=True), "alphas": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)),
         # the comparison's attacks check the knobs they read (Attack.knobs); a chapter knob of the same name too
         **{name: rule for attack in attacks.REGISTRY.values() for name, rule in attack.knobs.items()},
     }
@@ -194,7 +207,16 @@ def validate(chapter: str, cfg: dict) -> None:
             if cfg.get(t) is not None and cfg[t] in cfg[pair]:
                 raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
                                  f"and {cfg[pair]}")
-    if chapter == "comparison":  # every entry with settings, and every chosen one, accepts them and fits the task
+    for name in ("accuser_surrogates", "judge_zoo"):
+        if name in cfg and sum(cfg[name].values()) < 3:
+            raise ValueError(f"knob {name!r} must name >= 3 models (they are trained as a zoo, wmlib.zoo, whose null "
+                             f"needs >= 3); got {cfg[name]}")
+    if "suspects" in cfg:
+        try:
+            integrity.check_suspects(cfg["suspects"])
+        except ValueError as err:
+            raise ValueError(f"knob 'suspects': {err}") from None
+    if chapter in ("comparison", "integrity"):  # every entry with settings, and every chosen one, accepts them and fits the task
         for name in dict.fromkeys([*cfg["entries"], *cfg["schemes"]]):
             s = cfg["schemes"].get(name, {})
             if s.get("target", 0) is None and "sources" in s:  # picked from the zoo later: probe with a valid class
@@ -226,16 +248,20 @@ def validate(chapter: str, cfg: dict) -> None:
 # --------------------------------------------------------------------------- the profiles as the book shows them
 
 _TITLES = {"zhang2018": "Zhang et al. 2018", "namba2019": "Namba & Sakuma 2019", "li2019": "Li et al. 2019",
-           "gradsigns": "GradSigns 2021", "function_coupled": "Wen et al. (function-coupled)", "comparison": "comparison"}
+           "gradsigns": "GradSigns 2021", "function_coupled": "Wen et al. (function-coupled)", "comparison": "comparison",
+           "integrity": "integrity (dishonest accuser)"}
 # beside the task and the training recipe: the knobs that say what each chapter's watermark does
 _HIGHLIGHTS = {"zhang2018": ("kinds", "key_fraction"), "namba2019": ("n_keys", "T", "key_per_batch", "retrain_epochs",
                                                                      "ae_epochs", "folds"),
                "li2019": ("hosts", "key_fraction", "host_steps"), "gradsigns": ("bits", "target", "lam"),
                "function_coupled": ("sources", "target", "key_fraction", "mask_ratio", "ft_lr"),
-               "comparison": ("seeds", "entries", "attacks")}
+               "comparison": ("seeds", "entries", "attacks"),
+               "integrity": ("accuser_seeds", "accuser_surrogates", "accuser_eps", "judge_zoo", "suspects")}
 
 
 def _show(v) -> str:
+    if isinstance(v, dict):
+        return "/".join(f"{k}×{n}" for k, n in v.items()) if all(isinstance(n, int) for n in v.values()) else f"{len(v)}"
     if isinstance(v, (list, tuple)):
         return f"{len(v)}" if len(v) > 4 else "/".join(map(str, v))
     return "auto" if v is None else f"{v:g}" if isinstance(v, float) else str(v)

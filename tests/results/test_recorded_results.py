@@ -126,3 +126,26 @@ def test_comparison_claims_no_clean_model_every_watermark_embedded_and_every_cel
         assert c["status"] == "ok" or c["reason"], c
     assert {w["question"] for w in m["which_scheme_when"]} >= {"most robust across the suite", "cheapest to embed"}
     _every_row_has_a_status_and_its_reason(r)
+
+
+def test_integrity_refuses_late_keys_controls_biased_suspects_and_agrees_with_the_comparison():
+    r = _load("integrity")
+    m, cfg = r["metrics"], r["config"]
+    outcomes = {row["claim"]: row["outcome"] for row in m["commitment"]}
+    assert any(o.startswith("refused: LateCommitmentError") for o in outcomes.values())  # the signature read off the suspect
+    assert any(o.startswith("refused: UncommittedKeyError") for o in outcomes.values())  # the altered and the uncommitted key
+    # every false key was verified under every rule, for every accuser and suspect
+    for table in ("transfer_claims", "adaptive_claims"):
+        rules = {row["rule"] for row in m[table]}
+        assert {"binomial at chance", "public zoo null", "judge's private zoo null"} <= rules, table
+    # the control never costs an owner its claim on an unattacked watermark
+    for row in m["owner_power"]:
+        assert row["claimed with control"] == row["claimed"], row["entry"]
+    # the zoo's leave-one-out false claims at the book's level are the comparison's own, recomputed
+    cmp = _load("comparison")["metrics"]["false_claims"]
+    at = next(row for row in m["false_claims_at_alpha"] if row["α"] == cfg["alpha"])
+    assert at["zoo claims"] == f"{cmp['claims']} / {cmp['verifications']:,}"
+    # and the suspects' false claims at that level are the section's own (the class-biased ones apart)
+    fair = [row for row in m["suspect_claims"] if not row["class-biased"]]
+    assert at["suspect claims"] == f"{sum(row['claims'] for row in fair)} / {sum(row['verifications'] for row in fair):,}"
+    _every_row_has_a_status_and_its_reason(r)
