@@ -149,6 +149,18 @@ def _load_gtsrb(root: Path, train: bool):
     return _to_tensors(np.stack(images), [label for _, label in ds._samples])
 
 
+def _rgb32_standin(base: str):
+    """A CIFAR-shaped stand-in made of real images: ``base``'s 28 x 28 grey images padded with two
+    black pixels on every side to 32 x 32 and copied into three channels (pixels unchanged, labels
+    unchanged). It runs the code paths of 3 x 32 x 32 tasks (ResNet and VGG hosts, RGB encoders and
+    autoencoders, the RGB zoo) where CIFAR-10 is not on the machine; it is not CIFAR-10, and its
+    numbers are never the paper's."""
+    def load(root: Path, train: bool):
+        x, y = REGISTRY[base].loader(root, train)
+        return torch.nn.functional.pad(x, (2, 2, 2, 2)).repeat(1, 3, 1, 1).contiguous(), y
+    return load
+
+
 _TV = "torchvision downloads it on a machine with internet access; or copy its torchvision folder into {root}"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -170,6 +182,16 @@ REGISTRY: dict[str, DatasetSpec] = {
     "svhn": DatasetSpec("svhn", 3, 32, DIGITS, _load_svhn, _TV),
     "gtsrb": DatasetSpec("gtsrb", 3, 32, tuple(f"sign{i}" for i in range(43)), _load_gtsrb, _TV),
 }
+# CIFAR-shaped stand-ins of real images (named so that nobody takes them for CIFAR-10): see _rgb32_standin
+for _base, _name in (("fashion-mnist", "fashion-rgb32-standin"), ("mnist-5k", "mnist5k-rgb32-standin")):
+    _b = REGISTRY[_base]
+    REGISTRY[_name] = DatasetSpec(_name, 3, 32, _b.classes, _rgb32_standin(_base), _b.how_to_get, source=_b.source)
+STANDINS = ("fashion-rgb32-standin", "mnist5k-rgb32-standin")
+
+
+def is_standin(name: str) -> bool:
+    """Is ``name`` a stand-in of another task's shape (its numbers never stand for a paper's dataset)?"""
+    return name in STANDINS
 
 
 def spec(name: str) -> DatasetSpec:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from . import timing
-from .data import REPO_ROOT
+from .data import REPO_ROOT, is_standin
 
 STATUSES = ("reproduced", "consistent", "deviates", "not comparable", "not in our copy")
 BOUNDS = (None, "at least", "at most")
@@ -83,13 +83,23 @@ class Run:
     def path(self) -> Path:
         return results_dir() / f"{self.chapter}-{self.config['profile']}-{self.config['dataset']}.json"
 
+    def _rows(self, table: PaperVsOurs) -> list[dict]:
+        """The paper-vs-ours rows as recorded: a run on a stand-in dataset compares nothing with a
+        paper, so each of its rows is 'not comparable' and says why."""
+        name = self.config.get("dataset", "")
+        if not is_standin(name):
+            return table.rows
+        return [{**r, "status": "not comparable",
+                 "reason": f"run on {name}, a stand-in of the task's shape, not the paper's dataset"
+                           + (f"; {r['reason']}" if r["reason"] else "")} for r in table.rows]
+
     def record(self, metrics: dict, table: PaperVsOurs) -> Path:
         device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu"
         payload = {"chapter": self.chapter, "config": self.config, "device": str(self.device),
                    "device_name": device_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
                    "wall_seconds": round(time.perf_counter() - self.t0, 1),
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "metrics": metrics, "paper_vs_ours": table.rows, "phases": self.phases.rows()}
+                   "metrics": metrics, "paper_vs_ours": self._rows(table), "phases": self.phases.rows()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2, default=float))

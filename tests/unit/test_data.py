@@ -94,3 +94,16 @@ def test_per_class_draws_n_of_every_class_shuffled():
     assert torch.equal(data.per_class(s, 5, seed=1).x, sub.x)
     with pytest.raises(ValueError, match=r"n must be in 1\.\."):
         data.per_class(s, 400)
+
+
+@pytest.mark.parametrize("name,base", [("fashion-rgb32-standin", "fashion-mnist"), ("mnist5k-rgb32-standin", "mnist-5k")])
+def test_the_cifar_shaped_standins_are_the_real_images_padded_and_named_as_standins(name, base):
+    x, y = data.load(name, train=False)
+    xb, yb = data.load(base, train=False)
+    s = data.spec(name)
+    assert (s.channels, s.image_size, s.num_classes) == (3, 32, 10) and data.is_standin(name) and "standin" in name
+    assert s.source == data.spec(base).source  # the same distribution: never an "unrelated" dataset for its base
+    assert x.shape == (len(xb), 3, 32, 32) and x.dtype == torch.uint8 and torch.equal(y, yb)
+    assert torch.equal(x[:, 1, 2:30, 2:30], xb[:, 0]) and torch.equal(x[:, 0], x[:, 2])  # pixels unchanged, grey
+    assert x[:, :, :2].max() == 0 and x[:, :, :, 30:].max() == 0  # a black border
+    assert not data.is_standin("cifar10")

@@ -96,6 +96,18 @@ def test_run_record_and_status_page(tmp_path):
     assert "consistent" in (tmp_path / "s.md").read_text()
 
 
+def test_a_run_on_a_standin_compares_nothing_with_the_paper(tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setenv("WMLIB_RESULTS", str(tmp_path))
+    run = report.Run("zhang2018", {"profile": "smoke", "dataset": "fashion-rgb32-standin", "model": "resnet20"},
+                     torch.device("cpu"))
+    t = report.PaperVsOurs()
+    t.add("Table 2", 0.99, 0.99, "s", 0.02, True)
+    row = json.loads(run.record({}, t).read_text())["paper_vs_ours"][0]
+    assert row["status"] == "not comparable" and "stand-in" in row["reason"]
+    assert t.rows[0]["status"] == "reproduced"  # the table itself is left as the chapter shows it
+
+
 def test_check_figures_fails_on_a_notebook_without_images(tmp_path):
     import nbformat
 
