@@ -217,15 +217,20 @@ def validate(chapter: str, cfg: dict) -> None:
         except ValueError as err:
             raise ValueError(f"knob 'suspects': {err}") from None
     if chapter in ("comparison", "integrity"):  # every entry with settings, and every chosen one, accepts them and fits the task
+        label_keys = 0
         for name in dict.fromkeys([*cfg["entries"], *cfg["schemes"]]):
             s = cfg["schemes"].get(name, {})
             if s.get("target", 0) is None and "sources" in s:  # picked from the zoo later: probe with a valid class
                 s = dict(s, target=next(c for c in range(k) if c not in s["sources"]))
             scheme = compare.build(name, compare.ENTRIES[name], s)
+            label_keys += name in cfg["entries"] and integrity.is_label_scheme(scheme)
             try:
                 scheme.check(data.spec(cfg["dataset"]))
             except ValueError as err:
                 raise ValueError(f"comparison entry {name!r}: {err}") from None
+        if chapter == "integrity" and not label_keys:
+            raise ValueError(f"knob 'entries' must hold at least one label-key entry for the false-claim attack (any "
+                             f"entry but gradsigns); got {cfg['entries']}")
         for name in cfg["attacks"]:  # and every chosen attack accepts its settings on the task
             try:
                 attacks.REGISTRY[name].check(cfg, data.spec(cfg["dataset"]))

@@ -98,3 +98,16 @@ def test_a_suspect_is_class_biased_only_above_every_zoo_member():
     zoo = {"z1": torch.tensor([0.05, 0.1]), "z2": torch.tensor([0.2, 0.02])}
     rates = {"fair": torch.tensor([0.19, 0.1]), "biased": torch.tensor([0.01, 0.45])}
     assert integrity.biased_suspects(rates, zoo) == ["biased"]
+
+
+def test_the_chapters_knobs_are_checked_when_read():
+    from wmlib import settings
+    with pytest.raises(ValueError, match="at least one label-key entry"):
+        settings.resolve("integrity", "smoke", entries=["gradsigns"])
+    with pytest.raises(ValueError, match=r"accuser_seeds.*\[0, 99\]"):
+        settings.resolve("integrity", "smoke", accuser_seeds=[0, 150])
+    with pytest.raises(ValueError, match="judge_zoo.*>= 3 models"):
+        settings.resolve("integrity", "smoke", judge_zoo={"lenet5": 2})
+    with pytest.raises(ValueError, match="suspect 'x'.*unknown field"):
+        settings.resolve("integrity", "smoke", suspects={"x": {"archh": "lenet5"}})
+    assert settings.resolve("integrity", "smoke", judge_zoo={"lenet5": 3})["judge_zoo"] == {"lenet5": 3}  # replaced whole
