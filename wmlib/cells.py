@@ -160,7 +160,12 @@ def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = N
 
 def claim_rate(claimed: list[bool], confidence: float = 0.95) -> tuple[float, float, float]:
     """The share of claimed verifications with its exact (Clopper-Pearson) ``confidence`` interval."""
-    n, k = len(claimed), int(sum(bool(c) for c in claimed))
+    return count_rate(int(sum(bool(c) for c in claimed)), len(claimed), confidence)
+
+
+def count_rate(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``k`` claims out of ``n`` verifications: the rate with its exact (Clopper-Pearson)
+    ``confidence`` interval."""
     if n == 0:
         raise ValueError("no verifications to summarise")
     ci = binomtest(k, n).proportion_ci(confidence, method="exact")

@@ -15,8 +15,9 @@ counts hits cannot tell such a key from a real one. Two checks before the count 
   :meth:`Scheme.make_key <wmlib.schemes.base.Scheme.make_key>` (:func:`rederive`) and refuses a key
   that differs (:func:`check_generated`): an adversarial example chosen for a suspect is not what a
   seeded generator makes from the owner's data. Which of the book's keys allow this, and what the
-  judge needs for the others, :func:`generation` and :func:`verifiability` say, from reading each
-  scheme's ``make_key``.
+  judge needs for the others, each scheme declares from its ``make_key``
+  (:meth:`Scheme.key_generation <wmlib.schemes.base.Scheme.key_generation>`) and
+  :func:`verifiability` tabulates.
 
 Both checks run before :func:`wmlib.verify.verify_trials` and leave it unchanged: a claim that
 passes them gets exactly the verdict it got before.
@@ -33,7 +34,7 @@ from torch import nn
 
 from .data import Splits
 from .keys import Key
-from .schemes.base import Generation, Scheme
+from .schemes.base import Scheme
 from .train import config_hash, tensor_digest
 from .verify import LabelTrials, Null, Oracle, Verdict, verify_trials
 
@@ -199,18 +200,12 @@ def check_generated(scheme: Scheme, key: Key, splits: Splits, seed: int, clean: 
                 f"committed scheme settings and the data whose digests were committed")
     expected, presented = rederive(scheme, splits, seed, clean, held_out).digest(), key.digest()
     if expected != presented:
-        how = generation(scheme)
+        how = scheme.key_generation()
         note = f" Note: {how.reason}" if how is not None and not how.verifiable else ""
         raise KeyNotGeneratedError(
             f"key {short(presented)} is not the key {scheme.name} generates from seed {seed} on these data ({short(expected)}): "
             f"it was not made by the committed generator (an adversarial example, an altered key, another seed or other "
             f"data). Present the key rederive(scheme, splits, seed) makes, with the seed and data it was made from.{note}")
-
-
-def generation(scheme: Scheme) -> Generation | None:
-    """How ``scheme``'s key is made (:meth:`Scheme.key_generation <wmlib.schemes.base.Scheme.key_generation>`,
-    declared by each scheme from its ``make_key``), or None for a scheme that declares nothing."""
-    return scheme.key_generation()
 
 
 def verifiability(entries: dict[str, Callable[[dict], Scheme]], schemes: dict[str, dict] | None = None) -> pd.DataFrame:
@@ -226,7 +221,7 @@ def verifiability(entries: dict[str, Callable[[dict], Scheme]], schemes: dict[st
         # the comparison picks the function-coupled target from the zoo; any class shows how its keys are made
         settings = {k: (1 if k == "target" and v is None else v) for k, v in schemes.get(name, {}).items()}
         scheme = make(settings)
-        how, kind = generation(scheme), getattr(scheme, "kind", None)
+        how, kind = scheme.key_generation(), getattr(scheme, "kind", None)
         rows.append({"entry": name, "scheme": scheme.name + (f" ({kind})" if kind else ""),
                      "rederive returns": "the held-out key" if scheme.verifies_held_out else "the embedded key",
                      "generator needs": how.needs if how else "?",

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
-from scipy.stats import binomtest
 from torch import nn
 
 from . import attacks as _attacks
@@ -26,7 +25,7 @@ from . import data, timing
 from .schemes import FineTuneKeys, FunctionCoupled, GradSigns, Li2019, Namba2019, Scheme, Zhang2018
 from .schemes.base import Watermarked, watermark
 from .schemes.function_coupled import least_answered_target
-from .cells import Cell, cell_context, claim_rate, run
+from .cells import Cell, cell_context, claim_rate, count_rate, run
 from .train import TrainConfig, evaluate, train_classifier
 from .verify import false_claims, oracle_accuracy, verify_trials
 
@@ -299,12 +298,12 @@ def embedding_table(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     rows = {}
     for entry, g in cells[cells.attack == "none"].groupby("entry", sort=False):
         fc, total = int(g["false_claims"].sum()), int(g["false_claim_verifications"].sum())
-        ci = binomtest(fc, total).proportion_ci(confidence, method="exact")
+        _, _, ci_high = count_rate(fc, total, confidence)
         rows[entry] = {"embedded": int(g["claimed"].sum()), "seeds": len(g), "test accuracy": g["test_acc"].mean(),
                        "accuracy cost": (g["clean_acc"] - g["test_acc"]).mean(),
                        "time overhead": (g["embed_seconds"] / g["clean_seconds"]).mean(),
                        "queries": g["queries"].mean(), "false claims": fc, "verifications": total,
-                       "false-claim rate": fc / total, "fcr ci high": float(ci.high),
+                       "false-claim rate": fc / total, "fcr ci high": ci_high,
                        "loaded from cache": int(g["loaded"].sum())}
     return pd.DataFrame.from_dict(rows, orient="index").astype(
         {"embedded": int, "seeds": int, "false claims": int, "verifications": int, "loaded from cache": int})

@@ -183,10 +183,10 @@ REGISTRY: dict[str, DatasetSpec] = {
     "gtsrb": DatasetSpec("gtsrb", 3, 32, tuple(f"sign{i}" for i in range(43)), _load_gtsrb, _TV),
 }
 # CIFAR-shaped stand-ins of real images (named so that nobody takes them for CIFAR-10): see _rgb32_standin
-for _base, _name in (("fashion-mnist", "fashion-rgb32-standin"), ("mnist-5k", "mnist5k-rgb32-standin")):
+STANDINS = {"fashion-rgb32-standin": "fashion-mnist", "mnist5k-rgb32-standin": "mnist-5k"}  # stand-in -> its base
+for _name, _base in STANDINS.items():
     _b = REGISTRY[_base]
     REGISTRY[_name] = DatasetSpec(_name, 3, 32, _b.classes, _rgb32_standin(_base), _b.how_to_get, source=_b.source)
-STANDINS = ("fashion-rgb32-standin", "mnist5k-rgb32-standin")
 
 
 def is_standin(name: str) -> bool:

@@ -31,12 +31,12 @@ from . import compare, data, models
 from .accuser import random_targets, transfer_key
 from .attacks.extraction import extract
 from .attacks.model import prune_magnitude
-from .cells import claim_rate
+from .cells import count_rate
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
 from .verify import LabelTrials, Null, Oracle, claim_count, claims_at, false_claims, verify_counts, verify_trials
-from .zoo import SHARED_LIMITS, Zoo, member_share, task_pool, zoo_recipe
+from .zoo import Zoo, member_share, shared_limits, task_pool, zoo_recipe
 
 # --------------------------------------------------------------------------- clean suspects beyond the zoo
 
@@ -210,7 +210,7 @@ def draw_claims(hit_vector: torch.Tensor, rule: Rule, n: int, draws: int, seed: 
 
 def rate_row(claims: int, total: int, confidence: float = 0.95) -> dict:
     """``claims`` of ``total`` with the exact (Clopper-Pearson) interval."""
-    r, lo, hi = claim_rate([True] * claims + [False] * (total - claims), confidence)
+    r, lo, hi = count_rate(claims, total, confidence)
     return {"claims": claims, "verifications": total, "claim rate": r, "ci low": lo, "ci high": hi}
 
 
@@ -265,15 +265,10 @@ JUDGE_SEED = 3000      # the judge's private zoo: seeds 3000 + s
 ACCUSER_SEED = 10_000  # accuser a's surrogates: seeds 10,000 + 100 a + s
 
 
-def limits(profile: str) -> tuple[int | None, int | None]:
-    """The task size (train, test limits) of the shared zoo of ``profile``: every party's pool."""
-    return SHARED_LIMITS.get(profile, (None, None))
-
-
 def judge_zoo(knobs: dict, device: torch.device | None = None, progress: bool = True) -> Zoo:
     """The judge's private zoo: the zoo's recipe with ``judge_zoo`` architectures, the judge's seeds
     and ``judge_fraction`` shares of the task pool. Nobody but the judge sees these models."""
-    return Zoo.load(knobs["dataset"], knobs["profile"], *limits(knobs["profile"]), device=device, progress=progress,
+    return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
                     seed_base=JUDGE_SEED, tag="judge", archs=knobs["judge_zoo"], data_fraction=knobs["judge_fraction"])
 
 
@@ -282,21 +277,21 @@ def surrogates(knobs: dict, accuser: int, device: torch.device | None = None, pr
     architectures, its own seeds and ``accuser_fraction`` shares of the task pool."""
     if not 0 <= accuser < 100:
         raise ValueError(f"an accuser seed must be in [0, 99], got {accuser}")
-    return Zoo.load(knobs["dataset"], knobs["profile"], *limits(knobs["profile"]), device=device, progress=progress,
+    return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
                     seed_base=ACCUSER_SEED + 100 * accuser, tag=f"accuser{accuser}", archs=knobs["accuser_surrogates"],
                     data_fraction=knobs["accuser_fraction"])
 
 
 def suspects(knobs: dict, device: torch.device | None = None, progress: bool = True) -> Zoo:
     """The independent suspects of ``knobs['suspects']`` (:func:`independent_suspects`)."""
-    return independent_suspects(knobs["dataset"], knobs["profile"], knobs["suspects"], *limits(knobs["profile"]),
+    return independent_suspects(knobs["dataset"], knobs["profile"], knobs["suspects"], *shared_limits(knobs["profile"]),
                                 device=device, progress=progress)
 
 
 def accuser_images(knobs: dict, accuser: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``accuser_key_size`` test images accuser ``accuser`` turns into its key, and the random
     targets (never the true class) it gives them."""
-    _, test, spec = task_pool(knobs["dataset"], *limits(knobs["profile"]))
+    _, test, spec = task_pool(knobs["dataset"], *shared_limits(knobs["profile"]))
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(ACCUSER_SEED + accuser))[:knobs["accuser_key_size"]]
     return test.x[idx], random_targets(test.y[idx], spec.num_classes, seed=accuser)
 

@@ -9,7 +9,7 @@ import copy
 import json
 import os
 
-from . import accuser, attacks, compare, data, integrity, models
+from . import accuser, attacks, compare, data, integrity, models, zoo
 from .profiles import CHAPTERS, ENV_VAR, PROFILES
 from .rules import INF as _INF
 from .rules import choice as _choice
@@ -207,10 +207,12 @@ def validate(chapter: str, cfg: dict) -> None:
             if cfg.get(t) is not None and cfg[t] in cfg[pair]:
                 raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
                                  f"and {cfg[pair]}")
-    for name in ("accuser_surrogates", "judge_zoo"):
-        if name in cfg and sum(cfg[name].values()) < 3:
-            raise ValueError(f"knob {name!r} must name >= 3 models (they are trained as a zoo, wmlib.zoo, whose null "
-                             f"needs >= 3); got {cfg[name]}")
+    for name, fraction in (("accuser_surrogates", "accuser_fraction"), ("judge_zoo", "judge_fraction")):
+        if name in cfg:  # a set of clean models trained as a zoo: the zoo's own checks of its recipe
+            try:
+                zoo.zoo_recipe(cfg["dataset"], cfg["profile"], archs=cfg[name], data_fraction=cfg[fraction])
+            except ValueError as err:
+                raise ValueError(f"knob {name!r}: {err}; got {cfg[name]}") from None
     if "suspects" in cfg:
         try:
             integrity.check_suspects(cfg["suspects"])

@@ -74,6 +74,12 @@ def zoo_recipe(dataset: str, profile: str, **overrides) -> dict:
     return recipe
 
 
+def shared_limits(profile: str) -> tuple[int | None, int | None]:
+    """``(train_limit, test_limit)`` of the shared zoo's task under ``profile`` (None: all images):
+    the pool every clean party of the book draws its share from (:func:`task_pool`)."""
+    return SHARED_LIMITS.get(profile, (None, None))
+
+
 def task_pool(dataset: str, train_limit: int | None = None, test_limit: int | None = None) -> tuple[Split, Split, data.DatasetSpec]:
     """``(pool, test, spec)``: the task's training images every clean party draws its own share
     from (shuffled with :data:`ZOO_SEED`, the first ``train_limit``), and its test images (the first
@@ -141,7 +147,7 @@ class Zoo:
         chapters): the task at the size of :data:`SHARED_LIMITS`, whatever share of it a chapter's
         owner trains on. An independent party has its own data from the task's distribution; it
         need not hold as many images as the owner."""
-        train_limit, test_limit = SHARED_LIMITS.get(profile, (None, None))
+        train_limit, test_limit = shared_limits(profile)
         return cls.load(dataset, profile, train_limit, test_limit, device, progress)
 
     def oracles(self) -> dict[str, Oracle]:

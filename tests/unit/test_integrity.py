@@ -43,6 +43,8 @@ def test_with_lam_zero_the_adaptive_key_is_momentum_fgsm_on_the_surrogates_alone
     a = integrity.adaptive_key(surrogates, public, images.x[:20], targets[:20], eps=0.3, steps=5, lam=0.0)
     b = integrity.adaptive_key(surrogates, [], images.x[:20], targets[:20], eps=0.3, steps=5, lam=1.0)
     assert torch.equal(a.x, b.x)
+    c = accuser.transfer_key(surrogates, images.x[:20], targets[:20], eps=0.3, steps=5, method="mifgsm")
+    assert torch.equal(a.x, c.x)  # torchattacks' MIFGSM on the surrogates' mean logits, step for step
 
 
 def test_a_rule_is_a_null_at_a_level_or_a_threshold_and_draws_match_claim_count():
