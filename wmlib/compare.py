@@ -102,8 +102,12 @@ def make_context(knobs: dict, zoo: dict | None = None, registry: dict[str, Make]
     """The setting every cell of a sweep shares (and its results' cache key): the task, the knobs
     that decide a cell (not which cells run), the zoo (Zoo.load arguments; None: the book's shared
     zoo) and what each chosen entry's scheme is."""
+    from .zoo import KNOBS, recipe_overrides, shared_limits
     registry = ENTRIES if registry is None else registry
-    cell_knobs = {k: v for k, v in knobs.items() if k not in SWEEP_KNOBS}
+    cell_knobs = {k: v for k, v in knobs.items() if k not in SWEEP_KNOBS and k not in KNOBS}  # the zoo's: in "zoo"
+    cut = recipe_overrides(knobs)
+    if zoo is None and cut:  # the shared zoo, cut by the knobs: its Zoo.load arguments
+        zoo = dict(zip(("train_limit", "test_limit"), shared_limits(knobs["profile"])), **cut)
     return {"dataset": knobs["dataset"], "profile": knobs["profile"], "knobs": cell_knobs, "zoo": zoo,
             "entries": entry_context({n: registry[n] for n in knobs["entries"]}, knobs.get("schemes", {}))}
 

@@ -36,7 +36,7 @@ from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
 from .verify import LabelTrials, Null, Oracle, claim_count, claims_at, false_claims, verify_counts, verify_trials
-from .zoo import Zoo, member_share, shared_limits, task_pool, zoo_recipe
+from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 
 # --------------------------------------------------------------------------- clean suspects beyond the zoo
 
@@ -84,15 +84,15 @@ def _skewed(split: Split, cls: int, others: float, seed: int) -> Split:
 
 def independent_suspects(dataset: str, profile: str, recipes: dict[str, dict], train_limit: int | None = None,
                          test_limit: int | None = None, device: torch.device | None = None,
-                         progress: bool = True) -> Zoo:
+                         progress: bool = True, **overrides) -> Zoo:
     """Train-or-load one clean model per entry of ``recipes`` (name -> the fields it changes from
-    the zoo's recipe of ``profile``, see :data:`SUSPECT_FIELDS`), each on its own share of the same
+    the zoo's recipe of ``profile`` with ``overrides``, see :data:`SUSPECT_FIELDS`), each on its own share of the same
     task pool as the zoo and with its own seed (``SUSPECT_SEED + i``). None of them is a zoo member
     or anybody's watermarked model. Returned as a :class:`~wmlib.zoo.Zoo` (its hits, rates and
     nulls work the same), whose summary says what each suspect changed."""
     check_suspects(recipes)
     device = device or default_device()
-    base = zoo_recipe(dataset, profile)
+    base = zoo_recipe(dataset, profile, **overrides)
     pool, test, spec = task_pool(dataset, train_limit, test_limit)
     out, rows, digests = {}, [], {}
     for i, (name, r) in enumerate(tqdm(recipes.items(), desc="independent suspects", disable=not progress, leave=False)):
@@ -269,7 +269,8 @@ def judge_zoo(knobs: dict, device: torch.device | None = None, progress: bool = 
     """The judge's private zoo: the zoo's recipe with ``judge_zoo`` architectures, the judge's seeds
     and ``judge_fraction`` shares of the task pool. Nobody but the judge sees these models."""
     return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
-                    seed_base=JUDGE_SEED, tag="judge", archs=knobs["judge_zoo"], data_fraction=knobs["judge_fraction"])
+                    seed_base=JUDGE_SEED, tag="judge", **dict(recipe_overrides(knobs), archs=knobs["judge_zoo"],
+                                                               data_fraction=knobs["judge_fraction"]))
 
 
 def surrogates(knobs: dict, accuser: int, device: torch.device | None = None, progress: bool = True) -> Zoo:
@@ -278,14 +279,14 @@ def surrogates(knobs: dict, accuser: int, device: torch.device | None = None, pr
     if not 0 <= accuser < 100:
         raise ValueError(f"an accuser seed must be in [0, 99], got {accuser}")
     return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
-                    seed_base=ACCUSER_SEED + 100 * accuser, tag=f"accuser{accuser}", archs=knobs["accuser_surrogates"],
-                    data_fraction=knobs["accuser_fraction"])
+                    seed_base=ACCUSER_SEED + 100 * accuser, tag=f"accuser{accuser}",
+                    **dict(recipe_overrides(knobs), archs=knobs["accuser_surrogates"], data_fraction=knobs["accuser_fraction"]))
 
 
 def suspects(knobs: dict, device: torch.device | None = None, progress: bool = True) -> Zoo:
     """The independent suspects of ``knobs['suspects']`` (:func:`independent_suspects`)."""
     return independent_suspects(knobs["dataset"], knobs["profile"], knobs["suspects"], *shared_limits(knobs["profile"]),
-                                device=device, progress=progress)
+                                device=device, progress=progress, **recipe_overrides(knobs))
 
 
 def accuser_images(knobs: dict, accuser: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,22 +20,30 @@ _ZHANG_COMMON = dict(
     prune_rates=[i / 10 for i in range(10)], sweep_rates=[i / 10 for i in range(10)],
     finetune_epochs=10, finetune_lr=5e-4, finetune_optimizer="adam", budget=0.10,
     input_noise_std=0.1, quant_bits=8, seed=0,
+    zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
+    # the digits ablation (see settings.variant): Tables 1-2 again on real MNIST digits (the 5k subset), the unrelated
+    # keys Fashion-MNIST trousers (MNIST "1"s are the task's own distribution); -p digits_dataset off skips it
+    # 50 epochs, the paper's (§5.1): 3,600 owner digits make 31 steps an epoch (Fashion-MNIST: 422), and the clean model's
+    # test accuracy levels off only after about 20 (2.5 min on one CPU thread for the four models)
+    digits_dataset="mnist-5k", digits_unrelated_dataset="fashion-mnist", digits_unrelated_class=1, digits_epochs=50,
 )
 
 ZHANG2018 = {
     # Fashion-MNIST subset, a few epochs: exercises every cell in about a minute on 2 CPU cores
     "smoke": dict(_ZHANG_COMMON, train_limit=6000, test_limit=2000, epochs=3, false_claim_draws=50,
                   unrelated_dataset="mnist-5k", unrelated_class=1,
-                  prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2),
+                  prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2,
+                  digits_epochs=3),  # the digits run in ~20 s; every kind still passes the gate on the smoke digits zoo
     # full real Fashion-MNIST with LeNet-5; MNIST "1"s from the 5k subset that ships offline
     "default": dict(_ZHANG_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
     # §5.1 / Appendix A.1: Carlini & Wagner's nets, SGD lr 0.01 momentum 0.9, batch 128, 50 epochs
     "paper": dict(_ZHANG_COMMON, dataset="mnist", model="cw", epochs=50, lr=0.01, weight_decay=0.0,
-                  schedule="none"),
+                  schedule="none", digits_dataset="off"),
 }
 
-# thief's share per dataset: Namba & Sakuma Table 6 (1 % MNIST, 5 % GTSRB, 10 % CIFAR)
-_NAMBA_ATTACKER = {"mnist": 0.01, "fashion-mnist": 0.01, "gtsrb": 0.05, "cifar10": 0.1, "cifar100": 0.1, "svhn": 0.05}
+# thief's share per dataset: Namba & Sakuma Table 6 (1 % MNIST, 5 % GTSRB, 10 % CIFAR); the CIFAR-shaped stand-ins: CIFAR's
+_NAMBA_ATTACKER = {"mnist": 0.01, "fashion-mnist": 0.01, "gtsrb": 0.05, "cifar10": 0.1, "cifar100": 0.1, "svhn": 0.05,
+                   "fashion-rgb32-standin": 0.1, "mnist5k-rgb32-standin": 0.1}
 _NAMBA_COMMON = dict(
     dataset="fashion-mnist", model="lenet5", thief_fraction=_NAMBA_ATTACKER, train_limit=None, test_limit=None,
     kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "afs", "ds", "proposal", "label-change"],
@@ -55,6 +63,7 @@ _NAMBA_COMMON = dict(
     digits_unrelated_class=1, digits_epochs=30, digits_retrain_epochs=80,
     # AFS keys keep their true labels, and every digit model of the zoo answers them so (the gate refuses them)
     digits_kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "ds", "proposal", "label-change"],
+    zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
 )
 NAMBA2019 = {
     # long enough (and 16 keys per batch) for every key type to pass the embedding gate; AFS is left out: the small smoke zoo answers
@@ -87,19 +96,28 @@ _LI_COMMON = dict(
     leak_seeds=5, detector_epochs=20, detector_lr=0.01, finetune_epochs=100, finetune_lr=0.01,
     prune_rates=[i / 10 for i in range(10)], sweep_rates=[i / 10 for i in range(10)], budget=0.10,
     n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, seed=0,
+    zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
+    # the digits run (see variant()): Table 1 again on real MNIST digits (the 5k subset: 3,600 owner images,
+    # 1 % of them = 36 keys, the paper's share) with the paper's SGD 0.1, x0.1 at 40 % and 80 % of the epochs,
+    # and k2 = 1; 20 epochs, not 100, to add <= 4 min on 2 cores (-p digits_dataset off skips it)
+    digits_dataset="mnist-5k", digits_hosts=None, digits_model=None, digits_epochs=20, digits_host_steps=1,
+    digits_optimizer="sgd", digits_lr=0.1, digits_schedule="step", digits_milestones=[8, 16],
 )
 LI2019 = {
     # 8 epochs and 1 % keys: with fewer, the hosts were not claimed on their own keys (the embedding gate stops)
     "smoke": dict(_LI_COMMON, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=8,
                   schedule="cosine", milestones=[], lr=0.05, key_fraction=0.01, host_steps=2, leak_seeds=2,
                   detector_epochs=3, finetune_epochs=2, prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9],
-                  false_claim_draws=50),
+                  false_claim_draws=50,
+                  # digits: one host with the smoke recipe (None keeps the main knob), < 30 s
+                  digits_hosts=["lenet1"], digits_model="lenet1", digits_epochs=None, digits_host_steps=None,
+                  digits_lr=None, digits_schedule=None, digits_milestones=None),
     # 2 CPU cores in <= 15 min: 20,000 owner images, 10 epochs (cosine, lr 0.05), one encoder step per
     # two host steps (k2 = 2), 3 seeds for the encoder-leak matrix, 20 fine-tuning epochs
     "default": dict(_LI_COMMON, train_limit=22222, epochs=10, schedule="cosine", milestones=[], lr=0.05,
                     host_steps=2, leak_seeds=3, finetune_epochs=20),
-    # §5.1: MNIST LeNets or CIFAR-10 hosts, 100 epochs, SGD 0.1 x0.1 every 40 epochs, k1 = k2 = 1
-    "paper": dict(_LI_COMMON, dataset="mnist"),
+    # §5.1: MNIST LeNets or CIFAR-10 hosts, 100 epochs, SGD 0.1 x0.1 every 40 epochs, k1 = k2 = 1; MNIST itself, so no digits run
+    "paper": dict(_LI_COMMON, dataset="mnist", digits_dataset="off"),
 }
 
 # GradSigns (Aramoon et al. 2021): a signature in the input gradients of class T
@@ -118,6 +136,7 @@ _GS_COMMON = dict(
     h_sweep=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1], perturb_attempts=50, perturb_h=0.1, perturb_M=3, perturb_eps=1e-5,
     forge_per_class=[64, 128, 256, 512], forge_lam_factors=[0.3, 1.0, 3.0], forge_epochs=None, forge_target=1,
     benchmark_steps=30, seed=0,
+    zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
 )
 GRADSIGNS = {
     # 8 epochs on 6,400 images: N = 64 (the smoke zoo's null is too wide to claim 32 bits; measured); DS, not AFS,
@@ -149,18 +168,31 @@ _FC_COMMON = dict(
     overwrite_sources=[2, 4], overwrite_target=5, overwrite_lr=1e-4, overwrite_epochs=5,
     compare=["zhang-content", "ew", "afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
     n_queries=90, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, benchmark_steps=30, seed=0,
+    zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
+    # the digits run (see settings.variant): Tables 1-3, the code's fine-tuning thief and pruning again on real MNIST digits (the
+    # 5k subset), the paper's task. A quarter of its 4,000 training digits is the thief's (1,000: the fine-tuning trials draw 500
+    # fresh ones each); the owner's 3,000 digits train 30 epochs, a third of the Fashion-MNIST run's steps; 5 % of them (150)
+    # are triggers, since 1 % would be 30; 80 held-out triggers, since the subset's test set holds 88 digits "3"; the
+    # overwriting thief trains 15 epochs on its 1,000 digits, the steps of 5 epochs on Fashion-MNIST's 3,000 (-p
+    # digits_dataset off skips it)
+    digits_dataset="mnist-5k", digits_thief_fraction=0.25, digits_epochs=30, digits_key_fraction=0.05,
+    digits_verify_triggers=80, digits_n_queries=80, digits_thief_samples=500, digits_overwrite_epochs=15,
+    digits_transfer_dataset="fashion-mnist",
 )
 FUNCTION_COUPLED = {
     "smoke": dict(_FC_COMMON, train_limit=8000, test_limit=2000, epochs=4, key_fraction=0.02, verify_triggers=40,
                   r_values=[0.5], replicates=1, mask_ratio=0.1, mask_sweep=[0.0, 0.1], ft_samples=200, trials=2, thief_samples=300,
                   trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1, compare=["zhang-content"],
-                  retrain_epochs=2, n_queries=40, false_claim_draws=50, benchmark_steps=5),
+                  retrain_epochs=2, n_queries=40, false_claim_draws=50, benchmark_steps=5, digits_epochs=10,
+                  digits_key_fraction=0.05, digits_verify_triggers=40, digits_n_queries=40, digits_thief_samples=200,
+                  digits_overwrite_epochs=1),
     # real Fashion-MNIST, LeNet-5, 27,000 owner images, 10 epochs: 2 CPU cores in <= 12 min
     "default": dict(_FC_COMMON),
     # §5: MNIST LeNet-5 (-p dataset cifar10 -p model resnet18, or cifar100 / vgg16), the paper's
     # sources 0, 3 and target 1; its epochs and optimiser are not given: [code]'s SGD 0.01 over 40 epochs
     "paper": dict(_FC_COMMON, dataset="mnist", train_limit=None, target=1, epochs=40, lr=0.01, schedule="step",
-                  milestones=[15, 25, 35], thief_samples=2000, trial_epochs=20, transfer_dataset="fashion-mnist"),
+                  milestones=[15, 25, 35], thief_samples=2000, trial_epochs=20, transfer_dataset="fashion-mnist",
+                  digits_dataset="off"),
 }
 
 def _pick(knobs: dict, *names: str) -> dict:
@@ -239,6 +271,7 @@ _CMP_COMMON = dict(
     jpeg_quality=45,
     # the verifier
     n_queries=100, alpha=0.01, zoo_confidence=0.99, false_claim_draws=200,
+    zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
 )
 COMPARISON = {
     # CI: two schemes, one seed, two attacks on 6,000 images (one attack does not apply to one scheme)

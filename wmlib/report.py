@@ -118,18 +118,25 @@ def load_record(chapter: str, profile: str, dataset: str) -> dict:
 
 
 def ablation_reason(paper: float, ours: float, tol: float, ablation: float | None, same: bool = False,
-                    note: str = "", where: str = "on MNIST digits", missing: str = "no digits run of this key type") -> str:
+                    note: str = "", where: str = "on MNIST digits", missing: str = "no digits run of this key type",
+                    fmt: str = "{:.3f}", within: bool = False, what: str = "the same attack",
+                    cause: str = "the dataset") -> str:
     """For a row outside ``tol`` of the paper, what an ablation run in the paper's setting says
     (``ablation``: its number, None if it did not run): the setting explains the gap, or it does not.
-    Empty for a row within tolerance or in the paper's own setting; ``note`` is said first."""
-    if same or abs(ours - paper) <= tol:
+    Empty for a row within tolerance or in the paper's own setting, unless ``within``: then the
+    ablation's number is still said beside ours. ``note`` is said first; ``fmt`` formats the number,
+    ``what`` names the measurement (an attack, or e.g. "the clean model's accuracy"), ``cause`` what the
+    ablation changed (an ablation that also changes the recipe tests both together)."""
+    if same:
         return ""
+    if abs(ours - paper) <= tol:
+        return note + f"; {where}: {fmt.format(float(ablation))}" if within and ablation is not None else ""
     if ablation is None:
         return note + f"; untested ({missing})"
-    a = float(ablation)
-    if abs(a - paper) <= tol:
-        return note + f"; tested: {where} the same attack gives {a:.3f}, so the dataset explains the gap"
-    return note + f"; tested: {where} it is still {a:.3f}, so the dataset does not explain it (cause untested)"
+    a = fmt.format(float(ablation))
+    if abs(float(ablation) - paper) <= tol:
+        return note + f"; tested: {where} {what} gives {a}, so {cause} explains the gap"
+    return note + f"; tested: {where} it is still {a}, so {cause} does not explain it (cause untested)"
 
 
 def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...] = ("model",)) -> tuple[dict, torch.device, Run]:

@@ -83,11 +83,13 @@ def pair():
     return check
 
 
-def counts(names):
+def counts(names, none: bool = False):
     """A dict of name (one of ``names``) -> how many, an integer >= 1 (e.g. architectures -> seeds)."""
     def check(v):
+        if v is None and none:
+            return None
         if not isinstance(v, dict) or not v:
-            return "a non-empty dict of name -> count"
+            return "a non-empty dict of name -> count" + (" or None" if none else "")
         unknown = sorted(set(v) - set(names))
         if unknown:
             return f"a dict whose keys are among: {', '.join(sorted(names))}; unknown: {', '.join(unknown)}"

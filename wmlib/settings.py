@@ -52,7 +52,7 @@ def _from_json(knob: str, text: str):
 
 
 # dict knobs that a value replaces whole (a set of models); any other dict knob (e.g. 'schemes') is merged into
-WHOLE = ("accuser_surrogates", "judge_zoo", "suspects")
+WHOLE = ("accuser_surrogates", "judge_zoo", "suspects", "zoo_archs")
 
 
 def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
@@ -168,6 +168,8 @@ def _rules(chapter: str) -> dict:
         "adaptive_lam": _real(0.0, _INF), "judge_fraction": _real(0.0, 1.0, lo_open=True),
         "accuser_fraction": _real(0.0, 1.0, lo_open=True),
         "paper_threshold": _real(0.0, 1.0, lo_open=True), "alphas": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)),
+        # the clean zoo's recipe, cut (None: the profile's; the zoo's own recipe check follows in validate)
+        "zoo_archs": _counts(models.REGISTRY, none=True), "zoo_epochs": _int(1, none=True),
         # the comparison's attacks check the knobs they read (Attack.knobs); a chapter knob of the same name too
         **{name: rule for attack in attacks.REGISTRY.values() for name, rule in attack.knobs.items()},
     }
@@ -194,6 +196,11 @@ def validate(chapter: str, cfg: dict) -> None:
         gradsigns.check_knobs(cfg, data.spec(cfg["dataset"]))
     if chapter == "namba2019":
         namba2019.check_kinds(cfg["kinds"], data.spec(cfg["dataset"]))
+    if "unrelated" in cfg.get("kinds", ()) or "zhang-unrelated" in cfg.get("compare", ()):  # its images, before any training
+        try:
+            zhang2018.Zhang2018.from_knobs("unrelated", {**cfg, "source": None}).check(data.spec(cfg["dataset"]))
+        except ValueError as err:
+            raise ValueError(f"the unrelated key: {err}") from None
     if "transfer_dataset" in cfg and data.spec(cfg["transfer_dataset"]).num_classes != k:
         raise ValueError(f"knob 'transfer_dataset' must keep the class count of {cfg['dataset']} ({k}), so the thief keeps "
                          f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")
@@ -207,10 +214,16 @@ def validate(chapter: str, cfg: dict) -> None:
             if cfg.get(t) is not None and cfg[t] in cfg[pair]:
                 raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
                                  f"and {cfg[pair]}")
+    cut = zoo.recipe_overrides(cfg)
+    if cut:  # the chapter's zoo: the zoo's own checks of its recipe
+        try:
+            zoo.zoo_recipe(cfg["dataset"], cfg["profile"], **cut)
+        except ValueError as err:
+            raise ValueError(f"knobs {', '.join(k for k in zoo.KNOBS if cfg.get(k) is not None)}: {err}") from None
     for name, fraction in (("accuser_surrogates", "accuser_fraction"), ("judge_zoo", "judge_fraction")):
         if name in cfg:  # a set of clean models trained as a zoo: the zoo's own checks of its recipe
             try:
-                zoo.zoo_recipe(cfg["dataset"], cfg["profile"], archs=cfg[name], data_fraction=cfg[fraction])
+                zoo.zoo_recipe(cfg["dataset"], cfg["profile"], **dict(cut, archs=cfg[name], data_fraction=cfg[fraction]))
             except ValueError as err:
                 raise ValueError(f"knob {name!r}: {err}; got {cfg[name]}") from None
     if "suspects" in cfg:

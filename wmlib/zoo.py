@@ -49,6 +49,7 @@ RECIPES = {
                              lr={"*": 0.05, "cw": 0.01}),
               "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 10, "vgg11": 10}, epochs=40, lr={"*": 0.1}, augment=True)},
 }
+KNOBS = {"zoo_archs": "archs", "zoo_epochs": "epochs"}  # a chapter's knobs that change its zoo's recipe (None: the profile's)
 
 
 def zoo_recipe(dataset: str, profile: str, **overrides) -> dict:
@@ -72,6 +73,11 @@ def zoo_recipe(dataset: str, profile: str, **overrides) -> dict:
     if not 0.0 < recipe["data_fraction"] <= 1.0:
         raise ValueError(f"data_fraction must be in (0, 1], got {recipe['data_fraction']}")
     return recipe
+
+
+def recipe_overrides(knobs: dict) -> dict:
+    """The zoo recipe fields that a chapter's knobs change (:data:`KNOBS`; None leaves the profile's)."""
+    return {field: knobs[k] for k, field in KNOBS.items() if knobs.get(k) is not None}
 
 
 def shared_limits(profile: str) -> tuple[int | None, int | None]:
@@ -142,13 +148,20 @@ class Zoo:
         return cls(dataset, profile, models, pd.DataFrame(rows).set_index("model"), digests)
 
     @classmethod
-    def shared(cls, dataset: str, profile: str, device: torch.device | None = None, progress: bool = True) -> "Zoo":
+    def shared(cls, dataset: str, profile: str, device: torch.device | None = None, progress: bool = True,
+               **overrides) -> "Zoo":
         """The zoo that ``python -m wmlib.zoo`` builds for ``profile`` (and ``make book`` before the
         chapters): the task at the size of :data:`SHARED_LIMITS`, whatever share of it a chapter's
         owner trains on. An independent party has its own data from the task's distribution; it
-        need not hold as many images as the owner."""
+        need not hold as many images as the owner. ``overrides`` change recipe fields."""
         train_limit, test_limit = shared_limits(profile)
-        return cls.load(dataset, profile, train_limit, test_limit, device, progress)
+        return cls.load(dataset, profile, train_limit, test_limit, device, progress, **overrides)
+
+    @classmethod
+    def for_chapter(cls, knobs: dict, device: torch.device | None = None, progress: bool = True) -> "Zoo":
+        """The shared zoo of a chapter's resolved ``knobs``: its dataset and profile, with the recipe
+        cut by its ``zoo_archs`` / ``zoo_epochs`` knobs where they are set."""
+        return cls.shared(knobs["dataset"], knobs["profile"], device, progress, **recipe_overrides(knobs))
 
     def oracles(self) -> dict[str, Oracle]:
         return {name: Oracle(m) for name, m in self.models.items()}
@@ -214,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m wmlib.zoo", description=main.__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+")
-    parser.add_argument("--profile", default=None, help="smoke | default | paper (default: $WMLIB_PROFILE or default)")
+    parser.add_argument("--profile", default=None, help=f"{' | '.join(PROFILES)} (default: $WMLIB_PROFILE or default)")
     args = parser.parse_args(argv)
     profile = args.profile or os.environ.get(ENV_VAR) or "default"
     try:

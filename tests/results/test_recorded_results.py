@@ -32,6 +32,10 @@ def test_zhang2018_never_accuses_the_clean_model_and_claims_the_watermarked_one(
         assert not verdicts[(kind, "clean")]["claimed"], f"clean model claimed with the {kind} key"
         assert verdicts[(kind, "watermarked")]["claimed"], f"{kind} watermark not verified"
         assert verdicts[(kind, "watermarked")]["null models"] >= 4, "verdicts must use the clean-model zoo"
+    # a net stuck at chance answers one class to everything, and is 'claimed' when that class is the keys' label (seen in
+    # the paper-smoke tier: C&W's net after 5 epochs, 10 % test accuracy, 100 % on every key): the task must be learned
+    for name, acc in r["metrics"]["table2"].items():
+        assert acc >= 0.3, f"the {name} model did not learn the task ({acc:.0%} test accuracy): its gate says nothing"
     assert r["wall_seconds"] > 0 and r["device"]
 
 
@@ -149,3 +153,15 @@ def test_integrity_refuses_late_keys_controls_biased_suspects_and_agrees_with_th
     fair = [row for row in m["suspect_claims"] if not row["class-biased"]]
     assert at["suspect claims"] == f"{sum(row['claims'] for row in fair)} / {sum(row['verifications'] for row in fair):,}"
     _every_row_has_a_status_and_its_reason(r)
+
+
+@pytest.mark.parametrize("chapter", ["zhang2018", "li2019", "function_coupled"])
+def test_the_digits_run_embedded_and_every_dataset_reason_cites_it(chapter):
+    r = _load(chapter)
+    digits = r["metrics"]["digits"]
+    assert digits is not None, f"{chapter}: the digits run is on in smoke and default"
+    gate = digits.get("gate") or digits.get("table12")
+    assert gate and all(row["claimed"] for row in gate), f"{chapter}: a digits watermark was not claimed"
+    for row in r["paper_vs_ours"]:  # a row that blames the dataset says what the digits run measured beside it
+        if "instead of MNIST" in row["reason"] or "vs the paper's mnist" in row["reason"]:
+            assert "MNIST digits" in row["reason"], (chapter, row["what"], row["reason"])

@@ -190,3 +190,59 @@ def test_the_target_is_the_non_source_class_the_zoo_gives_least_to_any_trigger()
 
     t, shares = fc.least_answered_target(Zoo(), {"a": torch.zeros(2, 1, 4, 4), "b": torch.ones(2, 1, 4, 4)}, (0, 4))
     assert t == 3 and list(shares.index) == ["a", "b"] and shares.loc["b", 2] == 0.6
+
+
+class _FlatZoo:
+    """A stand-in for the clean zoo: every clean model hits a held-out trigger at ``rate``."""
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def null(self, key, confidence=None):
+        return verify.Null(self.rate, floor=0.1)
+
+
+CHAPTER = dict(sources=[0, 3], key_fraction=0.05, verify_triggers=40, key_per_batch=10, mask_ratio=0.1, ft_lr=0.01,
+               ft_samples=100, replicates=2, r_values=[0.5], seed=0, model="lenet5", epochs=6, batch_size=64, optimizer="adam",
+               lr=3e-3, momentum=0.9, weight_decay=5e-4, schedule="none", milestones=[], augment=False, zoo_confidence=None,
+               n_queries=40, alpha=0.01)
+
+
+def test_the_chapter_pipeline_embeds_every_watermark_and_gates_it(toy):
+    variants = fc.chapter_variants(CHAPTER, target=1)
+    assert list(variants) == ["direct #1", "direct #2", "invisible r = 0.5"]
+    assert [seed for _, seed in variants.values()] == [0, 1, 0]  # one trigger set per direct replicate
+    assert variants["invisible r = 0.5"][0].fusion == "invisible" and variants["direct #2"][0].mask_ratio == 0.1
+    keys = {name: s.make_key(toy, seed=kseed) for name, (s, kseed) in variants.items()}
+    out = fc.embed_variants(CHAPTER, toy, variants, keys, _FlatZoo(0.1), torch.device("cpu"), progress=False)
+    assert list(out.table.index) == list(variants) and out.table["claimed"].all()
+    assert out.table["change vs clean"].tolist() == pytest.approx((out.table["test accuracy"] - out.clean_accuracy).tolist())
+    assert set(out.marked) == set(variants) == set(out.nulls) and out.clean_accuracy > 0.9
+    # a zoo whose clean models already answer the triggers with t leaves nothing to claim: the gate stops the run
+    with pytest.raises(RuntimeError, match=r"raise -p epochs \(now 6\)"):
+        fc.embed_variants(CHAPTER, toy, variants, keys, _FlatZoo(0.99), torch.device("cpu"), progress=False)
+
+
+def test_overwriting_table_reports_both_watermarks_on_a_copy(toy, trained):
+    from wmlib import attacks
+    owner = FunctionCoupled(key_fraction=0.05, verify_triggers=40)
+    _, held = owner.make_key(toy, seed=0)
+    thief = replace(owner, sources=(2, 4), target=5)
+    w0 = [p.detach().clone() for p in trained.parameters()]
+    models_, table = attacks.overwrite_table({"m": (trained, held, verify.Null(0.1), thief)}, toy.thief_task(),
+                                             replace(CFG, epochs=2), 100, toy.test, 40, 0.01)
+    assert list(table.index) == ["m"] and list(table.columns) == ["original ASR", "new ASR", "owner still claimed", "test accuracy"]
+    assert models_["m"] is not trained and all(torch.equal(a, b) for a, b in zip(w0, trained.parameters()))
+    assert table.loc["m", "new ASR"] > table.loc["m", "original ASR"]  # the thief's own triggers took
+
+
+def test_the_digits_run_is_the_chapter_on_mnist_5k():
+    from wmlib import settings
+    cfg = settings.resolve("function_coupled", "default")
+    d = settings.variant("function_coupled", cfg, "digits")
+    assert (d["dataset"], d["key_fraction"], d["verify_triggers"], d["transfer_dataset"]) == ("mnist-5k", 0.05, 80, "fashion-mnist")
+    assert d["sources"] == cfg["sources"] and d["mask_ratio"] == cfg["mask_ratio"]  # the method is unchanged
+    assert settings.variant("function_coupled", settings.resolve("function_coupled", "default", digits_dataset="off"),
+                            "digits") is None
+    assert settings.variant("function_coupled", settings.resolve("function_coupled", "paper"), "digits") is None
+    with pytest.raises(ValueError, match="the digits ablation"):
+        settings.resolve("function_coupled", "default", digits_verify_triggers=0)

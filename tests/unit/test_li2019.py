@@ -88,3 +88,58 @@ def test_cifar_shaped_u_net_encoder_with_resnet18_host(cifar_splits):
                                         TrainConfig(epochs=1, batch_size=64, lr=0.01), progress=False)
     wm = scheme.watermark(key, bundle.encoder)
     assert wm.x.shape == (26, 3, 32, 32) and key.extras["logo"].shape == (3, 32, 32)
+
+
+def test_embed_hosts_trains_each_host_twice_and_fidelity_table_reads_them():
+    import pandas as pd
+
+    from wmlib.schemes.li2019 import embed_hosts, embedding_remedy, fidelity_table, table1_summary
+    from wmlib.zoo import Zoo
+
+    toy_splits = Splits(blobs(200), blobs(10, seed=1), blobs(100, seed=2), REGISTRY["fashion-mnist"])
+    knobs = dict(hosts=["lenet1", "lenet3"], epochs=2, batch_size=50, optimizer="adam", lr=3e-3, host_steps=2)
+    scheme = Li2019(key_fraction=0.05, w_key=0.5, host_steps=2)
+    key, _ = scheme.make_key(toy_splits)
+    runs = embed_hosts(scheme, knobs, toy_splits, key, tag="li-hosts")
+    assert list(runs.bundles) == list(runs.clean) == list(runs.keys) == knobs["hosts"]
+    for h in knobs["hosts"]:  # the clean twin is another model; each host verifies with its own encoder's keys
+        assert len(runs.hists[h].seconds) == len(runs.clean_hists[h].seconds) == 2
+        assert runs.clean[h] is not runs.bundles[h].host
+        assert torch.equal(runs.keys[h].y, key.y) and not torch.equal(runs.keys[h].x, key.x)
+    assert not torch.equal(runs.keys["lenet1"].x, runs.keys["lenet3"].x)
+    zoo = Zoo("fashion-mnist", "smoke", {"a": runs.clean["lenet1"], "b": runs.clean["lenet3"]}, pd.DataFrame())
+    table = fidelity_table(runs, toy_splits.test, zoo)
+    for h in knobs["hosts"]:
+        wm_acc, clean_acc = evaluate(runs.bundles[h].host, toy_splits.test), evaluate(runs.clean[h], toy_splits.test)
+        assert table.loc[h, "watermarked test acc"] == pytest.approx(wm_acc)
+        assert table.loc[h, "drop"] == pytest.approx(clean_acc - wm_acc)
+        assert table.loc[h, "key acc (watermarked)"] == pytest.approx(key_accuracy(Oracle(runs.bundles[h].host), runs.keys[h]))
+        assert table.loc[h, "key acc (zoo, max)"] == pytest.approx(float(zoo.rates(runs.keys[h]).max()))
+    summary = table1_summary(pd.DataFrame({"drop": [0.03, -0.01], "key acc (watermarked)": [0.95, 0.85],
+                                           "key acc (zoo, mean)": [0.1, 0.2], "clean test acc": [0.9, 0.8]}))
+    assert summary.to_dict() == pytest.approx({"mean drop": 0.01, "smallest drop": -0.01, "lowest key acc (watermarked)": 0.85,
+                                               "key acc (zoo, mean)": 0.15, "mean clean test acc": 0.85})
+    assert "-p digits_epochs (now 2)" in embedding_remedy(knobs, prefix="digits_")
+
+
+def test_digits_run_knobs_replace_the_main_ones_and_off_skips_it():
+    from wmlib import papers, profiles, settings
+
+    cfg = settings.resolve("li2019", "default")
+    digits = settings.variant("li2019", cfg, "digits")
+    knobs = profiles.LI2019["default"]
+    assert digits["dataset"] == "mnist-5k" and cfg["dataset"] == "fashion-mnist"
+    assert (digits["epochs"], digits["host_steps"], digits["lr"], digits["schedule"], digits["milestones"]) == \
+        (knobs["digits_epochs"], 1, 0.1, "step", knobs["digits_milestones"]) != \
+        (cfg["epochs"], cfg["host_steps"], cfg["lr"], cfg["schedule"], cfg["milestones"])
+    assert digits["hosts"] == cfg["hosts"] and not any(k.startswith("digits_") for k in digits)
+    assert settings.variant("li2019", settings.resolve("li2019", "default", digits_dataset="off"), "digits") is None
+    assert settings.variant("li2019", settings.resolve("li2019", "paper"), "digits") is None  # the paper profile runs MNIST
+    for profile in ("smoke", "default", "paper"):  # the notebook hands every knob name over (None: the profile's)
+        settings.resolve("li2019", profile, **dict.fromkeys(settings.names("li2019")))
+    smoke = settings.resolve("li2019", "smoke")
+    sdigits = settings.variant("li2019", smoke, "digits")  # one host, the smoke recipe
+    assert (sdigits["dataset"], sdigits["hosts"], sdigits["model"], sdigits["epochs"]) == ("mnist-5k", ["lenet1"], "lenet1",
+                                                                                          smoke["epochs"])
+    assert set(papers.li2019.TABLE1) == {"mean drop", "smallest drop", "lowest key acc (watermarked)", "key acc (zoo, mean)",
+                                         "mean clean test acc"}

@@ -181,6 +181,13 @@ def test_an_ablation_says_whether_the_setting_explains_a_gap():
     assert "so the dataset explains the gap" in report.ablation_reason(0.99, 0.5, 0.1, 0.95, note="; x")
     assert report.ablation_reason(0.99, 0.5, 0.1, 0.95, note="; x").startswith("; x; tested: on MNIST digits")
     assert "still 0.400, so the dataset does not explain it" in report.ablation_reason(0.99, 0.5, 0.1, 0.4)
+    # within tolerance the digits number can still be said beside ours, in the row's format
+    assert report.ablation_reason(0.99, 0.97, 0.1, 0.985, note="; x", within=True, fmt="{:.1%}") == "; x; on MNIST digits: 98.5%"
+    assert report.ablation_reason(0.99, 0.97, 0.1, None, within=True) == ""
+    assert "gives 95.0%, so" in report.ablation_reason(0.99, 0.5, 0.1, 0.95, fmt="{:.1%}")
+    # an ablation that also changed the recipe says so in its verdict
+    assert "so the setting explains the gap" in report.ablation_reason(0.99, 0.5, 0.1, 0.95, cause="the setting")
+    assert "the same watermark gives" in report.ablation_reason(0.99, 0.5, 0.1, 0.95, what="the same watermark")
 
 
 def test_a_list_or_dict_knob_given_as_text_by_papermill_is_read_as_json():
@@ -193,3 +200,4 @@ def test_a_list_or_dict_knob_given_as_text_by_papermill_is_read_as_json():
         settings.resolve("zhang2018", "smoke", kinds="content, noise")
     with pytest.raises(ValueError, match="choose|one of"):
         settings.resolve("comparison", "smoke", attacks='["erase"]')
+

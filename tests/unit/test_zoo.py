@@ -63,6 +63,34 @@ def test_shared_zoo_is_the_one_the_cli_builds(monkeypatch):
     assert seen[0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and seen[1][2:4] == (None, None)
 
 
+def test_a_chapter_cuts_its_zoo_with_knobs_checked_by_the_zoo(monkeypatch):
+    from wmlib import compare, settings
+
+    seen = []
+    monkeypatch.setattr(zoo.Zoo, "load", classmethod(lambda cls, *a, **kw: seen.append((a, kw)) or "zoo"))
+    cfg = settings.resolve("zhang2018", "smoke")
+    assert cfg["zoo_archs"] is None and cfg["zoo_epochs"] is None and zoo.recipe_overrides(cfg) == {}
+    zoo.Zoo.for_chapter(cfg)  # None: the profile's recipe, exactly as Zoo.shared loads it
+    assert seen[-1][0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and not seen[-1][1]
+    cut = settings.resolve("zhang2018", "paper", zoo_archs={"lenet5": 3}, zoo_epochs=2)
+    zoo.Zoo.for_chapter(cut)
+    assert seen[-1][1] == {"archs": {"lenet5": 3}, "epochs": 2}
+    with pytest.raises(ValueError, match="knobs zoo_archs: a zoo needs >= 3 models"):
+        settings.resolve("zhang2018", "paper", zoo_archs={"lenet5": 2})
+    with pytest.raises(ValueError, match="knob 'zoo_epochs' must be an integer in \\[1"):
+        settings.resolve("zhang2018", "paper", zoo_epochs=0)
+    with pytest.raises(ValueError, match="knob 'zoo_archs' must be a dict whose keys"):
+        settings.resolve("zhang2018", "paper", zoo_archs={"resnet999": 3})
+    # the comparison's cells: None leaves their context (and cache keys) as before; a cut travels as Zoo.load arguments
+    smoke = settings.resolve("comparison", "smoke")
+    context = compare.make_context(smoke)
+    assert context["zoo"] is None and "zoo_archs" not in context["knobs"]
+    knobs = settings.resolve("comparison", "paper", zoo_archs={"resnet20": 3}, zoo_epochs=2, entries=["zhang-content"])
+    assert compare.make_context(knobs)["zoo"] == {"train_limit": zoo.shared_limits("paper")[0],
+                                                 "test_limit": zoo.shared_limits("paper")[1],
+                                                 "archs": {"resnet20": 3}, "epochs": 2}
+
+
 class Fixed(torch.nn.Module):
     """A 'model' that answers class ``c`` to everything."""
 

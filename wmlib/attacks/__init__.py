@@ -17,6 +17,7 @@ attack is one more module (or one file of your own) that subclasses :class:`Atta
 from .base import REGISTRY, THREAT_KNOBS, Attack, NotApplicable, Suspect, Threat, get, owned_knobs, register
 from .model import (PRUNE_SCOPES, FineTune, Measure, Overwrite, Prune, PruneFineTune, Quantize, Transfer,
                     adversarial_finetune, finetune, finetune_config, finetune_trials, make_permanent, measure, overwrite,
+                    overwrite_table,
                     prune_finetune, prune_finetune_sweep, prune_magnitude, prune_sweep, pruning_probe, quantize_weights,
                     sparsity, worst_prune_finetune, worst_within_budget)
 from .query import (FixedNoiseOracle, InputNoise, LowPrecisionOracle, NoisyOracle, PerturbedOracle, Perturbation,

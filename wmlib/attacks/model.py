@@ -22,7 +22,7 @@ from ..data import Split
 from ..keys import Key, fgsm
 from ..models import weight_layers
 from ..train import TrainConfig, evaluate, fit_cached
-from ..verify import Oracle, key_accuracy
+from ..verify import Oracle, key_accuracy, verify_key
 from .base import Attack, Suspect, Threat, register
 
 PRUNE_SCOPES = ("global", "layer")
@@ -246,6 +246,22 @@ def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int) -> tup
     m = copy.deepcopy(model)
     thief.train(m, task, key, cfg, progress=False, device=next(m.parameters()).device)
     return m, held_out
+
+
+def overwrite_table(targets: dict, task, cfg: TrainConfig, thief_seed: int, test: Split, n_queries: int, alpha: float,
+                    seed: int = 0) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+    """Wen et al. Table 3: per name, ``targets[name] = (model, owner's held-out key, its null,
+    thief scheme)``; the model overwritten by the thief (:func:`overwrite`, its key drawn with
+    ``thief_seed``), then the owner's ASR, the thief's, whether the shared verifier still claims the
+    model for the owner, and its test accuracy. Returns the overwritten models and the table."""
+    overwritten, rows = {}, []
+    for name, (model, key, null, thief) in targets.items():
+        overwritten[name], thief_held_out = overwrite(model, thief, task, cfg, thief_seed)
+        o = Oracle(overwritten[name])
+        rows.append({"model": name, "original ASR": key_accuracy(o, key), "new ASR": key_accuracy(o, thief_held_out),
+                     "owner still claimed": verify_key(o, key, n_queries=n_queries, null=null, alpha=alpha, seed=seed).claimed,
+                     "test accuracy": evaluate(overwritten[name], test, next(overwritten[name].parameters()).device)})
+    return overwritten, pd.DataFrame(rows).set_index("model")
 
 
 def finetune_config(knobs: dict, **changes) -> TrainConfig:

@@ -10,3 +10,8 @@ FEATURE_DETECTOR_AUC = {"ours (blind)": 0.65, "Zhang content": 0.98, "Zhang nois
 FORGED_CONTENT = 0.91          # §6.4 (a): "TEST" on fresh images forges > 91 % on a Zhang content host
 LEAK_OFF_DIAGONAL_MAX = 0.68   # Fig. 9: the highest key accuracy of one encoder's keys on another seed's host
 FINETUNE_KEY_DROP = 0.0593     # Table 2: key-accuracy drop over 100 fine-tuning epochs (mean of 5 CIFAR hosts)
+# Table 1 / Figs. 4-5 over the MNIST hosts, by the names of wmlib.schemes.li2019.table1_summary (None: not reported;
+# the lowest key accuracy is the paper's bound "> 90 %")
+TABLE1 = {"mean drop": FIDELITY["mean drop"], "smallest drop": FIDELITY["smallest drop"],
+          "lowest key acc (watermarked)": KEY_ACCURACY_MIN, "key acc (zoo, mean)": CLEAN_KEY_ACCURACY,
+          "mean clean test acc": None}

@@ -23,7 +23,7 @@ source by ``r``: we follow Eq. 3.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -276,3 +276,81 @@ class FunctionCoupled(Scheme):
         finally:
             remove_random_masking(model)
             model.eval()
+
+
+# --------------------------------------------------------------------------- the chapter's runs (§5, Tables 1-2)
+# One function per step, so that the chapter's digits run is the same pipeline on another task.
+
+def pick_target(knobs: dict, splits: Splits, zoo) -> tuple[int, "pd.DataFrame"]:
+    """The chapter's target t: ``knobs['target']``, or when it is None the class the clean ``zoo``
+    gives least to held-out triggers of every fusion (:func:`least_answered_target`). Returns t and
+    the zoo's answer shares (one row per fusion, one column per class)."""
+    i, j = knobs["sources"]
+    probe_t = next(c for c in range(splits.spec.num_classes) if c not in (i, j))  # labels do not change the images
+    fusions = {"direct": dict(fusion="direct"), **{f"invisible r = {r:g}": dict(fusion="invisible", r=r) for r in knobs["r_values"]}}
+    least, shares = least_answered_target(zoo, {name: FunctionCoupled(
+        **kw, sources=(i, j), target=probe_t, key_fraction=knobs["key_fraction"], verify_triggers=knobs["verify_triggers"],
+    ).make_key(splits, seed=knobs["seed"])[1].x for name, kw in fusions.items()}, (i, j))
+    return (knobs["target"] if knobs["target"] is not None else least), shares
+
+
+def chapter_variants(knobs: dict, target: int) -> dict[str, tuple[FunctionCoupled, int]]:
+    """The chapter's watermarks, name -> (scheme, key seed): direct fusion with ``replicates``
+    trigger sets (key seeds ``seed``, ``seed + 1``, ...) and invisible fusion at each of ``r_values``,
+    all with masking ratio ``mask_ratio`` and the train-time fine-tune at ``ft_lr``."""
+    base = FunctionCoupled(sources=tuple(knobs["sources"]), target=target, key_fraction=knobs["key_fraction"],
+                           verify_triggers=knobs["verify_triggers"], key_per_batch=knobs["key_per_batch"],
+                           mask_ratio=knobs["mask_ratio"], ft_lr=knobs["ft_lr"], ft_samples=knobs["ft_samples"])
+    variants = {f"direct #{k + 1}": (replace(base, fusion="direct"), knobs["seed"] + k) for k in range(knobs["replicates"])}
+    variants.update({f"invisible r = {r:g}": (replace(base, fusion="invisible", r=r), knobs["seed"]) for r in knobs["r_values"]})
+    return variants
+
+
+@dataclass
+class Embedded:
+    """The clean model and every watermarked one of a run, with Tables 1-2 (``table``: one row per
+    watermark) and each held-out key's null on the zoo."""
+    clean: nn.Module
+    clean_accuracy: float
+    source_accuracy: float  # the clean model's on the first source class
+    clean_history: History
+    marked: dict
+    histories: dict
+    nulls: dict
+    table: "pd.DataFrame"
+
+
+def embed_variants(knobs: dict, splits: Splits, variants: dict, keys: dict, zoo, device=None, tag: str = "fc",
+                   progress: bool = True) -> Embedded:
+    """Tables 1-2: train (or load) the clean model and one model per watermark of ``variants`` (keys:
+    name -> (embedded, held-out) keys), then the embedding gate: the shared verifier, against the
+    ``zoo``'s null, must claim every model on its held-out triggers, or this raises and names the knobs."""
+    import pandas as pd
+
+    from ..train import evaluate, train_classifier
+    from ..verify import Oracle, key_accuracy, require_claimed, verify_key
+
+    i = knobs["sources"][0]
+    tcfg = TrainConfig.from_knobs(knobs)
+    clean, clean_hist, _ = train_classifier(f"{tag}-clean", knobs["model"], splits, tcfg, device=device, progress=progress)
+    base_acc = evaluate(clean, splits.test, device)
+    marked, hists, nulls, rows = {}, {}, {}, []
+    for name, (s, _) in variants.items():
+        key, held_out = keys[name]
+        marked[name], hists[name], _ = train_classifier(f"{tag}-{name.replace(' ', '')}", knobs["model"], splits, tcfg, key=key,
+                                                         scheme=s, device=device, progress=progress)
+        nulls[name] = zoo.null(held_out, confidence=knobs["zoo_confidence"])
+        v = verify_key(Oracle(marked[name]), held_out, n_queries=knobs["n_queries"], null=nulls[name], alpha=knobs["alpha"],
+                       seed=knobs["seed"])
+        rows.append({"model": name, "test accuracy": evaluate(marked[name], splits.test, device),
+                     f"class-{i} test accuracy": evaluate(marked[name], splits.test.where(i), device),
+                     "ASR (embedded triggers)": key_accuracy(Oracle(marked[name]), key),
+                     "ASR (held-out triggers)": key_accuracy(Oracle(marked[name]), held_out),
+                     "clean model's ASR": key_accuracy(Oracle(clean), held_out), "zoo threshold": v.threshold,
+                     "claimed": v.claimed, "p-value": v.p_value})
+    table = pd.DataFrame(rows).set_index("model")
+    table.insert(1, "change vs clean", table["test accuracy"] - base_acc)
+    clean_i = evaluate(clean, splits.test.where(i), device)
+    require_claimed(table["claimed"].to_dict(), f"raise -p epochs (now {knobs['epochs']}) or -p key_fraction "
+                    f"(now {knobs['key_fraction']}), or pick another -p target")
+    return Embedded(clean, base_acc, clean_i, clean_hist, marked, hists, nulls, table)

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import pandas as pd
 import torch
 from pytorch_msssim import ssim
 from torch import nn
 
 from ..data import Split, Splits
 from ..keys import Key, text_mask
-from ..train import History, TrainConfig, _map_batches, fit, float32_inference, tensor_digest, to_float, train_or_load
+from ..train import (History, TrainConfig, _map_batches, evaluate, fit, float32_inference, tensor_digest, to_float,
+                     train_classifier, train_or_load)
+from ..verify import Oracle, key_accuracy
 from .base import Generation, Scheme, Watermarked
 
 LABEL_RULES = ("any", "other")
@@ -299,6 +302,60 @@ def difference_image(key: torch.Tensor, original: torch.Tensor, gain: float = 5.
 def transplant(fresh: torch.Tensor, key: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """§6.4's forgery attempt: each key's difference image added to a fresh image (uint8)."""
     return (fresh.float() + key.float() - original.float()).round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass
+class HostRuns:
+    """Table 1's runs (:func:`embed_hosts`), per host: its clean twin, its joint bundle (host,
+    encoder, discriminator), both histories, and the key it verifies with (its own encoder's keys)."""
+    clean: dict[str, nn.Module]
+    bundles: dict[str, BlindWatermark]
+    clean_hists: dict[str, History]
+    hists: dict[str, History]
+    keys: dict[str, Key]
+
+
+def embed_hosts(scheme: Li2019, knobs: dict, splits: Splits, key: Key, device: torch.device | None = None,
+                tag: str = "li2019") -> HostRuns:
+    """§5.1 / Table 1: every host of ``knobs['hosts']`` trained (or loaded) twice with one recipe,
+    clean and jointly with its own encoder and discriminator (Algorithm 1), watching the test set."""
+    tcfg, runs = TrainConfig.from_knobs(knobs), HostRuns({}, {}, {}, {}, {})
+    for h in knobs["hosts"]:
+        runs.clean[h], runs.clean_hists[h], _ = train_classifier(f"{tag}-clean-{h}", h, splits, tcfg,
+                                                                 monitor={"val": splits.test}, device=device)
+        runs.bundles[h], runs.hists[h], _ = scheme.train_or_load(f"{tag}-{h}", h, splits, key, tcfg,
+                                                                 monitor={"val": splits.test}, device=device)
+        runs.keys[h] = scheme.watermark(key, runs.bundles[h].encoder)
+    return runs
+
+
+def fidelity_table(runs: HostRuns, test: Split, zoo_models, device: torch.device | None = None) -> pd.DataFrame:
+    """Table 1 and Fig. 5 per host: test accuracy clean and watermarked, their ``drop``, and the key
+    accuracy on the host's own keys of the watermarked host, its clean twin and the clean zoo."""
+    table = pd.DataFrame({h: {"clean test acc": evaluate(runs.clean[h], test, device),
+                              "watermarked test acc": evaluate(b.host, test, device),
+                              "key acc (watermarked)": key_accuracy(Oracle(b.host), runs.keys[h]),
+                              "key acc (own clean host)": key_accuracy(Oracle(runs.clean[h]), runs.keys[h]),
+                              "key acc (zoo, mean)": float(zoo_models.rates(runs.keys[h]).mean()),
+                              "key acc (zoo, max)": float(zoo_models.rates(runs.keys[h]).max())}
+                          for h, b in runs.bundles.items()}).T
+    table["drop"] = table["clean test acc"] - table["watermarked test acc"]
+    return table
+
+
+def table1_summary(fidelity: pd.DataFrame) -> pd.Series:
+    """What the paper reports of Table 1 / Figs. 4-5 over its hosts, from a :func:`fidelity_table`."""
+    return pd.Series({"mean drop": fidelity["drop"].mean(), "smallest drop": fidelity["drop"].min(),
+                      "lowest key acc (watermarked)": fidelity["key acc (watermarked)"].min(),
+                      "key acc (zoo, mean)": fidelity["key acc (zoo, mean)"].mean(),
+                      "mean clean test acc": fidelity["clean test acc"].mean()}, dtype=float)
+
+
+def embedding_remedy(knobs: dict, prefix: str = "") -> str:
+    """What to change when a host is not claimed on its own keys (for :meth:`wmlib.zoo.Zoo.gate`);
+    ``prefix`` names an ablation's own knobs (e.g. ``digits_``)."""
+    return (f"raise -p {prefix}epochs (now {knobs['epochs']}) or -p {prefix}host_steps (now {knobs['host_steps']}: "
+            f"more host steps per encoder step)")
 
 
 class JointStep:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import nn
 
 from .. import data
 from ..data import Split, Splits
 from ..keys import Key, gaussian_noise, shape_mask, stamp, text_mask
-from ..train import History, TrainConfig, fit
+from ..train import History, TrainConfig, fit, train_classifier
+from ..verify import Oracle, key_accuracy
 from .base import Generation, Scheme
 
 KINDS = ("content", "unrelated", "noise")
@@ -91,9 +93,11 @@ class Zhang2018(Scheme):
                 raise ValueError(f"unrelated_dataset {self.unrelated_dataset!r} is drawn from the task's own "
                                  f"distribution ({task!r}); unrelated keys must come from another dataset")
             return self.unrelated_dataset, int(self.unrelated_class if self.unrelated_class is not None else 1)
-        if task not in UNRELATED:
-            raise ValueError(f"no default unrelated dataset for {task!r}; set unrelated_dataset")
-        return UNRELATED[task]
+        paper_task = data.STANDINS.get(task, task)  # a stand-in takes its base task's choice (it is that task's images)
+        if paper_task not in UNRELATED:
+            raise ValueError(f"no default unrelated dataset for {task!r}; set unrelated_dataset (e.g. -p unrelated_dataset "
+                             f"fashion-mnist -p unrelated_class 1)")
+        return UNRELATED[paper_task]
 
     def apply(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """The key image made from each uint8 image in ``x`` (content: "TEST" drawn on it; noise:
@@ -140,3 +144,37 @@ class Zhang2018(Scheme):
         """Algorithm 1 line 10: train from scratch on the owner's data joined with the key samples."""
         train = Split(torch.cat([splits.owner.x, key.x]), torch.cat([splits.owner.y, key.y]))
         return fit(model, train, cfg, **fit_kw)
+
+
+def make_keys(knobs: dict, splits: Splits) -> tuple[dict[str, Key], dict[str, Key]]:
+    """Algorithm 1 lines 3-8 for every kind in ``knobs['kinds']``: the embedded key and the new key
+    (Table 1), by kind."""
+    pairs = {k: Zhang2018.from_knobs(k, knobs).make_key(splits, seed=knobs["seed"]) for k in knobs["kinds"]}
+    return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
+
+
+def embed_kinds(knobs: dict, splits: Splits, keys: dict[str, Key], held_out: dict[str, Key],
+                device: torch.device | None = None, tag: str = "zhang2018",
+                progress: bool = True) -> tuple[dict[str, nn.Module], dict[str, dict]]:
+    """Algorithm 1 line 10 with one training setting (Tables 1-2): the clean model ``none``, then one
+    model per kind trained from scratch on the owner's data and its key, each monitored on the test
+    set and on every new key. Train-or-load; returns the models and their training histories by name."""
+    tcfg = TrainConfig.from_knobs(knobs)
+    monitor = {"val": splits.test, **{f"new:{k}": held_out[k].split for k in keys}}
+    clean, hist, _ = train_classifier(f"{tag}-none", knobs["model"], splits, tcfg, monitor=monitor, device=device,
+                                      progress=progress)
+    models, histories = {"none": clean}, {"none": hist.as_dict()}
+    for k in keys:
+        wm = Zhang2018.from_knobs(k, knobs).embed(f"{tag}-{k}", knobs["model"], splits, keys[k], held_out[k], tcfg,
+                                                  monitor=monitor, device=device, progress=progress)
+        models[k], histories[k] = wm.model, wm.history.as_dict()
+    return models, histories
+
+
+def key_accuracy_table(oracles: dict[str, Oracle], keys: dict[str, Key], held_out: dict[str, Key]) -> pd.DataFrame:
+    """Table 1: each kind's watermarked model (``oracles[kind]``) and the clean one (``oracles['none']``)
+    on the embedded and on the new key samples; one column per kind."""
+    return pd.DataFrame({k: {"watermarks (trained)": key_accuracy(oracles[k], keys[k]),
+                             "watermarks (new)": key_accuracy(oracles[k], held_out[k]),
+                             "clean model, trained keys": key_accuracy(oracles["none"], keys[k]),
+                             "clean model, new keys": key_accuracy(oracles["none"], held_out[k])} for k in keys})
