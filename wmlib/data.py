@@ -76,9 +76,9 @@ def _torchvision(cls_name: str, root: Path, train: bool, **kw):
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
+    part = {} if cls_name in ("SVHN", "GTSRB") else {"train": train}  # these two name the part `split`; EMNIST's split is its variant
     try:
-        return cls(str(root), download=True, **kw) if "split" in kw else \
-            cls(str(root), train=train, download=True, **kw)
+        return cls(str(root), download=True, **part, **kw)
     except Exception as err:  # URLError, socket errors, checksum failures ...
         raise DataUnavailableError(
             f"{cls_name} is not in {root} and could not be downloaded ({type(err).__name__}: {err})."
@@ -124,7 +124,7 @@ def _load_mnist_5k(root: Path, train: bool):
 
 
 def _load_emnist_letters(root: Path, train: bool):
-    ds = _torchvision("EMNIST", root, train, split="letters", train=train)
+    ds = _torchvision("EMNIST", root, train, split="letters")
     # EMNIST images are stored transposed; labels 1..26 -> 0..25
     return _to_tensors(ds.data.transpose(1, 2), ds.targets - 1)
 
@@ -216,6 +216,15 @@ def load(name: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     spec(name)  # validate before touching the disk
     x, y = _load_cached(name, train, str(data_root()))
     return x.clone(), y.clone()
+
+
+def present(name: str) -> bool:
+    """Can ``name`` be loaded on this machine (from disk, or downloaded where there is internet)?"""
+    try:
+        load(name, train=False)
+    except DataUnavailableError:
+        return False
+    return True
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 
 from . import accuser, attacks, compare, data, integrity, models, zoo
 from .profiles import CHAPTERS, ENV_VAR, PROFILES
@@ -265,6 +266,49 @@ def validate(chapter: str, cfg: dict) -> None:
                          f"for {unrelated}; got {cfg['unrelated_class']}")
 
 
+# --------------------------------------------------------------------------- the paper profile on this machine (make paper)
+
+# where a paper's dataset is not on the machine, ``make paper`` takes a present one of the same shape and class count: the
+# CIFAR-shaped stand-ins for CIFAR-10 / SVHN (and for CIFAR-100 where only its images count: the knockoff's queries), the
+# real MNIST subset for MNIST, Fashion-MNIST trousers for Zhang et al.'s EMNIST "m" unrelated keys
+SUBSTITUTES = {"cifar10": "fashion-rgb32-standin", "svhn": "mnist5k-rgb32-standin", "cifar100": "mnist5k-rgb32-standin",
+               "mnist": "mnist-5k", "emnist-letters": "fashion-mnist"}
+_SUBSTITUTE_CLASS = {"emnist-letters": 1}  # the unrelated class in the substitute (the letter "m" is class 12 of 26)
+DATASET_KNOBS = ("dataset", "unrelated_dataset", "transfer_dataset", "knockoff_dataset")
+PAPER_ORDER = ("zhang2018", "namba2019", "li2019", "gradsigns", "function_coupled", "comparison", "integrity")
+
+
+def paper_plan(chapter: str, present=None) -> tuple[dict, list[str]]:
+    """The knobs ``make paper`` sets in ``chapter``'s ``paper`` profile so that it runs on the
+    datasets on this machine (``present(name)``; default :func:`wmlib.data.present`): each
+    dataset knob whose dataset is absent takes its :data:`SUBSTITUTES` entry, at full size. Returns
+    the overrides and one line per substitution; they are checked like any knobs."""
+    from .schemes.zhang2018 import UNRELATED
+
+    present = present or data.present
+    cfg = resolve(chapter, "paper")
+    if cfg.get("unrelated_dataset") is None and cfg["dataset"] in UNRELATED and "kinds" in cfg:  # the paper's default
+        cfg["unrelated_dataset"], cfg["unrelated_class"] = UNRELATED[cfg["dataset"]]
+    over, said = {}, []
+    for knob in DATASET_KNOBS:
+        name = cfg.get(knob)
+        if name is None or present(name):
+            continue
+        sub = SUBSTITUTES.get(name)
+        if sub is None or not present(sub):
+            raise data.DataUnavailableError(f"{chapter}: {knob} {name} is not on this machine and has no substitute here; "
+                                            f"to obtain it: {data.spec(name).how_to_get.format(root=data.data_root())}")
+        over[knob] = sub
+        if knob == "dataset":  # a knob given per dataset keeps the paper dataset's value (e.g. Namba's thief share)
+            over.update({k: v[name] for k, v in CHAPTERS[chapter]["paper"].items() if _per_dataset(v) and name in v})
+        if knob == "unrelated_dataset" and "unrelated_class" in cfg:
+            over["unrelated_class"] = _SUBSTITUTE_CLASS.get(name, cfg.get("unrelated_class"))
+        kind = "a stand-in of real images, not " + name if data.is_standin(sub) else "another real dataset"
+        said.append(f"{chapter}: {knob} {name} is not on this machine; {sub} instead ({kind}: its numbers are not the paper's)")
+    resolve(chapter, "paper", **over)
+    return over, said
+
+
 # --------------------------------------------------------------------------- the profiles as the book shows them
 
 _TITLES = {"zhang2018": "Zhang et al. 2018", "namba2019": "Namba & Sakuma 2019", "li2019": "Li et al. 2019",
@@ -317,16 +361,28 @@ def readme_with_table(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m wmlib.settings table [--out FILE]``: the profiles table; ``readme [FILE]``: rewrite
-    its block in the README."""
+    """``python -m wmlib.settings table [FILE]``: the profiles table; ``readme [FILE]``: rewrite
+    its block in the README; ``paper-plan DIR``: one papermill parameter file per chapter for
+    ``make paper`` (the ``paper`` profile on the datasets present), and what it substitutes."""
     import argparse
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m wmlib.settings", description=main.__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("table", "readme"))
+    parser.add_argument("what", choices=("table", "readme", "paper-plan"))
     parser.add_argument("path", nargs="?", default=None)
     args = parser.parse_args(argv)
-    if args.what == "table":
+    if args.what == "paper-plan":
+        out = Path(args.path or "_build/paper")
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            plans = {c: paper_plan(c) for c in PAPER_ORDER}
+        except (ValueError, data.DataUnavailableError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for chapter, (over, said) in plans.items():
+            (out / f"{chapter}.json").write_text(json.dumps({"profile": "paper", **over}))  # JSON is YAML: papermill -f
+            print("\n".join(said) or f"{chapter}: the paper's datasets are present")
+    elif args.what == "table":
         text = profiles_table()
         Path(args.path).write_text(text) if args.path else print(text, end="")
     else:

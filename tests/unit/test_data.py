@@ -107,3 +107,24 @@ def test_the_cifar_shaped_standins_are_the_real_images_padded_and_named_as_stand
     assert torch.equal(x[:, 1, 2:30, 2:30], xb[:, 0]) and torch.equal(x[:, 0], x[:, 2])  # pixels unchanged, grey
     assert x[:, :, :2].max() == 0 and x[:, :, :, 30:].max() == 0  # a black border
     assert not data.is_standin("cifar10")
+
+
+@pytest.mark.parametrize("name, cls, want", [("emnist-letters", "EMNIST", {"split": "letters", "train": False}),
+                                             ("svhn", "SVHN", {"split": "test"}), ("cifar10", "CIFAR10", {"train": False})])
+def test_torchvision_datasets_are_asked_for_the_right_part(name, cls, want, tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    seen = {}
+
+    class Fake:  # records what the loader asks torchvision for, then stops before any download
+        def __init__(self, root, download, **kw):
+            seen.update(kw)
+            raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(tvd, cls, Fake)
+    monkeypatch.setenv("WMLIB_DATA", str(tmp_path))
+    data._load_cached.cache_clear()
+    assert not data.present(name)  # offline and no copy: absent, with no exception
+    assert seen == want
+    data._load_cached.cache_clear()
+    assert data.present("mnist-5k")

@@ -201,3 +201,19 @@ def test_a_list_or_dict_knob_given_as_text_by_papermill_is_read_as_json():
     with pytest.raises(ValueError, match="choose|one of"):
         settings.resolve("comparison", "smoke", attacks='["erase"]')
 
+
+def test_make_paper_runs_every_chapter_on_the_datasets_present_and_says_what_it_substitutes():
+    from wmlib import data, settings
+
+    here = {"fashion-mnist", "mnist-5k", *data.STANDINS}.__contains__  # this workplace: no MNIST, CIFAR, SVHN, EMNIST
+    over, said = settings.paper_plan("zhang2018", present=here)
+    assert over == {"dataset": "mnist-5k", "unrelated_dataset": "fashion-mnist", "unrelated_class": 1}
+    assert "mnist is not on this machine; mnist-5k instead" in said[0]
+    over, said = settings.paper_plan("namba2019", present=here)
+    assert over["dataset"] == "fashion-rgb32-standin" and over["thief_fraction"] == 0.1  # CIFAR-10's share (Table 6)
+    assert "a stand-in of real images, not cifar10" in said[0]
+    assert settings.paper_plan("comparison", present=here)[0]["transfer_dataset"] == "mnist5k-rgb32-standin"
+    for chapter in settings.PAPER_ORDER:  # with the papers' datasets on disk nothing is substituted
+        assert settings.paper_plan(chapter, present=lambda name: True) == ({}, [])
+    with pytest.raises(data.DataUnavailableError, match="cifar10 is not on this machine and has no substitute.*torchvision"):
+        settings.paper_plan("gradsigns", present={"mnist-5k"}.__contains__)
