@@ -69,8 +69,8 @@ def resolve(chapter: str, profile: str | None = None, **overrides) -> dict:
     if unknown:
         raise ValueError(f"unknown knob(s) {', '.join(unknown)} for {chapter}; valid: {', '.join(sorted(cfg))}")
     for k, v in overrides.items():  # a dict of settings (e.g. one entry's) changes those settings only
-        if isinstance(v, str) and isinstance(cfg[k], (list, dict)):
-            v = _from_json(k, v)  # papermill's -p hands a list or dict over as its text
+        if isinstance(v, str) and (isinstance(cfg[k], (list, dict)) or cfg[k] is None and v.lstrip().startswith(("{", "["))):
+            v = _from_json(k, v)  # papermill's -p hands a list or dict over as its text (also to a knob that is None)
         if v is not None:
             merge = isinstance(cfg[k], dict) and isinstance(v, dict) and not _per_dataset(cfg[k]) and k not in WHOLE
             cfg[k] = _merge(cfg[k], v) if merge else v

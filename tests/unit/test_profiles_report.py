@@ -194,6 +194,8 @@ def test_a_list_or_dict_knob_given_as_text_by_papermill_is_read_as_json():
     from wmlib import settings
 
     assert settings.resolve("zhang2018", "smoke", kinds='["content", "noise"]')["kinds"] == ["content", "noise"]
+    # a dict for a knob whose profile value is None (the zoo cut) arrives as text too
+    assert settings.resolve("zhang2018", "smoke", zoo_archs='{"lenet1": 3}')["zoo_archs"] == {"lenet1": 3}
     cfg = settings.resolve("comparison", "smoke", attacks='["jpeg"]', schemes='{"zhang-content": {"source": 2}}')
     assert cfg["attacks"] == ["jpeg"] and cfg["schemes"]["zhang-content"]["source"] == 2
     with pytest.raises(ValueError, match="takes a list or dict, given as JSON"):

@@ -35,6 +35,7 @@ UNRELATED = {
     "cifar10": ("mnist", 1),             # digit "1"
     "cifar100": ("mnist", 1),
     "svhn": ("cifar10", 1),              # GradSigns Table 7: CIFAR-10 cars for SVHN
+    "gtsrb": ("mnist", 1),               # Namba & Sakuma §6.1: MNIST "1"s for GTSRB
     "fashion-mnist": ("mnist", 1),
 }
 
