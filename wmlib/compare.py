@@ -83,8 +83,9 @@ def pick_fc_target(knobs: dict, zoo, splits: data.Splits) -> int | None:
     """As in the function-coupled chapter: when the function-coupled entries' ``target`` is None,
     set it (in ``knobs["schemes"]``, for both fusions) to the non-source class that the clean ``zoo``
     gives least often to their triggers (made on ``splits`` with the first owner seed). Returns
-    the target (None: no function-coupled entry has settings)."""
-    fcs = {f: knobs["schemes"][f"fc-{f}"] for f in ("direct", "invisible") if f"fc-{f}" in knobs.get("schemes", {})}
+    the target (None: no function-coupled entry is chosen, and no trigger is made)."""
+    fcs = {f: knobs["schemes"][f"fc-{f}"] for f in ("direct", "invisible")
+           if f"fc-{f}" in knobs.get("schemes", {}) and f"fc-{f}" in knobs["entries"]}
     if not fcs:
         return None
     first = next(iter(fcs.values()))

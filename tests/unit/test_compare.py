@@ -284,3 +284,16 @@ def test_lukas_rule_thief_cost_and_the_cheapest_removal():
     assert lk["unremoved"] == ["b"] and lk["removes_all"] == []
     share, why = lk["chains"]["cheap+slow"]
     assert share == 0.5 and why.startswith("not removed in every seed: b (claimed in 2 of 2 seeds")
+
+
+def test_no_function_coupled_entry_no_target_and_no_triggers():
+    from wmlib import settings
+
+    class Untouchable:  # a zoo that must not be asked: no trigger is made when no fc entry is chosen
+        def class_shares(self, x):
+            raise AssertionError("triggers were made for an entry that is not chosen")
+
+    knobs = settings.resolve("comparison", "smoke")
+    assert not any(e.startswith("fc-") for e in knobs["entries"])
+    assert compare.pick_fc_target(knobs, Untouchable(), None) is None
+    assert knobs["schemes"]["fc-direct"]["target"] is None  # left to a run that chooses it
