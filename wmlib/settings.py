@@ -283,12 +283,11 @@ def paper_plan(chapter: str, present=None) -> tuple[dict, list[str]]:
     datasets on this machine (``present(name)``; default :func:`wmlib.data.present`): each
     dataset knob whose dataset is absent takes its :data:`SUBSTITUTES` entry, at full size. Returns
     the overrides and one line per substitution; they are checked like any knobs."""
-    from .schemes.zhang2018 import UNRELATED
-
     present = present or data.present
     cfg = resolve(chapter, "paper")
-    if cfg.get("unrelated_dataset") is None and cfg["dataset"] in UNRELATED and "kinds" in cfg:  # the paper's default
-        cfg["unrelated_dataset"], cfg["unrelated_class"] = UNRELATED[cfg["dataset"]]
+    if "unrelated" in cfg.get("kinds", ()) and cfg.get("unrelated_dataset") is None:  # the paper's choice for the task
+        cfg["unrelated_dataset"], cfg["unrelated_class"] = zhang2018.Zhang2018.from_knobs(
+            "unrelated", {**cfg, "source": None}).unrelated_source(cfg["dataset"])
     over, said = {}, []
     for knob in DATASET_KNOBS:
         name = cfg.get(knob)

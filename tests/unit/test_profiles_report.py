@@ -61,7 +61,7 @@ def test_unrelated_keys_from_the_task_distribution_are_an_error():
     assert ok["unrelated_dataset"] == "fashion-mnist"
     from wmlib.schemes import Zhang2018
     with pytest.raises(ValueError, match="task's own distribution"):
-        Zhang2018(kind="unrelated", unrelated_dataset="mnist")._unrelated("mnist-5k")
+        Zhang2018(kind="unrelated", unrelated_dataset="mnist").unrelated_source("mnist-5k")
 
 
 def test_status_labels():

@@ -37,8 +37,8 @@ def test_unrelated_key_uses_another_dataset_in_the_tasks_shape(cifar_splits):
 
 
 def test_default_unrelated_dataset_follows_the_paper():
-    assert Zhang2018(kind="unrelated")._unrelated("cifar10") == ("mnist", 1)
-    assert Zhang2018(kind="unrelated")._unrelated("mnist") == ("emnist-letters", 12)
+    assert Zhang2018(kind="unrelated").unrelated_source("cifar10") == ("mnist", 1)
+    assert Zhang2018(kind="unrelated").unrelated_source("mnist") == ("emnist-letters", 12)
 
 
 def test_embedding_plants_a_claimable_watermark_and_a_clean_model_is_not_claimed(toy_splits):

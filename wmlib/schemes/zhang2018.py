@@ -86,9 +86,10 @@ class Zhang2018(Scheme):
             raise ValueError(f"source and target must be class indices in [0, {spec.num_classes - 1}] for {spec.name}; "
                              f"got {bad[0]}")
         if self.kind == "unrelated":
-            self._unrelated(spec.name)
+            self.unrelated_source(spec.name)
 
-    def _unrelated(self, task: str) -> tuple[str, int]:
+    def unrelated_source(self, task: str) -> tuple[str, int]:
+        """(dataset, class) the unrelated keys are drawn from for ``task``: the knobs', or §5.1's choice for it."""
         if self.unrelated_dataset is not None:
             if data.spec(self.unrelated_dataset).source == data.spec(task).source:
                 raise ValueError(f"unrelated_dataset {self.unrelated_dataset!r} is drawn from the task's own "
@@ -122,7 +123,7 @@ class Zhang2018(Scheme):
         s = splits.spec
         meta = {**self.config(), "task": s.name, "seed": seed}
         if self.kind == "unrelated":
-            name, cls = self._unrelated(s.name)
+            name, cls = self.unrelated_source(s.name)
             bases = []
             for train in (True, False):
                 x, y = data.load(name, train=train)
