@@ -246,3 +246,18 @@ def test_the_digits_run_is_the_chapter_on_mnist_5k():
     assert settings.variant("function_coupled", settings.resolve("function_coupled", "paper"), "digits") is None
     with pytest.raises(ValueError, match="the digits ablation"):
         settings.resolve("function_coupled", "default", digits_verify_triggers=0)
+
+
+def test_the_mnist_rows_name_each_number_by_its_paper_vs_ours_row():
+    import pandas as pd
+
+    table = pd.DataFrame({"change vs clean": [-0.01, -0.03], "ASR (held-out triggers)": [1.0, 0.9]},
+                         index=["direct #1", "invisible r = 0.5"])
+    overwritten = pd.DataFrame({"original ASR": [0.2, 0.4], "new ASR": [1.0, 0.5]}, index=table.index)
+    rows = fc.mnist_rows(0.97, table, {"direct #1": 0.95}, {"invisible r = 0.5": 0.8}, overwritten, 10, 0.8)
+    assert rows["Table 1: clean test accuracy"] == 0.97
+    assert rows["Table 2: test-accuracy change, invisible r = 0.5"] == -0.03
+    assert rows["Table 2: ASR, direct #1 (held-out triggers)"] == 1.0
+    assert rows["Figs. 5-6: ASR after 10 fine-tuning trials, direct #1 (code's thief)"] == 0.95
+    assert rows["Figs. 8-9: ASR at 80% pruning, invisible r = 0.5"] == 0.8
+    assert rows["Table 3: the thief's new ASR, invisible r = 0.5"] == 0.5 and len(rows) == 1 + 2 * 2 + 1 + 1 + 2 * 2

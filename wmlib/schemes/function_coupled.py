@@ -354,3 +354,20 @@ def embed_variants(knobs: dict, splits: Splits, variants: dict, keys: dict, zoo,
     require_claimed(table["claimed"].to_dict(), f"raise -p epochs (now {knobs['epochs']}) or -p key_fraction "
                     f"(now {knobs['key_fraction']}), or pick another -p target")
     return Embedded(clean, base_acc, clean_i, clean_hist, marked, hists, nulls, table)
+
+
+def mnist_rows(clean_accuracy: float, table, finetuned: dict, pruned: dict, overwritten, trials: int,
+               prune_rate: float) -> dict[str, float]:
+    """A run's numbers that the paper reports on MNIST, by paper-vs-ours row: Table 1's clean accuracy;
+    Table 2's accuracy change and held-out ASR per watermark (``table``: :attr:`Embedded.table`); the
+    ASR after ``trials`` trials of the code's fine-tuning thief and after pruning ``prune_rate``
+    (``finetuned`` / ``pruned``: watermark -> ASR); Table 3's ASRs after overwriting (``overwritten``:
+    :func:`wmlib.attacks.overwrite_table`'s table)."""
+    names = list(table.index)
+    return {"Table 1: clean test accuracy": clean_accuracy,
+            **{f"Table 2: test-accuracy change, {n}": table.loc[n, "change vs clean"] for n in names},
+            **{f"Table 2: ASR, {n} (held-out triggers)": table.loc[n, "ASR (held-out triggers)"] for n in names},
+            **{f"Figs. 5-6: ASR after {trials} fine-tuning trials, {n} (code's thief)": v for n, v in finetuned.items()},
+            **{f"Figs. 8-9: ASR at {prune_rate:.0%} pruning, {n}": v for n, v in pruned.items()},
+            **{f"Table 3: original ASR after overwriting, {n}": overwritten.loc[n, "original ASR"] for n in names},
+            **{f"Table 3: the thief's new ASR, {n}": overwritten.loc[n, "new ASR"] for n in names}}
