@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command (2): unit tests, then every notebook under nbmake in the `smoke` profile, then checks on
-# what the notebooks recorded. Trains into a fresh cache so nothing stale is reused.
+# what the notebooks recorded; then the notebooks and checks again in the `paper-smoke` tier. Trains
+# into a fresh cache so nothing stale is reused.
 set -eo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,3 +13,11 @@ export WMLIB_PROFILE=smoke WMLIB_CACHE="$scratch/cache" WMLIB_RESULTS="$scratch/
 export PYTHONHASHSEED=0
 
 python -m pytest -q tests/unit notebooks tests/results --nbmake --nbmake-timeout=600 -p no:cacheprovider "$@"
+
+# The paper-smoke tier: the notebooks again through the paper profile's code paths (its architectures, encoders,
+# schedules, augmentation, key types and zoo recipe) with the sizes cut (wmlib.profiles.PAPER_SMOKE), in its own cache;
+# the chapters of wmlib.profiles.IN_CI (the others do not pass their gate yet at a size that fits: see there)
+export WMLIB_PROFILE=paper-smoke WMLIB_CACHE="$scratch/paper-smoke/cache" WMLIB_RESULTS="$scratch/paper-smoke/results"
+export WMLIB_CHAPTERS="$(python -c 'from wmlib.profiles import IN_CI; print(*IN_CI)')"
+python -m pytest -q $(printf 'notebooks/%s.ipynb ' $WMLIB_CHAPTERS) tests/results --nbmake --nbmake-timeout=600 \
+    -p no:cacheprovider "$@"

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import accuser, attacks, compare, data, integrity, models, zoo
-from .profiles import CHAPTERS, ENV_VAR, PROFILES
+from .profiles import CHAPTERS, ENV_VAR, PROFILES, TABLED
 from .rules import INF as _INF
 from .rules import choice as _choice
 from .rules import counts as _counts
@@ -342,8 +342,8 @@ def describe(chapter: str, profile: str) -> str:
 
 def profiles_table() -> str:
     """A Markdown table: every chapter under every profile (the book's how-to-run page and the README)."""
-    rows = ["| chapter | " + " | ".join(f"`{p}`" for p in PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
-    rows += [f"| {_TITLES[c]} | " + " | ".join(describe(c, p) for p in PROFILES) + " |" for c in CHAPTERS]
+    rows = ["| chapter | " + " | ".join(f"`{p}`" for p in TABLED) + " |", "|---|" + "---|" * len(TABLED)]
+    rows += [f"| {_TITLES[c]} | " + " | ".join(describe(c, p) for p in TABLED) + " |" for c in CHAPTERS]
     return "\n".join(rows) + "\n"
 
 

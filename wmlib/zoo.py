@@ -49,6 +49,9 @@ RECIPES = {
                              lr={"*": 0.05, "cw": 0.01}),
               "rgb32": dict(_ZOO_COMMON, archs={"resnet20": 10, "vgg11": 10}, epochs=40, lr={"*": 0.1}, augment=True)},
 }
+# the paper's code paths at smoke size (CI): the paper's recipe in batches of 32 (a few hundred steps in seconds on a CPU),
+# cut by each chapter's zoo_archs / zoo_epochs knobs (wmlib.profiles.PAPER_SMOKE)
+RECIPES["paper-smoke"] = {kind: dict(r, batch_size=32) for kind, r in copy.deepcopy(RECIPES["paper"]).items()}
 KNOBS = {"zoo_archs": "archs", "zoo_epochs": "epochs"}  # a chapter's knobs that change its zoo's recipe (None: the profile's)
 
 

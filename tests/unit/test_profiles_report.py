@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from wmlib import report, settings
+from wmlib import data, profiles, report, settings
 from wmlib.train import TrainConfig
 
 
@@ -219,3 +219,17 @@ def test_make_paper_runs_every_chapter_on_the_datasets_present_and_says_what_it_
         assert settings.paper_plan(chapter, present=lambda name: True) == ({}, [])
     with pytest.raises(data.DataUnavailableError, match="cifar10 is not on this machine and has no substitute.*torchvision"):
         settings.paper_plan("gradsigns", present={"mnist-5k"}.__contains__)
+
+
+@pytest.mark.parametrize("chapter", list(profiles.CHAPTERS))
+def test_the_paper_smoke_tier_keeps_the_papers_code_paths(chapter):
+    """paper-smoke cuts sizes, not methods: the paper's host, optimiser, schedule and augmentation, on the paper's
+    dataset or the one make paper substitutes for it (same shape and classes); its knobs pass the checks."""
+    paper, tier = settings.resolve(chapter, "paper"), settings.resolve(chapter, "paper-smoke")
+    for knob in ("model", "optimizer", "lr", "schedule", "augment"):
+        assert tier[knob] == paper[knob], knob
+    assert tier["dataset"] in (paper["dataset"], settings.SUBSTITUTES[paper["dataset"]])
+    a, b = data.spec(tier["dataset"]), data.spec(paper["dataset"])
+    assert (a.channels, a.image_size, a.num_classes) == (b.channels, b.image_size, b.num_classes)
+    assert tier["epochs"] < paper["epochs"] and tier["train_limit"] is not None
+    assert "paper-smoke" not in profiles.TABLED and set(profiles.IN_CI) <= set(profiles.CHAPTERS)

@@ -89,6 +89,10 @@ def test_a_chapter_cuts_its_zoo_with_knobs_checked_by_the_zoo(monkeypatch):
     assert compare.make_context(knobs)["zoo"] == {"train_limit": zoo.shared_limits("paper")[0],
                                                  "test_limit": zoo.shared_limits("paper")[1],
                                                  "archs": {"resnet20": 3}, "epochs": 2}
+    knobs = settings.resolve("comparison", "paper-smoke")
+    assert compare.make_context(knobs)["zoo"] == {"train_limit": zoo.shared_limits("paper-smoke")[0],
+                                                 "test_limit": zoo.shared_limits("paper-smoke")[1],
+                                                 "archs": knobs["zoo_archs"], "epochs": knobs["zoo_epochs"]}
 
 
 class Fixed(torch.nn.Module):
