@@ -367,8 +367,8 @@ _TIER_ZOO = {"grey28": dict(zoo_archs={"lenet1": 2, "lenet3": 2, "lenet5": 2}, z
              "rgb32": dict(zoo_archs={"resnet20": 8}, zoo_epochs=6)}
 _TIER_ATTACKS = dict(false_claim_draws=50, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=1)
 def _tier_schemes() -> dict:
-    """The comparison's entries in the tier: 5 retraining epochs with 16 keys a batch (at 2 and 4, DS was not embedded);
-    20 function-coupled triggers (~30 a class in 300 images)."""
+    """The comparison's entries in the tier: Namba's retrained keys 5 epochs with 16 keys a batch (DS was not embedded
+    at 2, 4 or 5: the tier's entries leave it out, see IN_CI); 20 function-coupled triggers (~30 a class in 300 images)."""
     schemes = _schemes(retrain_epochs=5, key_per_batch=16)
     for fc in ("fc-direct", "fc-invisible"):
         schemes[fc]["verify_triggers"] = 20
