@@ -32,8 +32,13 @@ def test_noise_key_differs_between_trained_and_new(toy_splits):
 
 def test_unrelated_key_uses_another_dataset_in_the_tasks_shape(cifar_splits):
     key, new = Zhang2018(kind="unrelated", unrelated_dataset="mnist-5k", unrelated_class=1).make_key(cifar_splits)
-    assert key.x.shape[1:] == (3, 32, 32) and len(key) > 300 and len(new) > 50
-    assert key.meta["unrelated_dataset"] == "mnist-5k"
+    assert key.x.shape[1:] == (3, 32, 32) and key.meta["unrelated_dataset"] == "mnist-5k"
+    # as many images as the content key, each part (the task's source images), not the other dataset's whole class:
+    # mnist-5k holds ~500 "1"s, the owner 256 images of which ~25 are of the source class
+    content, content_new = Zhang2018(kind="content").make_key(cifar_splits)
+    assert len(key) == len(content) < 100 and len(new) == len(content_new)
+    half, _ = Zhang2018(kind="unrelated", unrelated_dataset="mnist-5k", unrelated_class=1, key_fraction=0.5).make_key(cifar_splits)
+    assert len(half) == round(0.5 * len(content))
 
 
 def test_default_unrelated_dataset_follows_the_paper():

@@ -123,11 +123,15 @@ class Zhang2018(Scheme):
         s = splits.spec
         meta = {**self.config(), "task": s.name, "seed": seed}
         if self.kind == "unrelated":
+            # as many images as the task's own source images, each part (at most the other dataset's class): a
+            # trained key larger than the content key would add steps to its model alone (the digits run's 3,600
+            # owner digits had 6,000 Fashion-MNIST trousers as keys)
             name, cls = self.unrelated_source(s.name)
             bases = []
-            for train in (True, False):
+            for train, part in ((True, splits.owner), (False, splits.test)):
                 x, y = data.load(name, train=train)
-                bases.append(Split(data.to_shape(x[y == cls], s.channels, s.image_size), y[y == cls]))
+                x = x[y == cls][:len(self._sources(part))]
+                bases.append(Split(data.to_shape(x, s.channels, s.image_size), torch.full((len(x),), cls)))
             meta.update(unrelated_dataset=name, unrelated_class=cls)
         else:
             bases = [self._sources(splits.owner), self._sources(splits.test)]
