@@ -332,3 +332,15 @@ def test_embedding_with_the_fast_pools_gives_pytorchs_weights_bit_for_bit(toy, k
         SCHEME.train(m, toy, keys[0], replace(CFG, epochs=2), progress=False, device=torch.device("cpu"))
     a, b = ours.state_dict(), theirs.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_zoo_reads_a_key_once_for_every_lambda(keys):
+    """λ, the reduction and key_per_batch shape embedding only: readers that differ in them read the same
+    bits (the zoo caches its reads under hits_id), readers that differ in h or |C| do not."""
+    same = replace(SCHEME, lam=3.0, reduction="mean", key_per_batch=20)
+    assert same.hits_id() == SCHEME.hits_id()
+    assert replace(SCHEME, h=1e-2).hits_id() != SCHEME.hits_id()
+    assert replace(SCHEME, carriers=128).hits_id() != SCHEME.hits_id()
+    toy_zoo = Zoo("fashion-mnist", "smoke", {"m": models.build("lenet1", 1, 10)}, pd.DataFrame())
+    first = toy_zoo.hits(keys[0], SCHEME)
+    assert toy_zoo.hits(keys[0], same) is first and len(toy_zoo._hits) == 1

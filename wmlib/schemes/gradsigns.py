@@ -358,7 +358,9 @@ class GradSigns(Scheme):
         return self.bits
 
     def hits_id(self) -> str:
-        return repr(self)  # the extraction's h, clip and batch decide the bits read
+        """The fields extraction reads with (its h, clip and batch decide the bits read); λ, the
+        reduction and key_per_batch only shape embedding, so a zoo reads each key once for every λ."""
+        return repr(replace(self, lam=0.0, reduction="mean", key_per_batch=0))
 
     def paper_null(self, key: Key) -> Null:
         """§4.2: every bit a fair coin, Null.binomial(0.5) (with τ = alpha = 3e-3 the paper's rule)."""
