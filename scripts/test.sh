@@ -16,7 +16,7 @@ python -m pytest -q tests/unit notebooks tests/results --nbmake --nbmake-timeout
 
 # The paper-smoke tier: the notebooks again through the paper profile's code paths (its architectures, encoders,
 # schedules, augmentation, key types and zoo recipe) with the sizes cut (wmlib.profiles.PAPER_SMOKE), in its own cache;
-# the chapters of wmlib.profiles.IN_CI (the others do not pass their gate yet at a size that fits: see there)
+# the chapters of wmlib.profiles.IN_CI (the others take longer than its budget, or do not pass their gate yet: see there)
 export WMLIB_PROFILE=paper-smoke WMLIB_CACHE="$scratch/paper-smoke/cache" WMLIB_RESULTS="$scratch/paper-smoke/results"
 export WMLIB_CHAPTERS="$(python -c 'from wmlib.profiles import IN_CI; print(*IN_CI)')"
 python -m pytest -q $(printf 'notebooks/%s.ipynb ' $WMLIB_CHAPTERS) tests/results --nbmake --nbmake-timeout=600 \
