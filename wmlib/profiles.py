@@ -388,10 +388,12 @@ PAPER_SMOKE = {
     "zhang2018": dict(dataset="mnist-5k", unrelated_dataset="fashion-mnist", unrelated_class=1, **_TIER_TASK,
                       **_TIER_ZOO["grey28"], **_TIER_ATTACKS, epochs=25, prune_rates=[0.0, 0.5, 0.9]),
     # one key type per code path: the coloured text and shape logos (their grey twins stamp the same way), unrelated,
-    # noise, the fine-tuned AFS / DS keys, the proposal and its EW-off ablation
-    "namba2019": dict(dataset=_RGB, unrelated_dataset="mnist-5k", unrelated_class=1, **_TIER_TASK, **_TIER_ZOO["rgb32"], **_TIER_ATTACKS, epochs=4, milestones=[2, 3],
-                      kinds=["test-blue", "heart-red", "unrelated", "noise", "afs", "ds", "proposal", "label-change"],
-                      retrain_epochs=5, key_per_batch=16, ae_epochs=5, ae_sweep=[2, 5], folds=2, detection_samples=100,
+    # noise, the fine-tuned AFS keys, the proposal and its EW-off ablation; DS keys (uniform noise with random labels:
+    # AFS's code path) are left out, as in the comparison's entries. A quarter of the owner's images become content and
+    # noise keys (the paper: every one; at 1.0 and 4 epochs those models stayed at chance, 9-19 %). Not yet passing: see IN_CI
+    "namba2019": dict(dataset=_RGB, unrelated_dataset="mnist-5k", unrelated_class=1, **_TIER_TASK, **_TIER_ZOO["rgb32"], **_TIER_ATTACKS, epochs=10, milestones=[5, 8],
+                      kinds=["test-blue", "heart-red", "unrelated", "noise", "afs", "proposal", "label-change"],
+                      key_fraction=0.25, retrain_epochs=20, key_per_batch=16, ae_epochs=5, ae_sweep=[2, 5], folds=2, detection_samples=100,
                       auc_repeats=5),
     "li2019": dict(dataset="mnist-5k", **_TIER_TASK, **_TIER_ZOO["grey28"], **_TIER_ATTACKS, epochs=8, milestones=[4, 6],
                    leak_seeds=2, detector_epochs=2, prune_rates=[0.0, 0.5, 0.9]),
@@ -424,8 +426,14 @@ PAPER_SMOKE = {
 # - gradsigns passes (32 of 32 bits at lambda = 3) in 633 s with its models cached: every black-box read of a ResNet-20
 #   is 25 x 257 queries (8 s), and its noise, rounding, perturbation and forgery tables read dozens of times;
 # - integrity passes after the comparison; ~200 s of its own (accusers, judge zoo, suspects, GradSigns' false claim);
-# - namba2019: its 8 key types on ResNet-32 train in 194 s, and the 4 that retrain the clean model (AFS, DS, the proposal,
-#   label-change) reach 13-67 % on their own keys after 5 retraining epochs of 31 steps (smoke retrains 1,200 steps).
+# - namba2019 does not pass yet. With these knobs its 8 models train in 451 s and the gate claims all 7 key types, but the
+#   heart-red model answers class 9 to every test image (7 % test accuracy while its keys are 100 % "0": the results check
+#   refuses it), noise reaches 34 % (clean 68 %), and one epoch of the thief's fine-tuning (Adam, its 100 images) takes
+#   the proposal from 57 % to 47 % test accuracy (50 % at lr 1e-4), past the 10 % budget: the chapter stops at its
+#   pruning sweep. With a tenth as keys and 10 retraining epochs the gate refused test-blue (43.8 % < 55 %) and the
+#   proposal (33.3 % < 40 %); at 4 epochs the clean ResNet-32 reached 39 % and, with 15 retraining epochs of 31 steps,
+#   DS keys 20 % (66.7 %), 50 % when the key samples are left out of the shift-and-flip augmentation (train.fit
+#   augments them; measured, not changed).
 IN_CI = ("zhang2018", "li2019", "function_coupled", "comparison")
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
             "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON, "integrity": INTEGRITY}

@@ -80,6 +80,8 @@ def test_namba2019_every_key_type_passed_the_gate_on_both_datasets_and_the_autoe
     r = _load("namba2019")
     m, cfg = r["metrics"], r["config"]
     assert {g["index"] for g in m["gate"]} == set(cfg["kinds"]) and all(g["claimed"] for g in m["gate"])
+    # Table 3's unattacked test accuracy of every key type's model and of the clean one ("no watermark")
+    _every_model_learned_its_task(m["table3"]["no inv."])
     assert set(m["table2"]) == set(cfg["kinds"])  # only gated key types reach the tables
     assert len(m["autoencoder"]["loss"]) == cfg["ae_epochs"] and 0 <= m["autoencoder"]["background"] <= 1
     assert {row["AE epochs"] for row in m["ae_sweep"]} == set(cfg["ae_sweep"]) | {cfg["ae_epochs"]}
