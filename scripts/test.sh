@@ -7,6 +7,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/setup_env.sh
 
+# the paper-smoke tier's chapters (below): wmlib.profiles.IN_CI, what CI runs, or with WMLIB_TIER=all every chapter in
+# make book's order (about 40 minutes more on 2 cores)
+case "${WMLIB_TIER:-ci}" in
+  ci) tier='from wmlib.profiles import IN_CI as c' ;;
+  all) tier='from wmlib.settings import PAPER_ORDER as c' ;;
+  *) echo "error: WMLIB_TIER is '$WMLIB_TIER'; choose ci (wmlib.profiles.IN_CI, what CI runs) or all (every chapter)" >&2; exit 2 ;;
+esac
+
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export WMLIB_PROFILE=smoke WMLIB_CACHE="$scratch/cache" WMLIB_RESULTS="$scratch/results" WMLIB_CHECK_RESULTS=1
@@ -16,13 +24,7 @@ python -m pytest -q tests/unit notebooks tests/results --nbmake --nbmake-timeout
 
 # The paper-smoke tier: the notebooks again through the paper profile's code paths (its architectures, encoders,
 # schedules, augmentation, key types and zoo recipe) with the sizes cut (wmlib.profiles.PAPER_SMOKE), in its own cache;
-# the chapters of wmlib.profiles.IN_CI (the others take longer than its budget: see there). WMLIB_TIER=all runs every
-# chapter, in make book's order (about 40 minutes on 2 cores)
-case "${WMLIB_TIER:-ci}" in
-  ci) tier='from wmlib.profiles import IN_CI as c' ;;
-  all) tier='from wmlib.settings import PAPER_ORDER as c' ;;
-  *) echo "error: WMLIB_TIER is '$WMLIB_TIER'; choose ci (wmlib.profiles.IN_CI, what CI runs) or all (every chapter)" >&2; exit 2 ;;
-esac
+# the chapters of wmlib.profiles.IN_CI (the others take longer than its budget: see there), or every chapter (WMLIB_TIER)
 export WMLIB_PROFILE=paper-smoke WMLIB_CACHE="$scratch/paper-smoke/cache" WMLIB_RESULTS="$scratch/paper-smoke/results"
 export WMLIB_CHAPTERS="$(python -c "$tier; print(*c)")"
 python -m pytest -q $(printf 'notebooks/%s.ipynb ' $WMLIB_CHAPTERS) tests/results --nbmake --nbmake-timeout=600 \
