@@ -403,7 +403,8 @@ PAPER_SMOKE = {
                    leak_seeds=2, detector_epochs=2, prune_rates=[0.0, 0.5, 0.9]),
     # the thief holds 200 images (at 10 %, 100: 3 of class 1, fewer than Fig. 2's 5 a class): 5 and 10 a class for Fig. 2
     # and the forgery; 25 class-T images (the test split holds ~30). lambda = 3: at 1, 31 of 32 bits (the 8-model zoo's
-    # null asks 32; at 3, fresh, 32 do not pass it either: see IN_CI); Namba's DS keys, the paper's other rival here, do not embed in the tier (see IN_CI)
+    # null asks 32; at 3, fresh, 32 do not pass it either). Namba's DS keys, the paper's other rival here, do not embed in
+    # the tier. Both measured beside IN_CI
     "gradsigns": dict(dataset=_RGB, unrelated_dataset="mnist-5k", **_TIER_TASK, **_TIER_ZOO["rgb32"], **_TIER_ATTACKS,
                       thief_fraction=0.2, samples=25, epochs=4, milestones=[2, 3], bits_list=[32], lam_sweep=[3.0], compare=["zhang-content"],
                       thief_per_class=[5, 10], forge_per_class=[5, 10], forge_lam_factors=[1.0], fgsm_epochs=1,
