@@ -1,9 +1,11 @@
 import json
 
+import numpy as np
 import pytest
 
 from wmlib import data, profiles, report, settings
 from wmlib.train import TrainConfig
+from wmlib.verify import Null
 
 
 def test_profile_from_env_and_overrides(monkeypatch):
@@ -233,3 +235,19 @@ def test_the_paper_smoke_tier_keeps_the_papers_code_paths(chapter):
     assert (a.channels, a.image_size, a.num_classes) == (b.channels, b.image_size, b.num_classes)
     assert tier["epochs"] < paper["epochs"] and tier["train_limit"] is not None
     assert "paper-smoke" not in profiles.TABLED and set(profiles.IN_CI) <= set(profiles.CHAPTERS)
+
+
+def test_the_tier_signature_is_long_enough_for_the_tier_zoo():
+    """GradSigns' zoo null takes the 99 % upper bounds of the zoo's mean and spread: with the tier's 8 clean models, a
+    32-bit signature is unclaimable (critical count > 32) for about half of the zoos whose members match bits by chance,
+    so even 32 of 32 matching bits may not be claimed; the tier's 64 bits rarely are."""
+    knobs = settings.resolve("gradsigns", "paper-smoke")
+    members, rng = sum(knobs["zoo_archs"].values()), np.random.default_rng(0)
+
+    def unclaimable(n: int) -> float:
+        nulls = [Null.fit(rng.binomial(n, 0.5, size=members), n, floor=0.5, confidence=knobs["zoo_confidence"])
+                 for _ in range(200)]
+        return float(np.mean([null.critical(n, knobs["alpha"]) > n for null in nulls]))
+
+    assert unclaimable(32) > 0.4
+    assert {knobs["bits"], *knobs["bits_list"]} == {64} and unclaimable(64) < 0.1
