@@ -8,7 +8,7 @@ cd "$ROOT"
 source scripts/setup_env.sh
 
 # the paper-smoke tier's chapters (below): wmlib.profiles.IN_CI, what CI runs, or with WMLIB_TIER=all every chapter in
-# make book's order (about 35 minutes more on 2 cores; nbmake's limit is per cell, and Namba & Sakuma's embedding cell
+# make book's order (about 45 minutes more on 2 cores; nbmake's limit is per cell, and Namba & Sakuma's embedding cell
 # alone takes ~9 minutes)
 case "${WMLIB_TIER:-ci}" in
   ci) tier='from wmlib.profiles import IN_CI as c'; cell_limit=600 ;;
