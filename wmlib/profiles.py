@@ -434,7 +434,7 @@ PAPER_SMOKE = {
 #   against the zoo null's 52 (test accuracy 42 %, clean 66 %). At N = 32 it read 32 of 32 bits and the zoo null asked 33:
 #   with 8 clean models the 99 % upper bound of their spread leaves 32 bits unclaimable (measured 2026-12-01; an earlier
 #   pass at 32, 633 s, ran on a cache kept from earlier runs). Every black-box read of a ResNet-20 is 25 x 385 queries
-#   (~12 s), and its noise, rounding, perturbation and forgery tables read dozens of times;
+#   (~16 s: 8 zoo members in 127 s), and its noise, rounding, perturbation and forgery tables read dozens of times;
 # - integrity passes after the comparison; ~200 s of its own (accusers, judge zoo, suspects, GradSigns' false claim);
 # - namba2019 passes (all 7 key types claimed, every model 65-77 % against the clean 77 %) in 838 s fresh (nbmake), ~2 min of it
 #   after its 8 models are trained. Its tier is the largest: 2,000 images and 10 epochs of ResNet-32. Smaller cuts failed,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from wmlib import data, profiles, report, settings
+from wmlib.schemes.gradsigns import GradSigns
 from wmlib.train import TrainConfig
 from wmlib.verify import Null
 
@@ -243,9 +244,10 @@ def test_the_tier_signature_is_long_enough_for_the_tier_zoo():
     so even 32 of 32 matching bits may not be claimed; the tier's 64 bits rarely are."""
     knobs = settings.resolve("gradsigns", "paper-smoke")
     members, rng = sum(knobs["zoo_archs"].values()), np.random.default_rng(0)
+    floor = GradSigns.from_knobs(knobs).chance(data.spec(knobs["dataset"]).num_classes)  # the zoo null's floor (Zoo._floor)
 
     def unclaimable(n: int) -> float:
-        nulls = [Null.fit(rng.binomial(n, 0.5, size=members), n, floor=0.5, confidence=knobs["zoo_confidence"])
+        nulls = [Null.fit(rng.binomial(n, 0.5, size=members), n, floor=floor, confidence=knobs["zoo_confidence"])
                  for _ in range(200)]
         return float(np.mean([null.critical(n, knobs["alpha"]) > n for null in nulls]))
 
