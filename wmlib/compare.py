@@ -382,6 +382,14 @@ def lukas_findings(attacked: pd.DataFrame) -> dict:
     return {"unremoved": unremoved, "removes_all": removes_all, "chains": chains}
 
 
+def seed_note(seeds: list[int]) -> str:
+    """What "in every seed" rests on in a sweep of ``seeds``: one owner model per watermark says so."""
+    if len(seeds) == 1:
+        return ("this run has one owner seed per watermark, so 'every seed' is that one model and no answer below "
+                "holds across owners (the `full` profile runs three)")
+    return f"this run has {len(seeds)} owner seeds per watermark"
+
+
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix and citing its cells: a cell

@@ -1,5 +1,8 @@
-"""Profiles, plain data: ``smoke`` (CI on CPU), ``default`` (the rendered book, real Fashion-MNIST),
-``paper`` (the paper's dataset, model and epochs; a GPU), one dict of knobs per chapter. This module
+"""Profiles, plain data: ``smoke`` (CI on CPU), ``default`` (the rendered book, real Fashion-MNIST, a cold
+build within an hour on 2 CPU cores), ``full`` (the book at full strength: every chapter at its full size,
+every seed; resumable, for a cluster or a GPU), ``paper`` (the paper's dataset, model and epochs; a GPU),
+one dict of knobs per chapter. ``default`` is ``full`` with the cuts of :data:`DEFAULT_CUTS`, each with
+its reason; every page says which profile produced it and what ``full`` adds. This module
 imports nothing of wmlib; :func:`wmlib.settings.resolve` applies a notebook's overrides and has
 every knob checked by the part of wmlib that owns it.
 """
@@ -7,8 +10,8 @@ from __future__ import annotations
 
 import copy
 
-PROFILES = ("smoke", "default", "paper", "paper-smoke")
-TABLED = PROFILES[:3]  # the profiles the book's tables show; paper-smoke is a CI tier (see PAPER_SMOKE)
+PROFILES = ("smoke", "default", "full", "paper", "paper-smoke")
+TABLED = PROFILES[:4]  # the profiles the book's tables show; paper-smoke is a CI tier (see PAPER_SMOKE)
 ENV_VAR = "WMLIB_PROFILE"
 
 _ZHANG_COMMON = dict(
@@ -36,7 +39,7 @@ ZHANG2018 = {
                   prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2,
                   digits_epochs=3),  # the digits run in ~20 s; every kind still passes the gate on the smoke digits zoo
     # full real Fashion-MNIST with LeNet-5; MNIST "1"s from the 5k subset that ships offline
-    "default": dict(_ZHANG_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
+    "full": dict(_ZHANG_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
     # §5.1 / Appendix A.1: Carlini & Wagner's nets, SGD lr 0.01 momentum 0.9, batch 128, 50 epochs
     "paper": dict(_ZHANG_COMMON, dataset="mnist", model="cw", epochs=50, lr=0.01, weight_decay=0.0,
                   schedule="none", digits_dataset="off"),
@@ -77,7 +80,7 @@ NAMBA2019 = {
                   false_claim_draws=50, digits_epochs=5, digits_retrain_epochs=20,
                   digits_kinds=["test-gray", "unrelated", "proposal"]),
     # all of Fashion-MNIST with LeNet-5; a quarter of the non-target images become content/noise keys
-    "default": dict(_NAMBA_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
+    "full": dict(_NAMBA_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
     # §6.1 / Tables 5-6: ResNet-32, SGD 0.1 (x0.1 at epochs 40, 60), 100 epochs, minibatch 100 + 4 keys;
     # autoencoder Adam 1e-3, 400 epochs; 10-fold cross-validation; every non-target image a content key
     "paper": dict(_NAMBA_COMMON, dataset="cifar10", model="resnet32", epochs=100, lr=0.1, weight_decay=1e-4,
@@ -115,7 +118,7 @@ LI2019 = {
                   digits_lr=None, digits_schedule=None, digits_milestones=None),
     # 2 CPU cores in <= 15 min: 20,000 owner images, 10 epochs (cosine, lr 0.05), one encoder step per
     # two host steps (k2 = 2), 3 seeds for the encoder-leak matrix, 20 fine-tuning epochs
-    "default": dict(_LI_COMMON, train_limit=22222, epochs=10, schedule="cosine", milestones=[], lr=0.05,
+    "full": dict(_LI_COMMON, train_limit=22222, epochs=10, schedule="cosine", milestones=[], lr=0.05,
                     host_steps=2, leak_seeds=3, finetune_epochs=20),
     # §5.1: MNIST LeNets or CIFAR-10 hosts, 100 epochs, SGD 0.1 x0.1 every 40 epochs, k1 = k2 = 1; MNIST itself, so no digits run
     "paper": dict(_LI_COMMON, dataset="mnist", digits_dataset="off"),
@@ -148,7 +151,7 @@ GRADSIGNS = {
                   decimals=[1, 4], h_sweep=[1e-4, 1e-1], perturb_attempts=3, forge_per_class=[20, 40],
                   forge_lam_factors=[1.0], benchmark_steps=5),
     # real Fashion-MNIST, LeNet-5, 30,000 training images of which the thief holds 20 %: 2 CPU cores in <= 12 min
-    "default": dict(_GS_COMMON),
+    "full": dict(_GS_COMMON),
     # §4, Tables 6-8: CIFAR-10 ResNet-20 (target airplane), Adam 1e-3 over 200 epochs with step decays
     # ([code]), shift + flip augmentation; -p dataset svhn -p model svhn6conv -p target 1 for SVHN
     "paper": dict(_GS_COMMON, dataset="cifar10", model="resnet20", train_limit=None, thief_fraction=0.1,
@@ -188,7 +191,7 @@ FUNCTION_COUPLED = {
                   digits_key_fraction=0.05, digits_verify_triggers=40, digits_n_queries=40, digits_thief_samples=200,
                   digits_overwrite_epochs=1),
     # real Fashion-MNIST, LeNet-5, 27,000 owner images, 10 epochs: 2 CPU cores in <= 12 min
-    "default": dict(_FC_COMMON),
+    "full": dict(_FC_COMMON),
     # §5: MNIST LeNet-5 (-p dataset cifar10 -p model resnet18, or cifar100 / vgg16), the paper's
     # sources 0, 3 and target 1; its epochs and optimiser are not given: [code]'s SGD 0.01 over 40 epochs
     "paper": dict(_FC_COMMON, dataset="mnist", train_limit=None, target=1, epochs=40, lr=0.01, schedule="step",
@@ -204,7 +207,7 @@ def _pick(knobs: dict, *names: str) -> dict:
 
 # The comparison (wmlib.compare): every scheme on ONE task (the function-coupled chapter's: 30,000 Fashion-MNIST
 # training images, 10 % of them the thief's, LeNet-5, 10 epochs), each configured as in its chapter's default
-_FC, _ZH, _NA, _LI, _GS = (c["default"] for c in (FUNCTION_COUPLED, ZHANG2018, NAMBA2019, LI2019, GRADSIGNS))
+_FC, _ZH, _NA, _LI, _GS = (c["full"] for c in (FUNCTION_COUPLED, ZHANG2018, NAMBA2019, LI2019, GRADSIGNS))
 
 
 def _schemes(retrain_epochs: int = 10, key_per_batch: int = _NA["key_per_batch"]) -> dict:
@@ -283,7 +286,7 @@ COMPARISON = {
                   schemes=_schemes(retrain_epochs=15, key_per_batch=16), finetune_epochs=2,
                   false_claim_draws=50, extract_epochs=5, knockoff_budget=1000, knockoff_budgets=[250, 1000], nc_epochs=2, nc_samples=300,
                   advtrain_epochs=1, advtrain_steps=3),
-    "default": dict(_CMP_COMMON),
+    "full": dict(_CMP_COMMON),
     # CIFAR-10 with ResNet-20 (GradSigns' and Zhang's CIFAR setting) on a GPU, 5 seeds; the chapters' paper epochs are
     # 50-200: 30 epochs of SGD 0.1 with two decays, to keep the 5 x 11 models near the hour (an estimate, see the page)
     "paper": dict(_CMP_COMMON, dataset="cifar10", model="resnet20", train_limit=None, epochs=30, lr=0.1, weight_decay=1e-4,
@@ -334,7 +337,7 @@ INTEGRITY = {
                                                suspects={"lenet5-adam": {"arch": "lenet5", "optimizer": "adam", "lr": 1e-3},
                                                          "pruned": {"arch": "lenet5", "prune": 0.9},
                                                          "skewed": {"arch": "lenet5", "skew": {"class": 0, "others": 0.1}}})),
-    "default": dict(COMPARISON["default"], **_INT_COMMON),
+    "full": dict(COMPARISON["full"], **_INT_COMMON),
     # CIFAR-10 with ResNet-20 on a GPU: ResNet-20 / VGG-11 surrogates and judge's zoo (the rgb32 zoo recipe)
     "paper": dict(COMPARISON["paper"], **dict(_INT_COMMON, accuser_surrogates={"resnet20": 2, "vgg11": 2}, accuser_steps=100,
                                                judge_zoo={"resnet20": 3, "vgg11": 3},
@@ -446,5 +449,54 @@ PAPER_SMOKE = {
 IN_CI = ("zhang2018", "li2019", "function_coupled", "comparison")
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
             "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON, "integrity": INTEGRITY}
+
+# `default`, the book a reader builds on a 2-core laptop: `full` with these knobs cut, so that a cold `make book` fits an
+# hour on 2 CPU cores (about 3 hours at full strength, measured 2026-12-06; each step's time is on the status page). The
+# cuts shrink where the time goes (images, seeds, repeated sweeps) and keep what decides a result's fidelity (epochs,
+# optimisers, key types and sizes, Namba's 400 autoencoder epochs, every attack, every table). Each value: (cut, why).
+_TASK_CUT = (15000, "training images, a quarter of Fashion-MNIST's 60,000; every model's training time is proportional "
+                    "to it, and the clean zoo's pool is this size too (wmlib.zoo.SHARED_LIMITS)")
+DEFAULT_CUTS = {
+    "zhang2018": {"train_limit": _TASK_CUT},
+    "namba2019": {
+        "train_limit": _TASK_CUT,
+        # the thief keeps its 600 images (1 % of 60,000): its autoencoder and fine-tuning see what they see in `full`
+        "thief_fraction": ({**_NAMBA_ATTACKER, "fashion-mnist": 0.04, "mnist": 0.04},
+                           "4 % of 15,000: the thief's 600 images of `full` (1 % of 60,000), so its autoencoder and "
+                           "fine-tuning see as many images"),
+        "folds": (2, "the detection thresholds cross-validated on 2 folds: 3 autoencoders of 400 epochs where 5 folds "
+                     "train 6, in each of the two runs (Fashion-MNIST and digits)"),
+        "ae_sweep": ([50, 100, 400], "the autoencoder-length figure without its 200-epoch point (one autoencoder less "
+                                     "in each run)"),
+        "digits_kinds": (["test-gray", "unrelated", "noise", "proposal"],
+                         "the digits ablation on four of the eight key types: a logo, the unrelated and noise keys and "
+                         "the proposal (each digits model trains 30 epochs and retrains 80)"),
+    },
+    "li2019": {"train_limit": _TASK_CUT,
+               "leak_seeds": (2, "two encoder seeds for the encoder-leak matrix (a 2 x 2 matrix where `full` has 3 x 3)")},
+    "gradsigns": {"train_limit": _TASK_CUT,
+                  "forge_per_class": ([64, 256], "two forger sizes, the larger 256 a class: the thief's 20 % of 15,000 "
+                                                 "holds about 300 images of each class (full: 64, 128, 256, 512 of 600)"),
+                  "forge_lam_factors": ([1.0], "the forger's lambda at the owner's (full: also 0.3x and 3x)")},
+    "function_coupled": {"train_limit": _TASK_CUT},
+    "comparison": {"train_limit": _TASK_CUT,
+                   "seeds": ([0], "one owner per watermark: every cell rests on one model, and the page draws no "
+                                  "'in every seed' conclusion from it (full: seeds 0, 1, 2)"),
+                   "nc_samples": (1000, "Neural Cleanse's images: two thirds of the thief's 1,500, as 2,000 of 3,000 in "
+                                        "`full`")},
+}
+DEFAULT_CUTS["integrity"] = dict(DEFAULT_CUTS["comparison"])  # the comparison's task, keys and verdicts
+
+
+def _cut(chapter: str, full: dict, cuts: dict) -> dict:
+    """``full`` with each knob of ``cuts`` set to its cut value (a knob unknown to ``full`` is an error)."""
+    unknown = sorted(set(cuts) - set(full))
+    if unknown:
+        raise KeyError(f"DEFAULT_CUTS[{chapter!r}] names knobs the chapter does not have: {', '.join(unknown)}")
+    return {**copy.deepcopy(full), **{k: copy.deepcopy(v[0]) for k, v in cuts.items()}}
+
+
+for _name, _chapter in CHAPTERS.items():
+    _chapter["default"] = _cut(_name, _chapter["full"], DEFAULT_CUTS[_name])
 for _name, _chapter in CHAPTERS.items():
     _chapter["paper-smoke"] = dict(copy.deepcopy(_chapter["paper"]), **copy.deepcopy(PAPER_SMOKE[_name]))

@@ -143,7 +143,7 @@ def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...]
     """A chapter's first call: its knobs (the profile with every knob of ``params``, the notebook's
     parameters, that is not None; :func:`wmlib.settings.resolve`), the device, the seed set, the
     clock started. Prints the profile, the dataset, the knobs in ``show`` and the device."""
-    from .settings import names, resolve
+    from .settings import full_adds, names, resolve
     from .train import default_device, seed_everything
 
     cfg = resolve(chapter, profile, **{k: params.get(k) for k in names(chapter)})
@@ -153,6 +153,10 @@ def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...]
     run = Run(chapter, cfg, device)
     shown = "  ".join(f"{k}={cfg[k]}" for k in show)
     print(f"profile={cfg['profile']}  dataset={cfg['dataset']}  {shown}  device={device}")
+    cuts = full_adds(chapter, cfg["profile"])
+    if cuts:  # the rendered page says what this run left out
+        print("This page was produced by the `default` profile; `WMLIB_PROFILE=full make book` runs it at full strength:\n  "
+              + "\n  ".join(cuts))
     return cfg, device, run
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import accuser, attacks, compare, data, integrity, models, zoo
-from .profiles import CHAPTERS, ENV_VAR, PROFILES, TABLED
+from .profiles import CHAPTERS, DEFAULT_CUTS, ENV_VAR, PROFILES, TABLED
 from .rules import INF as _INF
 from .rules import choice as _choice
 from .rules import counts as _counts
@@ -338,6 +338,16 @@ def describe(chapter: str, profile: str) -> str:
              f"{k['epochs']} epochs of {k['optimizer']} {_show(k['lr'])} ({k['schedule']})"]
     parts += [f"{n} {_show(k[n])}" for n in _HIGHLIGHTS[chapter] if n in k]
     return "; ".join(parts)
+
+
+def full_adds(chapter: str, profile: str) -> list[str]:
+    """What ``full`` runs that ``profile`` does not, one line per cut knob of
+    :data:`wmlib.profiles.DEFAULT_CUTS` (``default`` only; other profiles are not cuts of ``full``)."""
+    if profile != "default":
+        return []
+    here, full = resolve(chapter, "default"), resolve(chapter, "full")  # per-dataset knobs at the profile's dataset
+    show = lambda v: "all" if v is None else f"{v:,}" if isinstance(v, int) else _show(v)  # noqa: E731
+    return [f"{k}: {show(here[k])} here, {show(full[k])} in full ({why})" for k, (_, why) in DEFAULT_CUTS[chapter].items()]
 
 
 def profiles_table() -> str:

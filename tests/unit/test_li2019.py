@@ -135,7 +135,7 @@ def test_digits_run_knobs_replace_the_main_ones_and_off_skips_it():
     assert digits["hosts"] == cfg["hosts"] and not any(k.startswith("digits_") for k in digits)
     assert settings.variant("li2019", settings.resolve("li2019", "default", digits_dataset="off"), "digits") is None
     assert settings.variant("li2019", settings.resolve("li2019", "paper"), "digits") is None  # the paper profile runs MNIST
-    for profile in ("smoke", "default", "paper"):  # the notebook hands every knob name over (None: the profile's)
+    for profile in ("smoke", "default", "full", "paper"):  # the notebook hands every knob name over (None: the profile's)
         settings.resolve("li2019", profile, **dict.fromkeys(settings.names("li2019")))
     smoke = settings.resolve("li2019", "smoke")
     sdigits = settings.variant("li2019", smoke, "digits")  # one host, the smoke recipe

@@ -18,7 +18,7 @@ def test_profile_from_env_and_overrides(monkeypatch):
 
 
 def test_bad_profile_chapter_or_knob_names_the_choices():
-    with pytest.raises(ValueError, match="smoke, default, paper"):
+    with pytest.raises(ValueError, match="smoke, default, full, paper"):
         settings.resolve("zhang2018", "fast")
     with pytest.raises(ValueError, match="zhang2018"):
         settings.resolve("uchida2017")
@@ -150,7 +150,7 @@ def test_the_digits_ablation_is_the_main_run_with_its_prefixed_knobs():
 def test_a_comparison_scheme_that_refuses_its_knobs_is_named():
     with pytest.raises(ValueError, match="comparison entry 'gradsigns': carriers is None"):
         settings.resolve("comparison", "smoke", entries=["gradsigns"], schemes={"gradsigns": {"bits": 100}})
-    cfg = settings.resolve("comparison", "default", schemes={"gradsigns": {"bits": 64}})
+    cfg = settings.resolve("comparison", "full", schemes={"gradsigns": {"bits": 64}})
     assert cfg["schemes"]["gradsigns"]["bits"] == 64 and cfg["schemes"]["gradsigns"]["lam"] == 0.3  # only bits changed
     assert cfg["schemes"]["fc-direct"]["target"] is None and len(cfg["entries"]) == 10 and len(cfg["seeds"]) >= 3
     assert len(settings.resolve("comparison", "paper")["seeds"]) >= 5
@@ -165,6 +165,29 @@ def test_every_attack_checks_the_knobs_it_reads_and_the_comparison_profile_has_t
                 value = profiles.COMPARISON[p][name]
                 assert rule(value) is None, f"{attack.name}: the {p} profile's {name} = {value!r} breaks its own rule"
             assert rule("a string") is not None, f"{attack.name}: {name}'s rule accepts anything"
+
+
+@pytest.mark.parametrize("chapter", list(profiles.CHAPTERS))
+def test_default_is_full_with_exactly_its_named_cuts(chapter, capsys):
+    full, default = settings.resolve(chapter, "full"), settings.resolve(chapter, "default")
+    differ = {k for k in full if k != "profile" and full[k] != default[k]}
+    assert differ == set(profiles.DEFAULT_CUTS[chapter]), "every knob default changes is a named cut, and every cut changes one"
+    assert all(len(why) > 20 for _, why in profiles.DEFAULT_CUTS[chapter].values())  # each says why
+    adds = settings.full_adds(chapter, "default")
+    assert len(adds) == len(differ) and all(" in full (" in line for line in adds)
+    assert settings.full_adds(chapter, "full") == settings.full_adds(chapter, "smoke") == []
+    report.start(chapter, "default", {})  # the page says which profile produced it and what full adds
+    printed = capsys.readouterr().out
+    assert "produced by the `default` profile" in printed and all(line in printed for line in adds)
+
+
+def test_the_default_book_shares_one_task_size_and_the_zoo_pool_follows_it():
+    from wmlib import zoo
+
+    sizes = {c: settings.resolve(c, "default")["train_limit"] for c in profiles.CHAPTERS}
+    assert set(sizes.values()) == {zoo.shared_limits("default")[0]} == {15000}
+    assert zoo.shared_limits("full") == (None, None)
+    assert settings.resolve("comparison", "default")["seeds"] == [0] and settings.resolve("comparison", "full")["seeds"] == [0, 1, 2]
 
 
 def test_the_readme_shows_the_profiles_as_they_are():

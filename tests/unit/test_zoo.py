@@ -6,7 +6,7 @@ from wmlib import data, verify, zoo
 from wmlib.keys import Key
 
 
-@pytest.mark.parametrize("profile,least", [("smoke", 4), ("default", 10), ("paper", 20)])
+@pytest.mark.parametrize("profile,least", [("smoke", 4), ("default", 10), ("full", 10), ("paper", 20)])
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
 def test_zoo_sizes_and_at_least_two_architectures(profile, least, dataset):
     recipe = zoo.zoo_recipe(dataset, profile)
@@ -14,7 +14,7 @@ def test_zoo_sizes_and_at_least_two_architectures(profile, least, dataset):
 
 
 def test_zoo_recipe_errors_name_the_choices():
-    with pytest.raises(ValueError, match="smoke, default, paper"):
+    with pytest.raises(ValueError, match="smoke, default, full, paper"):
         zoo.zoo_recipe("fashion-mnist", "fast")
     with pytest.raises(ValueError, match="valid: .*archs"):
         zoo.zoo_recipe("fashion-mnist", "smoke", arch={"lenet5": 3})
@@ -60,7 +60,9 @@ def test_shared_zoo_is_the_one_the_cli_builds(monkeypatch):
     monkeypatch.setattr(zoo.Zoo, "load", classmethod(lambda cls, *a, **kw: seen.append(a) or "zoo"))
     assert zoo.Zoo.shared("fashion-mnist", "smoke") == "zoo"
     assert zoo.Zoo.shared("fashion-mnist", "default") == "zoo"
-    assert seen[0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and seen[1][2:4] == (None, None)
+    assert zoo.Zoo.shared("fashion-mnist", "full") == "zoo"
+    assert seen[0][:4] == ("fashion-mnist", "smoke", 6000, 2000) and seen[1][2:4] == (15000, None)
+    assert seen[2][2:4] == (None, None)
 
 
 def test_a_chapter_cuts_its_zoo_with_knobs_checked_by_the_zoo(monkeypatch):
