@@ -14,7 +14,9 @@ Every path trains the same model on the same data held on the device, with the s
 The FLOPs of one training step are counted with ``torch.utils.flop_counter`` (forward and
 backward of the convolutions and matmuls), and the peak is the best float32 (and bfloat16) matmul
 rate measured here with every thread, so "share of peak" says how much of what this machine can
-compute a loop uses. Prints one JSON object.
+compute a loop uses. On a CPU with native bfloat16 (AMX or AVX-512 BF16), both loops also run with
+bf16 autocast and channels_last (the ``precision`` knob's bf16), and ``bf16_vs_fp32`` gives the
+speed-up. Prints one JSON object.
 
     python scripts/benchmark_train.py                    # LeNet-5 on Fashion-MNIST (CPU or GPU)
     python scripts/benchmark_train.py --stack 8          # and 8 LeNet-5s at once
@@ -34,10 +36,12 @@ from wmlib import data, models, train
 
 
 def plain_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float,
-               device: torch.device) -> float:
-    """The reference: a minimal loop over pre-converted float tensors. Returns seconds."""
+               device: torch.device, bf16: bool = False) -> float:
+    """The reference: a minimal loop over pre-converted float tensors (``bf16`` on a CPU: bf16 autocast
+    and channels_last, as on CUDA). Returns seconds."""
     xf = x.float().div(255.0)
-    if device.type == "cuda":
+    bf16 = bf16 or device.type == "cuda"
+    if bf16:
         model = model.to(memory_format=torch.channels_last)
         xf = xf.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -49,7 +53,7 @@ def plain_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, 
         perm = torch.randperm(len(y), device=device)
         for i in range(0, len(y), batch_size):
             idx = perm[i:i + batch_size]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = loss_fn(model(xf[idx]).float(), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -59,8 +63,8 @@ def plain_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, 
 
 
 def wmlib_loop(model: nn.Module, split: data.Split, epochs: int, batch_size: int, lr: float,
-               device: torch.device) -> float:
-    cfg = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9)
+               device: torch.device, precision: str = "fp32") -> float:
+    cfg = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, precision=precision)
     _sync(device)
     t0 = time.perf_counter()
     train.fit(model, split, cfg, device=device, progress=False)
@@ -153,7 +157,9 @@ def main() -> None:
         s = data.spec(args.dataset)
         channels, classes, name = s.channels, s.num_classes, args.dataset
     split = data.Split(x, y).to(device)
-    paths = ("plain", "wmlib") + (("stacked",) if args.stack > 1 else ())
+    # on a CPU with native bf16, both loops again with the precision knob's bf16 (autocast + channels_last)
+    bf16_paths = ("plain-bf16", "wmlib-bf16") if device.type == "cpu" and train.native_bf16() else ()
+    paths = ("plain", "wmlib") + bf16_paths + (("stacked",) if args.stack > 1 else ())
     results: dict[str, list[float]] = {k: [] for k in paths}
     for r in range(args.repeats + 1):  # the first round warms up kernels and allocators
         for which in paths:
@@ -164,8 +170,10 @@ def main() -> None:
                 images = len(y) * args.epochs * args.stack
             else:
                 m = models.build(args.model, channels, classes).to(device)
-                secs = plain_loop(m, split.x, split.y, args.epochs, args.batch_size, 0.01, device) if which == "plain" \
-                    else wmlib_loop(m, split, args.epochs, args.batch_size, 0.01, device)
+                bf16 = which.endswith("-bf16")
+                secs = plain_loop(m, split.x, split.y, args.epochs, args.batch_size, 0.01, device, bf16) \
+                    if which.startswith("plain") else \
+                    wmlib_loop(m, split, args.epochs, args.batch_size, 0.01, device, "bf16" if bf16 else "fp32")
                 images = len(y) * args.epochs
             if r > 0:
                 results[which].append(images / secs)
@@ -178,6 +186,7 @@ def main() -> None:
            "batch_size": args.batch_size, "images_per_s": best, "ratio": best["wmlib"] / best["plain"],
            "stacked_models": args.stack if "stacked" in best else None,
            "stacked_vs_one_by_one": best["stacked"] / best["wmlib"] if "stacked" in best else None,
+           "bf16_vs_fp32": {k: best[f"{k}-bf16"] / best[k] for k in ("plain", "wmlib")} if bf16_paths else None,
            "train_flops_per_image": flops, "matmul_peak_gflops": peak,
            "gflops": {k: v * flops / 1e9 for k, v in best.items()},
            "share_of_float32_peak": {k: v * flops / 1e9 / peak["float32"] for k, v in best.items()}}

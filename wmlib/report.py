@@ -174,7 +174,8 @@ def status_markdown(paths: list[Path]) -> str:
         r = json.loads(p.read_text())
         c = r["config"]
         out.append(f"## {r['chapter']} — profile `{c['profile']}`, {c['dataset']}, {c['model']}\n")
-        out.append(f"Run on {r['device']} ({r['device_name']}, {r.get('threads', '?')} threads), torch {r['torch']}, "
+        out.append(f"Run on {r['device']} ({r['device_name']}, {r.get('threads', '?')} threads, "
+                   f"{c.get('precision', 'fp32')} training), torch {r['torch']}, "
                    f"{r['wall_seconds']:.0f} s, finished {r['finished']}.\n")
         out.append(pd.DataFrame(r["paper_vs_ours"]).to_markdown(index=False) + "\n")
         if r.get("phases"):

@@ -23,7 +23,7 @@ from .rules import settings_of as _settings
 from .rules import text as _text
 from .rules import weights as _weights
 from .schemes import gradsigns, namba2019, zhang2018
-from .train import OPTIMIZERS, SCHEDULES
+from .train import OPTIMIZERS, SCHEDULES, check_precision
 
 
 def names(chapter: str) -> list[str]:
@@ -126,7 +126,7 @@ def _rules(chapter: str) -> dict:
         "ae_epochs": pos_int, "ae_sweep": _list(pos_int), "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
         "schedule": _choice(SCHEDULES), "milestones": _list(_int(1), nonempty=False),
         "lr": pos, "finetune_lr": pos, "retrain_lr": pos, "ae_lr": pos,
-        "momentum": _real(0.0, 1.0, hi_open=True), "weight_decay": _real(0.0, _INF),
+        "momentum": _real(0.0, 1.0, hi_open=True), "weight_decay": _real(0.0, _INF), "precision": check_precision,
         "augment": _choice((True, False)), "noise_std": _real(0.0, _INF, lo_open=True),
         "input_noise_std": _real(0.0, _INF), "afs_eps": _real(0.0, 1.0, lo_open=True),
         "T": _real(0.0, _INF, lo_open=True, none=True), "n_keys": pos_int, "key_per_batch": pos_int,
@@ -346,8 +346,14 @@ def full_adds(chapter: str, profile: str) -> list[str]:
     if profile != "default":
         return []
     here, full = resolve(chapter, "default"), resolve(chapter, "full")  # per-dataset knobs at the profile's dataset
-    show = lambda v: "all" if v is None else f"{v:,}" if isinstance(v, int) else _show(v)  # noqa: E731
-    return [f"{k}: {show(here[k])} here, {show(full[k])} in full ({why})" for k, (_, why) in DEFAULT_CUTS[chapter].items()]
+
+    def show(v, other) -> str:  # a dict of settings (the comparison's entries): the settings that differ
+        if isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()):
+            return ", ".join(f"{e} {n} {show(x[n], None)}" for e, x in v.items() for n in x if x[n] != other[e][n])
+        return "all" if v is None else f"{v:,}" if isinstance(v, int) else _show(v)
+
+    return [f"{k}: {show(here[k], full[k])} here, {show(full[k], here[k])} in full ({why})"
+            for k, (_, why) in DEFAULT_CUTS[chapter].items()]
 
 
 def profiles_table() -> str:

@@ -197,3 +197,41 @@ def test_a_cached_fit_stands_in_for_an_uncached_one_weights_history_and_random_s
     assert len(list(tmp_path.glob("fit-*.pt"))) == 1
     with pytest.raises(ValueError, match="describe the hook"):
         train.fit_cached(copy.deepcopy(stolen), split, cfg, batch_hook=lambda m, x, y: (x, y))
+
+
+def test_bf16_precision_trains_in_bfloat16_where_the_cpu_has_it_and_keys_its_cache_apart(monkeypatch):
+    if not train.native_bf16():
+        pytest.skip("this CPU has no native bfloat16 matmul (the refusal is tested below)")
+    data = blobs(600)
+    weights = {}
+    for precision in train.PRECISIONS:
+        m = models.build("lenet1", 1, 10)
+        torch.manual_seed(0)
+        dtypes = set()  # what the first convolution computes in, in training steps (evaluation stays float32)
+        conv = next(mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda mod, inp, out: dtypes.add(out.dtype) if mod.training else None)
+        cfg = train.TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=3e-3, precision=precision)
+        h = train.fit(m, data, cfg, monitor={"val": blobs(200, seed=1)}, progress=False)
+        assert h.monitors["val"][-1] > 0.9  # bf16 still learns the task
+        assert dtypes == {torch.bfloat16 if precision == "bf16" else torch.float32}
+        assert train.predict_proba(m, data.x[:8]).dtype == torch.float32
+        weights[precision] = [p.detach().clone() for p in m.parameters()]
+    # bf16 arithmetic moved the weights (a loop that ignored the knob would give fp32's bit for bit)
+    assert any(not torch.equal(a, b) for a, b in zip(weights["fp32"], weights["bf16"]))
+    fp32, bf16 = train.TrainConfig(), train.TrainConfig(precision="bf16")
+    assert "precision" not in fp32.cache_fields() and bf16.cache_fields()["precision"] == "bf16"  # fp32 keys unchanged
+    assert train.config_hash({"t": fp32.cache_fields()}) != train.config_hash({"t": bf16.cache_fields()})
+
+
+def test_bf16_is_refused_when_the_knob_is_read_on_a_cpu_without_native_bf16(monkeypatch):
+    from wmlib import settings
+
+    monkeypatch.setattr(train, "native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'precision' must be fp32 on this machine: .*no native bfloat16"):
+        settings.resolve("zhang2018", "smoke", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be fp32 on this machine"):
+        train.fit(models.build("lenet1", 1, 10), blobs(64), train.TrainConfig(epochs=1, precision="bf16"), progress=False)
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        train.TrainConfig(precision="fp16")
+    assert settings.resolve("zhang2018", "smoke")["precision"] == "fp32"

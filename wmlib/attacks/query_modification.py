@@ -5,7 +5,7 @@ suite's query-modification attack."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -175,7 +175,7 @@ def train_autoencoder(data: Split, shape, cfg: TrainConfig, device: torch.device
     loop; returns it (in eval mode) and its per-epoch reconstruction loss."""
     from ..models import ConvAutoencoder
 
-    config = {"model": "conv-autoencoder", "shape": list(shape), "data": tensor_digest(data.x), "train": asdict(cfg)}
+    config = {"model": "conv-autoencoder", "shape": list(shape), "data": tensor_digest(data.x), "train": cfg.cache_fields()}
 
     def build() -> nn.Module:
         torch.manual_seed(cfg.seed)

@@ -22,7 +22,7 @@ the images the owner will later send (the code trains on float keys).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -237,7 +237,7 @@ class Li2019(Scheme):
         from ..train import default_device, seed_everything
 
         s, device = splits.spec, device or default_device()
-        config = {"scheme": self.config(), "model": model_name, "dataset": s.name, "train": asdict(cfg),
+        config = {"scheme": self.config(), "model": model_name, "dataset": s.name, "train": cfg.cache_fields(),
                   "owner": tensor_digest(splits.owner.x, splits.owner.y), "key": key.digest(), "monitor": sorted(monitor or {})}
 
         def build() -> BlindWatermark:
