@@ -200,18 +200,54 @@ def phases_markdown(phases: list[dict], wall: float, top: int = 8) -> str:
             + frame.to_markdown(index=False) + "\n")
 
 
-def build_times_markdown(times: pd.DataFrame) -> str:
+def benchmark_line(bench: dict) -> str:
+    """One sentence of what this machine trains per second (``scripts/benchmark_train.py --json``): the
+    yardstick beside a build's times, since machines of the same name differ by up to 1.7x."""
+    ips = bench["images_per_s"]
+    line = (f"Machine: {bench['device']}; {bench['model']} on {bench['data']} trains {ips['plain']:,.0f} images/s in a "
+            f"plain PyTorch loop ({ips['wmlib']:,.0f} in wmlib's), batch {bench['batch_size']}, float32; matmul peak "
+            f"{bench['matmul_peak_gflops']['float32']:,.0f} GFLOP/s float32, {bench['matmul_peak_gflops']['bfloat16']:,.0f} "
+            "bfloat16")
+    if bench.get("bf16_vs_fp32"):
+        line += f"; with the precision knob's bf16, {bench['bf16_vs_fp32']['wmlib']:.2f}x float32's rate"
+    return line + " (`python scripts/benchmark_train.py --epochs 1 --repeats 1 --stack 0`).\n"
+
+
+def build_times_markdown(times: pd.DataFrame, profile: str = "default", bench: dict | None = None) -> str:
     """The build's steps (the zoo, each notebook) with their seconds, the models in the cache when the
     step started and the models it added (trained and cached; a chapter's thieves' fine-tunings
-    count too): a cold build starts from none."""
+    count too): a cold build starts from none. ``bench``: the machine's benchmark, said beside them."""
     total = times["seconds"].sum()
     added = "models added to the cache"
     rows = pd.concat([times, pd.DataFrame([{"step": "**total**", "seconds": total, added: times[added].sum()}])])
     rows["minutes"] = (rows["seconds"] / 60).round(1)
     start = int(times["models cached before"].iloc[0])
     kind = "cold: the model cache was empty" if start == 0 else f"warm: {start} models were cached"
-    return (f"## Build times\n\nThis book's last build, step by step ({total / 60:.0f} min in all; {kind} when it began):\n\n"
-            + rows[["step", "seconds", "minutes", added]].to_markdown(index=False) + "\n")
+    return (f"## Build times\n\nThis book's last build, profile `{profile}`, step by step ({total / 60:.0f} min in all; {kind} "
+            "when it began; the environment and the HTML are not counted):\n\n"
+            + rows[["step", "seconds", "minutes", added]].to_markdown(index=False) + "\n"
+            + ("\n" + benchmark_line(bench) if bench else ""))
+
+
+# what an executed notebook depends on besides its own source: the reads of another chapter's record (make book's order)
+READS = {"integrity.ipynb": ("comparison.ipynb",)}
+
+
+def inputs_digest(notebook: Path, profile: str) -> str:
+    """A digest of everything a chapter's executed copy depends on: its source (and the sources of
+    the chapters whose records it reads, :data:`READS`), every file of wmlib, the pinned packages,
+    the profile and the ``WMLIB_*`` environment. ``make book`` re-executes a notebook only when it
+    changed; its models come from the model cache either way."""
+    import hashlib
+
+    notebook = Path(notebook)
+    h = hashlib.sha256(f"{profile}\n".encode())
+    files = [notebook, *(notebook.parent / n for n in READS.get(notebook.name, ())),
+             *sorted((REPO_ROOT / "wmlib").rglob("*.py")), REPO_ROOT / "requirements.txt"]
+    for f in files:
+        h.update(f"{f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f.name}\n".encode() + f.read_bytes())
+    h.update(json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith("WMLIB_"))).encode())
+    return h.hexdigest()
 
 
 def count_figures(notebook: Path) -> int:
@@ -227,9 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--profile", default="default")
     s.add_argument("--out", type=Path, help="write here instead of stdout")
     s.add_argument("--times", type=Path, help="the build's step times (scripts/build_book.sh writes them)")
+    s.add_argument("--benchmark", type=Path, help="the machine's benchmark (scripts/benchmark_train.py --json)")
     f = sub.add_parser("check-figures", help="fail if an executed notebook has no figure")
     f.add_argument("notebooks", nargs="+", type=Path)
+    d = sub.add_parser("digest", help="print the digest of a notebook's inputs (make book skips an unchanged one)")
+    d.add_argument("notebook", type=Path)
+    d.add_argument("--profile", default="default")
     args = parser.parse_args(argv)
+    if args.cmd == "digest":
+        print(inputs_digest(args.notebook, args.profile))
+        return 0
     if args.cmd == "check-figures":
         empty = [str(p) for p in args.notebooks if count_figures(p) == 0]
         for p in empty:
@@ -237,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if empty else 0
     text = status_markdown(list(results_dir().glob(f"*-{args.profile}-*.json")))
     if args.times and args.times.exists():
-        text = build_times_markdown(pd.read_csv(args.times, sep="\t")) + "\n" + text
+        bench = json.loads(args.benchmark.read_text()) if args.benchmark and args.benchmark.exists() else None
+        text = build_times_markdown(pd.read_csv(args.times, sep="\t"), args.profile, bench) + "\n" + text
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
