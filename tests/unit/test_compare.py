@@ -229,7 +229,7 @@ def test_the_book_entries_build_their_chapters_schemes():
     from wmlib import settings
     from wmlib.schemes import FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
 
-    knobs = settings.resolve("comparison", "default", schemes={"fc-direct": {"target": 7}, "fc-invisible": {"target": 7}})
+    knobs = settings.resolve("comparison", "full", schemes={"fc-direct": {"target": 7}, "fc-invisible": {"target": 7}})
     schemes = {n: make(knobs["schemes"][n]) for n, make in compare.ENTRIES.items() if n in knobs["entries"]}
     assert set(schemes) == set(knobs["entries"]) and len(schemes) == 10
     assert isinstance(schemes["zhang-noise"], Zhang2018) and schemes["zhang-noise"].kind == "noise"
