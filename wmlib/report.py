@@ -154,9 +154,11 @@ def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...]
     shown = "  ".join(f"{k}={cfg[k]}" for k in show)
     print(f"profile={cfg['profile']}  dataset={cfg['dataset']}  {shown}  device={device}")
     cuts = full_adds(chapter, cfg["profile"])
-    if cuts:  # the rendered page says what this run left out
-        print("This page was produced by the `default` profile; `WMLIB_PROFILE=full make book` runs it at full strength:\n  "
-              + "\n  ".join(cuts))
+    if cuts:  # the rendered page says what this run left out (wrapped: a code cell's output does not wrap)
+        import textwrap
+
+        print("This page was produced by the `default` profile; `WMLIB_PROFILE=full make book` runs it at full strength:")
+        print("\n".join(textwrap.fill(c, 100, initial_indent="- ", subsequent_indent="  ") for c in cuts))
     return cfg, device, run
 
 
