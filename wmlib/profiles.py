@@ -510,5 +510,4 @@ def _cut(chapter: str, full: dict, cuts: dict) -> dict:
 
 for _name, _chapter in CHAPTERS.items():
     _chapter["default"] = _cut(_name, _chapter["full"], DEFAULT_CUTS[_name])
-for _name, _chapter in CHAPTERS.items():
     _chapter["paper-smoke"] = dict(copy.deepcopy(_chapter["paper"]), **copy.deepcopy(PAPER_SMOKE[_name]))
