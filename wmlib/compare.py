@@ -27,7 +27,7 @@ from .schemes.base import Watermarked, watermark
 from .schemes.function_coupled import least_answered_target
 from .cells import Cell, cell_context, claim_rate, count_rate, run
 from .train import TrainConfig, evaluate, train_classifier
-from .verify import false_claims, oracle_accuracy, verify_trials
+from .verify import Oracle, false_claims, oracle_accuracy, verify_trials
 
 Make = Callable[[dict], Scheme]  # an entry's settings -> its configured scheme
 ENTRIES: dict[str, Make] = {}
@@ -209,6 +209,51 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     out["seconds"] = time.perf_counter() - t0  # this cell's wall time in its worker (embedding included if trained here)
     out.update(timing.as_fields(timing.since(work)))  # what it trained and evaluated
     return out
+
+
+# --------------------------------------------------------------------------- precision against the seed spread
+
+def precision_runs(entries: list[str], seeds: list[int], context: dict, precisions=("fp32", "bf16"),
+                   registry: dict[str, Make] | None = None) -> pd.DataFrame:
+    """Each entry embedded (train-or-load, clean model included) with each owner seed at each
+    training precision, and verified unattacked: one row per (entry, precision, seed) with the
+    watermarked model's test accuracy, its hit rate on the verification key and whether the zoo's
+    null claims it. Evaluation is float32 at every precision (:func:`wmlib.train.fit`)."""
+    registry = ENTRIES if registry is None else registry
+    zoo = _zoo(context["dataset"], context["profile"], json.dumps(context.get("zoo"), sort_keys=True))
+    rows = []
+    for name in entries:
+        scheme = build(name, registry[name], context["entries"][name]["settings"])
+        for precision in precisions:
+            ctx = {**context, "knobs": {**context["knobs"], "precision": precision}}
+            for seed in seeds:
+                owner = embed_entry(name, scheme, seed, ctx)
+                key, knobs = owner.marked.verify_key, ctx["knobs"]  # verified as the unattacked cell of the sweep is
+                null = zoo.null(key, scheme, confidence=knobs["zoo_confidence"])
+                v = verify_trials(Oracle(owner.marked.model), scheme.queries(key, knobs["n_queries"], seed), scheme, null,
+                                  knobs["alpha"])
+                rows.append({"entry": name, "precision": precision, "seed": seed,
+                             "test accuracy": evaluate(owner.marked.model, owner.splits.test),
+                             "key hit rate": float(scheme.hits(Oracle(owner.marked.model), key).float().mean()),
+                             "claimed": bool(v.claimed), "embed seconds": owner.marked.seconds})
+    return pd.DataFrame(rows)
+
+
+def precision_spread(runs: pd.DataFrame, metrics=("test accuracy", "key hit rate")) -> pd.DataFrame:
+    """Per entry and metric of :func:`precision_runs`: the float32 seeds' range (the seed-to-seed
+    spread), the bfloat16 mean against the float32 mean, and whether their difference stays within
+    that range (``within spread``); ``claimed`` counts the claimed seeds at each precision."""
+    out = []
+    for entry, g in runs.groupby("entry", sort=False):
+        fp, bf = g[g.precision == "fp32"], g[g.precision == "bf16"]
+        for m in metrics:
+            spread = float(fp[m].max() - fp[m].min())
+            diff = float(bf[m].mean() - fp[m].mean())
+            out.append({"entry": entry, "metric": m, "fp32 seeds": ", ".join(f"{v:.4f}" for v in fp[m]),
+                        "bf16 seeds": ", ".join(f"{v:.4f}" for v in bf[m]), "fp32 spread": spread,
+                        "bf16 - fp32 (means)": diff, "within spread": abs(diff) <= spread,
+                        "claimed (fp32 / bf16)": f"{int(fp.claimed.sum())}/{len(fp)} / {int(bf.claimed.sum())}/{len(bf)}"})
+    return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------- the sweep and its tables

@@ -297,3 +297,15 @@ def test_no_function_coupled_entry_no_target_and_no_triggers():
     assert not any(e.startswith("fc-") for e in knobs["entries"])
     assert compare.pick_fc_target(knobs, Untouchable(), None) is None
     assert knobs["schemes"]["fc-direct"]["target"] is None  # left to a run that chooses it
+
+
+def test_precision_spread_holds_bf16_to_the_fp32_seeds_range():
+    import pandas as pd
+    rows = [{"entry": "e", "precision": p, "seed": s, "test accuracy": a, "key hit rate": h, "claimed": c}
+            for p, s, a, h, c in [("fp32", 0, 0.80, 1.0, True), ("fp32", 1, 0.84, 0.9, True), ("fp32", 2, 0.82, 1.0, True),
+                                  ("bf16", 0, 0.83, 0.5, True), ("bf16", 1, 0.85, 0.6, False), ("bf16", 2, 0.84, 0.7, True)]]
+    out = compare.precision_spread(pd.DataFrame(rows)).set_index("metric")
+    acc, hits = out.loc["test accuracy"], out.loc["key hit rate"]
+    assert acc["fp32 spread"] == pytest.approx(0.04) and acc["bf16 - fp32 (means)"] == pytest.approx(0.02)
+    assert bool(acc["within spread"]) and not bool(hits["within spread"])  # 0.6 vs 0.967: beyond a 0.1 spread
+    assert hits["claimed (fp32 / bf16)"] == "3/3 / 2/3"
