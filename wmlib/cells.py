@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -103,11 +104,11 @@ def _start_ray(address: str | None, num_cpus: int | None):
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
+    wmlib_env = {k: v for k, v in os.environ.items() if k.startswith("WMLIB_")}
+    if address:  # a cluster (make book's own, wmlib.schedule, or the reader's): its workers see the book's WMLIB_* settings
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, runtime_env={"env_vars": wmlib_env})
     else:  # local: the workers see the driver's import path and the book's cache and data folders
-        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-               **{k: v for k, v in os.environ.items() if k.startswith("WMLIB_")}}
+        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **wmlib_env}
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env={"env_vars": env})
     return ray
@@ -141,6 +142,7 @@ def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = N
                 raise ValueError(f"gpus_per_cell must be in [0, 1], got {gpus_per_cell}")
             task = ray.remote(_call).options(max_retries=0, num_gpus=gpus_per_cell)
             fn_ref, ctx = ray.put(fn), ray.put(context)
+            batch, log = time.time(), os.environ.get("WMLIB_CELL_LOG")  # a scheduled build's record (wmlib.schedule)
             pending = {task.remote(fn_ref, c, ctx): c for c in todo}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -152,6 +154,10 @@ def run(cells: list[Cell], fn: CellFn, context: dict, *, address: str | None = N
                     continue
                 _save(cell, context, results[cell])
                 timing.absorb(timing.from_fields(results[cell]))
+                if log:
+                    with open(log, "a") as fh:
+                        fh.write(json.dumps({"cell": str(cell), "batch": batch, "done_at": time.time(),
+                                             "seconds": float(results[cell].get("seconds", 0.0))}) + "\n")
                 bar.update()
     if failed:
         raise CellError(failed, results, len(cells))

@@ -215,41 +215,43 @@ def benchmark_line(bench: dict) -> str:
     return line + " (`python scripts/benchmark_train.py --epochs 1 --repeats 1 --stack 0`).\n"
 
 
-def build_times_markdown(times: pd.DataFrame, profile: str = "default", bench: dict | None = None) -> str:
-    """The build's steps (the zoo, each notebook) with their seconds, the models in the cache when the
-    step started and the models it added (trained and cached; a chapter's thieves' fine-tunings
-    count too): a cold build starts from none. ``bench``: the machine's benchmark, said beside them."""
-    total = times["seconds"].sum()
-    added = "models added to the cache"
-    rows = pd.concat([times, pd.DataFrame([{"step": "**total**", "seconds": total, added: times[added].sum()}])])
-    rows["minutes"] = (rows["seconds"] / 60).round(1)
-    start = int(times["models cached before"].iloc[0])
-    kind = "cold: the model cache was empty" if start == 0 else f"warm: {start} models were cached"
-    return (f"## Build times\n\nThis book's last build, profile `{profile}`, step by step ({total / 60:.0f} min in all; {kind} "
-            "when it began; the environment and the HTML are not counted):\n\n"
-            + rows[["step", "seconds", "minutes", added]].to_markdown(index=False) + "\n"
+def build_times_markdown(record: dict, bench: dict | None = None) -> str:
+    """A scheduled build (:func:`wmlib.schedule.build`'s record) step by step: each zoo's members
+    together, each notebook with its thread count, when it started and its seconds; then the wall
+    time, the work, the critical path and the projections to other core counts (labelled as
+    projections). ``bench``: the machine's benchmark, said beside them."""
+    from .schedule import summary
+
+    rows = {}
+    for st in record["steps"]:
+        name = " ".join(st["name"].split()[:2]) + " (clean models)" if st["kind"] == "zoo" else st["name"]
+        secs = 0.0 if st.get("kept") or "end" not in st else st["end"] - st["start"]
+        r = rows.setdefault(name, {"step": name, "models": 0, "threads": st["threads"], "started (min)": None,
+                                   "ended (min)": 0.0, "busy seconds": 0.0})
+        r["models"] += st["kind"] == "zoo"
+        if "start" in st:
+            at, to = (st["start"] - record["start"]) / 60, (st["end"] - record["start"]) / 60
+            r["started (min)"] = at if r["started (min)"] is None else min(r["started (min)"], at)
+            r["ended (min)"] = max(r["ended (min)"], to)
+        r["busy seconds"] += secs
+        r["status"] = "failed" if st.get("failed") else "kept (unchanged)" if st.get("kept") else "ran"
+    table = pd.DataFrame(rows.values())
+    table["step"] = [f"{r.step.split(' (')[0]} ({r.models} clean models)" if r.models else r.step for r in table.itertuples()]
+    table = table.drop(columns="models").round({"started (min)": 1, "ended (min)": 1, "busy seconds": 0})
+    sm = summary(record)
+    kind = ("cold: the model cache was empty" if record["models_before"] == 0
+            else f"warm: {record['models_before']} models were cached")
+    proj = "; ".join(f"{c} core{'s' * (c > 1)}: {v / 60:.0f} min" for c, v in sm["projected"].items())
+    return (f"## Build times\n\nThis book's last build, profile `{record['profile']}`, as one schedule on "
+            f"{record['cores']} core{'s' * (record['cores'] > 1)} ({kind} when it began; the environment and the HTML are "
+            f"not counted): **{sm['wall'] / 60:.0f} min** wall for {sm['work'] / 60:.0f} core-minutes of work. "
+            "A step's busy seconds are its wall time (a zoo's: its models' times added up, trained side by side); "
+            "the comparison's driver holds no core while its cells run as tasks of the same cluster.\n\n"
+            + table.to_markdown(index=False) + "\n\n"
+            f"The critical path, the longest chain of steps that wait for each other, is {sm['critical_path'] / 60:.0f} min: "
+            f"{' → '.join(sm['chain'][:1] + ['…'] + sm['chain'][-3:] if len(sm['chain']) > 5 else sm['chain'])}. "
+            f"**Projected** (a list-scheduling simulation of these measured durations, not a measurement): {proj}.\n"
             + ("\n" + benchmark_line(bench) if bench else ""))
-
-
-# what an executed notebook depends on besides its own source: the reads of another chapter's record (make book's order)
-READS = {"integrity.ipynb": ("comparison.ipynb",)}
-
-
-def inputs_digest(notebook: Path, profile: str) -> str:
-    """A digest of everything a chapter's executed copy depends on: its source (and the sources of
-    the chapters whose records it reads, :data:`READS`), every file of wmlib, the pinned packages,
-    the profile and the ``WMLIB_*`` environment. ``make book`` re-executes a notebook only when it
-    changed; its models come from the model cache either way."""
-    import hashlib
-
-    notebook = Path(notebook)
-    h = hashlib.sha256(f"{profile}\n".encode())
-    files = [notebook, *(notebook.parent / n for n in READS.get(notebook.name, ())),
-             *sorted((REPO_ROOT / "wmlib").rglob("*.py")), REPO_ROOT / "requirements.txt"]
-    for f in files:
-        h.update(f"{f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f.name}\n".encode() + f.read_bytes())
-    h.update(json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith("WMLIB_"))).encode())
-    return h.hexdigest()
 
 
 def count_figures(notebook: Path) -> int:
@@ -264,26 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="print the reproduction-status tables as MyST markdown")
     s.add_argument("--profile", default="default")
     s.add_argument("--out", type=Path, help="write here instead of stdout")
-    s.add_argument("--times", type=Path, help="the build's step times (scripts/build_book.sh writes them)")
+    s.add_argument("--schedule", type=Path, help="the build's record (python -m wmlib.schedule build writes it)")
     s.add_argument("--benchmark", type=Path, help="the machine's benchmark (scripts/benchmark_train.py --json)")
     f = sub.add_parser("check-figures", help="fail if an executed notebook has no figure")
     f.add_argument("notebooks", nargs="+", type=Path)
-    d = sub.add_parser("digest", help="print the digest of a notebook's inputs (make book skips an unchanged one)")
-    d.add_argument("notebook", type=Path)
-    d.add_argument("--profile", default="default")
     args = parser.parse_args(argv)
-    if args.cmd == "digest":
-        print(inputs_digest(args.notebook, args.profile))
-        return 0
     if args.cmd == "check-figures":
         empty = [str(p) for p in args.notebooks if count_figures(p) == 0]
         for p in empty:
             print(f"error: {p} has no figures (was the kernel's matplotlib backend overridden?)", file=sys.stderr)
         return 1 if empty else 0
     text = status_markdown(list(results_dir().glob(f"*-{args.profile}-*.json")))
-    if args.times and args.times.exists():
+    if args.schedule and args.schedule.exists():
         bench = json.loads(args.benchmark.read_text()) if args.benchmark and args.benchmark.exists() else None
-        text = build_times_markdown(pd.read_csv(args.times, sep="\t"), args.profile, bench) + "\n" + text
+        text = build_times_markdown(json.loads(args.schedule.read_text()), bench) + "\n" + text
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -111,6 +111,43 @@ def member_share(pool: Split, fraction: float, seed: int) -> Split:
     return pool.subset(share[:max(1, int(round(fraction * len(pool))))])
 
 
+def members(recipe: dict) -> list[tuple[str, int]]:
+    """The ``(architecture, s)`` of every member of a zoo ``recipe``, in training order."""
+    return [(arch, s) for arch, count in recipe["archs"].items() for s in range(count)]
+
+
+def _check_seed_base(seed_base) -> None:
+    if isinstance(seed_base, bool) or not isinstance(seed_base, int) or seed_base < 100:
+        raise ValueError(f"seed_base must be an integer >= 100 (the owners' seeds are 0, 1, ...), got {seed_base!r}")
+
+
+def _member(dataset: str, recipe: dict, pool: Split, test: Split, spec: data.DatasetSpec, arch: str, s: int,
+            seed_base: int, tag: str, device: torch.device) -> tuple[nn.Module, dict]:
+    """Train-or-load member ``s`` of ``arch``: its model and its row of the zoo's summary."""
+    seed = seed_base + s  # never the owners' seeds (0, 1, ...): a zoo model is nobody's watermarked model
+    own = member_share(pool, recipe["data_fraction"], seed)
+    cfg = TrainConfig.from_knobs(recipe, lr=recipe["lr"].get(arch, recipe["lr"]["*"]), seed=seed)
+    name = f"{arch}-s{s}"
+    model, _, _ = train_classifier(f"{tag}-{dataset}-{name}", arch, Splits(own, Split(own.x[:0], own.y[:0]), test, spec),
+                                   cfg, device=device, progress=False)
+    return model, {"model": name, "architecture": arch, "seed": seed, "training images": len(own),
+                   "epochs": cfg.epochs, "test accuracy": evaluate(model, test, device)}
+
+
+def train_member(dataset: str, profile: str, arch: str, s: int, overrides: dict | None = None,
+                 seed_base: int = 1000, tag: str = "zoo") -> dict:
+    """Train (or load) one member of the shared zoo of ``dataset`` under ``profile``, exactly as
+    :meth:`Zoo.shared` would (same data share, recipe and cache key), and return its summary row:
+    the unit of work ``make book`` schedules (:mod:`wmlib.schedule`), so that members train side by
+    side before the chapters load them."""
+    recipe = zoo_recipe(dataset, profile, **(overrides or {}))
+    if (arch, s) not in members(recipe):
+        raise ValueError(f"{arch}-s{s} is not a member of the {profile} zoo for {dataset}: {members(recipe)}")
+    _check_seed_base(seed_base)
+    pool, test, spec = task_pool(dataset, *shared_limits(profile))
+    return _member(dataset, recipe, pool, test, spec, arch, s, seed_base, tag, default_device())[1]
+
+
 @dataclass
 class Zoo:
     """Named clean models for one task (``dataset`` + ``profile`` recipe) and what they answer."""
@@ -136,21 +173,13 @@ class Zoo:
         seeds and tag."""
         device = device or default_device()
         recipe = zoo_recipe(dataset, profile, **overrides)
-        if isinstance(seed_base, bool) or not isinstance(seed_base, int) or seed_base < 100:
-            raise ValueError(f"seed_base must be an integer >= 100 (the owners' seeds are 0, 1, ...), got {seed_base!r}")
+        _check_seed_base(seed_base)
         pool, test, spec = task_pool(dataset, train_limit, test_limit)
-        members = [(arch, s) for arch, count in recipe["archs"].items() for s in range(count)]
         models, rows, digests = {}, [], {}
-        for arch, s in tqdm(members, desc=f"clean models: {tag} ({dataset})", disable=not progress, leave=False):
-            seed = seed_base + s  # never the owners' seeds (0, 1, ...): a zoo model is nobody's watermarked model
-            own = member_share(pool, recipe["data_fraction"], seed)
-            cfg = TrainConfig.from_knobs(recipe, lr=recipe["lr"].get(arch, recipe["lr"]["*"]), seed=seed)
-            name = f"{arch}-s{s}"
-            model, _, _ = train_classifier(f"{tag}-{dataset}-{name}", arch, Splits(own, Split(own.x[:0], own.y[:0]), test, spec),
-                                           cfg, device=device, progress=False)
-            models[name], digests[name] = model, model_digest(model)
-            rows.append({"model": name, "architecture": arch, "seed": seed, "training images": len(own),
-                         "epochs": cfg.epochs, "test accuracy": evaluate(model, test, device)})
+        for arch, s in tqdm(members(recipe), desc=f"clean models: {tag} ({dataset})", disable=not progress, leave=False):
+            model, row = _member(dataset, recipe, pool, test, spec, arch, s, seed_base, tag, device)
+            models[row["model"]], digests[row["model"]] = model, model_digest(model)
+            rows.append(row)
         return cls(dataset, profile, models, pd.DataFrame(rows).set_index("model"), digests)
 
     @classmethod

@@ -1,0 +1,190 @@
+"""make book as one schedule: the plan's dependencies, the zoo's members as tasks, the critical path
+and the projection to other core counts."""
+import pytest
+
+from wmlib import report, schedule, zoo
+from wmlib.schedule import Task
+
+
+def test_the_plan_trains_every_zoo_member_before_the_chapters_and_orders_the_late_chapters():
+    steps = schedule.plan("smoke", cores=2)
+    by = {s.name: s for s in steps}
+    members = [s for s in steps if s.kind == "zoo"]
+    # the shared zoo of Fashion-MNIST (the chapters) and of the MNIST subset (their digits runs), each member once
+    want = {(d, a, s) for d in ("fashion-mnist", "mnist-5k") for a, s in zoo.members(zoo.zoo_recipe(d, "smoke"))}
+    assert {(m.args["dataset"], m.args["arch"], m.args["s"]) for m in members} == want and len(members) == len(want)
+    chapters = [n for n in by if n.endswith(".ipynb") and n not in schedule.LATE]
+    assert len(chapters) == 5 and all(set(by[n].after) == {m.name for m in members} for n in chapters)
+    assert set(by["comparison.ipynb"].after) == set(chapters) and by["comparison.ipynb"].cpus == 0
+    assert by["integrity.ipynb"].after == ("comparison.ipynb",) and by["integrity.ipynb"].threads == 2
+    assert {s.threads for s in steps if s.name != "integrity.ipynb"} == {1}  # one thread a step, a core each
+    assert all(s.cpus == s.threads for s in steps if s.name != "comparison.ipynb")
+    assert {s.threads for s in schedule.plan("smoke", cores=1)} == {1}  # no step holds more cores than the cluster has
+    names = [s.name for s in steps]
+    assert all(names.index(a) < names.index(s.name) for s in steps for a in s.after)  # submitted after what it waits for
+
+
+def test_the_plan_puts_the_longest_chapter_first():
+    steps = schedule.plan("smoke", cores=2, previous={"zhang2018.ipynb": 900.0, "li2019.ipynb": 300.0})
+    chapters = [s.name for s in steps if s.kind == "notebook"]
+    assert chapters[:2] == ["zhang2018.ipynb", "li2019.ipynb"] and chapters[-2:] == list(schedule.LATE)
+    first = [s.name for s in schedule.plan("smoke", cores=2) if s.kind == "notebook"]  # no record yet: the measured order
+    assert first[:5] == sorted(schedule.FIRST_BUILD, key=lambda n: -schedule.FIRST_BUILD[n])
+
+
+def test_a_member_outside_the_recipe_is_refused():
+    with pytest.raises(ValueError, match="not a member"):
+        zoo.train_member("fashion-mnist", "smoke", "vgg11", 0)
+
+
+def test_one_member_matches_its_zoo_sibling_in_data_recipe_and_cache_tag(monkeypatch):
+    calls = []
+
+    def fake(tag, arch, splits, cfg, **kw):
+        calls.append((tag, arch, splits.owner.x.float().sum().item(), len(splits.owner), len(splits.test), cfg))
+        import torch
+        return torch.nn.Linear(1, 1), None, None
+    monkeypatch.setattr(zoo, "train_classifier", fake)
+    monkeypatch.setattr(zoo, "evaluate", lambda *a, **kw: 0.5)
+    monkeypatch.setattr(zoo, "model_digest", lambda m: "d")
+    zoo.Zoo.shared("fashion-mnist", "smoke", progress=False)
+    together = {c[0]: c for c in calls}
+    calls.clear()
+    for arch, s in zoo.members(zoo.zoo_recipe("fashion-mnist", "smoke")):
+        zoo.train_member("fashion-mnist", "smoke", arch, s)
+    assert {c[0]: c for c in calls} == together  # same tags, images, test split and TrainConfig
+
+
+def test_critical_path_and_projection_on_a_small_graph():
+    ts = [Task("a", 10), Task("b", 30), Task("c", 20, after=("a",)), Task("d", 5, after=("b", "c"))]
+    assert schedule.critical_path(ts) == (35.0, ["b", "d"])
+    assert schedule.project(ts, 1) == 65.0          # all work on one core
+    assert schedule.project(ts, 2) == 35.0          # b beside a -> c, then d: the critical path
+    assert schedule.project(ts, 16) == 35.0         # more cores cannot beat the longest chain
+    wide = [Task("x", 10, cpus=2), Task("y", 10), Task("z", 10)]
+    assert schedule.project(wide, 2) == 20.0        # a 2-core task shares the machine with nothing
+    assert schedule.project(wide, 3) == 20.0        # x and one 1-core task, then the other
+    assert schedule.project([Task("y", 10), Task("x", 10, cpus=2)], 2) == 20.0  # x waits for the core y holds
+    assert schedule.project(wide, 1) == 30.0        # capped at the cores there are
+    with pytest.raises(ValueError, match="cycle"):
+        schedule.project([Task("p", 1, after=("q",))], 2)
+
+
+def _record(cells=True):
+    t = 1000.0
+    steps = [dict(name="zoo fashion-mnist lenet1-s0", kind="zoo", after=[], threads=1, cpus=1.0, start=t, end=t + 60),
+             dict(name="zoo fashion-mnist lenet1-s1", kind="zoo", after=[], threads=1, cpus=1.0, start=t, end=t + 40),
+             dict(name="a.ipynb", kind="notebook", after=["zoo fashion-mnist lenet1-s0", "zoo fashion-mnist lenet1-s1"],
+                  threads=1, cpus=1.0, start=t + 60, end=t + 360),
+             dict(name="b.ipynb", kind="notebook", after=["zoo fashion-mnist lenet1-s0", "zoo fashion-mnist lenet1-s1"],
+                  threads=1, cpus=1.0, start=t + 60, end=t + 60, kept=True),
+             dict(name="comparison.ipynb", kind="notebook", after=["a.ipynb", "b.ipynb"], threads=1, cpus=0.0,
+                  start=t + 360, end=t + 600)]
+    cl = [{"cell": "e / seed 0 / none", "batch": t + 370, "done_at": t + 470, "seconds": 100.0},
+          {"cell": "e / seed 1 / none", "batch": t + 370, "done_at": t + 450, "seconds": 80.0},
+          {"cell": "e / seed 0 / prune", "batch": t + 470, "done_at": t + 590, "seconds": 120.0}]
+    return {"profile": "default", "cores": 2, "start": t, "end": t + 600, "models_before": 0, "steps": steps,
+            "cells": cl if cells else []}
+
+
+def test_the_comparison_unfolds_into_its_cells_in_the_batches_its_driver_sent():
+    ts = {t.name: t for t in schedule.tasks(_record())}
+    assert ts["comparison.ipynb (driver)"].seconds == pytest.approx(240 - 220)  # its span minus the cells' batches
+    assert ts["comparison.ipynb cell e / seed 0 / prune"].after == ("comparison.ipynb cell e / seed 0 / none",
+                                                                    "comparison.ipynb cell e / seed 1 / none")
+    assert ts["b.ipynb"].seconds == 0  # kept: no time
+    s = schedule.summary(_record(), (1, 2, 16))
+    assert set(s["projected"]) == {1, 2, 16}  # every task holds 1 core
+    # zoo 60 -> a 300 -> driver 20 -> cell 100 -> cell 120
+    assert s["critical_path"] == pytest.approx(600) and s["chain"][-1] == "comparison.ipynb cell e / seed 0 / prune"
+    assert s["work"] == pytest.approx(60 + 40 + 300 + 20 + 100 + 80 + 120)
+    assert s["projected"][1] == pytest.approx(s["work"]) and s["projected"][16] == pytest.approx(600)
+    wide = _record()
+    wide["steps"][2]["cpus"] = 2.0
+    assert set(schedule.summary(wide, (1, 2, 16))["projected"]) == {2, 16}  # 1 core cannot hold a 2-thread step
+    without = {t.name: t for t in schedule.tasks(_record(cells=False))}
+    assert without["comparison.ipynb"].seconds == 240 and without["comparison.ipynb"].cpus == 1.0
+
+
+def test_the_status_page_gives_each_step_the_critical_path_and_labelled_projections():
+    text = report.build_times_markdown(_record())
+    assert "profile `default`" in text and "2 cores" in text and "cold" in text and "**10 min** wall" in text
+    assert "zoo fashion-mnist (2 clean models)" in text and "kept (unchanged)" in text
+    assert "critical path" in text and "**Projected**" in text and "not a measurement" in text and "16 cores: 10 min" in text
+    bench = {"device": "CPU (2 threads)", "model": "lenet5", "data": "fashion-mnist", "batch_size": 128,
+             "images_per_s": {"plain": 20307.4, "wmlib": 20325.5}, "matmul_peak_gflops": {"float32": 430.4, "bfloat16": 2658.6},
+             "bf16_vs_fp32": {"plain": 1.2, "wmlib": 1.25}}
+    assert "20,307 images/s" in report.build_times_markdown(_record(), bench)
+    assert "Machine:" not in text  # no benchmark file: nothing claimed
+
+
+def test_the_build_command_refuses_a_bad_profile_or_core_count(capsys):
+    assert schedule.main(["build", "--profile", "fast"]) == 2 and "choose one of" in capsys.readouterr().err
+    assert schedule.main(["build", "--profile", "smoke", "--cores", "0"]) == 2 and ">= 1" in capsys.readouterr().err
+
+
+def test_every_step_runs_the_fixed_thread_count_and_a_bad_one_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("WMLIB_THREADS", "2")
+    steps = schedule.plan("smoke", cores=16)
+    assert {s.threads for s in steps} == {2} and {s.cpus for s in steps} == {0.0, 2.0}
+    monkeypatch.setenv("WMLIB_THREADS", "two")
+    with pytest.raises(ValueError, match="WMLIB_THREADS must be a whole number"):
+        schedule.plan("smoke")
+    assert schedule.main(["build", "--profile", "smoke"]) == 2 and "WMLIB_THREADS" in capsys.readouterr().err
+
+
+def test_a_zoo_step_trains_with_its_own_thread_count(monkeypatch):
+    import torch
+    seen = []
+    monkeypatch.setattr(zoo, "train_member", lambda **kw: seen.append((torch.get_num_threads(), kw)) or {"model": "m"})
+    before = torch.get_num_threads()
+    try:
+        step = schedule.Step("zoo x", "zoo", (), 1, 1.0, {"dataset": "fashion-mnist", "arch": "lenet1", "s": 0})
+        out = schedule._execute(step, "smoke", ".", "", "")
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(1, step.args)] and out["detail"] == {"model": "m"} and out["end"] >= out["start"]
+
+
+def test_a_notebooks_inputs_digest_changes_with_what_it_depends_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(schedule, "REPO_ROOT", tmp_path)
+    (tmp_path / "wmlib").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    lib, pins = tmp_path / "wmlib" / "a.py", tmp_path / "requirements.txt"
+    nb, cmp_nb = tmp_path / "notebooks" / "integrity.ipynb", tmp_path / "notebooks" / "comparison.ipynb"
+    for f in (lib, pins, nb, cmp_nb):
+        f.write_text("x")
+    monkeypatch.delenv("WMLIB_CACHE", raising=False)
+    base = schedule.inputs_digest(nb, "default")
+    assert schedule.inputs_digest(nb, "default") == base  # nothing changed: kept
+    assert schedule.inputs_digest(nb, "full") != base
+    for f in (lib, pins, nb, cmp_nb):  # its source, wmlib, the pins, and the comparison whose record it reads
+        f.write_text("y")
+        assert schedule.inputs_digest(nb, "default") != base, f
+        f.write_text("x")
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    assert schedule.inputs_digest(nb, "default") != base
+    monkeypatch.delenv("WMLIB_CACHE")
+    assert schedule.inputs_digest(cmp_nb, "default") == schedule.inputs_digest(cmp_nb, "default") != base
+
+
+def test_a_notebook_step_hands_its_kernel_absolute_paths_and_its_thread_count(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, env, **kw):
+        seen.update(cmd=cmd, env=env)
+        return type("Done", (), {"returncode": 0})()
+    monkeypatch.setattr(schedule.subprocess, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    nb = schedule.NOTEBOOKS / "zhang2018.ipynb"
+    step = schedule.Step("zhang2018.ipynb", "notebook", (), 1, 1.0, {"path": str(nb)})
+    out = schedule._execute(step, "smoke", "out", "addr", "out/cells.jsonl")
+    # the kernel runs in notebooks/: a relative cell log would be written nowhere (the comparison failed so once)
+    assert seen["env"][schedule.CELL_LOG] == str(tmp_path / "out" / "cells.jsonl")
+    assert str(tmp_path / "out" / "zhang2018.ipynb") in seen["cmd"] and seen["env"]["OMP_NUM_THREADS"] == "1"
+    assert seen["env"]["RAY_ADDRESS"] == "addr" and out["kept"] is False
+    assert (tmp_path / "out" / "zhang2018.ipynb.digest").read_text().strip() == schedule.inputs_digest(nb, "smoke")
+    seen.clear()  # a second run with nothing changed keeps the executed copy
+    (tmp_path / "out" / "zhang2018.ipynb").write_text("{}")
+    assert schedule._execute(step, "smoke", "out", "addr", "out/cells.jsonl")["kept"] is True and not seen
