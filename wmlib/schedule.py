@@ -110,6 +110,7 @@ def plan(profile: str, notebooks: list[Path] | None = None, cores: int = 2, prev
             tag = "" if not overrides else " " + json.dumps(overrides, sort_keys=True)
             steps.append(Step(f"zoo {dataset}{tag} {arch}-s{s}", "zoo", (), count("zoo"), float(count("zoo")),
                               args={"dataset": dataset, "profile": profile, "arch": arch, "s": s, "overrides": overrides}))
+    steps.sort(key=lambda st: -(previous or {}).get(st.name, 0.0))  # the zoo's longest members first (the last record's)
     zoo = tuple(s.name for s in steps)
     longest = previous or FIRST_BUILD
     early = sorted((n for n in notebooks if n.name not in LATE), key=lambda n: -longest.get(n.name, 0.0))

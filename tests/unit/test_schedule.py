@@ -28,6 +28,10 @@ def test_the_plan_puts_the_longest_chapter_first():
     steps = schedule.plan("smoke", cores=2, previous={"zhang2018.ipynb": 900.0, "li2019.ipynb": 300.0})
     chapters = [s.name for s in steps if s.kind == "notebook"]
     assert chapters[:2] == ["zhang2018.ipynb", "li2019.ipynb"] and chapters[-2:] == list(schedule.LATE)
+    zoo = [s.name for s in steps if s.kind == "zoo"]
+    slow = [s.name for s in schedule.plan("smoke", cores=2) if s.kind == "zoo"][-1]
+    again = [s.name for s in schedule.plan("smoke", cores=2, previous={slow: 170.0}) if s.kind == "zoo"]
+    assert zoo[0] != slow and again[0] == slow and sorted(again) == sorted(zoo)  # the slowest member of the last build first
     first = [s.name for s in schedule.plan("smoke", cores=2) if s.kind == "notebook"]  # no record yet: the measured order
     assert first[:5] == sorted(schedule.FIRST_BUILD, key=lambda n: -schedule.FIRST_BUILD[n])
 
