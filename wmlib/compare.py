@@ -229,12 +229,11 @@ def precision_runs(entries: list[str], seeds: list[int], context: dict, precisio
             for seed in seeds:
                 owner = embed_entry(name, scheme, seed, ctx)
                 key, knobs = owner.marked.verify_key, ctx["knobs"]  # verified as the unattacked cell of the sweep is
-                null = zoo.null(key, scheme, confidence=knobs["zoo_confidence"])
-                v = verify_trials(Oracle(owner.marked.model), scheme.queries(key, knobs["n_queries"], seed), scheme, null,
-                                  knobs["alpha"])
+                oracle, null = Oracle(owner.marked.model), zoo.null(key, scheme, confidence=knobs["zoo_confidence"])
+                v = verify_trials(oracle, scheme.queries(key, knobs["n_queries"], seed), scheme, null, knobs["alpha"])
                 rows.append({"entry": name, "precision": precision, "seed": seed,
                              "test accuracy": evaluate(owner.marked.model, owner.splits.test),
-                             "key hit rate": float(scheme.hits(Oracle(owner.marked.model), key).float().mean()),
+                             "key hit rate": float(scheme.hits(oracle, key).float().mean()),
                              "claimed": bool(v.claimed), "embed seconds": owner.marked.seconds})
     return pd.DataFrame(rows)
 

@@ -220,23 +220,23 @@ def build_times_markdown(record: dict, bench: dict | None = None) -> str:
     together, each notebook with its thread count, when it started and its seconds; then the wall
     time, the work, the critical path and the projections to other core counts (labelled as
     projections). ``bench``: the machine's benchmark, said beside them."""
-    from .schedule import summary
+    from .schedule import step_seconds, summary
 
     rows = {}
     for st in record["steps"]:
-        name = " ".join(st["name"].split()[:2]) + " (clean models)" if st["kind"] == "zoo" else st["name"]
-        secs = 0.0 if st.get("kept") or "end" not in st else st["end"] - st["start"]
+        zoo = st["kind"] == "zoo"
+        name = " ".join(st["name"].split()[:2]) if zoo else st["name"]  # a zoo's members: one row, "zoo DATASET"
         r = rows.setdefault(name, {"step": name, "models": 0, "threads": st["threads"], "started (min)": None,
                                    "ended (min)": 0.0, "busy seconds": 0.0})
-        r["models"] += st["kind"] == "zoo"
+        r["models"] += zoo
         if "start" in st:
             at, to = (st["start"] - record["start"]) / 60, (st["end"] - record["start"]) / 60
             r["started (min)"] = at if r["started (min)"] is None else min(r["started (min)"], at)
             r["ended (min)"] = max(r["ended (min)"], to)
-        r["busy seconds"] += secs
+        r["busy seconds"] += step_seconds(st)
         r["status"] = "failed" if st.get("failed") else "kept (unchanged)" if st.get("kept") else "ran"
     table = pd.DataFrame(rows.values())
-    table["step"] = [f"{r.step.split(' (')[0]} ({r.models} clean models)" if r.models else r.step for r in table.itertuples()]
+    table["step"] = [f"{r.step} ({r.models} clean models)" if r.models else r.step for r in table.itertuples()]
     table = table.drop(columns="models").round({"started (min)": 1, "ended (min)": 1, "busy seconds": 0})
     sm = summary(record)
     kind = ("cold: the model cache was empty" if record["models_before"] == 0

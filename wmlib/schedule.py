@@ -204,8 +204,8 @@ def build(profile: str, cores: int, out_dir: Path, notebooks: list[Path] | None 
     import ray
 
     last = out_dir / "schedule.json"
-    previous = {st["name"]: st["end"] - st["start"] for st in json.loads(last.read_text())["steps"]
-                if "end" in st and not st.get("kept")} if last.exists() else None
+    previous = {st["name"]: step_seconds(st) for st in json.loads(last.read_text())["steps"]
+                if step_seconds(st)} if last.exists() else None
     steps = plan(profile, notebooks, cores, previous)
     out_dir.mkdir(parents=True, exist_ok=True)
     cell_log = out_dir / "cells.jsonl"
@@ -280,6 +280,11 @@ def _write_record(out_dir: Path, profile: str, cores: int, t0: float, models_bef
     return record
 
 
+def step_seconds(step: dict) -> float:
+    """A recorded step's wall seconds: none if it was kept (unchanged) or never finished."""
+    return 0.0 if step.get("kept") or "end" not in step else step["end"] - step["start"]
+
+
 def _cache_models():
     from .train import cache_dir
     return cache_dir().rglob("*.pt") if cache_dir().exists() else iter(())
@@ -306,8 +311,7 @@ def tasks(record: dict) -> list[Task]:
         cells_by_batch.setdefault(str(c["batch"]), []).append(c)
     out = []
     for s in record["steps"]:
-        secs = 0.0 if s.get("kept") or "end" not in s else s["end"] - s["start"]
-        after = tuple(s["after"])
+        secs, after = step_seconds(s), tuple(s["after"])
         if s["name"] not in DISPATCHERS or not cells_by_batch or s.get("kept"):
             out.append(Task(s["name"], secs, s["cpus"] or 1.0, after))  # a dispatcher without cells: its driver's core
             continue
@@ -316,7 +320,7 @@ def tasks(record: dict) -> list[Task]:
         driver = max(secs - span, 0.0)
         out.append(Task(f"{s['name']} (driver)", driver, 1.0, after))
         prev = (f"{s['name']} (driver)",)
-        for i, batch in enumerate(batches):
+        for batch in batches:
             names = tuple(f"{s['name']} cell {c['cell']}" for c in batch)
             out += [Task(n, float(c["seconds"]), 1.0, prev) for n, c in zip(names, batch)]
             prev = names
@@ -327,12 +331,11 @@ def tasks(record: dict) -> list[Task]:
 def critical_path(ts: list[Task]) -> tuple[float, list[str]]:
     """The longest chain of dependent tasks: its seconds and its tasks (no core count can build
     faster than this)."""
-    by = {t.name: t for t in ts}
     best: dict[str, tuple[float, list[str]]] = {}
     for t in ts:  # tasks come after the tasks they wait for (plan order)
         prev = max((best[a] for a in t.after), key=lambda b: b[0], default=(0.0, []))
         best[t.name] = (prev[0] + t.seconds, prev[1] + [t.name])
-    return max(best.values(), key=lambda b: b[0]) if by else (0.0, [])
+    return max(best.values(), key=lambda b: b[0]) if best else (0.0, [])
 
 
 def project(ts: list[Task], cores: int) -> float:
@@ -340,10 +343,8 @@ def project(ts: list[Task], cores: int) -> float:
     the longest chain still ahead of it first (a projection from measured durations)."""
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
+    ts = [Task(t.name, t.seconds, min(t.cpus, cores), t.after) for t in ts]  # no task holds more cores than there are
     by = {t.name: t for t in ts}
-    if any(t.cpus > cores for t in ts):
-        ts = [Task(t.name, t.seconds, min(t.cpus, cores), t.after) for t in ts]
-        by = {t.name: t for t in ts}
     ahead: dict[str, float] = {}
     for t in reversed(ts):
         ahead[t.name] = t.seconds + max((ahead[u.name] for u in ts if t.name in u.after), default=0.0)
