@@ -162,14 +162,48 @@ def embed_entry(name: str, scheme: Scheme, seed: int, context: dict) -> Owner:
     return Owner(splits, clean[0], sum(chist.seconds), marked)
 
 
-def threat(cell: Cell, owner: Owner, scheme: Scheme, queried, knobs: dict) -> _attacks.Threat:
-    """What the thief of ``cell`` has: the owner's thief split, its fine-tuning recipe and budget."""
-    return _attacks.Threat(
-        thief=owner.splits.thief, test=owner.splits.test, spec=owner.splits.spec, seed=cell.seed,
-        finetune=_attacks.finetune_config(knobs, seed=cell.seed),
-        budget=knobs.get("budget"), settings=knobs, model_name=knobs["model"], scheme=scheme, verify_key=queried,
-        hit_rate=lambda oracle: float(scheme.hits(oracle, queried).float().mean()),
-        tag=f"compare-thief-{cell.entry}-s{cell.seed}")
+def threat(cell: Cell, owner: Owner, scheme: Scheme, knobs: dict, attack: _attacks.Attack | None = None,
+           queried=None) -> _attacks.Threat:
+    """What the thief of ``cell`` has: the owner's thief split (with its true labels), the public
+    test split, its fine-tuning recipe and budget, the public scheme. A worst-case search
+    (``attack.oracle``) gets an :class:`~wmlib.attacks.OracleThreat`, which adds the owner's
+    statistic on the ``queried`` key."""
+    fields = dict(thief=owner.splits.thief, test=owner.splits.test, spec=owner.splits.spec, seed=cell.seed,
+                  finetune=_attacks.finetune_config(knobs, seed=cell.seed), budget=knobs.get("budget"), settings=knobs,
+                  model_name=knobs["model"], scheme=scheme, tag=f"compare-thief-{cell.entry}-s{cell.seed}")
+    if attack is not None and attack.oracle:
+        return _attacks.OracleThreat(**fields, hit_rate=lambda oracle: float(scheme.hits(oracle, queried).float().mean()))
+    return _attacks.Threat(**fields)
+
+
+def image_digests(x) -> set[str]:
+    """One digest per uint8 image of ``x`` (its exact pixels)."""
+    import hashlib
+    flat = x.contiguous().view(len(x), -1).numpy()
+    return {hashlib.sha1(row.tobytes()).hexdigest() for row in flat}
+
+
+def check_public_images(entries: dict[str, Scheme], suite: Suite, knobs: dict, task: str) -> None:
+    """Refuse, when the knobs are read, an attack whose public images (:meth:`Attack.public_images`)
+    may share an image with a chosen entry's keys or held-out keys (:meth:`Scheme.public_images`)."""
+    spec = data.spec(task)
+    for a in suite.values():
+        for theirs in a.public_images(knobs, spec):
+            for name, scheme in entries.items():
+                for ours in scheme.public_images(task):
+                    if data.may_overlap(theirs, ours):
+                        split = lambda t: f"{t[0]} ({'training' if t[1] else 'test'} split, {t[2]}'s half)"  # noqa: E731
+                        raise ValueError(f"attack {a.name!r} uses {split(theirs)}, which may share images with entry "
+                                         f"{name!r}'s keys from {split(ours)}: an attack must never hold a key image")
+
+
+def check_disjoint(attack: _attacks.Attack, t: _attacks.Threat, keys) -> None:
+    """The same at run time, image by image: no image the thief trains or queries with (its own
+    share, and the attack's public images) is an image of the owner's ``keys``."""
+    key_images = set().union(*(image_digests(k.x) for k in keys))
+    for what, x in (("the thief's own images", t.thief.x), (f"{attack.name}'s public images", attack.images(t))):
+        if x is not None and key_images & image_digests(x):
+            raise RuntimeError(f"{what} share {len(key_images & image_digests(x))} image(s) with the owner's keys")
 
 
 def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite | None = None) -> dict:
@@ -191,14 +225,18 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     full = owner.marked.verify_key
     null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
     queried = scheme.queries(full, knobs["n_queries"], cell.seed)
+    t = threat(cell, owner, scheme, knobs, attack, queried)
+    check_disjoint(attack, t, [owner.marked.key, owner.marked.held_out])
     try:
-        suspect = attack.apply(owner.marked.model, threat(cell, owner, scheme, queried, knobs))
+        suspect = attack.apply(owner.marked.model, t)
     except _attacks.NotApplicable as why:
         return {"applies": False, "reason": str(why)}
     v = verify_trials(suspect.oracle, queried, scheme, null, knobs["alpha"])
+    seen = attack.owner_report(suspect, t, queried, lambda oracle: float(scheme.hits(oracle, queried).float().mean()))
     out = {"applies": True, "claimed": v.claimed, "statistic": v.statistic, "threshold": v.threshold,
            "p_value": v.p_value, "queries": v.queries, "test_acc": oracle_accuracy(suspect.oracle, owner.splits.test),
-           **{f"report_{k}": val for k, val in suspect.report.items()}}
+           "oracle": attack.oracle, "acted": bool(suspect.report.get("acted", True)),
+           **{f"report_{k}": val for k, val in {**suspect.report, **seen}.items()}}
     if cell.attack == "none":
         table = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), knobs["alpha"], knobs["false_claim_draws"],
                            cell.seed, confidence=knobs["zoo_confidence"], scheme=scheme)
@@ -262,7 +300,9 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
     """The whole matrix in two stages of Ray tasks: every (entry, seed) embedded and verified
     unattacked first, then every attack on the watermarks that were claimed. A watermark that is
     not claimed unattacked did not embed: its attack cells say so instead of reporting a number.
-    One row per cell: ``status`` is 'ok' or 'n/a' (with ``reason``). ``registry`` and ``suite``
+    One row per cell: ``status`` is 'ok', 'n/a' (with ``reason``) or 'no action' (the attack found
+    nothing to act on, e.g. Neural Cleanse flagged no class: the model is served as it was, which is
+    not a survival); ``oracle`` marks a worst-case search. ``registry`` and ``suite``
     (the entries and attacks; default: the registered ones) travel with the tasks to the workers."""
     registry = ENTRIES if registry is None else registry
     suite = _attacks.REGISTRY if suite is None else suite
@@ -282,8 +322,9 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
     for c in grid(entries, seeds, ["none", *attacks], registry, suite):
         r = results.get(c) or {"applies": False, "reason": reason(c) or
                                f"the watermark did not embed: {c.entry} (seed {c.seed}) is not claimed unattacked"}
-        rows.append({"entry": c.entry, "seed": c.seed, "attack": c.attack,
-                     "status": "ok" if r["applies"] else "n/a", **{k: v for k, v in r.items() if k != "applies"}})
+        status = ("ok" if r.get("acted", True) else "no action") if r["applies"] else "n/a"
+        rows.append({"entry": c.entry, "seed": c.seed, "attack": c.attack, "status": status,
+                     **{k: v for k, v in r.items() if k != "applies"}, "oracle": suite[c.attack].oracle})
     return pd.DataFrame(rows)
 
 
@@ -314,23 +355,29 @@ def _accuracy_loss(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per (entry, attack): claims over the seeds (``claimed`` of ``seeds``) with the exact
+    """One row per (entry, attack): whether the attack is a worst-case search (``oracle``: an upper
+    bound, not a thief), claims over the seeds it acted on (``claimed`` of ``seeds``) with the exact
     ``confidence`` interval, the mean key statistic (hit rate or matched bits), the thief's mean
     test accuracy and what the attack cost it (against the same seed's unattacked model), the
     queries per verification, or the reason the attack does not apply."""
     rows = []
+    oracle = cells["oracle"] if "oracle" in cells else pd.Series(False, index=cells.index)
     for (entry, attack), g in cells.groupby(["entry", "attack"], sort=False):
-        ok = g[g.status == "ok"]
+        ok, idle = g[g.status == "ok"], g[g.status == "no action"]
+        worst = bool(oracle.loc[g.index].fillna(False).any())
         if ok.empty:
-            rows.append({"entry": entry, "attack": attack, "status": "n/a", "reason": g["reason"].iloc[0]})
+            rows.append({"entry": entry, "attack": attack, "status": "no action" if len(idle) else "n/a", "oracle": worst,
+                         "reason": f"nothing to act on in {len(idle)} seed(s)" if len(idle) else g["reason"].iloc[0]})
             continue
+        note = [f"{len(idle)} seed(s) with nothing to act on"] if len(idle) else []
+        if len(ok) + len(idle) < len(g):
+            note.append(f"{len(g) - len(ok) - len(idle)} seed(s) n/a: {g[g.status == 'n/a'].reason.iloc[0]}")
         rate, lo, hi = claim_rate(ok["claimed"].tolist(), confidence)
-        rows.append({"entry": entry, "attack": attack, "status": "ok", "claimed": int(ok["claimed"].sum()),
+        rows.append({"entry": entry, "attack": attack, "status": "ok", "oracle": worst, "claimed": int(ok["claimed"].sum()),
                      "seeds": len(ok), "claim rate": rate, "ci low": lo, "ci high": hi, "statistic": ok["statistic"].mean(),
                      "threshold": ok["threshold"].mean(), "test accuracy": ok["test_acc"].mean(),
                      "accuracy cost": float(_accuracy_loss(cells, ok)["loss"].mean()),
-                     "queries": ok["queries"].mean(),
-                     "reason": "" if len(ok) == len(g) else f"{len(g) - len(ok)} seed(s) n/a: {g[g.status != 'ok'].reason.iloc[0]}"})
+                     "queries": ok["queries"].mean(), "reason": "; ".join(note)})
     out = pd.DataFrame(rows).set_index(["entry", "attack"])
     for column in ("claimed", "seeds"):  # counts stay integers where a row has them
         if column in out:
@@ -363,11 +410,13 @@ def attacked_cells(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     model (``accuracy loss``), the key statistic's margin over the null's threshold, and Lukas et
     al.'s success rule (S&P 2022, the Watermark-Robustness-Toolbox's plots): an attack ``removes``
     the watermark when the thief keeps its test accuracy within ``max_loss`` (absolute) of the stolen
-    model and the owner's claim fails."""
+    model and the owner's claim fails. A worst-case search (``oracle``) never removes: it reads the
+    owner's key, so its cells are an upper bound on the damage, not a thief's result."""
     out = cells[(cells.attack != "none") & (cells.status == "ok")].copy()
+    out["oracle"] = out["oracle"].fillna(False).astype(bool) if "oracle" in out else False
     out[["stolen acc", "accuracy loss"]] = _accuracy_loss(cells, out)[["stolen", "loss"]].to_numpy()
     out["margin"] = out["statistic"] - out["threshold"]
-    out["removed"] = (~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss)
+    out["removed"] = (~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss) & ~out["oracle"]
     return out
 
 
@@ -392,6 +441,7 @@ def removals(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     """Lukas et al.'s success rule (:func:`attacked_cells`) per scheme: the attacks that removed its
     watermark in every seed, and the cheapest of them (fewest seconds per cell), or "none of the suite"."""
     att = attacked_cells(cells, max_loss)
+    att = att[~att["oracle"]]  # a worst-case search is not a thief's removal
     rows = []
     for entry, g in att.groupby("entry", sort=False):
         per = g.groupby("attack", sort=False).agg(removed=("removed", "sum"), seeds=("removed", "size"),
@@ -412,6 +462,7 @@ def lukas_findings(attacked: pd.DataFrame) -> dict:
     remove every watermark in every seed (``removes_all``), and for each chained attack (a name with
     '+') the share of watermarks it removes in every seed and, for the others, their claims and the
     accuracy the thief lost (``chains``: name -> (share, reason))."""
+    attacked = attacked[~attacked["oracle"]] if "oracle" in attacked else attacked  # thieves only
     per = attacked.groupby(["entry", "attack"], sort=False)["removed"].all().unstack()
     entries = list(per.index)
     unremoved = [e for e in entries if not per.loc[e].fillna(False).astype(bool).any()]
@@ -436,11 +487,11 @@ def seed_note(seeds: list[int]) -> str:
 
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The chapter's summary, every answer computed from the matrix and citing its cells: a cell
-    counts as survived when its claim rate over the seeds is at least ``full``; with ``removed``
+    """The chapter's summary, every answer computed from the matrix's thieves (never a worst-case
+    search) and citing its cells: a cell counts as survived when its claim rate over the seeds is at least ``full``; with ``removed``
     (:func:`removals`), which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
     ok = mat[mat["status"] == "ok"].reset_index()
-    attacked = ok[ok["attack"] != "none"]
+    attacked = ok[(ok["attack"] != "none") & ~ok.get("oracle", pd.Series(False, index=ok.index)).fillna(False).astype(bool)]
     embedded = [e for e in emb.index if emb.loc[e, "embedded"] > 0]
     rows = []
 

@@ -218,6 +218,36 @@ def load(name: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clone(), y.clone()
 
 
+PUBLIC_SHARES = ("owner", "thief")
+
+
+def public_share(name: str, train: bool, share: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One of two fixed, disjoint halves of a public dataset's split (a seeded shuffle, the same on
+    every machine): the ``owner`` half is where an owner draws keys from another distribution
+    (Zhang et al.'s unrelated images), the ``thief`` half where a thief draws public images to
+    query or train on (Knockoff Nets, transfer learning). Thieves and owners then use the same
+    public distribution but never the same image (a key the thief holds verbatim would be claimed
+    by construction)."""
+    if share not in PUBLIC_SHARES:
+        raise ValueError(f"unknown public share {share!r}; choose one of: {', '.join(PUBLIC_SHARES)}")
+    x, y = load(name, train)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(20_190_601 + int(train)))
+    half = len(perm) // 2
+    idx = perm[:half] if share == "owner" else perm[half:]
+    return x[idx.sort().values], y[idx.sort().values]
+
+
+def may_overlap(a: tuple[str, bool, str], b: tuple[str, bool, str]) -> bool:
+    """Can two ``(dataset, train split?, share)`` image sets (:func:`public_share`) hold a common image?
+    A stand-in holds its base dataset's images; two datasets drawn from one source (MNIST and its
+    5,000-image subset) may share images unless it is the same dataset's other split or other share."""
+    (da, ta, sa), (db, tb, sb) = a, b
+    base_a, base_b = STANDINS.get(da, da), STANDINS.get(db, db)
+    if base_a == base_b:
+        return ta == tb and sa == sb
+    return spec(base_a).source == spec(base_b).source
+
+
 def present(name: str) -> bool:
     """Can ``name`` be loaded on this machine (from disk, or downloaded where there is internet)?"""
     try:

@@ -233,13 +233,15 @@ def validate(chapter: str, cfg: dict) -> None:
         except ValueError as err:
             raise ValueError(f"knob 'suspects': {err}") from None
     if chapter in ("comparison", "integrity"):  # every entry with settings, and every chosen one, accepts them and fits the task
-        label_keys = 0
+        label_keys, chosen = 0, {}
         for name in dict.fromkeys([*cfg["entries"], *cfg["schemes"]]):
             s = cfg["schemes"].get(name, {})
             if s.get("target", 0) is None and "sources" in s:  # picked from the zoo later: probe with a valid class
                 s = dict(s, target=next(c for c in range(k) if c not in s["sources"]))
             scheme = compare.build(name, compare.ENTRIES[name], s)
             label_keys += name in cfg["entries"] and integrity.is_label_scheme(scheme)
+            if name in cfg["entries"]:
+                chosen[name] = scheme
             try:
                 scheme.check(data.spec(cfg["dataset"]))
             except ValueError as err:
@@ -252,6 +254,8 @@ def validate(chapter: str, cfg: dict) -> None:
                 attacks.REGISTRY[name].check(cfg, data.spec(cfg["dataset"]))
             except ValueError as err:
                 raise ValueError(f"comparison attack {name!r}: {err}") from None
+        # no attack trains or queries on an image that is a chosen entry's key (data.public_share)
+        compare.check_public_images(chosen, {n: attacks.REGISTRY[n] for n in cfg["attacks"]}, cfg, cfg["dataset"])
     if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
         raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
                          f"'hosts' ({', '.join(cfg['hosts'])})")

@@ -1,12 +1,18 @@
 """The contract every attack implements: ``apply(model, threat) -> Suspect``.
 
-A :class:`Threat` says what the thief has (its own data, the public test split, its fine-tuning
-recipe, the test accuracy it is willing to lose, its seed, the attack settings) and what the owner
-will count (the public scheme and the key's hit rate, which the thief cannot see but an evaluation
-of the strongest attack within the budget must). A :class:`Suspect` is the oracle the owner then
-queries plus what the attack reports. Model-side attacks return a new model's oracle; query-side
-attacks wrap the API. :meth:`Attack.applies_to` gives the reason when an attack does not apply to a
-scheme; :class:`NotApplicable` raised from ``apply`` does the same for one cell.
+A :class:`Threat` holds what the thief has, and nothing of the owner's: its own labelled images
+(a share of the task's training set, true labels included), the public test split (for reports
+only: every choice a thief makes uses its own validation split), its fine-tuning recipe, the
+accuracy it is willing to lose (absolute points on its own validation split), its seed, the
+attack settings, the stolen model's architecture and the public scheme (Kerckhoffs). The owner's
+statistic is computed after the attack, by whoever verifies. An attack that needs the owner's key
+is a worst-case search, not a thief: it declares ``oracle = True``, receives an
+:class:`OracleThreat` (which adds the owner's statistic) and is reported as an upper bound, never
+as a removal. :meth:`Attack.owner_report` adds what the owner sees of an attack's report (e.g.
+whether Neural Cleanse flagged the key's target class). A :class:`Suspect` is the oracle the owner
+then queries plus what the attack reports. Model-side attacks return a new model's oracle;
+query-side attacks wrap the API. :meth:`Attack.applies_to` gives the reason when an attack does not
+apply to a scheme; :class:`NotApplicable` raised from ``apply`` does the same for one cell.
 
 A new attack is one file: subclass :class:`Attack`, implement ``apply`` and :func:`register` an
 instance; the chapters and the comparison then find it by name (:func:`get`).
@@ -38,18 +44,16 @@ def owned_knobs(suite: dict[str, "Attack"]) -> dict[str, list[str]]:
 
 @dataclass
 class Threat:
-    """What one thief has, and what the owner's verification counts, for one attacked model."""
-    thief: Split                      # the thief's own data
-    test: Split                       # the public test split
+    """What one thief has for one attacked model (nothing of the owner's)."""
+    thief: Split                      # the thief's own images with their true labels (a share of the training set)
+    test: Split                       # the public test split (reports only; the thief decides on its own data)
     spec: DatasetSpec
     seed: int                         # the thief's randomness (the owner's seed of the cell)
     finetune: TrainConfig             # how the thief fine-tunes
-    budget: float                     # the test accuracy the thief may give up
+    budget: float                     # accuracy points the thief may lose on its own validation split
     settings: dict                    # every attack's knobs (epochs, rates, thresholds, ...)
     model_name: str                   # the stolen model's architecture (the method is public)
     scheme: object                    # the watermarking scheme (public: Kerckhoffs)
-    verify_key: Key                   # what the owner will query (reports only: the thief never sees it)
-    hit_rate: Callable[[Oracle], float]  # the owner's statistic on an oracle (reports, worst-case search)
     tag: str = "thief"                # names what the thief trains in the model cache
 
     @property
@@ -57,8 +61,16 @@ class Threat:
         """The thief's data as the training data of a task of its own (:meth:`wmlib.data.Splits.thief_task`)."""
         return Splits(self.thief, self.thief.subset(slice(0, 0)), self.test, self.spec)
 
+
+
+@dataclass
+class OracleThreat(Threat):
+    """A worst-case search's threat: the thief's, plus the owner's statistic on a model (what a
+    search that is not a thief minimises). Only an attack with ``oracle = True`` receives one."""
+    hit_rate: Callable[[Oracle], float] | None = None
+
     def measure(self, model: nn.Module) -> float:
-        """The owner's statistic on a model (the score a worst-case search maximises the damage to)."""
+        """The owner's statistic on a model (the score the search drives down)."""
         return self.hit_rate(Oracle(model))
 
 
@@ -67,6 +79,7 @@ class Suspect:
     """What the owner queries after an attack, and what the attack reports (cost, flags, ...)."""
     oracle: Oracle
     report: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # what the attack built (a detector, ...), for owner_report only
 
 
 class NotApplicable(Exception):
@@ -76,12 +89,15 @@ class NotApplicable(Exception):
 class Attack(ABC):
     """One attack: ``name`` (how profiles and the matrix call it), ``side`` ('model', 'query' or
     'none'), ``about`` (one line for the book), ``only`` (the kind of verification trial it is
-    defined for, e.g. 'bits'; None: every scheme) and ``knobs``, the rule (:mod:`wmlib.rules`) of
-    every setting it reads from ``threat.settings``, which :func:`wmlib.settings.resolve` applies."""
+    defined for, e.g. 'bits'; None: every scheme), ``oracle`` (True: a worst-case search that uses
+    the owner's statistic, reported as an upper bound and never as a removal) and ``knobs``, the
+    rule (:mod:`wmlib.rules`) of every setting it reads from ``threat.settings``, which
+    :func:`wmlib.settings.resolve` applies."""
     name: str = "attack"
     side: str = "model"
     about: str = ""
     only: str | None = None
+    oracle: bool = False
     knobs: dict = {}
 
     def applies_to(self, scheme) -> str | None:
@@ -93,6 +109,23 @@ class Attack(ABC):
     def check(self, settings: dict, spec: DatasetSpec) -> None:
         """Refuse, with the reason, settings that cannot work on the task ``spec`` (called when the
         comparison's knobs are read, long before a cell runs); by default every setting its rules allow works."""
+
+    def public_images(self, settings: dict, spec: DatasetSpec) -> list[tuple[str, bool, str]]:
+        """The public images the attack trains or queries with besides the thief's own share:
+        ``(dataset, train split?, share)`` triples (:func:`wmlib.data.public_share`), checked against
+        every key's images when the knobs are read. By default none."""
+        return []
+
+    def images(self, threat: Threat):
+        """Those images themselves for this cell (uint8, the task's shape), or None: the comparison
+        checks that none of them is a key image of the cell's owner."""
+        return None
+
+    def owner_report(self, suspect: "Suspect", threat: Threat, key: Key, hit_rate: Callable[[Oracle], float]) -> dict:
+        """What the owner reads off the attack with its own ``key`` and statistic (``hit_rate`` of an
+        oracle), after the attack and outside the thief's view: e.g. how often a detector flags the
+        key. ``suspect.parts`` holds what the attack built; by default nothing."""
+        return {}
 
     @abstractmethod
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:

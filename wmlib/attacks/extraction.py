@@ -139,18 +139,21 @@ class Distillation(Attack):
 
 
 def knockoff_queries(dataset: str, budget: int, spec: _data.DatasetSpec, seed: int) -> torch.Tensor:
-    """``budget`` images of ``dataset`` (its training split, a seeded draw without replacement) in
-    the task's shape: the thief's out-of-distribution queries. A budget beyond the dataset gives the range."""
-    x, _ = _data.load(dataset, train=True)
+    """``budget`` images of ``dataset`` (the thieves' half of its training split,
+    :func:`wmlib.data.public_share`, a seeded draw without replacement) in the task's shape: the
+    thief's out-of-distribution queries, never an image an owner drew keys from."""
+    x, _ = _data.public_share(dataset, True, "thief")
     if not 1 <= budget <= len(x):
-        raise ValueError(f"knockoff_budget must be in [1, {len(x)}] ({dataset}'s training images), got {budget}")
+        raise ValueError(f"knockoff_budget must be in [1, {len(x)}] (the thieves' half of {dataset}'s training images), "
+                         f"got {budget}")
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:budget]
     return _data.to_shape(x[idx], spec.channels, spec.image_size)
 
 
 class Knockoff(Attack):
     """Orekondy et al., the random policy: no task data; ``knockoff_budget`` queries drawn from
-    another dataset (``knockoff_dataset``), answered with the API's scores, train a fresh model."""
+    another dataset (``knockoff_dataset``, the thieves' half of it), answered with the API's scores,
+    train a fresh model."""
     name, side = "knockoff", "model"
     about = "a fresh model trained on the API's scores for another dataset's images (no task data; a query budget)"
     knobs = {**_RECIPE, "knockoff_dataset": rules.choice(_data.REGISTRY), "knockoff_budget": _COUNT}
@@ -160,12 +163,18 @@ class Knockoff(Attack):
             raise ValueError(f"knockoff_dataset {settings['knockoff_dataset']!r} is the task's own distribution: a "
                              "knockoff queries another dataset (the thief has no task data)")
 
+    def public_images(self, settings: dict, spec: _data.DatasetSpec) -> list[tuple[str, bool, str]]:
+        return [(settings["knockoff_dataset"], True, "thief")]
+
+    def images(self, threat: Threat) -> torch.Tensor:
+        k = threat.settings
+        return knockoff_queries(k["knockoff_dataset"], k["knockoff_budget"], threat.spec, threat.seed)
+
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         k = threat.settings
         self.check(k, threat.spec)
-        x = knockoff_queries(k["knockoff_dataset"], k["knockoff_budget"], threat.spec, threat.seed)
-        student, report = extract(Oracle(model), x, threat.model_name, threat.spec, _recipe(threat), labels="scores",
-                                  tag=f"{threat.tag}-{self.name}", device=_device(model))
+        student, report = extract(Oracle(model), self.images(threat), threat.model_name, threat.spec, _recipe(threat),
+                                  labels="scores", tag=f"{threat.tag}-{self.name}", device=_device(model))
         return Suspect(Oracle(student), {**report, "dataset": k["knockoff_dataset"]})
 
 

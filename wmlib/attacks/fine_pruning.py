@@ -1,17 +1,29 @@
 """Fine-pruning (Liu, Dolan-Gavitt & Garg, RAID 2018): a backdoor lives in neurons that clean data
 leaves dormant. The thief runs its clean images through the stolen model, ranks the channels of the
-last convolutional layer by their mean activation, prunes them dormant first while its own held-out
-accuracy stays within its budget, then fine-tunes the pruned model on its data.
+last convolutional layer by their mean activation, prunes them dormant first while its own
+validation accuracy stays within its budget, then fine-tunes the pruned model on its data.
 
-Pruning masks a channel's filter and bias (and the batch norm that follows it, if any) with
-``torch.nn.utils.prune.custom_from_mask``, so the masks stay on while fine-tuning and are folded in
-afterwards. The layer is the model's last ``nn.Conv2d`` in module order, as TrojanZoo's
-``FinePruning`` picks it (BackdoorBox's ``Pruning`` takes a named layer); its activation is the
-output of the ReLU that follows it, or the positive part of its output where none follows in the
-same ``nn.Sequential`` (a residual block's skip path then still carries the channel). The stopping
-rule is the thief's accuracy budget (the paper stops at a fixed drop in clean accuracy; TrojanZoo at
-a 20-point drop): the largest number of dormant channels whose pruning keeps the thief's validation
-accuracy at least ``(1 - budget)`` of the unpruned model's.
+Which layer, which activation (:func:`last_conv`). The layer is the model's last ``nn.Conv2d`` in
+module order, as TrojanZoo's ``FinePruning`` picks it (BackdoorBox's ``Pruning`` takes a named
+layer). A channel is ranked by the activation the rest of the network reads: after the ReLU that
+follows the conv (and its batch norm) in an ``nn.Sequential``; in a ResNet
+:class:`~wmlib.models.BasicBlock`, ``relu(bn2(conv2(h)) + shortcut(x))``, the block's output, after
+the residual add and ReLU. That is the feature map the head pools and what TrojanZoo ranks (its
+``get_final_fm``, pooled); ``bn2``'s output alone, signed and not yet added to the skip path, is
+seen by nothing downstream. Pruning removes what the last conv owns: its filter and bias and the
+scale and shift of the batch norm applied to its output, so that the channel's output after the
+batch norm (in a ResNet, the residual branch's) is exactly zero; the skip path, which is not the
+conv's, still carries the channel. (TrojanZoo masks the conv's weight only, which in a ResNet leaves
+``bn2``'s shift as a trainable constant in the residual sum.) The masks are
+``torch.nn.utils.prune.custom_from_mask``: attached while fine-tuning, so the masked weights stay
+zero, and folded in afterwards. An architecture with neither structure (PreActResNet-18, whose last
+conv feeds the residual sum with no batch norm or ReLU of its own) raises ValueError, and the
+attack answers :class:`~.base.NotApplicable`.
+
+The stopping rule is the thief's accuracy budget, absolute, in accuracy points (the paper stops at
+a fixed drop in clean accuracy; TrojanZoo at a 20-point drop): dormant channels are pruned while
+the thief's validation accuracy stays at least ``base - budget``, ``base`` being the unpruned
+model's accuracy on the same split. The choice sees the thief's own validation split only.
 
 Libraries considered: TrojanZoo and BackdoorBox implement fine-pruning on their own model and trainer
 classes (TrojanZoo's ``_train``, BackdoorBox's ``FineTuning``) and are not packaged for this
@@ -28,47 +40,56 @@ from torch.nn.utils import prune
 
 from .. import rules
 from ..data import Split
+from ..models import BasicBlock
 from ..train import TrainConfig, evaluate, fit_cached, predict_proba
 from ..verify import Oracle
-from .base import Attack, Suspect, Threat, register
+from .base import Attack, NotApplicable, Suspect, Threat, register
 from .model import make_permanent
 
 
-def last_conv(model: nn.Module) -> tuple[nn.Conv2d, nn.Module | None, nn.Module | None]:
-    """The last ``nn.Conv2d`` of ``model`` (module order), the batch norm right after it in the same
-    ``nn.Sequential`` (or None) and the ReLU that follows them there (or None)."""
-    convs = [(parent, name) for parent in model.modules() for name, m in parent.named_children()
-             if isinstance(m, nn.Conv2d)]
+def last_conv(model: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d | None, nn.Module]:
+    """``(conv, bn, act)``: the last ``nn.Conv2d`` of ``model`` (module order), the batch norm applied
+    to its output (or None) and the module whose output is its channels' activation. Two structures
+    of :mod:`wmlib.models`, by rule:
+
+    * conv → [``BatchNorm2d``] → ``ReLU`` / ``ReLU6`` in one ``nn.Sequential`` (LeNets, C&W, VGG,
+      the SVHN net, MobileNetV2's last 1x1 conv): ``act`` is the ReLU;
+    * a conv inside a :class:`~wmlib.models.BasicBlock` (ResNet-18/20/32/34; its shortcut's
+      projection included): the block's ``conv2`` and ``bn2`` (its forward applies ``bn2`` to
+      ``conv2``'s output), and ``act`` the block (output after the residual add and ReLU).
+
+    Anything else raises ValueError rather than prune the wrong thing."""
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"{type(model).__name__} has no convolutional layer to fine-prune")
-    parent, name = convs[-1]
-    conv = getattr(parent, name)
-    bn = relu = None
+    name, conv = convs[-1]
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    if blocks and any(m is conv for m in blocks[-1].modules()):
+        return blocks[-1].conv2, blocks[-1].bn2, blocks[-1]
+    parent = model.get_submodule(name.rpartition(".")[0])
     if isinstance(parent, nn.Sequential):
-        after = list(parent.children())
-        i = after.index(conv) + 1
-        if i < len(after) and isinstance(after[i], nn.BatchNorm2d):
-            bn, i = after[i], i + 1
-        if i < len(after) and isinstance(after[i], nn.ReLU):
-            relu = after[i]
-    return conv, bn, relu
+        after = list(parent)[list(parent).index(conv) + 1:]
+        bn = after.pop(0) if after and isinstance(after[0], nn.BatchNorm2d) else None
+        if after and isinstance(after[0], (nn.ReLU, nn.ReLU6)):
+            return conv, bn, after[0]
+    raise ValueError(f"cannot fine-prune {type(model).__name__}: its last conv layer {name!r} is neither followed by "
+                     f"[a BatchNorm2d and] a ReLU in an nn.Sequential nor in a ResNet BasicBlock "
+                     f"(it sits in a {type(parent).__name__})")
 
 
 def channel_activations(model: nn.Module, x: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """The mean activation of each channel of the last convolutional layer over ``x`` (images and
-    positions), measured after its ReLU (:func:`last_conv`)."""
-    conv, bn, relu = last_conv(model)
-    site = relu or bn or conv
-    total, count = None, 0
+    positions): the output of its ``act`` (:func:`last_conv`), after the ReLU, and for a residual
+    block after the residual add."""
+    act = last_conv(model)[2]
+    total, count = 0.0, 0
 
     def hook(module, inputs, out):
         nonlocal total, count
-        a = out.detach().float().clamp_min(0)  # after a ReLU: unchanged
-        s = a.sum(dim=(0, 2, 3)).cpu()
-        total = s if total is None else total + s
-        count += a.shape[0] * a.shape[2] * a.shape[3]
+        total = total + out.detach().float().sum(dim=(0, 2, 3)).cpu()
+        count += out.shape[0] * out.shape[2] * out.shape[3]
 
-    handle = site.register_forward_hook(hook)
+    handle = act.register_forward_hook(hook)
     try:
         predict_proba(model, x, device)
     finally:
@@ -77,8 +98,10 @@ def channel_activations(model: nn.Module, x: torch.Tensor, device: torch.device 
 
 
 def mask_channels(model: nn.Module, channels) -> nn.Module:
-    """A copy of ``model`` whose last convolutional layer has ``channels`` pruned: filter, bias and
-    the following batch norm's scale and shift masked to zero (the masks stay attached)."""
+    """A copy of ``model`` whose last convolutional layer (:func:`last_conv`) has ``channels`` pruned:
+    the conv's filters and bias and its batch norm's scale and shift masked to zero, so that those
+    channels' output after the batch norm is exactly zero. The masks stay attached, so the masked
+    weights stay zero while fine-tuning whatever the optimiser does."""
     model = copy.deepcopy(model)
     conv, bn, _ = last_conv(model)
     keep = torch.ones(conv.out_channels, dtype=torch.bool)
@@ -97,11 +120,14 @@ def mask_channels(model: nn.Module, channels) -> nn.Module:
 
 def fine_prune(model: nn.Module, thief: Split, cfg: TrainConfig, budget: float, val_fraction: float = 0.3,
                max_share: float = 1.0, tag: str = "fine-pruning") -> tuple[nn.Module, dict]:
-    """Liu et al.'s defence as a thief's attack: rank the last convolutional layer's channels by mean
-    activation on the thief's images (dormant first), prune the most that keep its validation
-    accuracy (``val_fraction`` of its data) within ``budget`` of the unpruned model's (at most
-    ``max_share`` of the channels, and never all), then fine-tune on the rest of its data with the
-    masks on, keeping the best validation epoch. Returns the model and what was pruned."""
+    """Liu et al.'s defence as a thief's attack. The thief's data is split: its first ``val_fraction``
+    validates, the rest trains. Channels of the last convolutional layer are ranked by mean activation
+    on the training part (dormant first, :func:`channel_activations`) and pruned in that order, in
+    steps of ``max(1, channels // 64)``, while the validation accuracy stays at least ``base - budget``
+    (``base``: the unpruned model's validation accuracy; ``budget`` in accuracy points, 0.05 = five
+    points), at most ``max_share`` of the channels and never all. The pruned model is then fine-tuned
+    on the training part with the masks on, keeping the best validation epoch. Returns the model and
+    what was pruned."""
     if not 0.0 <= budget < 1.0:
         raise ValueError(f"budget must be in [0, 1), got {budget}")
     if not 0.0 < max_share <= 1.0:
@@ -117,7 +143,7 @@ def fine_prune(model: nn.Module, thief: Split, cfg: TrainConfig, budget: float, 
     for k in range(step, cap + 1, step):
         candidate = mask_channels(model, order[:k])
         acc = evaluate(candidate, val, device)
-        if acc < (1.0 - budget) * base:
+        if acc < base - budget - 1e-6:  # float32 accuracies: a drop of exactly the budget is within it
             break
         pruned, tuned, acc_pruned = k, candidate, acc
     fit_cached(tuned, tr, replace(cfg, keep_best=True), tag=tag, monitor={"val": val}, device=device)
@@ -128,12 +154,17 @@ def fine_prune(model: nn.Module, thief: Split, cfg: TrainConfig, budget: float, 
 
 class FinePruning(Attack):
     name, side = "fine-pruning", "model"
-    about = "the last conv layer's dormant channels pruned within the accuracy budget, then fine-tuned (Liu et al.)"
+    about = ("the last conv layer's dormant channels pruned while the thief's validation accuracy stays within the "
+             "budget (accuracy points), then fine-tuned (Liu et al.)")
     knobs = {"budget": rules.number(0.0, 1.0, hi_open=True), "finetune_epochs": rules.integer(1),
              "finetune_lr": rules.number(0.0, rules.INF, lo_open=True),
              "fineprune_max": rules.number(0.0, 1.0, lo_open=True)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        try:
+            last_conv(model)
+        except ValueError as why:  # an architecture it cannot prune: the matrix shows why
+            raise NotApplicable(str(why)) from None
         tuned, report = fine_prune(model, threat.thief, threat.finetune, threat.budget,
                                    max_share=threat.settings["fineprune_max"], tag=f"{threat.tag}-fine-pruning")
         report.pop("order")

@@ -60,11 +60,16 @@ class KeyDetector(Attack):
         det = detector.pixel_detector(s.channels, s.image_size)
         cfg = TrainConfig(epochs=k["detector_epochs"], batch_size=128, lr=k["detector_lr"], seed=threat.seed)
         detector.train_detector(det, threat.thief.x, own.x, cfg)
-        ordinary = threat.test.x[:k["detector_ordinary"]]
-        auc = detector.detection_roc(det, ordinary, threat.verify_key.x)[2]
         out = KeyDetectorOracle(Oracle(model), det, threat.thief.x, k["detector_fpr"])
-        return Suspect(out, {"auc": auc, "flagged_key": float(out.flags(threat.verify_key.x).float().mean()),
-                             "flagged_test": float(out.flags(ordinary).float().mean())})
+        return Suspect(out, {"flagged_test": float(out.flags(threat.test.x[:k["detector_ordinary"]]).float().mean())},
+                       {"detector": det})
+
+    def owner_report(self, suspect: Suspect, threat: Threat, key, hit_rate) -> dict:
+        """How well the thief's detector separates the owner's key from ordinary test images (ROC AUC),
+        and the share of the key it flags."""
+        ordinary = threat.test.x[:threat.settings["detector_ordinary"]]
+        return {"auc": detector.detection_roc(suspect.parts["detector"], ordinary, key.x)[2],
+                "flagged_key": float(suspect.oracle.flags(key.x).float().mean())}
 
 
 register(KeyDetector())

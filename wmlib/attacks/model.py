@@ -23,7 +23,7 @@ from ..keys import Key, fgsm
 from ..models import weight_layers
 from ..train import TrainConfig, evaluate, fit_cached
 from ..verify import Oracle, key_accuracy, verify_key
-from .base import Attack, Suspect, Threat, register
+from .base import Attack, OracleThreat, Suspect, Threat, register
 
 PRUNE_SCOPES = ("global", "layer")
 
@@ -304,15 +304,64 @@ class Prune(Attack):
         return Suspect(Oracle(prune_magnitude(model, threat.settings["prune_rate"])))
 
 
+def thief_prune_finetune(model: nn.Module, thief: Split, cfg: TrainConfig, rates, budget: float,
+                         val_fraction: float = 0.3, measure: Callable[[nn.Module], float] | None = None
+                         ) -> tuple[pd.DataFrame, float, nn.Module]:
+    """Prune + fine-tune (:func:`prune_finetune`) at each of ``rates``, judged on the thief's own
+    validation split (its first ``val_fraction``, which :func:`prune_finetune` never trains on):
+    a rate is affordable when its validation accuracy stays within ``budget`` points of the stolen
+    model's. The thief takes the highest affordable rate (the most it can change the model without
+    knowing the key); a worst-case search passes the owner's ``measure`` and takes the affordable
+    rate that drives it lowest. With no affordable rate, the one that kept the most accuracy.
+    Returns the sweep (``val_acc``, ``affordable``, and ``owner`` where measured), the rate and its model."""
+    device = next(model.parameters()).device
+    val = thief.subset(slice(0, int(round(val_fraction * len(thief)))))
+    base = evaluate(model, val, device)
+    rows, tuned = [], {}
+    for rate in rates:
+        tuned[rate] = prune_finetune(model, rate, thief, cfg, val_fraction=val_fraction)
+        row = {"rate": rate, "val_acc": evaluate(tuned[rate], val, device)}
+        if measure is not None:
+            row["owner"] = measure(tuned[rate])
+        rows.append(row)
+    sweep = pd.DataFrame(rows)
+    sweep["affordable"] = sweep["val_acc"] >= base - budget
+    ok = sweep[sweep["affordable"]]
+    if ok.empty:
+        pick = sweep.loc[sweep["val_acc"].idxmax()]
+    else:
+        pick = ok.loc[ok["owner"].idxmin()] if measure is not None else ok.loc[ok["rate"].idxmax()]
+    rate = float(pick["rate"])
+    return sweep, rate, tuned[pick["rate"]]
+
+
 class PruneFineTune(Attack):
+    """The thief's prune + fine-tune: the highest pruning rate whose fine-tuned model keeps the
+    thief's own validation accuracy within its budget (:func:`thief_prune_finetune`)."""
     name, side = "prune-finetune", "model"
-    about = "the strongest pruning rate + fine-tuning whose test accuracy stays within the thief's budget"
+    about = "the highest pruning rate, then fine-tuning, that keeps the thief's own validation accuracy within its budget"
     knobs = {"sweep_rates": rules.list_of(_SHARE), "budget": _SHARE, **_FINETUNE}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
-        _, worst, pruned = worst_prune_finetune(model, threat.thief, threat.test, threat.measure, threat.finetune,
-                                                threat.settings["sweep_rates"], threat.budget, progress=False)
-        return Suspect(Oracle(pruned), {"prune_rate": float(worst["rate"])})
+        sweep, rate, pruned = thief_prune_finetune(model, threat.thief, threat.finetune, threat.settings["sweep_rates"],
+                                                   threat.budget, measure=self._measure(threat))
+        return Suspect(Oracle(pruned), {"prune_rate": rate, "within_budget": bool(sweep["affordable"].any())})
+
+    def _measure(self, threat: Threat):
+        return None
+
+
+class WorstPruneFineTune(PruneFineTune):
+    """A worst-case search, not a thief: among the same affordable rates, the one whose model the
+    owner's statistic scores lowest (it reads the owner's key: an upper bound on what pruning and
+    fine-tuning can do within the budget, never a removal)."""
+    name, oracle = "prune-finetune-oracle", True
+    about = "worst case (reads the owner's key): the affordable pruning rate the owner's statistic scores lowest"
+
+    def _measure(self, threat: Threat):
+        if not isinstance(threat, OracleThreat):
+            raise TypeError(f"{self.name} is a worst-case search: it needs an OracleThreat (the owner's statistic)")
+        return threat.measure
 
 
 class Quantize(Attack):
@@ -324,19 +373,37 @@ class Quantize(Attack):
 
 
 class Transfer(Attack):
-    """Wen et al. §5: fine-tuned on another task with as many classes; the head is kept."""
+    """Wen et al. §5: fine-tuned on another task with as many classes; the head is kept. The other
+    task's images are the thieves' half of its public dataset (:func:`wmlib.data.public_share`):
+    its training split trains, its test split measures the new task."""
     name, side, about = "transfer", "model", "fine-tuned to another task with as many classes (the head is kept)"
     knobs = {"transfer_dataset": rules.choice(_data.REGISTRY), "transfer_epochs": _COUNT, "transfer_lr": _POS}
 
+    def check(self, settings: dict, spec: _data.DatasetSpec) -> None:
+        other = _data.spec(settings["transfer_dataset"])
+        if other.source == spec.source:
+            raise ValueError(f"transfer_dataset {settings['transfer_dataset']!r} is the task's own distribution: "
+                             "transfer learning moves the model to another task")
+        if other.num_classes != spec.num_classes:
+            raise ValueError(f"transfer_dataset {settings['transfer_dataset']!r} has {other.num_classes} classes, the "
+                             f"task {spec.num_classes}: the head is kept, so the classes must match in number")
+
+    def public_images(self, settings: dict, spec: _data.DatasetSpec) -> list[tuple[str, bool, str]]:
+        return [(settings["transfer_dataset"], True, "thief"), (settings["transfer_dataset"], False, "thief")]
+
+    def _split(self, threat: Threat, train: bool) -> Split:
+        x, y = _data.public_share(threat.settings["transfer_dataset"], train, "thief")
+        return Split(_data.to_shape(x, threat.spec.channels, threat.spec.image_size), y)
+
+    def images(self, threat: Threat) -> torch.Tensor:
+        return torch.cat([self._split(threat, True).x, self._split(threat, False).x])
+
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
-        k, s = threat.settings, threat.spec
-        x, y = _data.load(k["transfer_dataset"], train=True)
-        xt, yt = _data.load(k["transfer_dataset"], train=False)
-        shape = lambda v: _data.to_shape(v, s.channels, s.image_size)  # noqa: E731
+        k = threat.settings
         cfg = TrainConfig(epochs=k["transfer_epochs"], batch_size=100, optimizer="adam", lr=k["transfer_lr"],
                           seed=threat.seed)
-        moved = finetune(model, Split(shape(x), y), cfg)[0]
-        return Suspect(Oracle(moved), {"transfer_acc": evaluate(moved, Split(shape(xt), yt))})
+        moved = finetune(model, self._split(threat, True), cfg)[0]
+        return Suspect(Oracle(moved), {"transfer_acc": evaluate(moved, self._split(threat, False))})
 
 
 class Overwrite(Attack):
@@ -362,6 +429,7 @@ register(FineTune())
 register(FineTune("fine-tune-small", "thief_small", "the same on a tenth of the thief's data (a thief with fewer images)"))
 register(Prune())
 register(PruneFineTune())
+register(WorstPruneFineTune())
 register(Quantize())
 register(Transfer())
 register(Overwrite())

@@ -3,21 +3,54 @@ smallest mask and pattern that send the thief's clean images to that class; flag
 mask is an outlier by the anomaly index; unlearn the flagged triggers by fine-tuning on the thief's
 images stamped with them, keeping their true labels.
 
-Reverse engineering follows the authors' code (``bolunwang/backdoor``, ``visualizer.py``): mask
-``m`` (one channel, H x W) and pattern ``Δ`` (C x H x W) kept in [0, 1] through ``tanh``, a stamped
-image ``(1 - m) · x + m · Δ`` on the [0, 1] pixel scale, loss ``CE(f(x'), t) + λ · |m|₁`` with Adam
-(lr 0.1, betas 0.5 and 0.9), random initialisation, and the λ schedule: λ starts at ``init_cost``,
-is multiplied by 2 after ``patience`` epochs whose attack success is at least ``threshold`` and
-divided by 2^1.5 after ``patience`` epochs below it; the smallest mask that reached the threshold is
-kept, and the search stops early when that norm has stalled for ``early_stop`` epochs after λ has
-moved both ways. One epoch is one pass over the thief's images in mini-batches of 32 (BackdoorBench
-runs 10 such epochs per class; the authors' code runs 1,000 steps of 1,000 images).
+Reverse engineering (§4, Eq. 3) follows the authors' code, ``bolunwang/backdoor``: the class
+``Visualizer`` of ``visualizer.py`` run with the settings of ``gtsrb_visualize_example.py``, the
+script behind the paper's numbers. A mask ``m`` (one channel, H x W) and a pattern ``Δ`` (C x H x W)
+are kept in [0, 1] through ``tanh`` (``tanh(·) / (2 - ε) + 0.5``, ε = ``K.epsilon()`` = 1e-7) from a
+uniform random start; a stamped image is ``(1 - m) · x + m · Δ`` on the raw pixel scale; the loss is
+``CE(f(x'), t) + λ · |m|₁``, minimised with Adam (``LR = 0.1``; ``beta_1=0.5, beta_2=0.9`` in
+``Visualizer.__init__``) over mini-batches of ``BATCH_SIZE = 32``. Its unit of time is a *schedule
+epoch*: ``MINI_BATCH = NB_SAMPLE // BATCH_SIZE`` = 1000 // 32 = 31 optimiser steps drawn from a
+shuffled stream over the images (Keras' ``ImageDataGenerator.flow``: reshuffled at every pass, the
+last batch of a pass short), ``STEPS = 1000`` schedule epochs per class. At the end of each schedule
+epoch, with ``success`` the share of the epoch's stamped images sent to ``t`` and ``reg`` its mean
+``|m|₁`` (:class:`CostSchedule`, ``Visualizer.visualize``):
+
+* the mask is kept when ``success >= ATTACK_SUCC_THRESHOLD`` (0.99) and ``reg`` is below the best so far;
+* early stop (``EARLY_STOP_THRESHOLD = 1.0``, ``EARLY_STOP_PATIENCE = 5 * PATIENCE`` = 25): once a mask
+  was kept, an epoch whose best ``reg`` is not below ``1.0 x`` the best before it counts towards a
+  stall, any other resets it; the search stops after 25 stalled epochs once λ has moved both ways;
+* λ (``RESET_COST_TO_ZERO = True``) starts at 0 and is set to ``INIT_COST = 1e-3`` after ``PATIENCE = 5``
+  consecutive epochs at the threshold (resetting the up/down counters and flags); then it is
+  multiplied by ``COST_MULTIPLIER = 2`` after 5 consecutive epochs at the threshold and divided by
+  ``2 ** 1.5`` (``cost_multiplier_down = cost_multiplier ** 1.5``) after 5 below it.
+
+``visualizer.py``'s own defaults differ (``PATIENCE = 10``, ``COST_MULTIPLIER = 1.5,`` -- a one-element
+tuple, which ``** 1.5`` refuses, so every caller passes its own --, ``EARLY_STOP_THRESHOLD = 0.99``,
+``EARLY_STOP_PATIENCE = 2 * PATIENCE``): the example script's values are the ones used here. What we
+do differently: the images are the first ``nc_samples`` of the thief's own (the authors use GTSRB's
+whole test set: the thief has no other clean data), and the number of schedule epochs is a knob
+(``nc_schedule_epochs``: the authors' 1,000 in ``full``, fewer where a profile must fit 2 CPU cores);
+a schedule epoch is ``nc_samples // 32`` steps, the authors' ``NB_SAMPLE // BATCH_SIZE`` for the
+thief's sample (31 at the 1,000 images of ``default``).
+Each :class:`Trigger` keeps its λ, success and mask norm per schedule epoch (the authors' ``logs``).
 
 Detection (``mad_outlier_detection.py``): the anomaly index of a class is ``|n - median| / (1.4826 ·
 MAD)`` of the masks' L1 norms; a class is flagged when its norm is below the median and its index
-above 2. Unlearning (the paper's §6.2): a ``share`` of every fine-tuning batch is stamped with a
-flagged class's reversed trigger and keeps its true label. With no class flagged the thief has
-nothing to unlearn and serves the model as it is.
+above 2. The authors' detection reads the masks the reverse engineering saved, and a mask that never
+reached the threshold is no trigger (the authors' code then saves the last mask, and nothing later
+tells them apart): here such a class is reported (``unreached``) and left out of the median, the MAD
+and the flags; with fewer than :data:`MIN_REACHED` converged masks no class can be an outlier, and
+the report says detection was not possible ("no detection") rather than "nothing flagged".
+
+Unlearning (§6.2): the model is fine-tuned for one epoch on clean data, 20 % of it stamped with the
+reversed trigger and its true label kept. Here a ``share`` of every fine-tuning batch of the thief's
+images is stamped with a flagged class's reversed trigger (drawn per image), for ``nc_unlearn_epochs``
+epochs (1, the paper's) with the thief's fine-tuning recipe otherwise. With no class flagged the
+thief has nothing to unlearn and serves the model as it is; the report's ``outcome`` says which of
+"unlearned", "nothing flagged" and "no detection" happened. What the owner reads off the report with
+its key (was the key's target class flagged?) is :meth:`NeuralCleanse.owner_report`, outside the
+thief's view.
 
 Libraries considered: the Adversarial Robustness Toolbox's ``NeuralCleanse`` takes Keras classifiers
 only; TrojanZoo's (``trojanvision.defenses.NeuralCleanse``) and BackdoorBench's (``defense/nc.py``)
@@ -27,7 +60,9 @@ torch. Written here against the authors' code; unlearning goes through the book'
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -35,20 +70,62 @@ from torch import nn
 
 from .. import rules
 from ..data import Split
-from ..train import TrainConfig, fit_cached, preserved_rng, tensor_digest, to_float
+from ..keys import Key
+from ..train import TrainConfig, fit_cached, tensor_digest, to_float
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
 from .model import mixed_batches
 
+MINI_BATCH = 1000 // 32  # the authors' NB_SAMPLE // BATCH_SIZE: optimiser steps per schedule epoch
+MIN_REACHED = 3  # with 2 norms both anomaly indices are 1 / 1.4826: no outlier is possible below 3
+OUTCOMES = ("unlearned", "nothing flagged", "no detection")
+_EPS = 1e-7  # Keras' K.epsilon(), which the authors' tanh parametrisation divides by (2 - ε) with
+
+
+@dataclass
+class CostSchedule:
+    """The authors' control of λ (``Visualizer.visualize``; see the module docstring): ``cost`` is
+    the λ in force; :meth:`update` takes one schedule epoch's attack success. ``up_flag`` and
+    ``down_flag`` say whether λ has been raised and lowered since it was set (early stop needs both)."""
+    init_cost: float = 1e-3
+    threshold: float = 0.99
+    patience: int = 5
+    up: float = 2.0
+    down: float = 2.0 ** 1.5
+    cost: float = field(default=0.0, init=False)  # RESET_COST_TO_ZERO
+    up_flag: bool = field(default=False, init=False)
+    down_flag: bool = field(default=False, init=False)
+    _set_n: int = field(default=0, init=False, repr=False)  # consecutive successes at λ = 0
+    _up_n: int = field(default=0, init=False, repr=False)
+    _down_n: int = field(default=0, init=False, repr=False)
+
+    def update(self, success: float) -> None:
+        ok = success >= self.threshold
+        if self.cost == 0 and ok:  # λ is set once the attack succeeds without it for `patience` epochs
+            self._set_n += 1
+            if self._set_n >= self.patience:
+                self.cost, self._up_n, self._down_n, self.up_flag, self.down_flag = self.init_cost, 0, 0, False, False
+        else:
+            self._set_n = 0
+        self._up_n, self._down_n = (self._up_n + 1, 0) if ok else (0, self._down_n + 1)
+        if self._up_n >= self.patience:
+            self._up_n, self.cost, self.up_flag = 0, self.cost * self.up, True
+        elif self._down_n >= self.patience:
+            self._down_n, self.cost, self.down_flag = 0, self.cost / self.down, True
+
 
 @dataclass
 class Trigger:
-    """One class's reversed trigger: ``mask`` (1 x H x W) and ``pattern`` (C x H x W), both in [0, 1]."""
+    """One class's reversed trigger: ``mask`` (1 x H x W) and ``pattern`` (C x H x W), both in [0, 1],
+    and per schedule epoch the λ in force (``costs``), the attack success and the mean mask norm."""
     target: int
     mask: torch.Tensor
     pattern: torch.Tensor
-    success: float        # the share of stamped thief images sent to ``target`` by the kept mask
-    reached: bool         # whether the kept mask reached the success threshold
+    success: float        # the attack success of the schedule epoch that ended with the kept mask
+    reached: bool         # whether the kept mask reached the success threshold (False: the last mask)
+    costs: list[float] = field(default_factory=list)
+    successes: list[float] = field(default_factory=list)
+    epoch_norms: list[float] = field(default_factory=list)
 
     @property
     def norm(self) -> float:
@@ -60,80 +137,120 @@ class Trigger:
         return (1 - m) * x + m * p
 
 
-def reverse_trigger(model: nn.Module, images: torch.Tensor, target: int, *, epochs: int = 10, batch_size: int = 32,
-                    lr: float = 0.1, init_cost: float = 1e-3, threshold: float = 0.99, patience: int = 5,
-                    up: float = 2.0, down: float = 2.0 ** 1.5, early_stop: int = 25, seed: int = 0) -> Trigger:
-    """The smallest mask and pattern that send ``images`` to class ``target`` (see the module docstring)."""
+def _stream(n: int, batch_size: int, g: torch.Generator) -> Iterator[torch.Tensor]:
+    """Indices of mini-batches over ``n`` images, reshuffled at every pass, the last of a pass short
+    (as Keras' ``ImageDataGenerator.flow`` yields them)."""
+    while True:
+        perm = torch.randperm(n, generator=g)
+        yield from perm.split(batch_size)
+
+
+def _atanh_init(shape: tuple, g: torch.Generator) -> torch.Tensor:
+    """A uniform random start in [0, 1) in the tanh space (``arctanh((v - 0.5) · (2 - ε))``)."""
+    v = torch.rand(shape, generator=g, dtype=torch.float64)
+    return torch.atanh((v - 0.5) * (2 - _EPS)).float()
+
+
+def reverse_trigger(model: nn.Module, images: torch.Tensor, target: int, *, epochs: int = 1000,
+                    mini_batch: int = MINI_BATCH, batch_size: int = 32, lr: float = 0.1, init_cost: float = 1e-3,
+                    threshold: float = 0.99, patience: int = 5, up: float = 2.0, down: float = 2.0 ** 1.5,
+                    early_stop: int = 25, early_stop_threshold: float = 1.0, seed: int = 0) -> Trigger:
+    """The smallest mask and pattern that send ``images`` to class ``target``: ``epochs`` schedule
+    epochs of ``mini_batch`` Adam steps each, λ by :class:`CostSchedule` (see the module docstring)."""
+    if epochs < 1 or mini_batch < 1:
+        raise ValueError(f"epochs and mini_batch must be at least 1, got {epochs} and {mini_batch}")
     device = next(model.parameters()).device
     model = copy.deepcopy(model).eval().requires_grad_(False)
     x_all = to_float(images.to(device))
     n, (c, h, w) = len(x_all), x_all.shape[1:]
     g = torch.Generator().manual_seed(seed)
-    with preserved_rng():
-        mask_t = (torch.rand((1, 1, h, w), generator=g) * 2 - 1).to(device).requires_grad_(True)
-        pat_t = (torch.rand((1, c, h, w), generator=g) * 2 - 1).to(device).requires_grad_(True)
+    mask_t = _atanh_init((1, 1, h, w), g).to(device).requires_grad_(True)
+    pat_t = _atanh_init((1, c, h, w), g).to(device).requires_grad_(True)
     opt = torch.optim.Adam([mask_t, pat_t], lr=lr, betas=(0.5, 0.9))
+    sched = CostSchedule(init_cost, threshold, patience, up, down)
+    batches = _stream(n, batch_size, g)
     y = torch.full((batch_size,), target, device=device)
-    cost, up_n, down_n, up_flag, down_flag = init_cost, 0, 0, False, False
-    best = (float("inf"), None, None, 0.0)
-    stall, best_seen = 0, float("inf")
+
+    def current() -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tanh(mask_t) / (2 - _EPS) + 0.5, torch.tanh(pat_t) / (2 - _EPS) + 0.5
+
+    best_reg, best, best_success = float("inf"), None, 0.0
+    stall, stall_best = 0, float("inf")
+    costs, successes, epoch_norms = [], [], []
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        hits = total = 0
-        for i in range(0, n, batch_size):
-            xb = x_all[perm[i:i + batch_size]]
-            m, p = torch.tanh(mask_t) / 2 + 0.5, torch.tanh(pat_t) / 2 + 0.5
+        cost, hits, total, reg = sched.cost, 0, 0, 0.0
+        for _ in range(mini_batch):
+            xb = x_all[next(batches).to(device)]
+            m, p = current()
             logits = model((1 - m) * xb + m * p)
-            loss = nn.functional.cross_entropy(logits, y[:len(xb)]) + cost * m.sum()
+            l1 = m.abs().sum()  # the authors' loss_reg: sum |m|
+            loss = nn.functional.cross_entropy(logits, y[:len(xb)]) + cost * l1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             hits += int((logits.argmax(1) == target).sum())
             total += len(xb)
-        success = hits / total
+            reg += float(l1.detach())
+        success, reg = hits / total, reg / mini_batch
+        costs.append(cost)
+        successes.append(success)
+        epoch_norms.append(reg)
+        if success >= threshold and reg < best_reg:  # the mask as the epoch leaves it, judged by the epoch's mean norm
+            with torch.no_grad():
+                m, p = current()
+            best_reg, best, best_success = reg, (m[0].detach().cpu().clone(), p[0].detach().cpu().clone()), success
+        if best_reg < float("inf"):  # a stall counts only once a mask was kept
+            stall = stall + 1 if best_reg >= early_stop_threshold * stall_best else 0
+        stall_best = min(stall_best, best_reg)
+        if sched.up_flag and sched.down_flag and stall >= early_stop:
+            break
+        sched.update(success)
+    log = dict(costs=costs, successes=successes, epoch_norms=epoch_norms)
+    if best is None:  # never reached the threshold: the last mask, marked as such
         with torch.no_grad():
-            m, p = torch.tanh(mask_t) / 2 + 0.5, torch.tanh(pat_t) / 2 + 0.5
-            norm = float(m.sum())
-        if success >= threshold and norm < best[0]:
-            best = (norm, m[0].detach().cpu().clone(), p[0].detach().cpu().clone(), success)
-        if best[0] < float("inf"):  # early stop once the best norm has stalled and λ has moved both ways
-            stall = stall + 1 if best[0] >= best_seen else 0
-            best_seen = min(best_seen, best[0])
-            if up_flag and down_flag and stall >= early_stop:
-                break
-        if success >= threshold:
-            up_n, down_n = up_n + 1, 0
-        else:
-            up_n, down_n = 0, down_n + 1
-        if up_n >= patience:
-            up_n, cost, up_flag = 0, cost * up, True
-        elif down_n >= patience:
-            down_n, cost, down_flag = 0, cost / down, True
-    if best[1] is None:  # never reached the threshold: the last mask, marked as such
-        return Trigger(target, m[0].detach().cpu(), p[0].detach().cpu(), success, False)
-    return Trigger(target, best[1], best[2], best[3], True)
+            m, p = current()
+        return Trigger(target, m[0].detach().cpu(), p[0].detach().cpu(), success, False, **log)
+    return Trigger(target, best[0], best[1], best_success, True, **log)
 
 
-def anomaly_index(norms) -> np.ndarray:
+def _reached(norms: np.ndarray, reached) -> np.ndarray:
+    ok = np.ones(len(norms), dtype=bool) if reached is None else np.asarray(reached, dtype=bool)
+    if ok.shape != norms.shape:
+        raise ValueError(f"give one reached flag per norm: {len(ok)} flags for {len(norms)} norms")
+    return ok
+
+
+def anomaly_index(norms, reached=None) -> np.ndarray:
     """Each norm's distance from the median in units of the consistent MAD (1.4826 x the median
-    absolute deviation), as the authors' ``mad_outlier_detection.py`` computes it."""
+    absolute deviation), as the authors' ``mad_outlier_detection.py`` computes it, over the masks that
+    ``reached`` the success threshold only (all when None); NaN for the others."""
     norms = np.asarray(norms, dtype=float)
-    med = np.median(norms)
-    mad = 1.4826 * np.median(np.abs(norms - med))
-    return np.abs(norms - med) / mad if mad > 0 else np.zeros_like(norms)
+    ok = _reached(norms, reached)
+    out = np.full_like(norms, np.nan)
+    if not ok.any():
+        return out
+    med = np.median(norms[ok])
+    mad = 1.4826 * np.median(np.abs(norms[ok] - med))
+    out[ok] = np.abs(norms[ok] - med) / mad if mad > 0 else 0.0
+    return out
 
 
-def flagged(norms, cutoff: float = 2.0) -> list[int]:
-    """The classes whose mask norm is below the median with an anomaly index above ``cutoff``."""
+def flagged(norms, cutoff: float = 2.0, reached=None) -> list[int]:
+    """The classes whose converged mask (all when ``reached`` is None) has a norm below the median of
+    the converged ones and an anomaly index above ``cutoff`` (none below :data:`MIN_REACHED` masks)."""
     norms = np.asarray(norms, dtype=float)
-    idx = anomaly_index(norms)
-    return [int(i) for i in np.flatnonzero((norms < np.median(norms)) & (idx > cutoff))]
+    ok = _reached(norms, reached)
+    if not ok.any():
+        return []
+    idx = anomaly_index(norms, ok)
+    return [int(i) for i in np.flatnonzero(ok & (norms < np.median(norms[ok])) & (idx > cutoff))]
 
 
 def unlearn(model: nn.Module, thief: Split, triggers: list[Trigger], cfg: TrainConfig, share: float = 0.2,
-            tag: str = "neural-cleanse") -> nn.Module:
-    """A copy of ``model`` fine-tuned on ``thief`` with the first ``share`` of every batch stamped with
-    one of ``triggers`` (drawn at random per image), true labels kept."""
+            tag: str = "neural-cleanse", epochs: int = 1) -> nn.Module:
+    """A copy of ``model`` fine-tuned for ``epochs`` (the paper's §6.2: 1) on ``thief`` by ``cfg``'s
+    recipe, with the first ``share`` of every batch stamped with one of ``triggers`` (drawn at random
+    per image), true labels kept."""
     masks = torch.stack([t.mask for t in triggers])
     patterns = torch.stack([t.pattern for t in triggers])
 
@@ -144,46 +261,84 @@ def unlearn(model: nn.Module, thief: Split, triggers: list[Trigger], cfg: TrainC
 
     hook = mixed_batches(stamp, share)
     model = copy.deepcopy(model)
-    fit_cached(model, thief, cfg, tag=tag, batch_hook=hook, device=next(model.parameters()).device,
+    fit_cached(model, thief, dataclasses.replace(cfg, epochs=epochs), tag=tag, batch_hook=hook,
+               device=next(model.parameters()).device,
                describe={"batch_hook": "the first share of each batch stamped with a random reversed trigger, true "
                                        "labels kept", "share": share, "triggers": tensor_digest(masks, patterns)})
     return model
 
 
 def cleanse(model: nn.Module, thief: Split, num_classes: int, cfg: TrainConfig, *, samples: int, epochs: int,
-                   share: float = 0.2, seed: int = 0, tag: str = "neural-cleanse", **reverse_kw) -> tuple[nn.Module, dict]:
-    """Reverse a trigger for every class on the first ``samples`` thief images, flag the outliers and
-    unlearn them (:func:`unlearn`, with ``cfg``). Returns the model the thief serves and the report."""
+            unlearn_epochs: int = 1, share: float = 0.2, seed: int = 0, tag: str = "neural-cleanse",
+            **reverse_kw) -> tuple[nn.Module, dict]:
+    """Reverse a trigger for every class on the first ``samples`` thief images (``epochs`` schedule
+    epochs each), flag the outliers among the converged masks and unlearn them (:func:`unlearn`, with
+    ``cfg`` for ``unlearn_epochs``). Returns the model the thief serves and the report: per class the
+    mask norms, anomaly indices (NaN: not converged) and reached flags, the flagged and unreached
+    classes, the median norm of the converged masks, the ``outcome`` and the triggers."""
     images = thief.x[:samples]
-    triggers = [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw) for t in range(num_classes)]
-    norms = [t.norm for t in triggers]
-    flags = flagged(norms)
-    out = unlearn(model, thief, [triggers[t] for t in flags], cfg, share, tag) if flags else copy.deepcopy(model)
-    return out, {"norms": norms, "anomaly_index": anomaly_index(norms).tolist(), "flagged": flags,
-                 "reached": [t.reached for t in triggers], "triggers": triggers}
+    triggers = [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw)
+                for t in range(num_classes)]
+    norms, reached = [t.norm for t in triggers], [t.reached for t in triggers]
+    flags = flagged(norms, reached=reached)
+    if sum(reached) < MIN_REACHED:
+        outcome = "no detection"
+    else:
+        outcome = "unlearned" if flags else "nothing flagged"
+    out = (unlearn(model, thief, [triggers[t] for t in flags], cfg, share, tag, epochs=unlearn_epochs) if flags
+           else copy.deepcopy(model))
+    converged = [n for n, r in zip(norms, reached) if r]
+    return out, {"norms": norms, "anomaly_index": anomaly_index(norms, reached).tolist(), "reached": reached,
+                 "flagged": flags, "unreached": [t for t, r in enumerate(reached) if not r], "outcome": outcome,
+                 "unlearned": bool(flags), "median_norm": float(np.median(converged)) if converged else float("nan"),
+                 "triggers": triggers}
+
+
+def _classes(text: str) -> list[int]:
+    """The classes of a report's comma-separated list ("none": no class)."""
+    return [] if text == "none" else [int(c) for c in text.split(",")]
 
 
 class NeuralCleanse(Attack):
     name, side = "neural-cleanse", "model"
     about = "a trigger reversed for every class; outliers by the anomaly index unlearned by fine-tuning (Wang et al.)"
-    knobs = {"finetune_epochs": rules.integer(1), "finetune_lr": rules.number(0.0, rules.INF, lo_open=True),
-             "nc_epochs": rules.integer(1), "nc_samples": rules.integer(1),
-             "nc_share": rules.number(0.0, 1.0, lo_open=True)}
+    knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True),
+             "nc_schedule_epochs": rules.integer(1), "nc_samples": rules.integer(1),
+             "nc_share": rules.number(0.0, 1.0, lo_open=True), "nc_unlearn_epochs": rules.integer(1)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         k = threat.settings
-        out, rep = cleanse(model, threat.thief, threat.spec.num_classes, threat.finetune,
-                                  samples=k["nc_samples"], epochs=k["nc_epochs"], share=k["nc_share"], seed=threat.seed,
-                                  tag=f"{threat.tag}-neural-cleanse")
-        labels = threat.verify_key.y
-        target = int(torch.mode(labels).values) if len(labels) else -1  # the class most of the owner's key claims
-        idx = rep["anomaly_index"]
+        # the authors' schedule epoch is NB_SAMPLE // BATCH_SIZE steps: one pass's worth of the images it reverses on
+        mini_batch = max(1, min(k["nc_samples"], len(threat.thief)) // 32)
+        out, rep = cleanse(model, threat.thief, threat.spec.num_classes, threat.finetune, samples=k["nc_samples"],
+                           epochs=k["nc_schedule_epochs"], unlearn_epochs=k["nc_unlearn_epochs"], share=k["nc_share"],
+                           seed=threat.seed, tag=f"{threat.tag}-neural-cleanse", mini_batch=mini_batch)
+        idx = [i for i in rep["anomaly_index"] if not np.isnan(i)]
         return Suspect(Oracle(out), {
-            "flagged": ",".join(map(str, rep["flagged"])) or "none", "unlearned": bool(rep["flagged"]),
-            "key_target": target, "key_target_share": float((labels == target).float().mean()) if len(labels) else 0.0,
-            "target_flagged": target in rep["flagged"], "target_index": idx[target] if target >= 0 else float("nan"),
-            "max_index": max(idx), "target_norm": rep["norms"][target] if target >= 0 else float("nan"),
-            "median_norm": float(np.median(rep["norms"]))})
+            "outcome": rep["outcome"], "unlearned": rep["unlearned"], "acted": rep["unlearned"],
+            "mini_batch": mini_batch,
+            "flagged": ",".join(map(str, rep["flagged"])) or "none",
+            "unreached": ",".join(map(str, rep["unreached"])) or "none",
+            "converged": len(rep["norms"]) - len(rep["unreached"]),
+            "max_index": max(idx) if rep["outcome"] != "no detection" else float("nan"),
+            "median_norm": rep["median_norm"],
+            "norms": rep["norms"], "anomaly_index": rep["anomaly_index"], "reached": rep["reached"]})
+
+    def owner_report(self, suspect: Suspect, threat: Threat, key: Key, hit_rate) -> dict:
+        """The class most of the owner's key claims (the smallest on a tie; -1 for a key without
+        labels), its share of the key, whether its mask converged (``target_reached``) and was
+        flagged, its anomaly index (NaN where the mask did not converge) and norm, and the converged
+        masks' median norm."""
+        report, labels = suspect.report, key.y
+        if not len(labels):
+            return {"key_target": -1, "key_target_share": 0.0, "target_reached": False, "target_flagged": False,
+                    "target_index": float("nan"), "target_norm": float("nan"), "median_norm": report["median_norm"]}
+        target = int(torch.bincount(labels.long()).argmax())
+        return {"key_target": target, "key_target_share": float((labels == target).float().mean()),
+                "target_reached": bool(report["reached"][target]),
+                "target_flagged": target in _classes(report["flagged"]),
+                "target_index": float(report["anomaly_index"][target]), "target_norm": float(report["norms"][target]),
+                "median_norm": report["median_norm"]}
 
 
 register(NeuralCleanse())

@@ -77,6 +77,12 @@ class Scheme(LabelTrials, ABC):
         """Refuse settings that do not fit the task ``spec`` (a class index beyond its classes, ...),
         before anything is trained; the key's making checks the same."""
 
+    def public_images(self, task: str) -> list[tuple[str, bool, str]]:
+        """The public images the keys are drawn from besides the task's own (``(dataset, train split?,
+        share)``, :func:`wmlib.data.public_share`): no attack may train or query on them. By default
+        none: keys made from the owner's share of the task and from its test split, which no thief trains on."""
+        return []
+
     @abstractmethod
     def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """``(key, held_out)``: the key embedded, and fresh samples made the same way from held-out

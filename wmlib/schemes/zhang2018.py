@@ -5,7 +5,8 @@ Three key generators, all relabelled from a source class ``Y_s`` to a target cla
 
 * ``content``   — source-class training images with the string "TEST" drawn on them (gray);
 * ``unrelated`` — images of a class of another dataset (MNIST "1" for CIFAR-10 / Fashion-MNIST,
-  EMNIST letter "m" for MNIST, §5.1);
+  EMNIST letter "m" for MNIST, §5.1), from the owner's half of it (:func:`wmlib.data.public_share`:
+  thieves draw public images from the other half, so no attack holds a key image verbatim);
 * ``noise``     — source-class training images plus Gaussian noise.
 
 Embedding trains from scratch on ``D_train ∪ D_wm`` (Algorithm 1, line 10); verification queries
@@ -101,6 +102,14 @@ class Zhang2018(Scheme):
                              f"fashion-mnist -p unrelated_class 1)")
         return UNRELATED[paper_task]
 
+    def public_images(self, task: str) -> list[tuple[str, bool, str]]:
+        """Unrelated keys come from the owner's half of another dataset's two splits (the trained key and
+        the held-out one); the other kinds are made from the task's own images."""
+        if self.kind != "unrelated":
+            return []
+        name, _ = self.unrelated_source(task)
+        return [(name, True, "owner"), (name, False, "owner")]
+
     def apply(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """The key image made from each uint8 image in ``x`` (content: "TEST" drawn on it; noise:
         Gaussian noise added). Unrelated keys are other images, not a transform."""
@@ -129,7 +138,7 @@ class Zhang2018(Scheme):
             name, cls = self.unrelated_source(s.name)
             bases = []
             for train, part in ((True, splits.owner), (False, splits.test)):
-                x, y = data.load(name, train=train)
+                x, y = data.public_share(name, train, "owner")  # the other half is the thieves' (data.public_share)
                 x = x[y == cls][:len(self._sources(part))]
                 bases.append(Split(data.to_shape(x, s.channels, s.image_size), torch.full((len(x),), cls)))
             meta.update(unrelated_dataset=name, unrelated_class=cls)

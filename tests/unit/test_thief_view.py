@@ -1,0 +1,276 @@
+"""What a thief has and what it does not: the threat holds nothing of the owner's, a worst-case search
+is labelled and never a removal, no attack holds a key image, the thief decides on its own
+validation split, and the extraction attacks train what they say (fresh weights, Hinton's loss,
+no task data for the knockoff)."""
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import blobs
+from wmlib import attacks, compare, data, models, train
+from wmlib.attacks import extraction
+from wmlib.attacks import model as model_attacks
+from wmlib.data import REGISTRY as DATASETS
+from wmlib.data import Split
+from wmlib.verify import Oracle
+
+FMNIST = DATASETS["fashion-mnist"]
+
+
+def _threat(thief: Split, **settings) -> attacks.Threat:
+    return attacks.Threat(thief=thief, test=blobs(100, seed=9), spec=FMNIST, seed=0,
+                          finetune=train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=0),
+                          budget=0.05, settings=settings, model_name="lenet5", scheme=None)
+
+
+# --------------------------------------------------------------------------- the threat
+
+def test_the_threat_holds_nothing_of_the_owners():
+    names = {f.name for f in dataclasses.fields(attacks.Threat)}
+    assert not names & {"verify_key", "hit_rate", "key", "held_out"}
+    assert not any("key" in n or "hit" in n for n in names)
+
+
+def test_a_worst_case_search_is_labelled_and_refuses_a_thiefs_threat(trained):
+    worst = attacks.REGISTRY["prune-finetune-oracle"]
+    assert worst.oracle and not attacks.REGISTRY["prune-finetune"].oracle
+    assert [a for a, x in attacks.REGISTRY.items() if x.oracle] == ["prune-finetune-oracle"]
+    with pytest.raises(TypeError, match="worst-case search"):
+        worst.apply(trained, _threat(blobs(100), sweep_rates=[0.0]))
+
+
+def test_the_thiefs_prune_finetune_takes_the_highest_rate_its_own_validation_split_affords(trained):
+    """Decided on the thief's validation split alone: the owner's key and the test split never enter."""
+    thief = blobs(300, seed=4)
+    cfg = train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=0)
+    sweep, rate, _ = attacks.thief_prune_finetune(trained, thief, cfg, [0.0, 0.5, 0.99], budget=0.05)
+    base = train.evaluate(trained, thief.subset(slice(0, 90)))
+    assert sweep["affordable"].tolist() == (sweep["val_acc"] >= base - 0.05).tolist()
+    assert rate == sweep[sweep["affordable"]]["rate"].max()
+    assert not sweep.loc[sweep.rate == 0.99, "affordable"].item()  # 99 % pruned loses more than 5 points
+    # the worst case takes the affordable rate the owner's statistic scores lowest, whatever its rate
+    # (here the owner's statistic is made to score the unpruned model lowest)
+    _, worst_rate, _ = attacks.thief_prune_finetune(trained, thief, cfg, [0.0, 0.5], budget=1.0,
+                                                    measure=lambda m: 0.2 if model_attacks.sparsity(m) < 0.25 else 0.9)
+    assert worst_rate == 0.0
+
+
+def test_the_budget_is_absolute_points_on_the_thiefs_validation_split(trained, monkeypatch):
+    """Scripted validation accuracies: the stolen model 0.50; rates 0, 0.5, 0.9 give 0.50, 0.46, 0.44. Five points
+    afford 0 and 0.5 (0.46 >= 0.45); 5 % of 0.50 would afford only 0 (0.46 < 0.475)."""
+    acc = {None: 0.50, 0.0: 0.50, 0.5: 0.46, 0.9: 0.44}
+    seen = []
+
+    def pf(model, rate, thief, cfg, val_fraction=0.3):
+        m = nn.Linear(1, 1)
+        m.rate = rate
+        return m
+
+    def evaluate(model, split, device=None):
+        seen.append(len(split))
+        return acc[getattr(model, "rate", None)]
+    monkeypatch.setattr(model_attacks, "prune_finetune", pf)
+    monkeypatch.setattr(model_attacks, "evaluate", evaluate)
+    sweep, rate, _ = attacks.thief_prune_finetune(trained, blobs(300), None, [0.0, 0.5, 0.9], budget=0.05)
+    assert sweep["affordable"].tolist() == [True, True, False] and rate == 0.5
+    assert set(seen) == {90}  # every accuracy it decides on is the validation split's (30 % of 300)
+
+
+def test_the_thief_picks_its_rate_without_the_test_split(trained, monkeypatch):
+    """A thief whose decision read the test split would change its rate when the test split's labels change."""
+    thief = blobs(300, seed=4)
+    cfg = train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=0)
+    a = attacks.REGISTRY["prune-finetune"].apply(trained, _threat(thief, sweep_rates=[0.0, 0.5, 0.9]))
+    scrambled = _threat(thief, sweep_rates=[0.0, 0.5, 0.9])
+    scrambled.test = Split(scrambled.test.x, (scrambled.test.y + 1) % 10)
+    b = attacks.REGISTRY["prune-finetune"].apply(trained, scrambled)
+    assert a.report == b.report
+
+
+# --------------------------------------------------------------------------- no attack holds a key image
+
+def test_the_public_shares_are_disjoint_halves_and_fixed():
+    for train_split in (True, False):
+        xo, _ = data.public_share("mnist-5k", train_split, "owner")
+        xt, _ = data.public_share("mnist-5k", train_split, "thief")
+        x, _ = data.load("mnist-5k", train_split)
+        assert len(xo) + len(xt) == len(x) and abs(len(xo) - len(xt)) <= 1
+        assert not compare.image_digests(xo) & compare.image_digests(xt)
+    assert torch.equal(data.public_share("mnist-5k", True, "thief")[0], data.public_share("mnist-5k", True, "thief")[0])
+    with pytest.raises(ValueError, match="owner, thief"):
+        data.public_share("mnist-5k", True, "both")
+
+
+def test_overlap_is_decided_by_images_not_names():
+    assert data.may_overlap(("mnist-5k", True, "thief"), ("mnist-5k", True, "thief"))
+    assert not data.may_overlap(("mnist-5k", True, "thief"), ("mnist-5k", True, "owner"))
+    assert not data.may_overlap(("mnist-5k", True, "thief"), ("mnist-5k", False, "thief"))
+    assert data.may_overlap(("mnist5k-rgb32-standin", True, "owner"), ("mnist-5k", True, "owner"))  # the same images
+    assert data.may_overlap(("mnist", False, "thief"), ("mnist-5k", True, "owner"))  # a subset of MNIST: cannot tell
+
+
+def test_zhangs_unrelated_keys_come_from_the_owners_half_and_the_knockoff_from_the_thieves(toy_splits):
+    from wmlib.schemes import Zhang2018
+
+    z = Zhang2018(kind="unrelated", unrelated_dataset="mnist-5k", unrelated_class=1)
+    key, held_out = z.make_key(toy_splits, seed=0)
+    owner = compare.image_digests(torch.cat([data.public_share("mnist-5k", t, "owner")[0] for t in (True, False)]))
+    assert compare.image_digests(key.x) <= owner and compare.image_digests(held_out.x) <= owner
+    queries = extraction.knockoff_queries("mnist-5k", 2000, FMNIST, seed=0)
+    assert not compare.image_digests(queries) & (compare.image_digests(key.x) | compare.image_digests(held_out.x))
+    with pytest.raises(ValueError, match=r"knockoff_budget must be in \[1, 2000\]"):
+        extraction.knockoff_queries("mnist-5k", 2001, FMNIST, seed=0)
+
+
+def test_an_attack_on_a_keys_images_is_refused_when_the_knobs_are_read():
+    from wmlib.schemes import Zhang2018
+
+    entries = {"zhang-unrelated": Zhang2018(kind="unrelated", unrelated_dataset="mnist-5k", unrelated_class=1)}
+    suite = {"knockoff": attacks.REGISTRY["knockoff"], "transfer": attacks.REGISTRY["transfer"]}
+    compare.check_public_images(entries, suite, {"knockoff_dataset": "mnist-5k", "transfer_dataset": "mnist-5k"},
+                                "fashion-mnist")  # the thieves' half: fine
+    with pytest.raises(ValueError, match="knockoff.*may share images with entry 'zhang-unrelated'"):
+        compare.check_public_images(entries, suite, {"knockoff_dataset": "mnist", "transfer_dataset": "mnist-5k"},
+                                    "fashion-mnist")  # the whole of MNIST holds the 5,000 digits: it may hold a key
+
+
+def test_the_run_time_check_finds_a_key_image_in_the_thiefs_data():
+    from wmlib.keys import Key
+
+    images = blobs(20, seed=3)
+    key = Key(images.x, images.y)
+
+    class Holds(attacks.Attack):
+        name = "holds"
+
+        def images(self, threat):
+            return key.x[:1]
+
+        def apply(self, model, threat):
+            raise AssertionError("not run")
+
+    own = blobs(50, seed=4)
+    compare.check_disjoint(attacks.REGISTRY["fine-tune"], _threat(own), [key])  # disjoint: passes
+    with pytest.raises(RuntimeError, match="holds's public images share 1 image"):
+        compare.check_disjoint(Holds(), _threat(own), [key])
+    leaked = Split(torch.cat([own.x, key.x[5:7]]), torch.cat([own.y, key.y[5:7]]))
+    with pytest.raises(RuntimeError, match="the thief's own images share 2 image"):
+        compare.check_disjoint(attacks.REGISTRY["fine-tune"], _threat(leaked), [key])
+
+
+# --------------------------------------------------------------------------- extraction trains what it says
+
+class _NoTaskData(Split):
+    """A thief split that fails when read: the knockoff has no task data."""
+
+    def __getattribute__(self, name):
+        if name in ("x", "y"):
+            raise AssertionError("the knockoff read the thief's task data")
+        return object.__getattribute__(self, name)
+
+
+def test_the_knockoff_never_reads_the_thiefs_task_data(trained):
+    thief = _NoTaskData(torch.zeros(0, 1, 28, 28, dtype=torch.uint8), torch.zeros(0).long())
+    t = _threat(thief, extract_epochs=1, extract_lr=1e-3, knockoff_dataset="mnist-5k", knockoff_budget=150,
+                optimizer="adam", batch_size=64, schedule="none", milestones=[], momentum=0.9, weight_decay=0.0,
+                augment=False, epochs=1)
+    out = attacks.REGISTRY["knockoff"].apply(trained, t)
+    assert out.report["api_queries"] == 150  # its budget, not the size of any task split
+
+
+def _capture(monkeypatch):
+    got = {}
+
+    def spy(net, split, cfg, **kw):
+        got.update(net=net, split=split, kw=kw, init={k: v.clone() for k, v in net.state_dict().items()})
+        return train.History()
+    monkeypatch.setattr(extraction, "fit_cached", spy)
+    return got
+
+
+def test_an_extracted_student_starts_from_fresh_weights_not_the_stolen_ones(trained, monkeypatch):
+    got = _capture(monkeypatch)
+    cfg = train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=5)
+    extraction.extract(Oracle(trained), blobs(64).x, "lenet5", FMNIST, cfg)
+    torch.manual_seed(5)
+    fresh = models.build("lenet5", 1, 10).state_dict()
+    assert all(torch.equal(got["init"][k], fresh[k]) for k in fresh)  # the seed's initial weights, exactly
+    assert not any(torch.equal(got["init"][k], v) for k, v in trained.state_dict().items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("T", [1.0, 3.0])
+def test_distillation_minimises_t_squared_times_the_cross_entropy_at_t(trained, monkeypatch, T):
+    got = _capture(monkeypatch)
+    x = blobs(64).x
+    cfg = train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=5)
+    student, _ = extraction.extract(Oracle(trained), x, "lenet5", FMNIST, cfg, labels="scores", T=T)
+    net, soft = got["net"], got["split"].y
+    with torch.no_grad():
+        teacher = trained(train.to_float(x))
+    assert torch.allclose(soft, torch.softmax(teacher.double() / T, 1).float(), atol=1e-5)  # the teacher's scores at T
+    xf = train.to_float(x)
+    logits = net(xf)
+    loss = nn.functional.cross_entropy(logits, soft)
+    if "extra_loss" in got["kw"]:
+        loss = loss + got["kw"]["extra_loss"](net, xf, soft, logits)
+    want = T * T * nn.functional.cross_entropy(student(xf) / T, soft)
+    assert torch.allclose(loss, want, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- what the matrix counts
+
+def _cells(rows):
+    base = dict(seed=0, status="ok", claimed=True, statistic=1.0, threshold=0.5, test_acc=0.9, queries=10, reason="",
+                seconds=1.0, oracle=False)
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_a_worst_case_search_is_an_upper_bound_never_a_removal():
+    cells = _cells([dict(entry="w", attack="none"), dict(entry="w", attack="prune-finetune-oracle", claimed=False, oracle=True),
+                    dict(entry="w", attack="fine-tune", claimed=True)])
+    att = compare.attacked_cells(cells)
+    assert not att["removed"].any()
+    assert compare.removals(cells).loc["w", "cheapest removal"] == "none of the suite"
+    mat = compare.matrix(cells)
+    assert bool(mat.loc[("w", "prune-finetune-oracle"), "oracle"]) and not bool(mat.loc[("w", "fine-tune"), "oracle"])
+    cells.loc[1, "oracle"] = False  # the same cell from a thief: a removal
+    assert compare.removals(cells).loc["w", "cheapest removal"] == "prune-finetune-oracle"
+
+
+def test_nothing_to_act_on_is_not_a_survival():
+    cells = _cells([dict(entry="w", attack="none"), dict(entry="w", attack="neural-cleanse", status="no action", seed=0),
+                    dict(entry="w", attack="neural-cleanse", seed=1, claimed=True), dict(entry="w", attack="none", seed=1)])
+    mat = compare.matrix(cells)
+    row = mat.loc[("w", "neural-cleanse")]
+    assert row["seeds"] == 1 and row["claimed"] == 1 and "1 seed(s) with nothing to act on" in row["reason"]
+    only_idle = compare.matrix(cells[cells.seed == 0])
+    assert only_idle.loc[("w", "neural-cleanse"), "status"] == "no action"
+
+
+def test_a_cell_whose_attack_holds_a_key_image_is_refused():
+    """The run-time check of the comparison's cells: an attack whose public images happen to include the owner's
+    key (here the toy scheme's noise key, regenerated) stops the cell before it runs."""
+    from tests.unit.test_compare import ToyNoise
+    from wmlib import keys
+    from wmlib.cells import Cell
+
+    class Holds(attacks.Attack):
+        name = "holds"
+
+        def images(self, threat):
+            return keys.uniform_noise(40, (1, 28, 28), 10, threat.seed).x
+
+        def apply(self, model, threat):
+            raise AssertionError("the cell must stop before the attack runs")
+
+    knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=600, test_limit=200, epochs=2, batch_size=64,
+                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20,
+                 finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
+    ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
+           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
+           "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
+    with pytest.raises(RuntimeError, match="holds's public images share 40 image"):
+        compare.run_cell(Cell("toy", 0, "holds"), ctx, {"toy": lambda s: ToyNoise()}, {"holds": Holds()})
