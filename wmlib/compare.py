@@ -12,6 +12,7 @@ it in numeric columns (formatting is the page's business).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -162,14 +163,22 @@ def embed_entry(name: str, scheme: Scheme, seed: int, context: dict) -> Owner:
     return Owner(splits, clean[0], sum(chist.seconds), marked)
 
 
+def thief_seed(owner_seed: int) -> int:
+    """The thief's own seed in the cell of owner ``owner_seed``: fixed, and never a seed any owner
+    draws a key with (a key drawn from a seed alone, such as uniform noise or GradSigns' signature,
+    would otherwise be the thief's to regenerate)."""
+    return int(hashlib.sha256(f"thief of owner {owner_seed}".encode()).hexdigest()[:8], 16)
+
+
 def threat(cell: Cell, owner: Owner, scheme: Scheme, knobs: dict, attack: _attacks.Attack | None = None,
            queried=None) -> _attacks.Threat:
-    """What the thief of ``cell`` has: the owner's thief split (with its true labels), the public
-    test split, its fine-tuning recipe and budget, the public scheme. A worst-case search
+    """What the thief of ``cell`` has: the owner's thief split (with its true labels), its own seed
+    (:func:`thief_seed`), its fine-tuning recipe and budget, the public scheme. A worst-case search
     (``attack.oracle``) gets an :class:`~wmlib.attacks.OracleThreat`, which adds the owner's
     statistic on the ``queried`` key."""
-    fields = dict(thief=owner.splits.thief, test=owner.splits.test, spec=owner.splits.spec, seed=cell.seed,
-                  finetune=_attacks.finetune_config(knobs, seed=cell.seed), budget=knobs.get("budget"), settings=knobs,
+    seed = thief_seed(cell.seed)
+    fields = dict(thief=owner.splits.thief, spec=owner.splits.spec, seed=seed,
+                  finetune=_attacks.finetune_config(knobs, seed=seed), budget=knobs.get("budget"), settings=knobs,
                   model_name=knobs["model"], scheme=scheme, tag=f"compare-thief-{cell.entry}-s{cell.seed}")
     if attack is not None and attack.oracle:
         return _attacks.OracleThreat(**fields, hit_rate=lambda oracle: float(scheme.hits(oracle, queried).float().mean()))
@@ -178,7 +187,6 @@ def threat(cell: Cell, owner: Owner, scheme: Scheme, knobs: dict, attack: _attac
 
 def image_digests(x) -> set[str]:
     """One digest per uint8 image of ``x`` (its exact pixels)."""
-    import hashlib
     flat = x.contiguous().view(len(x), -1).numpy()
     return {hashlib.sha1(row.tobytes()).hexdigest() for row in flat}
 
@@ -197,11 +205,13 @@ def check_public_images(entries: dict[str, Scheme], suite: Suite, knobs: dict, t
                                          f"{name!r}'s keys from {split(ours)}: an attack must never hold a key image")
 
 
-def check_disjoint(attack: _attacks.Attack, t: _attacks.Threat, keys) -> None:
+def check_disjoint(attack: _attacks.Attack, t: _attacks.Threat, keys, made=None) -> None:
     """The same at run time, image by image: no image the thief trains or queries with (its own
-    share, and the attack's public images) is an image of the owner's ``keys``."""
+    share, the attack's public images, and ``made``, what it made while it ran: keys of its own)
+    is an image of the owner's ``keys``."""
     key_images = set().union(*(image_digests(k.x) for k in keys))
-    for what, x in (("the thief's own images", t.thief.x), (f"{attack.name}'s public images", attack.images(t))):
+    for what, x in (("the thief's own images", t.thief.x), (f"{attack.name}'s public images", attack.images(t)),
+                    (f"the images {attack.name} made", made)):
         if x is not None and key_images & image_digests(x):
             raise RuntimeError(f"{what} share {len(key_images & image_digests(x))} image(s) with the owner's keys")
 
@@ -226,13 +236,16 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
     queried = scheme.queries(full, knobs["n_queries"], cell.seed)
     t = threat(cell, owner, scheme, knobs, attack, queried)
-    check_disjoint(attack, t, [owner.marked.key, owner.marked.held_out])
+    keys = [owner.marked.key, owner.marked.held_out]
+    check_disjoint(attack, t, keys)
     try:
         suspect = attack.apply(owner.marked.model, t)
     except _attacks.NotApplicable as why:
         return {"applies": False, "reason": str(why)}
+    check_disjoint(attack, t, keys, suspect.parts.get("images"))  # and what it made: keys of its own
     v = verify_trials(suspect.oracle, queried, scheme, null, knobs["alpha"])
-    seen = attack.owner_report(suspect, t, queried, lambda oracle: float(scheme.hits(oracle, queried).float().mean()))
+    seen = attack.owner_report(suspect, t, _attacks.OwnerView(
+        queried, owner.splits.test, lambda oracle: float(scheme.hits(oracle, queried).float().mean())))
     out = {"applies": True, "claimed": v.claimed, "statistic": v.statistic, "threshold": v.threshold,
            "p_value": v.p_value, "queries": v.queries, "test_acc": oracle_accuracy(suspect.oracle, owner.splits.test),
            "oracle": attack.oracle, "acted": bool(suspect.report.get("acted", True)),
@@ -367,6 +380,7 @@ def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         worst = bool(oracle.loc[g.index].fillna(False).any())
         if ok.empty:
             rows.append({"entry": entry, "attack": attack, "status": "no action" if len(idle) else "n/a", "oracle": worst,
+                         **({"no action": len(idle)} if len(idle) else {}),
                          "reason": f"nothing to act on in {len(idle)} seed(s)" if len(idle) else g["reason"].iloc[0]})
             continue
         note = [f"{len(idle)} seed(s) with nothing to act on"] if len(idle) else []
@@ -374,12 +388,12 @@ def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
             note.append(f"{len(g) - len(ok) - len(idle)} seed(s) n/a: {g[g.status == 'n/a'].reason.iloc[0]}")
         rate, lo, hi = claim_rate(ok["claimed"].tolist(), confidence)
         rows.append({"entry": entry, "attack": attack, "status": "ok", "oracle": worst, "claimed": int(ok["claimed"].sum()),
-                     "seeds": len(ok), "claim rate": rate, "ci low": lo, "ci high": hi, "statistic": ok["statistic"].mean(),
+                     "seeds": len(ok), "no action": len(idle), "claim rate": rate, "ci low": lo, "ci high": hi, "statistic": ok["statistic"].mean(),
                      "threshold": ok["threshold"].mean(), "test accuracy": ok["test_acc"].mean(),
                      "accuracy cost": float(_accuracy_loss(cells, ok)["loss"].mean()),
                      "queries": ok["queries"].mean(), "reason": "; ".join(note)})
     out = pd.DataFrame(rows).set_index(["entry", "attack"])
-    for column in ("claimed", "seeds"):  # counts stay integers where a row has them
+    for column in ("claimed", "seeds", "no action"):  # counts stay integers where a row has them
         if column in out:
             out[column] = out[column].astype("Int64")
     return out
@@ -411,20 +425,25 @@ def attacked_cells(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     al.'s success rule (S&P 2022, the Watermark-Robustness-Toolbox's plots): an attack ``removes``
     the watermark when the thief keeps its test accuracy within ``max_loss`` (absolute) of the stolen
     model and the owner's claim fails. A worst-case search (``oracle``) never removes: it reads the
-    owner's key, so its cells are an upper bound on the damage, not a thief's result."""
-    out = cells[(cells.attack != "none") & (cells.status == "ok")].copy()
+    owner's key, so its cells are an upper bound on the damage, not a thief's result. A cell whose
+    attack found nothing to act on (status 'no action') is kept, and never removes: its model is
+    served as it was."""
+    out = cells[(cells.attack != "none") & cells.status.isin(["ok", "no action"])].copy()
     out["oracle"] = out["oracle"].fillna(False).astype(bool) if "oracle" in out else False
     out[["stolen acc", "accuracy loss"]] = _accuracy_loss(cells, out)[["stolen", "loss"]].to_numpy()
     out["margin"] = out["statistic"] - out["threshold"]
-    out["removed"] = (~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss) & ~out["oracle"]
+    out["removed"] = ((~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss) & ~out["oracle"]
+                      & (out["status"] == "ok"))
     return out
 
 
 def thief_cost(cells: pd.DataFrame) -> pd.DataFrame:
     """Per attack, what it cost the thief, averaged over its verified cells: models trained,
     training epochs, queries to the stolen API (model extraction), the cell's wall seconds in its
-    worker and the thief's test accuracy and loss against the stolen model."""
+    worker and the thief's test accuracy and loss against the stolen model. Thieves only: a
+    worst-case search is not a thief's cost."""
     att = attacked_cells(cells)
+    att = att[~att["oracle"]]
     for column in ("work_trainings", "work_epochs"):
         if column not in att:
             att[column] = 0
@@ -488,10 +507,13 @@ def seed_note(seeds: list[int]) -> str:
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix's thieves (never a worst-case
-    search) and citing its cells: a cell counts as survived when its claim rate over the seeds is at least ``full``; with ``removed``
+    search, never an attack that left a seed alone) and citing its cells: a cell counts as survived when its claim rate over the seeds is at least ``full``; with ``removed``
     (:func:`removals`), which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
     ok = mat[mat["status"] == "ok"].reset_index()
-    attacked = ok[(ok["attack"] != "none") & ~ok.get("oracle", pd.Series(False, index=ok.index)).fillna(False).astype(bool)]
+    oracle = ok.get("oracle", pd.Series(False, index=ok.index)).fillna(False).astype(bool)
+    idle = ok.get("no action", pd.Series(0, index=ok.index)).fillna(0) > 0
+    # a thief's attack that acted in every seed: a seed it left alone is no evidence of surviving it
+    attacked = ok[(ok["attack"] != "none") & ~oracle & ~idle]
     embedded = [e for e in emb.index if emb.loc[e, "embedded"] > 0]
     rows = []
 

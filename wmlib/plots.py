@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullLocator, PercentFormatter
 import pandas as pd
 import seaborn as sns
@@ -273,15 +274,30 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, col: str | N
 
 def claim_heatmap(matrix: pd.DataFrame, entries: list[str], attacks: list[str]):
     """The comparison's scheme x attack matrix (:func:`wmlib.compare.matrix`): each cell's claim
-    rate over the seeds, annotated with claims / verifications; an attack that does not apply is a
-    grey 'n/a' cell (the reason is in the table beside it)."""
+    rate over the seeds the attack acted on, annotated with claims / verifications (and the seeds it
+    left alone, "+k idle"); an attack that does not apply is a grey 'n/a' cell, one that found nothing
+    to act on in any seed a grey 'no action' cell (the reasons are in the table beside it). A
+    worst-case search (``oracle``) is hatched and named so: an upper bound, not a thief."""
     rate = pd.DataFrame(np.nan, index=entries, columns=attacks)
     text = pd.DataFrame("n/a", index=entries, columns=attacks)
+    worst = set()
     for (entry, attack), row in matrix.iterrows():
-        if entry in rate.index and attack in rate.columns and row["status"] == "ok":
+        if entry not in rate.index or attack not in rate.columns:
+            continue
+        flag = row.get("oracle", False)
+        if pd.notna(flag) and bool(flag):
+            worst.add(attack)
+        idle = row.get("no action", 0)
+        idle = 0 if pd.isna(idle) else int(idle)
+        if row["status"] == "ok":
             rate.loc[entry, attack] = row["claim rate"]
-            text.loc[entry, attack] = f"{row['claimed']}/{row['seeds']}"
-    if len(attacks) > len(entries):  # the longer list down the page, so that a wide suite stays legible
+            text.loc[entry, attack] = f"{row['claimed']}/{row['seeds']}" + (f" +{idle} idle" if idle else "")
+        elif row["status"] == "no action":
+            text.loc[entry, attack] = "no action"
+    named = {a: f"{a} (worst case: reads the key)" for a in worst}
+    rate, text = rate.rename(columns=named), text.rename(columns=named)
+    transposed = len(attacks) > len(entries)
+    if transposed:  # the longer list down the page, so that a wide suite stays legible
         rate, text = rate.T, text.T
     fig, ax = plt.subplots(figsize=(0.85 * rate.shape[1] + 2.6, 0.42 * rate.shape[0] + 1.8))
     ax.set_facecolor("0.88")  # the n/a cells (NaN) are left unpainted
@@ -290,10 +306,14 @@ def claim_heatmap(matrix: pd.DataFrame, entries: list[str], attacks: list[str]):
     for i, row in enumerate(rate.index):  # seaborn leaves NaN cells unannotated
         for j, column in enumerate(rate.columns):
             if np.isnan(rate.loc[row, column]):
-                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.45")
+                ax.text(j + 0.5, i + 0.5, text.loc[row, column], ha="center", va="center", fontsize=7, color="0.45")
+    for name in named.values():  # the worst case's row or column, hatched
+        k = list(rate.index if transposed else rate.columns).index(name)
+        xy, w, h = ((0, k), rate.shape[1], 1) if transposed else ((k, 0), 1, rate.shape[0])
+        ax.add_patch(Rectangle(xy, w, h, fill=False, hatch="///", edgecolor="0.35", lw=0.0))
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
     ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
-    ax.set(xlabel="attack" if rate.columns.equals(pd.Index(attacks)) else "watermark", ylabel="")
+    ax.set(xlabel="attack" if not transposed else "watermark", ylabel="")
     fig.tight_layout()
     return fig
 
@@ -337,9 +357,13 @@ def removal_panels(attacked: pd.DataFrame, attacks: list[str], max_loss: float =
     lost (``accuracy loss``; right of the dotted line it lost more than ``max_loss``), one point per
     scheme and seed (:func:`wmlib.compare.attacked_cells`). Bottom left: removed by Lukas et al.'s rule.
     Each panel spans its own losses (at least up to twice ``max_loss``), so that transfer learning's or a
-    knockoff's large losses do not squeeze the others."""
-    shown = [a for a in attacks if a in set(attacked["attack"])]
-    data = attacked[attacked["attack"].isin(shown)]
+    knockoff's large losses do not squeeze the others. Thieves' cells only: a worst-case search
+    (``oracle``) and a cell whose attack found nothing to act on are left out (neither is a thief's
+    result)."""
+    thief = attacked[~attacked.get("oracle", pd.Series(False, index=attacked.index)).fillna(False).astype(bool)
+                     & (attacked.get("status", pd.Series("ok", index=attacked.index)) == "ok")]
+    shown = [a for a in attacks if a in set(thief["attack"])]
+    data = thief[thief["attack"].isin(shown)]
     g = sns.relplot(data, x="accuracy loss", y="margin", hue="entry", style="entry", col="attack", col_order=shown,
                     col_wrap=min(col_wrap, len(shown)), height=2.5, aspect=1.05, s=45,
                     facet_kws={"sharex": False, "sharey": True})

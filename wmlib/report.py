@@ -220,24 +220,27 @@ def build_times_markdown(record: dict, bench: dict | None = None) -> str:
     together, each notebook with its thread count, when it started and its seconds; then the wall
     time, the work, the critical path and the projections to other core counts (labelled as
     projections). ``bench``: the machine's benchmark, said beside them."""
-    from .schedule import step_seconds, summary
+    from .schedule import run_seconds, step_seconds, summary
 
     rows = {}
     for st in record["steps"]:
         zoo = st["kind"] == "zoo"
         name = " ".join(st["name"].split()[:2]) if zoo else st["name"]  # a zoo's members: one row, "zoo DATASET"
         r = rows.setdefault(name, {"step": name, "models": 0, "threads": st["threads"], "started (min)": None,
-                                   "ended (min)": 0.0, "busy seconds": 0.0})
+                                   "ended (min)": 0.0, "busy seconds": 0.0, "its output took (s)": 0.0})
         r["models"] += zoo
         if "start" in st:
             at, to = (st["start"] - record["start"]) / 60, (st["end"] - record["start"]) / 60
             r["started (min)"] = at if r["started (min)"] is None else min(r["started (min)"], at)
             r["ended (min)"] = max(r["ended (min)"], to)
         r["busy seconds"] += step_seconds(st)
+        r["its output took (s)"] += run_seconds(st)
         r["status"] = "failed" if st.get("failed") else "kept (unchanged)" if st.get("kept") else "ran"
     table = pd.DataFrame(rows.values())
     table["step"] = [f"{r.step} ({r.models} clean models)" if r.models else r.step for r in table.itertuples()]
-    table = table.drop(columns="models").round({"started (min)": 1, "ended (min)": 1, "busy seconds": 0})
+    table = table.drop(columns="models").round({"started (min)": 1, "ended (min)": 1, "busy seconds": 0,
+                                                "its output took (s)": 0})
+    table["its output took (s)"] = table["its output took (s)"].where(table["its output took (s)"] > 0)  # unknown: blank
     sm = summary(record)
     kind = ("cold: the model cache was empty" if record["models_before"] == 0
             else f"warm: {record['models_before']} models were cached")
@@ -246,7 +249,9 @@ def build_times_markdown(record: dict, bench: dict | None = None) -> str:
             f"{record['cores']} core{'s' * (record['cores'] > 1)} ({kind} when it began; the environment and the HTML are "
             f"not counted): **{sm['wall'] / 60:.0f} min** wall for {sm['work'] / 60:.0f} core-minutes of work. "
             "A step's busy seconds are its wall time (a zoo's: its models' times added up, trained side by side); "
-            "the comparison's driver holds no core while its cells run as tasks of the same cluster.\n\n"
+            "the comparison's driver holds no core while its cells run as tasks of the same cluster. A step kept from an "
+            "earlier build (its inputs unchanged) takes no time now; *its output took* the seconds of the run that made "
+            "it, carried from build to build.\n\n"
             + table.to_markdown(index=False) + "\n\n"
             f"The critical path, the longest chain of steps that wait for each other, is {sm['critical_path'] / 60:.0f} min: "
             f"{' → '.join(sm['chain'][:1] + ['…'] + sm['chain'][-3:] if len(sm['chain']) > 5 else sm['chain'])}. "

@@ -204,8 +204,8 @@ def build(profile: str, cores: int, out_dir: Path, notebooks: list[Path] | None 
     import ray
 
     last = out_dir / "schedule.json"
-    previous = {st["name"]: step_seconds(st) for st in json.loads(last.read_text())["steps"]
-                if step_seconds(st)} if last.exists() else None
+    previous = {st["name"]: run_seconds(st) for st in json.loads(last.read_text())["steps"]
+                if run_seconds(st)} if last.exists() else None
     steps = plan(profile, notebooks, cores, previous)
     out_dir.mkdir(parents=True, exist_ok=True)
     cell_log = out_dir / "cells.jsonl"
@@ -248,7 +248,7 @@ def build(profile: str, cores: int, out_dir: Path, notebooks: list[Path] | None 
             failed[name] = err
             print(f"   FAILED {name}", flush=True)
             continue
-        r = results[name]
+        r = carry_time(results[name], previous)
         if name.startswith("zoo "):
             zoo_done = sum(n.startswith("zoo ") for n in results)
             if zoo_done == sum(s.kind == "zoo" for s in steps):
@@ -283,6 +283,20 @@ def _write_record(out_dir: Path, profile: str, cores: int, t0: float, models_bef
 def step_seconds(step: dict) -> float:
     """A recorded step's wall seconds: none if it was kept (unchanged) or never finished."""
     return 0.0 if step.get("kept") or "end" not in step else step["end"] - step["start"]
+
+
+def carry_time(result: dict, previous: dict | None) -> dict:
+    """A step's result with, if it was kept, what the run that made its output took (``previous``:
+    step name -> :func:`run_seconds` of the last record)."""
+    if result.get("kept") and previous and result["name"] in previous:
+        result["last_run_seconds"] = previous[result["name"]]
+    return result
+
+
+def run_seconds(step: dict) -> float:
+    """What a recorded step's output took to make: its wall seconds if it ran, or, if it was kept,
+    those of the run that made the output it kept (carried from build to build); 0 if unknown."""
+    return step.get("last_run_seconds", 0.0) if step.get("kept") else step_seconds(step)
 
 
 def _cache_models():

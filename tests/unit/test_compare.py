@@ -192,7 +192,7 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
                  lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, finetune_epochs=1,
                  finetune_lr=1e-3, thief_small=0.1, transfer_dataset="mnist-5k", transfer_epochs=1, transfer_lr=1e-3,
                  overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.05, overwrite_epochs=1,
-                 overwrite_lr=1e-3, overwrite_triggers=20, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
+                 overwrite_lr=1e-3, overwrite_triggers=2, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
     attacks = ["fine-tune-small", "transfer", "overwrite", "key-detector", "rounding", "toy-constant"]
     ctx = compare.make_context(knobs, zoo={"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2},
                                registry=registry)

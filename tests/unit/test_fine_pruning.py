@@ -1,7 +1,9 @@
-"""Fine-pruning (Liu et al. 2018) as the thief runs it: which channels it ranks and how, that a pruned
-channel outputs exactly nothing (on LeNet and on a ResNet's residual branch, before and after
-fine-tuning), that the accuracy budget is absolute and seen on the thief's validation split only,
-and that every architecture of the registry is either pruned exactly or refused."""
+"""Fine-pruning (Liu et al. 2018) as the thief runs it: which channels it ranks and how (rank what you
+mask: a ResNet by its last residual branch, bn2's |output|, not by the block output the skip path
+keeps alive), that a pruned channel's ranked activation is exactly zero (on LeNet and on a ResNet's
+residual branch, before and after fine-tuning), that the accuracy budget is absolute and seen on the
+thief's validation split only, and that every architecture of the registry is either pruned exactly
+or refused."""
 import copy
 
 import numpy as np
@@ -58,7 +60,38 @@ def resnet20():
 def test_a_resnets_last_conv_is_its_last_blocks_branch(resnet20):
     block = resnet20.layers[-1]
     conv, bn, act = fine_pruning.last_conv(resnet20)
-    assert conv is block.conv2 and bn is block.bn2 and act is block
+    assert conv is block.conv2 and bn is block.bn2 and act is block.bn2  # ranked where it is masked
+
+
+def _resnet20_with_channels_held_off():
+    """The reviewer's case: a ResNet-20 whose last ``bn2`` holds 8 channels far below zero, so that the
+    block output ``relu(bn2 + x)`` is 0 there (dormant at the block output) while the branch is
+    anything but dormant; masking the branch would hand those channels the skip path, switching them
+    on."""
+    torch.manual_seed(0)
+    model = models.build("resnet20", 3, 10)
+    bn = _as_trained(model.layers[-1].bn2)
+    with torch.no_grad():
+        bn.bias[[2, 9, 17, 23, 31, 40, 52, 60]] = -50.0
+    return model, blobs(16, 3, 32, seed=3).x
+
+
+def _lenet5_trained(trained):
+    return trained, blobs(64, seed=1).x
+
+
+@pytest.mark.parametrize("case", ["resnet20", "lenet5"])
+def test_the_ranked_activation_of_every_pruned_channel_is_exactly_zero(case, trained):
+    model, x = _resnet20_with_channels_held_off() if case == "resnet20" else _lenet5_trained(trained)
+    acts = fine_pruning.channel_activations(model, x)
+    order, k = acts.argsort(stable=True).tolist(), 8
+    assert (acts[order[k:]] > 0).all()  # the channels kept are measured as alive
+    masked = fine_pruning.mask_channels(model, order[:k])
+    after = fine_pruning.channel_activations(masked, x)  # what the ranking measures, after pruning
+    assert (after[order[:k]] == 0).all(), after[order[:k]]
+    unit = fine_pruning.last_conv(masked)[2]
+    assert (_output(unit, masked, x)[:, order[:k]] == 0).all()  # zero at every image and position
+    assert torch.equal(after[order[k:]] > 0, acts[order[k:]] > 0)
 
 
 def test_a_pruned_resnet_channel_adds_exactly_nothing_to_the_residual_sum_before_and_after_fine_tuning(resnet20):
@@ -79,15 +112,28 @@ def test_a_pruned_resnet_channel_adds_exactly_nothing_to_the_residual_sum_before
     assert (block.bn2.bias[gone] == 0).all() and (_output(block.bn2, masked, x)[:, gone] == 0).all()
 
 
-def test_a_resnet_is_ranked_by_its_last_blocks_output_not_by_the_raw_conv(resnet20):
+def test_a_resnet_is_ranked_by_its_branchs_absolute_output_not_the_raw_conv_nor_the_block_output(resnet20):
     block, x = resnet20.layers[-1], blobs(16, 3, 32, seed=3).x
     raw = _output(block.conv2, resnet20, x).mean(dim=(0, 2, 3))
-    with torch.no_grad():  # the batch norm turns the raw order round: the lowest raw mean gets the largest shift
+    rank = raw.argsort().argsort()
+    with torch.no_grad():  # bn2's |shift| turns the raw order round; every other channel is held below zero
         block.bn2.weight.zero_()
-        block.bn2.bias.copy_(100.0 * (64 - raw.argsort().argsort()))
+        block.bn2.bias.copy_(100.0 * (64 - rank) * (1 - 2 * (rank % 2)))
     acts = fine_pruning.channel_activations(resnet20, x)
-    assert torch.allclose(acts, _output(block, resnet20, x).mean(dim=(0, 2, 3)))  # after the residual add and ReLU
-    assert acts.argsort().tolist() == raw.argsort().flip(0).tolist()
+    order = acts.argsort(stable=True).tolist()
+    assert order == raw.argsort().flip(0).tolist()  # by |bn2 output|: the smallest contribution first
+    branch = _output(block.bn2, resnet20, x)
+    assert torch.allclose(acts, branch.abs().mean(dim=(0, 2, 3)))  # the residual branch, before the skip path
+    signed = branch.mean(dim=(0, 2, 3)).argsort(stable=True).tolist()
+    block_out = _output(block, resnet20, x).mean(dim=(0, 2, 3)).argsort(stable=True).tolist()
+    assert order != raw.argsort(stable=True).tolist() and order != block_out and order != signed
+    # a channel that swings widely about zero (signed mean ~0) moves the residual sum: it is not dormant
+    c = order[0]
+    with torch.no_grad():
+        block.bn2.weight[c], block.bn2.bias[c] = 1e4, 0.0
+        block.bn2.running_mean[c], block.bn2.running_var[c] = raw[c], 1.0
+    acts = fine_pruning.channel_activations(resnet20, x)
+    assert acts[c] > 200.0 and acts.argmin() != c
 
 
 def test_fine_pruning_a_resnet_leaves_its_pruned_branch_channels_at_zero(resnet20):
@@ -97,7 +143,9 @@ def test_fine_pruning_a_resnet_leaves_its_pruned_branch_channels_at_zero(resnet2
     acts = fine_pruning.channel_activations(resnet20, thief.x[18:])
     gone = rep["order"]
     assert rep["pruned"] == len(gone) == 6 and gone == acts.argsort(stable=True)[:6].tolist()
-    assert (_output(tuned.layers[-1].bn2, tuned, torch.rand(4, 3, 32, 32))[:, gone] == 0).all()
+    x = torch.rand(4, 3, 32, 32)
+    assert (_output(tuned.layers[-1].bn2, tuned, x)[:, gone] == 0).all()
+    assert (fine_pruning.channel_activations(tuned, x)[gone] == 0).all()  # the ranked unit, silenced
 
 
 # --------------------------------------------------------------------------- every architecture
@@ -113,7 +161,10 @@ def test_every_registry_model_is_pruned_exactly_or_refused(name):
             attacks.get("fine-pruning").apply(model, threat=None)  # refused before the threat is read
         return
     conv, bn, act = fine_pruning.last_conv(model)
-    assert isinstance(act, models.BasicBlock if "resnet" in name else (nn.ReLU, nn.ReLU6))
+    if "resnet" in name:
+        assert act is bn and any(act is m.bn2 for m in model.modules() if isinstance(m, models.BasicBlock))
+    else:
+        assert isinstance(act, (nn.ReLU, nn.ReLU6))
     assert (bn is None) == (name in ("cw", "lenet1", "lenet3", "lenet5", "svhn6conv"))
     if bn is not None:
         _as_trained(bn)
@@ -124,6 +175,7 @@ def test_every_registry_model_is_pruned_exactly_or_refused(name):
     assert (out[:, :2] == 0).all() and (out[:, 2:] != 0).any()
     acts = fine_pruning.channel_activations(model, x)
     assert acts.shape == (conv.out_channels,) and (acts >= 0).all()
+    assert (fine_pruning.channel_activations(masked, x)[:2] == 0).all()  # the ranked unit is the one silenced
 
 
 def test_a_batch_norm_after_the_conv_is_ranked_after_it_and_masked():

@@ -179,8 +179,8 @@ def _key(labels) -> Key:
 
 def _owner_report(attack, report, key):
     """The owner's reading, as the comparison makes it: after the attack, with the attack's suspect and its key."""
-    from wmlib.attacks import Suspect
-    return attack.owner_report(Suspect(None, report), None, key, None)
+    from wmlib.attacks import OwnerView, Suspect
+    return attack.owner_report(Suspect(None, report), None, OwnerView(key, None, None))
 
 
 def test_owner_report_gives_the_keys_majority_target_and_whether_it_was_flagged(fake_inversion):

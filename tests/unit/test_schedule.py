@@ -122,6 +122,23 @@ def test_the_status_page_gives_each_step_the_critical_path_and_labelled_projecti
     assert "Machine:" not in text  # no benchmark file: nothing claimed
 
 
+def test_a_kept_step_carries_the_time_of_the_run_that_made_its_output():
+    ran = _record()
+    kept_again = schedule.carry_time({"name": "a.ipynb", "start": 5.0, "end": 6.0, "kept": True},
+                                     {st["name"]: schedule.run_seconds(st) for st in ran["steps"]})
+    assert kept_again["last_run_seconds"] == 300 and schedule.step_seconds(kept_again) == 0
+    assert schedule.run_seconds(kept_again) == 300  # and on to the build after it
+    assert schedule.carry_time({"name": "a.ipynb", "start": 5.0, "end": 6.0}, {"a.ipynb": 300}) == \
+        {"name": "a.ipynb", "start": 5.0, "end": 6.0}  # a step that ran has its own time
+    warm = _record()
+    warm["steps"][3]["last_run_seconds"] = 250.0  # b.ipynb, kept, made by a run of 250 s
+    table = report.build_times_markdown(warm)
+    row = next(line for line in table.splitlines() if line.startswith("| b.ipynb"))
+    assert "kept (unchanged)" in row and "250" in row
+    assert "250" not in next(line for line in report.build_times_markdown(_record()).splitlines()
+                             if line.startswith("| b.ipynb"))  # not carried: unknown, left blank
+
+
 def test_the_build_command_refuses_a_bad_profile_or_core_count(capsys):
     assert schedule.main(["build", "--profile", "fast"]) == 2 and "choose one of" in capsys.readouterr().err
     assert schedule.main(["build", "--profile", "smoke", "--cores", "0"]) == 2 and ">= 1" in capsys.readouterr().err

@@ -21,7 +21,7 @@ FMNIST = DATASETS["fashion-mnist"]
 
 
 def _threat(thief: Split, **settings) -> attacks.Threat:
-    return attacks.Threat(thief=thief, test=blobs(100, seed=9), spec=FMNIST, seed=0,
+    return attacks.Threat(thief=thief, spec=FMNIST, seed=0,
                           finetune=train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=0),
                           budget=0.05, settings=settings, model_name="lenet5", scheme=None)
 
@@ -77,17 +77,6 @@ def test_the_budget_is_absolute_points_on_the_thiefs_validation_split(trained, m
     sweep, rate, _ = attacks.thief_prune_finetune(trained, blobs(300), None, [0.0, 0.5, 0.9], budget=0.05)
     assert sweep["affordable"].tolist() == [True, True, False] and rate == 0.5
     assert set(seen) == {90}  # every accuracy it decides on is the validation split's (30 % of 300)
-
-
-def test_the_thief_picks_its_rate_without_the_test_split(trained, monkeypatch):
-    """A thief whose decision read the test split would change its rate when the test split's labels change."""
-    thief = blobs(300, seed=4)
-    cfg = train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=0)
-    a = attacks.REGISTRY["prune-finetune"].apply(trained, _threat(thief, sweep_rates=[0.0, 0.5, 0.9]))
-    scrambled = _threat(thief, sweep_rates=[0.0, 0.5, 0.9])
-    scrambled.test = Split(scrambled.test.x, (scrambled.test.y + 1) % 10)
-    b = attacks.REGISTRY["prune-finetune"].apply(trained, scrambled)
-    assert a.report == b.report
 
 
 # --------------------------------------------------------------------------- no attack holds a key image
@@ -252,7 +241,7 @@ def test_nothing_to_act_on_is_not_a_survival():
 
 def test_a_cell_whose_attack_holds_a_key_image_is_refused():
     """The run-time check of the comparison's cells: an attack whose public images happen to include the owner's
-    key (here the toy scheme's noise key, regenerated) stops the cell before it runs."""
+    key (here the toy scheme's noise key, regenerated from owner 0's seed) stops the cell before it runs."""
     from tests.unit.test_compare import ToyNoise
     from wmlib import keys
     from wmlib.cells import Cell
@@ -261,7 +250,7 @@ def test_a_cell_whose_attack_holds_a_key_image_is_refused():
         name = "holds"
 
         def images(self, threat):
-            return keys.uniform_noise(40, (1, 28, 28), 10, threat.seed).x
+            return keys.uniform_noise(40, (1, 28, 28), 10, 0).x  # owner 0's key, as if it were public
 
         def apply(self, model, threat):
             raise AssertionError("the cell must stop before the attack runs")
@@ -274,3 +263,117 @@ def test_a_cell_whose_attack_holds_a_key_image_is_refused():
            "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
     with pytest.raises(RuntimeError, match="holds's public images share 40 image"):
         compare.run_cell(Cell("toy", 0, "holds"), ctx, {"toy": lambda s: ToyNoise()}, {"holds": Holds()})
+
+
+# --------------------------------------------------------------------------- the thief's own seed, keys and held-out data
+
+def test_the_thief_has_its_own_seed_and_it_regenerates_no_owners_key(toy_splits):
+    from wmlib.schemes import FineTuneKeys
+
+    seeds = [compare.thief_seed(s) for s in range(5)]
+    assert len(set(seeds)) == 5 and not set(seeds) & set(range(100_000))  # far from every owner seed
+    ds = FineTuneKeys(kind="ds")  # a key drawn from its seed alone (uniform noise with random labels)
+    owner, _ = ds.make_key(toy_splits, seed=0)
+    theirs, _ = ds.make_key(toy_splits, seed=compare.thief_seed(0))
+    assert not compare.image_digests(owner.x) & compare.image_digests(theirs.x)
+
+
+def test_the_thiefs_own_task_holds_out_its_own_images_not_the_test_split():
+    names = {f.name for f in dataclasses.fields(attacks.Threat)}
+    assert "test" not in names  # the owners' held-out keys are made from the test split
+    t = _threat(blobs(100, seed=4))
+    own = t.splits
+    assert len(own.owner) == 80 and len(own.test) == 20 and len(own.thief) == 0
+    assert compare.image_digests(torch.cat([own.owner.x, own.test.x])) == compare.image_digests(t.thief.x)
+
+
+def test_a_thiefs_unrelated_keys_come_from_the_thieves_half(toy_splits):
+    from wmlib.schemes import Zhang2018
+
+    z = Zhang2018(kind="unrelated", unrelated_dataset="mnist-5k", unrelated_class=1)
+    owner, held_out = z.make_key(toy_splits, seed=0)
+    theirs = z.thief_key(toy_splits, compare.thief_seed(0), None, "lenet5", None, "t")
+    assert len(theirs) > 0 and (theirs.y == z.target).all()
+    assert not compare.image_digests(theirs.x) & (compare.image_digests(owner.x) | compare.image_digests(held_out.x))
+
+
+def test_lis_thief_trains_an_encoder_from_its_own_seed(monkeypatch, toy_splits):
+    from wmlib.schemes import Li2019
+
+    seen = {}
+
+    def spy(self, tag, model_name, splits, key, cfg, **kw):
+        seen["seed"] = self.seed
+        raise RuntimeError("stop")
+    monkeypatch.setattr(Li2019, "train_or_load", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        Li2019(seed=0).thief_key(toy_splits, 12345, None, "lenet5", None, "t")
+    assert seen["seed"] == 12345
+
+
+def test_a_cell_whose_attack_makes_a_key_image_is_refused_after_it_runs():
+    from tests.unit.test_compare import ToyNoise
+    from wmlib import keys
+    from wmlib.cells import Cell
+
+    class Makes(attacks.Attack):
+        name = "makes"
+
+        def apply(self, model, threat):
+            return attacks.Suspect(Oracle(model), {}, {"images": keys.uniform_noise(40, (1, 28, 28), 10, 0).x[:3]})
+
+    knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=600, test_limit=200, epochs=2, batch_size=64,
+                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20,
+                 finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
+    ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
+           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
+           "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
+    with pytest.raises(RuntimeError, match="the images makes made share 3 image"):
+        compare.run_cell(Cell("toy", 0, "makes"), ctx, {"toy": lambda s: ToyNoise()}, {"makes": Makes()})
+
+
+# --------------------------------------------------------------------------- a seed left alone is no evidence
+
+def test_a_seed_the_attack_left_alone_is_neither_a_removal_nor_a_survival():
+    rows = [dict(entry="w", attack="none", seed=s) for s in range(3)]
+    rows += [dict(entry="w", attack="neural-cleanse", seed=0, claimed=False),  # removed in seed 0
+             dict(entry="w", attack="neural-cleanse", seed=1, status="no action", claimed=True),
+             dict(entry="w", attack="neural-cleanse", seed=2, status="no action", claimed=True)]
+    cells = _cells(rows)
+    assert compare.removals(cells).loc["w", "cheapest removal"] == "none of the suite"
+    att = compare.attacked_cells(cells)
+    assert compare.lukas_findings(att)["removes_all"] == []
+    survived = _cells([dict(entry="w", attack="none", seed=s) for s in range(2)]
+                      + [dict(entry="w", attack="neural-cleanse", seed=0, claimed=True),
+                         dict(entry="w", attack="neural-cleanse", seed=1, status="no action", claimed=True)])
+    mat = compare.matrix(survived)
+    emb = pd.DataFrame({"embedded": [2], "seeds": [2], "accuracy cost": [0.0], "time overhead": [1.0], "queries": [10],
+                        "false claims": [0], "verifications": [10]}, index=["w"])
+    when = compare.which_scheme_when(mat, emb).set_index("question")["answer"]
+    assert when.get("survives fine-pruning and Neural Cleanse", "no scheme") != "w"  # one acted seed is not every seed
+
+
+def test_a_chain_hands_the_next_part_the_model_the_one_before_left(trained, monkeypatch):
+    from wmlib.attacks import combined
+
+    handed = {}
+
+    class First(attacks.Attack):
+        name = "first"
+
+        def apply(self, model, threat):
+            made = nn.Sequential(model)  # a new model object
+            return attacks.Suspect(Oracle(made), {"acted": False})
+
+    class Second(attacks.Attack):
+        name = "second"
+
+        def apply(self, model, threat):
+            handed["model"] = model
+            return attacks.Suspect(Oracle(model), {})
+
+    monkeypatch.setitem(attacks.REGISTRY, "first", First())
+    monkeypatch.setitem(attacks.REGISTRY, "second", Second())
+    out = combined.Chain(["first", "second"]).apply(trained, _threat(blobs(10)))
+    assert isinstance(handed["model"], nn.Sequential) and handed["model"][0] is trained
+    assert out.report["acted"] is True  # the second part acted (on what the first handed on)

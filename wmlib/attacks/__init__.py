@@ -14,7 +14,7 @@ Each module registers its attacks of the comparison suite (:data:`REGISTRY`, in 
 attack is one more module (or one file of your own) that subclasses :class:`Attack` and calls
 :func:`register`.
 """
-from .base import REGISTRY, THREAT_KNOBS, Attack, NotApplicable, OracleThreat, Suspect, Threat, get, owned_knobs, register
+from .base import REGISTRY, THREAT_KNOBS, Attack, NotApplicable, OracleThreat, OwnerView, Suspect, Threat, get, owned_knobs, register
 from .model import (PRUNE_SCOPES, FineTune, Measure, Overwrite, Prune, PruneFineTune, Quantize, Transfer,
                     WorstPruneFineTune, thief_prune_finetune,
                     adversarial_finetune, finetune, finetune_config, finetune_trials, make_permanent, measure, overwrite,

@@ -1,10 +1,11 @@
 """The contract every attack implements: ``apply(model, threat) -> Suspect``.
 
 A :class:`Threat` holds what the thief has, and nothing of the owner's: its own labelled images
-(a share of the task's training set, true labels included), the public test split (for reports
-only: every choice a thief makes uses its own validation split), its fine-tuning recipe, the
-accuracy it is willing to lose (absolute points on its own validation split), its seed, the
-attack settings, the stolen model's architecture and the public scheme (Kerckhoffs). The owner's
+(a share of the task's training set, true labels included; every choice a thief makes uses its own
+validation split), its fine-tuning recipe, the accuracy it is willing to lose (absolute points on
+its own validation split), its own seed (never an owner's key seed), the attack settings, the
+stolen model's architecture and the public scheme (Kerckhoffs). Not the task's test split: the
+owners' held-out keys are made from it. The owner's
 statistic is computed after the attack, by whoever verifies. An attack that needs the owner's key
 is a worst-case search, not a thief: it declares ``oracle = True``, receives an
 :class:`OracleThreat` (which adds the owner's statistic) and is reported as an upper bound, never
@@ -46,9 +47,8 @@ def owned_knobs(suite: dict[str, "Attack"]) -> dict[str, list[str]]:
 class Threat:
     """What one thief has for one attacked model (nothing of the owner's)."""
     thief: Split                      # the thief's own images with their true labels (a share of the training set)
-    test: Split                       # the public test split (reports only; the thief decides on its own data)
     spec: DatasetSpec
-    seed: int                         # the thief's randomness (the owner's seed of the cell)
+    seed: int                         # the thief's randomness (its own: never an owner's key seed)
     finetune: TrainConfig             # how the thief fine-tunes
     budget: float                     # accuracy points the thief may lose on its own validation split
     settings: dict                    # every attack's knobs (epochs, rates, thresholds, ...)
@@ -58,9 +58,26 @@ class Threat:
 
     @property
     def splits(self) -> Splits:
-        """The thief's data as the training data of a task of its own (:meth:`wmlib.data.Splits.thief_task`)."""
-        return Splits(self.thief, self.thief.subset(slice(0, 0)), self.test, self.spec)
+        """The thief's data as a task of its own (keys it makes, a watermark it embeds): the first
+        :data:`THIEF_TRAIN` of its images train, the rest are its held-out data. The task's test
+        split is not the thief's: the owners' held-out keys are made from it."""
+        n = int(round(THIEF_TRAIN * len(self.thief)))
+        return Splits(self.thief.subset(slice(0, n)), self.thief.subset(slice(0, 0)), self.thief.subset(slice(n, None)),
+                      self.spec)
 
+
+
+THIEF_TRAIN = 0.8
+"""The share of the thief's images that trains a task of its own (:attr:`Threat.splits`); the rest is held out."""
+
+
+@dataclass
+class OwnerView:
+    """What the owner brings after an attack: its queried ``key``, the public ``test`` split and its
+    statistic ``hit_rate`` on an oracle. Only :meth:`Attack.owner_report` reads it."""
+    key: Key
+    test: Split
+    hit_rate: Callable[[Oracle], float]
 
 
 @dataclass
@@ -118,13 +135,14 @@ class Attack(ABC):
 
     def images(self, threat: Threat):
         """Those images themselves for this cell (uint8, the task's shape), or None: the comparison
-        checks that none of them is a key image of the cell's owner."""
+        checks that none of them is a key image of the cell's owner. Images an attack makes while it
+        runs (keys of its own, ...) go in its suspect's ``parts["images"]``, checked after it."""
         return None
 
-    def owner_report(self, suspect: "Suspect", threat: Threat, key: Key, hit_rate: Callable[[Oracle], float]) -> dict:
-        """What the owner reads off the attack with its own ``key`` and statistic (``hit_rate`` of an
-        oracle), after the attack and outside the thief's view: e.g. how often a detector flags the
-        key. ``suspect.parts`` holds what the attack built; by default nothing."""
+    def owner_report(self, suspect: "Suspect", threat: Threat, owner: OwnerView) -> dict:
+        """What the owner reads off the attack with its own key, test split and statistic
+        (:class:`OwnerView`), after the attack and outside the thief's view: e.g. how often a
+        detector flags the key. ``suspect.parts`` holds what the attack built; by default nothing."""
         return {}
 
     @abstractmethod

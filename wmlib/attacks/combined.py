@@ -46,9 +46,9 @@ class Chain(Attack):
         got = [x for x in (REGISTRY[p].images(threat) for p in self.parts) if x is not None]
         return torch.cat(got) if got else None
 
-    def owner_report(self, suspect: Suspect, threat: Threat, key, hit_rate) -> dict:
+    def owner_report(self, suspect: Suspect, threat: Threat, owner) -> dict:
         return {f"{p}:{k}": v for p in self.parts
-                for k, v in REGISTRY[p].owner_report(suspect.parts[p], threat, key, hit_rate).items()}
+                for k, v in REGISTRY[p].owner_report(suspect.parts[p], threat, owner).items()}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         report, parts = {}, {}
@@ -58,7 +58,10 @@ class Chain(Attack):
             parts[p] = suspect
             if i < len(self.parts) - 1:
                 model = suspect.oracle.model
-        return Suspect(suspect.oracle, report, parts)
+        made = [s.parts["images"] for s in parts.values() if s.parts.get("images") is not None]
+        # the chain acted if any part did (a part with nothing to act on hands its model on unchanged)
+        report["acted"] = any(s.report.get("acted", True) for s in parts.values())
+        return Suspect(suspect.oracle, report, {**parts, **({"images": torch.cat(made)} if made else {})})
 
 
 # The comparison's combined attacks are fixed here, before any matrix, and never chosen by a measured result.

@@ -61,15 +61,15 @@ class KeyDetector(Attack):
         cfg = TrainConfig(epochs=k["detector_epochs"], batch_size=128, lr=k["detector_lr"], seed=threat.seed)
         detector.train_detector(det, threat.thief.x, own.x, cfg)
         out = KeyDetectorOracle(Oracle(model), det, threat.thief.x, k["detector_fpr"])
-        return Suspect(out, {"flagged_test": float(out.flags(threat.test.x[:k["detector_ordinary"]]).float().mean())},
-                       {"detector": det})
+        return Suspect(out, {}, {"detector": det, "images": own.x})
 
-    def owner_report(self, suspect: Suspect, threat: Threat, key, hit_rate) -> dict:
+    def owner_report(self, suspect: Suspect, threat: Threat, owner) -> dict:
         """How well the thief's detector separates the owner's key from ordinary test images (ROC AUC),
-        and the share of the key it flags."""
-        ordinary = threat.test.x[:threat.settings["detector_ordinary"]]
-        return {"auc": detector.detection_roc(suspect.parts["detector"], ordinary, key.x)[2],
-                "flagged_key": float(suspect.oracle.flags(key.x).float().mean())}
+        the share of the key it flags and the share of ordinary test images it flags."""
+        ordinary = owner.test.x[:threat.settings["detector_ordinary"]]
+        return {"auc": detector.detection_roc(suspect.parts["detector"], ordinary, owner.key.x)[2],
+                "flagged_key": float(suspect.oracle.flags(owner.key.x).float().mean()),
+                "flagged_test": float(suspect.oracle.flags(ordinary).float().mean())}
 
 
 register(KeyDetector())

@@ -170,7 +170,9 @@ def prune_finetune_sweep(model: nn.Module, thief: Split, test: Split, keys: dict
 def worst_within_budget(sweep: pd.DataFrame, column: str, baseline_acc: float, budget: float = 0.10,
                         acc_column: str = "test_acc") -> pd.Series:
     """The sweep row with the lowest ``column`` among those whose test accuracy is at least
-    ``(1 - budget) * baseline_acc``: the strongest removal a thief would accept."""
+    ``(1 - budget) * baseline_acc``: the papers' protocol (GradSigns §4.3.1, Namba §4.3.1), a
+    worst-case search that reads the owner's key and the test labels, an upper bound on the damage
+    and not what a thief can run (:func:`thief_prune_finetune` is the thief's)."""
     ok = sweep[sweep[acc_column] >= (1.0 - budget) * baseline_acc]
     if ok.empty:
         raise ValueError("no attacked model keeps its test accuracy within the budget")
@@ -180,8 +182,8 @@ def worst_within_budget(sweep: pd.DataFrame, column: str, baseline_acc: float, b
 def worst_prune_finetune(model: nn.Module, thief: Split, test: Split, key: Measure, cfg: TrainConfig,
                          rates=tuple(i / 10 for i in range(10)), budget: float = 0.10,
                          progress: bool = True) -> tuple[pd.DataFrame, pd.Series, nn.Module]:
-    """The thief's best pruning + fine-tuning within ``budget``: the sweep over ``rates``, its
-    worst row for ``key`` (:func:`worst_within_budget`) and that attacked model."""
+    """The worst case of pruning + fine-tuning within ``budget`` (:func:`worst_within_budget`: it
+    reads ``key``): the sweep over ``rates``, its worst row for ``key`` and that attacked model."""
     sweep = prune_finetune_sweep(model, thief, test, {"key": key}, cfg, rates=rates, progress=progress)
     worst = worst_within_budget(sweep, "key", evaluate(model, test, next(model.parameters()).device), budget)
     return sweep, worst, prune_finetune(model, float(worst["rate"]), thief, cfg)

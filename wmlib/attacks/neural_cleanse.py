@@ -324,12 +324,12 @@ class NeuralCleanse(Attack):
             "median_norm": rep["median_norm"],
             "norms": rep["norms"], "anomaly_index": rep["anomaly_index"], "reached": rep["reached"]})
 
-    def owner_report(self, suspect: Suspect, threat: Threat, key: Key, hit_rate) -> dict:
+    def owner_report(self, suspect: Suspect, threat: Threat, owner) -> dict:
         """The class most of the owner's key claims (the smallest on a tie; -1 for a key without
         labels), its share of the key, whether its mask converged (``target_reached``) and was
         flagged, its anomaly index (NaN where the mask did not converge) and norm, and the converged
         masks' median norm."""
-        report, labels = suspect.report, key.y
+        report, labels = suspect.report, owner.key.y
         if not len(labels):
             return {"key_target": -1, "key_target_share": 0.0, "target_reached": False, "target_flagged": False,
                     "target_index": float("nan"), "target_norm": float("nan"), "median_norm": report["median_norm"]}

@@ -212,13 +212,13 @@ class QueryModificationAttack(Attack):
         out = bank.query_modification(Oracle(model), k["percentile"])
         return Suspect(out, {}, {"bank": bank, "model": model})
 
-    def owner_report(self, suspect: Suspect, threat: Threat, key, hit_rate) -> dict:
+    def owner_report(self, suspect: Suspect, threat: Threat, owner) -> dict:
         """The share of the owner's key each detector flags, and the owner's statistic had every key
         query gone through the autoencoder (the paper's always-on variant, its Table 2)."""
         always = suspect.parts["bank"].query_modification(Oracle(suspect.parts["model"]), threat.settings["percentile"],
                                                           always=True)
-        return {**{f"flagged_{n}": v for n, v in suspect.oracle.detection_rates(key.x).items()},
-                "statistic_always": hit_rate(always)}
+        return {**{f"flagged_{n}": v for n, v in suspect.oracle.detection_rates(owner.key.x).items()},
+                "statistic_always": owner.hit_rate(always)}
 
 
 register(QueryModificationAttack())

@@ -22,7 +22,7 @@ the images the owner will later send (the code trains on float keys).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
@@ -265,10 +265,12 @@ class Li2019(Scheme):
 
     def thief_key(self, splits: Splits, seed: int, stolen: nn.Module, model_name: str, cfg: TrainConfig, tag: str) -> Key:
         """A thief who knows the method trains an encoder of its own (with a ``model_name`` host, as
-        the owner did) on its data, and encodes its own sources."""
-        key, _ = self.make_key(splits, seed)
-        bundle, _, _ = self.train_or_load(tag, model_name, splits, key, cfg, progress=False)
-        return self.watermark(key, bundle.encoder)
+        the owner did) on its data, and encodes its own sources; its encoder starts from its own
+        ``seed``, not the owner's initialisation (the scheme's ``seed`` is the owner's)."""
+        own = replace(self, seed=seed)
+        key, _ = own.make_key(splits, seed)
+        bundle, _, _ = own.train_or_load(tag, model_name, splits, key, cfg, progress=False)
+        return own.watermark(key, bundle.encoder)
 
     @torch.no_grad()
     def encode(self, encoder: nn.Module, x: torch.Tensor, logo: torch.Tensor) -> torch.Tensor:

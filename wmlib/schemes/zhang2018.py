@@ -129,6 +129,14 @@ class Zhang2018(Scheme):
 
     def make_key(self, splits: Splits, seed: int = 0, clean: nn.Module | None = None) -> tuple[Key, Key]:
         """Algorithm 1 lines 3-8 on the owner's data (the key) and on the test set (new keys, Table 1)."""
+        return self._make_key(splits, seed, "owner")
+
+    def thief_key(self, splits: Splits, seed: int, stolen: nn.Module, model_name: str, cfg: TrainConfig, tag: str) -> Key:
+        """A thief's own key of this kind: made as the owner makes one, from the thief's data, and for
+        unrelated keys from the thieves' half of the other dataset (:func:`wmlib.data.public_share`)."""
+        return self._make_key(splits, seed, "thief")[0]
+
+    def _make_key(self, splits: Splits, seed: int, share: str) -> tuple[Key, Key]:
         s = splits.spec
         meta = {**self.config(), "task": s.name, "seed": seed}
         if self.kind == "unrelated":
@@ -138,7 +146,7 @@ class Zhang2018(Scheme):
             name, cls = self.unrelated_source(s.name)
             bases = []
             for train, part in ((True, splits.owner), (False, splits.test)):
-                x, y = data.public_share(name, train, "owner")  # the other half is the thieves' (data.public_share)
+                x, y = data.public_share(name, train, share)  # owners and thieves draw from disjoint halves
                 x = x[y == cls][:len(self._sources(part))]
                 bases.append(Split(data.to_shape(x, s.channels, s.image_size), torch.full((len(x),), cls)))
             meta.update(unrelated_dataset=name, unrelated_class=cls)
