@@ -76,6 +76,10 @@ def entry_context(entries: dict[str, Make], schemes: dict[str, dict]) -> dict[st
             for name, make in entries.items()}
 
 
+RESULTS_VERSION = 2
+"""What a saved cell result means, beyond its knobs: raised whenever the code changes what a cell computes for the
+same knobs (2: the thief's own seed and data, 2026-12-07), so that no result of the old meaning is reloaded."""
+
 # which cells run, the entries' own settings (in ``entries``) and the knockoff's budget curve (cells of its own)
 SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets")
 
@@ -110,7 +114,8 @@ def make_context(knobs: dict, zoo: dict | None = None, registry: dict[str, Make]
     cut = recipe_overrides(knobs)
     if zoo is None and cut:  # the shared zoo, cut by the knobs: its Zoo.load arguments
         zoo = dict(zip(("train_limit", "test_limit"), shared_limits(knobs["profile"])), **cut)
-    return {"dataset": knobs["dataset"], "profile": knobs["profile"], "knobs": cell_knobs, "zoo": zoo,
+    return {"results_version": RESULTS_VERSION, "dataset": knobs["dataset"], "profile": knobs["profile"],
+            "knobs": cell_knobs, "zoo": zoo,
             "entries": entry_context({n: registry[n] for n in knobs["entries"]}, knobs.get("schemes", {}))}
 
 
@@ -511,16 +516,18 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
     (:func:`removals`), which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
     ok = mat[mat["status"] == "ok"].reset_index()
     oracle = ok.get("oracle", pd.Series(False, index=ok.index)).fillna(False).astype(bool)
-    idle = ok.get("no action", pd.Series(0, index=ok.index)).fillna(0) > 0
-    # a thief's attack that acted in every seed: a seed it left alone is no evidence of surviving it
-    attacked = ok[(ok["attack"] != "none") & ~oracle & ~idle]
+    attacked = ok[(ok["attack"] != "none") & ~oracle].copy()
+    # survived: claimed in every seed, and acted on in every seed (a seed the attack left alone is no evidence);
+    # a row with no seed acted on is not in `ok` at all, so its entry cannot answer a question that needs it
+    idle = attacked.get("no action", pd.Series(0, index=attacked.index)).fillna(0) > 0
+    attacked["held"] = (attacked["claim rate"] >= full) & ~idle
     embedded = [e for e in emb.index if emb.loc[e, "embedded"] > 0]
     rows = []
 
     def cite(frame):
         return "; ".join(f"{r.entry} / {r.attack}: {r.claimed} / {r.seeds}" for r in frame.itertuples())
 
-    survived = attacked[attacked["claim rate"] >= full].groupby("entry")["attack"].apply(list)
+    survived = attacked[attacked["held"]].groupby("entry")["attack"].apply(list)
     tried = attacked.groupby("entry")["attack"].apply(list)
     if len(tried):
         share = {e: len(survived.get(e, [])) / len(tried[e]) for e in tried.index}
@@ -551,7 +558,7 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
         if cells.empty:
             continue
         swept = cells["attack"].nunique()  # the attacks of the question that this sweep ran
-        full_rows = cells.groupby("entry").filter(lambda g: len(g) == swept and (g["claim rate"] >= full).all())
+        full_rows = cells.groupby("entry").filter(lambda g: len(g) == swept and g["held"].all())
         winners = list(dict.fromkeys(full_rows["entry"]))
         rows.append({"question": question, "answer": ", ".join(winners) or "no scheme",
                      "evidence": cite(full_rows) if winners else "best: " + cite(cells.nlargest(1, "claim rate"))})

@@ -443,9 +443,11 @@ def rate_summary(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def power_at(cells: list[dict] | pd.DataFrame, alphas: list[float]) -> pd.DataFrame:
     """The comparison's verdicts at other levels: a verified cell is claimed at level α when its
     p-value (recorded by the comparison, the null's tail) is at most α. One row per (entry,
-    attack) with the claim rate over the owner seeds at each α."""
+    attack) with the claim rate over the owner seeds at each α: thieves' cells only (a worst-case
+    search reads the owner's key; a seed the attack left alone is not an attacked model)."""
     cells = pd.DataFrame(cells)
-    ok = cells[cells["status"] == "ok"]
+    oracle = cells["oracle"].fillna(False).astype(bool) if "oracle" in cells else False
+    ok = cells[(cells["status"] == "ok") & ~oracle]
     rows = []
     for (entry, attack), g in ok.groupby(["entry", "attack"], sort=False):
         rows.append({"entry": entry, "attack": attack,

@@ -377,3 +377,21 @@ def test_a_chain_hands_the_next_part_the_model_the_one_before_left(trained, monk
     out = combined.Chain(["first", "second"]).apply(trained, _threat(blobs(10)))
     assert isinstance(handed["model"], nn.Sequential) and handed["model"][0] is trained
     assert out.report["acted"] is True  # the second part acted (on what the first handed on)
+
+
+@pytest.mark.parametrize("entry", ["zhang-content", "zhang-unrelated", "zhang-noise", "namba-ds", "gradsigns",
+                                   "fc-direct", "fc-invisible"])
+def test_the_key_detectors_thief_can_make_its_keys_at_the_default_thiefs_size(entry):
+    """The default comparison's thief holds 1,500 images: every entry's make_key (the held-out part included, which
+    the thief discards) must find its images in the thief's task (the function-coupled schemes ask 90 triggers of
+    each source class, GradSigns 50 images of its carrier class)."""
+    from wmlib import settings
+
+    cfg = settings.resolve("comparison", "default")
+    s = dict(cfg["schemes"].get(entry, {}))
+    if "sources" in s and s.get("target") is None:
+        s["target"] = next(c for c in range(10) if c not in s["sources"])
+    scheme = compare.build(entry, compare.ENTRIES[entry], s)
+    t = dataclasses.replace(_threat(blobs(1500, seed=4)), scheme=scheme)
+    key, _ = scheme.make_key(attacks.KeyDetector.task(t), seed=t.seed)
+    assert len(key) > 0

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import detector, rules
+from ..data import Splits
 from ..train import TrainConfig, predict_proba
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
@@ -53,15 +54,26 @@ class KeyDetector(Attack):
              "detector_fpr": rules.number(0.0, 1.0, lo_open=True, hi_open=True), "detector_ordinary": rules.integer(1)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        """Keys of its own from the first part of its images (:attr:`Threat.splits`; the held-out key a
+        scheme makes alongside is discarded, so it may come from any of the thief's images), a detector
+        trained on them against those same images, and its threshold set on the thief's held-out
+        images, which it never trained on."""
         k, s, seed = threat.settings, threat.spec, threat.seed + 100
-        own = threat.scheme.thief_key(threat.splits, seed, model, threat.model_name,
+        mine = threat.splits
+        own = threat.scheme.thief_key(self.task(threat), seed, model, threat.model_name,
                                       TrainConfig.from_knobs(k, seed=seed), threat.tag)
         torch.manual_seed(threat.seed)
         det = detector.pixel_detector(s.channels, s.image_size)
         cfg = TrainConfig(epochs=k["detector_epochs"], batch_size=128, lr=k["detector_lr"], seed=threat.seed)
-        detector.train_detector(det, threat.thief.x, own.x, cfg)
-        out = KeyDetectorOracle(Oracle(model), det, threat.thief.x, k["detector_fpr"])
+        detector.train_detector(det, mine.owner.x, own.x, cfg)
+        out = KeyDetectorOracle(Oracle(model), det, mine.test.x, k["detector_fpr"])
         return Suspect(out, {}, {"detector": det, "images": own.x})
+
+    @staticmethod
+    def task(threat: Threat) -> Splits:
+        """The task the thief makes its keys on: the first part of its images, and all of them as the
+        held-out data a scheme draws its (discarded) held-out key from."""
+        return Splits(threat.splits.owner, threat.splits.thief, threat.thief, threat.spec)
 
     def owner_report(self, suspect: Suspect, threat: Threat, owner) -> dict:
         """How well the thief's detector separates the owner's key from ordinary test images (ROC AUC),
