@@ -168,6 +168,12 @@ def embed_entry(name: str, scheme: Scheme, seed: int, context: dict) -> Owner:
     return Owner(splits, clean[0], sum(chist.seconds), marked)
 
 
+def worst_case(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a sweep's cells or of its matrix are a worst-case search (``oracle``; False
+    where a frame has no such column or a row no value)."""
+    return frame["oracle"].fillna(False).astype(bool) if "oracle" in frame else pd.Series(False, index=frame.index)
+
+
 def thief_seed(owner_seed: int) -> int:
     """The thief's own seed in the cell of owner ``owner_seed``: fixed, and never a seed any owner
     draws a key with (a key drawn from a seed alone, such as uniform noise or GradSigns' signature,
@@ -210,15 +216,20 @@ def check_public_images(entries: dict[str, Scheme], suite: Suite, knobs: dict, t
                                          f"{name!r}'s keys from {split(ours)}: an attack must never hold a key image")
 
 
-def check_disjoint(attack: _attacks.Attack, t: _attacks.Threat, keys, made=None) -> None:
-    """The same at run time, image by image: no image the thief trains or queries with (its own
-    share, the attack's public images, and ``made``, what it made while it ran: keys of its own)
-    is an image of the owner's ``keys``."""
-    key_images = set().union(*(image_digests(k.x) for k in keys))
-    for what, x in (("the thief's own images", t.thief.x), (f"{attack.name}'s public images", attack.images(t)),
-                    (f"the images {attack.name} made", made)):
-        if x is not None and key_images & image_digests(x):
-            raise RuntimeError(f"{what} share {len(key_images & image_digests(x))} image(s) with the owner's keys")
+def cell_images(attack: _attacks.Attack, t: _attacks.Threat) -> dict:
+    """What the thief of a cell trains or queries with before it runs, by name: its own share and
+    the attack's public images (None where it has none)."""
+    return {"the thief's own images": t.thief.x, f"{attack.name}'s public images": attack.images(t)}
+
+
+def check_disjoint(key_images: set[str], images: dict) -> None:
+    """The same at run time, image by image: none of ``images`` (name -> uint8 images or None: the
+    thief's share and the attack's public images before it runs, what it made after) is one of the
+    owner's ``key_images`` (:func:`image_digests` of its keys)."""
+    for what, x in images.items():
+        shared = key_images & image_digests(x) if x is not None else set()
+        if shared:
+            raise RuntimeError(f"{what} share {len(shared)} image(s) with the owner's keys")
 
 
 def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite | None = None) -> dict:
@@ -241,13 +252,13 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
     queried = scheme.queries(full, knobs["n_queries"], cell.seed)
     t = threat(cell, owner, scheme, knobs, attack, queried)
-    keys = [owner.marked.key, owner.marked.held_out]
-    check_disjoint(attack, t, keys)
+    key_images = image_digests(owner.marked.key.x) | image_digests(owner.marked.held_out.x)
+    check_disjoint(key_images, cell_images(attack, t))
     try:
         suspect = attack.apply(owner.marked.model, t)
     except _attacks.NotApplicable as why:
         return {"applies": False, "reason": str(why)}
-    check_disjoint(attack, t, keys, suspect.parts.get("images"))  # and what it made: keys of its own
+    check_disjoint(key_images, {f"the images {attack.name} made": suspect.parts.get("images")})  # keys of its own
     v = verify_trials(suspect.oracle, queried, scheme, null, knobs["alpha"])
     seen = attack.owner_report(suspect, t, _attacks.OwnerView(
         queried, owner.splits.test, lambda oracle: float(scheme.hits(oracle, queried).float().mean())))
@@ -379,10 +390,10 @@ def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     test accuracy and what the attack cost it (against the same seed's unattacked model), the
     queries per verification, or the reason the attack does not apply."""
     rows = []
-    oracle = cells["oracle"] if "oracle" in cells else pd.Series(False, index=cells.index)
+    oracle = worst_case(cells)
     for (entry, attack), g in cells.groupby(["entry", "attack"], sort=False):
         ok, idle = g[g.status == "ok"], g[g.status == "no action"]
-        worst = bool(oracle.loc[g.index].fillna(False).any())
+        worst = bool(oracle.loc[g.index].any())
         if ok.empty:
             rows.append({"entry": entry, "attack": attack, "status": "no action" if len(idle) else "n/a", "oracle": worst,
                          **({"no action": len(idle)} if len(idle) else {}),
@@ -434,7 +445,7 @@ def attacked_cells(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     attack found nothing to act on (status 'no action') is kept, and never removes: its model is
     served as it was."""
     out = cells[(cells.attack != "none") & cells.status.isin(["ok", "no action"])].copy()
-    out["oracle"] = out["oracle"].fillna(False).astype(bool) if "oracle" in out else False
+    out["oracle"] = worst_case(out)
     out[["stolen acc", "accuracy loss"]] = _accuracy_loss(cells, out)[["stolen", "loss"]].to_numpy()
     out["margin"] = out["statistic"] - out["threshold"]
     out["removed"] = ((~out["claimed"].astype(bool)) & (out["accuracy loss"] <= max_loss) & ~out["oracle"]
@@ -486,7 +497,7 @@ def lukas_findings(attacked: pd.DataFrame) -> dict:
     remove every watermark in every seed (``removes_all``), and for each chained attack (a name with
     '+') the share of watermarks it removes in every seed and, for the others, their claims and the
     accuracy the thief lost (``chains``: name -> (share, reason))."""
-    attacked = attacked[~attacked["oracle"]] if "oracle" in attacked else attacked  # thieves only
+    attacked = attacked[~worst_case(attacked)]  # thieves only
     per = attacked.groupby(["entry", "attack"], sort=False)["removed"].all().unstack()
     entries = list(per.index)
     unremoved = [e for e in entries if not per.loc[e].fillna(False).astype(bool).any()]
@@ -512,11 +523,11 @@ def seed_note(seeds: list[int]) -> str:
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix's thieves (never a worst-case
-    search, never an attack that left a seed alone) and citing its cells: a cell counts as survived when its claim rate over the seeds is at least ``full``; with ``removed``
-    (:func:`removals`), which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
+    search) and citing its cells: a cell counts as survived when its claim rate over the seeds it
+    acted on is at least ``full`` and it acted on every seed; with ``removed`` (:func:`removals`),
+    which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
     ok = mat[mat["status"] == "ok"].reset_index()
-    oracle = ok.get("oracle", pd.Series(False, index=ok.index)).fillna(False).astype(bool)
-    attacked = ok[(ok["attack"] != "none") & ~oracle].copy()
+    attacked = ok[(ok["attack"] != "none") & ~worst_case(ok)].copy()
     # survived: claimed in every seed, and acted on in every seed (a seed the attack left alone is no evidence);
     # a row with no seed acted on is not in `ok` at all, so its entry cannot answer a question that needs it
     idle = attacked.get("no action", pd.Series(0, index=attacked.index)).fillna(0) > 0

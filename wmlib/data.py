@@ -233,8 +233,8 @@ def public_share(name: str, train: bool, share: str) -> tuple[torch.Tensor, torc
     x, y = load(name, train)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(20_190_601 + int(train)))
     half = len(perm) // 2
-    idx = perm[:half] if share == "owner" else perm[half:]
-    return x[idx.sort().values], y[idx.sort().values]
+    idx = (perm[:half] if share == "owner" else perm[half:]).sort().values
+    return x[idx], y[idx]
 
 
 def may_overlap(a: tuple[str, bool, str], b: tuple[str, bool, str]) -> bool:

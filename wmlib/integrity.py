@@ -446,8 +446,7 @@ def power_at(cells: list[dict] | pd.DataFrame, alphas: list[float]) -> pd.DataFr
     attack) with the claim rate over the owner seeds at each α: thieves' cells only (a worst-case
     search reads the owner's key; a seed the attack left alone is not an attacked model)."""
     cells = pd.DataFrame(cells)
-    oracle = cells["oracle"].fillna(False).astype(bool) if "oracle" in cells else False
-    ok = cells[(cells["status"] == "ok") & ~oracle]
+    ok = cells[(cells["status"] == "ok") & ~compare.worst_case(cells)]
     rows = []
     for (entry, attack), g in ok.groupby(["entry", "attack"], sort=False):
         rows.append({"entry": entry, "attack": attack,

@@ -141,13 +141,13 @@ def test_the_run_time_check_finds_a_key_image_in_the_thiefs_data():
         def apply(self, model, threat):
             raise AssertionError("not run")
 
-    own = blobs(50, seed=4)
-    compare.check_disjoint(attacks.REGISTRY["fine-tune"], _threat(own), [key])  # disjoint: passes
+    own, keyed = blobs(50, seed=4), compare.image_digests(key.x)
+    compare.check_disjoint(keyed, compare.cell_images(attacks.REGISTRY["fine-tune"], _threat(own)))  # disjoint: passes
     with pytest.raises(RuntimeError, match="holds's public images share 1 image"):
-        compare.check_disjoint(Holds(), _threat(own), [key])
+        compare.check_disjoint(keyed, compare.cell_images(Holds(), _threat(own)))
     leaked = Split(torch.cat([own.x, key.x[5:7]]), torch.cat([own.y, key.y[5:7]]))
     with pytest.raises(RuntimeError, match="the thief's own images share 2 image"):
-        compare.check_disjoint(attacks.REGISTRY["fine-tune"], _threat(leaked), [key])
+        compare.check_disjoint(keyed, compare.cell_images(attacks.REGISTRY["fine-tune"], _threat(leaked)))
 
 
 # --------------------------------------------------------------------------- extraction trains what it says
@@ -239,12 +239,24 @@ def test_nothing_to_act_on_is_not_a_survival():
     assert only_idle.loc[("w", "neural-cleanse"), "status"] == "no action"
 
 
+def _run_toy_cell(attack: attacks.Attack) -> dict:
+    """The comparison's cell of owner 0 on a toy noise watermark (its key drawn from seed 0) under ``attack``."""
+    from tests.unit.test_compare import ToyNoise
+    from wmlib.cells import Cell
+
+    knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=600, test_limit=200, epochs=2, batch_size=64,
+                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20,
+                 finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
+    ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
+           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
+           "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
+    return compare.run_cell(Cell("toy", 0, attack.name), ctx, {"toy": lambda s: ToyNoise()}, {attack.name: attack})
+
+
 def test_a_cell_whose_attack_holds_a_key_image_is_refused():
     """The run-time check of the comparison's cells: an attack whose public images happen to include the owner's
     key (here the toy scheme's noise key, regenerated from owner 0's seed) stops the cell before it runs."""
-    from tests.unit.test_compare import ToyNoise
     from wmlib import keys
-    from wmlib.cells import Cell
 
     class Holds(attacks.Attack):
         name = "holds"
@@ -255,14 +267,8 @@ def test_a_cell_whose_attack_holds_a_key_image_is_refused():
         def apply(self, model, threat):
             raise AssertionError("the cell must stop before the attack runs")
 
-    knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=600, test_limit=200, epochs=2, batch_size=64,
-                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20,
-                 finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
-    ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
-           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
-           "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
     with pytest.raises(RuntimeError, match="holds's public images share 40 image"):
-        compare.run_cell(Cell("toy", 0, "holds"), ctx, {"toy": lambda s: ToyNoise()}, {"holds": Holds()})
+        _run_toy_cell(Holds())
 
 
 # --------------------------------------------------------------------------- the thief's own seed, keys and held-out data
@@ -312,9 +318,7 @@ def test_lis_thief_trains_an_encoder_from_its_own_seed(monkeypatch, toy_splits):
 
 
 def test_a_cell_whose_attack_makes_a_key_image_is_refused_after_it_runs():
-    from tests.unit.test_compare import ToyNoise
     from wmlib import keys
-    from wmlib.cells import Cell
 
     class Makes(attacks.Attack):
         name = "makes"
@@ -322,14 +326,8 @@ def test_a_cell_whose_attack_makes_a_key_image_is_refused_after_it_runs():
         def apply(self, model, threat):
             return attacks.Suspect(Oracle(model), {}, {"images": keys.uniform_noise(40, (1, 28, 28), 10, 0).x[:3]})
 
-    knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=600, test_limit=200, epochs=2, batch_size=64,
-                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20,
-                 finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
-    ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
-           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
-           "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
     with pytest.raises(RuntimeError, match="the images makes made share 3 image"):
-        compare.run_cell(Cell("toy", 0, "makes"), ctx, {"toy": lambda s: ToyNoise()}, {"makes": Makes()})
+        _run_toy_cell(Makes())
 
 
 # --------------------------------------------------------------------------- a seed left alone is no evidence

@@ -66,7 +66,6 @@ class Threat:
                       self.spec)
 
 
-
 THIEF_TRAIN = 0.8
 """The share of the thief's images that trains a task of its own (:attr:`Threat.splits`); the rest is held out."""
 
