@@ -21,7 +21,15 @@ trap 'rm -rf "$scratch"' EXIT
 export WMLIB_PROFILE=smoke WMLIB_CACHE="$scratch/cache" WMLIB_RESULTS="$scratch/results" WMLIB_CHECK_RESULTS=1
 export PYTHONHASHSEED=0
 
-python -m pytest -q tests/unit notebooks tests/results --nbmake --nbmake-timeout=600 -p no:cacheprovider "$@"
+# The unit tests and the notebooks on every core at once: one pytest-xdist worker a core, one thread and one Ray core
+# each (tests/parallel.py orders them: notebooks first, longest first); then the checks on what they recorded
+workers="${WMLIB_TEST_WORKERS:-$(python -c 'import os; print(len(os.sched_getaffinity(0)))')}"
+case "$workers" in
+  ''|*[!0-9]*|0) echo "error: WMLIB_TEST_WORKERS is '$workers'; give a whole number >= 1 (pytest workers)" >&2; exit 2 ;;
+esac
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 WMLIB_CORES=1 python -m pytest -q tests/unit notebooks --nbmake --nbmake-timeout=600 \
+    -p no:cacheprovider -p tests.parallel -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
+python -m pytest -q tests/results -p no:cacheprovider "$@"
 
 # The paper-smoke tier: the notebooks again through the paper profile's code paths (its architectures, encoders,
 # schedules, augmentation, key types and zoo recipe) with the sizes cut (wmlib.profiles.PAPER_SMOKE), in its own cache;

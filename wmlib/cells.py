@@ -98,11 +98,26 @@ def _save(cell: Cell, context: dict, result: dict) -> None:
     os.replace(tmp, path)  # atomic: a reader sees no result or the whole one
 
 
+CORES_ENV = "WMLIB_CORES"
+
+
+def env_cores() -> int | None:
+    """The cores a local cluster may use, from :data:`CORES_ENV` (checked); None when unset (all of them).
+    ``make test`` sets 1 for each of its parallel workers; ``wmlib.schedule build`` reads it too."""
+    raw = os.environ.get(CORES_ENV)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{CORES_ENV} must be a whole number >= 1 (cores of the local cluster), got {raw!r}")
+    return int(raw)
+
+
 def _start_ray(address: str | None, num_cpus: int | None):
     import ray
 
     if ray.is_initialized():
         return ray
+    num_cpus = num_cpus if num_cpus is not None else env_cores()
     address = address or os.environ.get("RAY_ADDRESS")
     wmlib_env = {k: v for k, v in os.environ.items() if k.startswith("WMLIB_")}
     if address:  # a cluster (make book's own, wmlib.schedule, or the reader's): its workers see the book's WMLIB_* settings

@@ -147,7 +147,7 @@ _GS_COMMON = dict(
 GRADSIGNS = {
     # 8 epochs on 6,400 images: N = 64 (the smoke zoo's null is too wide to claim 32 bits; measured); DS, not AFS,
     # as the rival (the smoke zoo answers 30-57 % of AFS keys correctly: 30 keys cannot be claimed)
-    "smoke": dict(_GS_COMMON, train_limit=8000, test_limit=2000, epochs=8, bits=64, bits_list=[32, 64], lam_sweep=[0.3, 1.0],
+    "smoke": dict(_GS_COMMON, train_limit=8000, test_limit=2000, epochs=8, bits=64, bits_list=[32, 64], lam_sweep=[0.3, 1.0, 3.0],
                   compare=["zhang-content", "ds"], thief_per_class=[20, 40], sweep_rates=[0.0, 0.5, 0.9],
                   finetune_epochs=2, fgsm_epochs=1, fgsm_ablation=[0.03], retrain_epochs=5, retrain_lr=0.05, noise_stds=[0.001, 0.1], noise_trials=2,
                   decimals=[1, 4], h_sweep=[1e-4, 1e-1], perturb_attempts=3, forge_per_class=[20, 40],
@@ -496,7 +496,10 @@ DEFAULT_CUTS = {
     # 57-87 % of the 30 AFS keys made on the weaker clean model, a threshold of 31 of 30; at 30,000, 40-67 % and 29 of 30)
     "gradsigns": {"forge_per_class": ([64, 512], "the forger's smallest and largest data (full: 64, 128, 256, 512 a "
                                                  "class)"),
-                  "forge_lam_factors": ([1.0], "the forger's lambda at the owner's (full: also 0.3x and 3x)")},
+                  "forge_lam_factors": ([1.0], "the forger's lambda at the owner's (full: also 0.3x and 3x)"),
+                  "lam_sweep": ([0.1, 0.3, 1.0], "the lambda sweep from 0.1 (full: also 0.01 and 0.03, which did not "
+                                                 "embed in any build here; two 30,000-image trainings less, about 2 min "
+                                                 "of one core)")},
     "function_coupled": {"train_limit": _TASK_CUT},
     "comparison": {"train_limit": _TASK_CUT,
                    "seeds": ([0], "one owner per watermark: every cell rests on one model, and the page draws no "

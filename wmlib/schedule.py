@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .cells import env_cores
 from .data import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -428,7 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "summary":
         print(summary_text(summary(json.loads(args.record.read_text()), tuple(args.cores))))
         return 0
-    cores = args.cores if args.cores is not None else int(os.environ.get("WMLIB_CORES") or len(os.sched_getaffinity(0)))
+    try:
+        cores = args.cores if args.cores is not None else (env_cores() or len(os.sched_getaffinity(0)))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if cores < 1:
         print(f"error: --cores must be >= 1, got {cores}", file=sys.stderr)
         return 2

@@ -143,3 +143,17 @@ def test_digits_run_knobs_replace_the_main_ones_and_off_skips_it():
                                                                                           smoke["epochs"])
     assert set(papers.li2019.TABLE1) == {"mean drop", "smallest drop", "lowest key acc (watermarked)", "key acc (zoo, mean)",
                                          "mean clean test acc"}
+
+
+@pytest.mark.parametrize("auc, moved, chance, says", [
+    (0.55, 0.12, 0.10, ["no better than the paper's 0.65", "does not forge keys"]),
+    (0.80, 0.12, 0.10, ["a detector finds them in our setting", "does not forge keys"]),
+    (0.60, 0.40, 0.10, ["stay undetectable", "forges keys in our setting"]),
+])
+def test_the_chapters_detection_reading_follows_its_numbers(auc, moved, chance, says):
+    from wmlib.schemes.li2019 import detection_sentence
+
+    text = detection_sentence(auc, moved, chance)
+    assert f"AUC {auc:.2f}" in text and f"{moved:.0%} key accuracy" in text
+    for s in says:
+        assert s in text, text

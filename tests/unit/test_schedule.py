@@ -209,3 +209,49 @@ def test_a_notebook_step_hands_its_kernel_absolute_paths_and_its_thread_count(tm
     seen.clear()  # a second run with nothing changed keeps the executed copy
     (tmp_path / "out" / "zhang2018.ipynb").write_text("{}")
     assert schedule._execute(step, "smoke", "out", "addr", "out/cells.jsonl")["kept"] is True and not seen
+
+
+def test_wmlib_cores_sizes_a_local_cluster_and_a_bad_value_is_refused(monkeypatch):
+    import sys
+    import types
+
+    from wmlib import cells
+
+    seen = {}
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: seen.update(kw))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("WMLIB_CORES", "1")
+    cells._start_ray(None, None)
+    assert seen["num_cpus"] == 1
+    cells._start_ray(None, 3)  # an explicit count wins
+    assert seen["num_cpus"] == 3
+    monkeypatch.delenv("WMLIB_CORES")
+    cells._start_ray(None, None)
+    assert seen["num_cpus"] is None
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("WMLIB_CORES", bad)
+        with pytest.raises(ValueError, match="WMLIB_CORES must be a whole number >= 1"):
+            cells._start_ray(None, None)
+
+
+def test_make_tests_workers_take_the_notebooks_first_and_a_reader_after_what_it_reads():
+    import types
+    from pathlib import Path
+
+    from tests import parallel
+
+    names = ["tests/unit/test_a.py", "notebooks/zhang2018.ipynb", "notebooks/integrity.ipynb", "tests/unit/test_b.py",
+             "notebooks/comparison.ipynb", "notebooks/li2019.ipynb"]
+
+    class Item(types.SimpleNamespace):
+        def add_marker(self, m):
+            self.marks.append(m)
+    items = [Item(path=Path(n), marks=[]) for n in names]
+    parallel.pytest_collection_modifyitems(None, items)
+    order = [str(i.path) for i in items]
+    assert order == ["notebooks/li2019.ipynb", "notebooks/comparison.ipynb", "notebooks/integrity.ipynb",
+                     "notebooks/zhang2018.ipynb", "tests/unit/test_a.py", "tests/unit/test_b.py"]
+    groups = {str(i.path): [m.kwargs.get("name", m.args[0] if m.args else None) for m in i.marks] for i in items}
+    assert groups["notebooks/comparison.ipynb"] == groups["notebooks/integrity.ipynb"] == ["comparison"]
+    assert groups["notebooks/li2019.ipynb"] == []

@@ -393,3 +393,21 @@ def test_the_key_detectors_thief_can_make_its_keys_at_the_default_thiefs_size(en
     t = dataclasses.replace(_threat(blobs(1500, seed=4)), scheme=scheme)
     key, _ = scheme.make_key(attacks.KeyDetector.task(t), seed=t.seed)
     assert len(key) > 0
+
+
+def test_lis_thief_encoder_trains_on_the_thiefs_images_only(monkeypatch, toy_splits):
+    """The chapter's detector (Figs. 6-7): the thief's encoder is trained on the thief's task, from its seed."""
+    from wmlib.schemes import Li2019
+
+    seen = {}
+
+    def spy(self, tag, model_name, splits, key, cfg, **kw):
+        seen.update(seed=self.seed, owner=splits.owner.x, key=key.x)
+        raise RuntimeError("stop")
+    monkeypatch.setattr(Li2019, "train_or_load", spy)
+    task = toy_splits.thief_task()
+    with pytest.raises(RuntimeError, match="stop"):
+        Li2019(seed=0).thief_encoder(task, 777, "lenet5", None, "t")
+    assert seen["seed"] == 777 and seen["owner"] is task.owner.x
+    assert compare.image_digests(seen["key"]) <= compare.image_digests(toy_splits.thief.x)
+    assert not compare.image_digests(seen["key"]) & compare.image_digests(toy_splits.owner.x)

@@ -264,13 +264,21 @@ class Li2019(Scheme):
                            hist, sum(hist.seconds), loaded, {"encoder": bundle.encoder})
 
     def thief_key(self, splits: Splits, seed: int, stolen: nn.Module, model_name: str, cfg: TrainConfig, tag: str) -> Key:
-        """A thief who knows the method trains an encoder of its own (with a ``model_name`` host, as
-        the owner did) on its data, and encodes its own sources; its encoder starts from its own
-        ``seed``, not the owner's initialisation (the scheme's ``seed`` is the owner's)."""
+        """A thief who knows the method trains an encoder of its own (:meth:`thief_encoder`) and
+        encodes its own sources with it."""
+        own, key, bundle = self.thief_encoder(splits, seed, model_name, cfg, tag)
+        return own.watermark(key, bundle.encoder)
+
+    def thief_encoder(self, splits: Splits, seed: int, model_name: str, cfg: TrainConfig, tag: str,
+                      device: torch.device | None = None) -> tuple["Li2019", Key, BlindWatermark]:
+        """What a thief who knows the method can build: an encoder of its own, trained with a
+        ``model_name`` host (as the owner did) on ``splits`` (the thief's own data as a task), from
+        its own ``seed`` (the scheme's ``seed`` is the owner's initialisation). Returns the thief's
+        scheme, its key (sources, not yet encoded) and the trained bundle; never the owner's encoder."""
         own = replace(self, seed=seed)
         key, _ = own.make_key(splits, seed)
-        bundle, _, _ = own.train_or_load(tag, model_name, splits, key, cfg, progress=False)
-        return own.watermark(key, bundle.encoder)
+        bundle, _, _ = own.train_or_load(tag, model_name, splits, key, cfg, device=device, progress=False)
+        return own, key, bundle
 
     @torch.no_grad()
     def encode(self, encoder: nn.Module, x: torch.Tensor, logo: torch.Tensor) -> torch.Tensor:
@@ -299,6 +307,22 @@ def image_quality(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 def difference_image(key: torch.Tensor, original: torch.Tensor, gain: float = 5.0) -> torch.Tensor:
     """Fig. 8: ``key - original`` magnified ``gain`` times around mid-grey, as uint8 images."""
     return (128 + gain * (key.float() - original.float())).round().clamp(0, 255).to(torch.uint8)
+
+
+def detection_sentence(auc: float, transplanted: float, chance: float, paper_auc: float = 0.65,
+                       margin: float = 0.05) -> str:
+    """The chapter's reading of §6.3-6.4, drawn from its numbers: ``auc``, the best detector's AUC
+    on the blind keys (every reading of whose encoder, every detector); ``transplanted``, the key
+    accuracy of difference images moved onto fresh images, against ``chance``, fresh images with the
+    keys' labels. Undetectable means no better than the paper's own ``paper_auc`` ('slightly more
+    effective than random guessing'); unforgeable, within ``margin`` of chance."""
+    seen = (f"no better than the paper's {paper_auc:.2f}, so they stay undetectable as the paper says"
+            if auc <= paper_auc else f"above the paper's {paper_auc:.2f}, so a detector finds them in our setting")
+    forged = ("so transplanting does not forge keys, as the paper argues" if transplanted <= chance + margin
+              else "so transplanting forges keys in our setting, against the paper's argument")
+    return (f"The best detector of the blind keys reaches AUC {auc:.2f}, {seen}. Difference images moved onto fresh "
+            f"images score {transplanted:.0%} key accuracy against {chance:.0%} for fresh images with the keys' labels, "
+            f"{forged}.")
 
 
 def transplant(fresh: torch.Tensor, key: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
