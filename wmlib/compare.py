@@ -26,9 +26,9 @@ from . import data, timing
 from .schemes import FineTuneKeys, FunctionCoupled, GradSigns, Li2019, Namba2019, Scheme, Zhang2018
 from .schemes.base import Watermarked, watermark
 from .schemes.function_coupled import least_answered_target
-from .cells import Cell, cell_context, claim_rate, count_rate, run
+from .cells import Cell, cell_context, claim_rate, run
 from .train import TrainConfig, evaluate, train_classifier
-from .verify import Oracle, false_claims, oracle_accuracy, verify_trials
+from .verify import Oracle, false_claim_pairs, oracle_accuracy, pair_rate, verify_trials
 
 Make = Callable[[dict], Scheme]  # an entry's settings -> its configured scheme
 ENTRIES: dict[str, Make] = {}
@@ -76,9 +76,10 @@ def entry_context(entries: dict[str, Make], schemes: dict[str, dict]) -> dict[st
             for name, make in entries.items()}
 
 
-RESULTS_VERSION = 2
+RESULTS_VERSION = 3
 """What a saved cell result means, beyond its knobs: raised whenever the code changes what a cell computes for the
-same knobs (2: the thief's own seed and data, 2026-12-07), so that no result of the old meaning is reloaded."""
+same knobs (2: the thief's own seed and data; 3: the unattacked cell records each zoo model's one verification, its
+pair, 2026-12-07), so that no result of the old meaning is reloaded."""
 
 # which cells run, the entries' own settings (in ``entries``) and the knockoff's budget curve (cells of its own)
 SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets")
@@ -267,12 +268,13 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
            "oracle": attack.oracle, "acted": bool(suspect.report.get("acted", True)),
            **{f"report_{k}": val for k, val in {**suspect.report, **seen}.items()}}
     if cell.attack == "none":
-        table = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), knobs["alpha"], knobs["false_claim_draws"],
+        table = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), knobs["alpha"],
                            cell.seed, confidence=knobs["zoo_confidence"], scheme=scheme)
-        fc, total = false_claims(table)
+        pairs = false_claim_pairs({cell.entry: table})  # each zoo model verified once on this owner's key
         out.update({"clean_acc": evaluate(owner.clean, owner.splits.test), "embed_seconds": owner.marked.seconds,
                     "clean_seconds": owner.clean_seconds, "loaded": owner.marked.loaded, "key_size": len(owner.marked.key),
-                    "false_claims": fc, "false_claim_verifications": total, "zoo_models": len(zoo)})
+                    "false_claims": int(pairs["claimed"].sum()), "false_claim_pairs": pairs.drop(columns="key").to_dict("records"),
+                    "zoo_models": len(zoo)})
     out["seconds"] = time.perf_counter() - t0  # this cell's wall time in its worker (embedding included if trained here)
     out.update(timing.as_fields(timing.since(work)))  # what it trained and evaluated
     return out
@@ -415,24 +417,32 @@ def matrix(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return out
 
 
+def zoo_pairs(cells: pd.DataFrame) -> pd.DataFrame:
+    """The (zoo model, key) pairs of the unattacked cells: each zoo model verified once against the
+    null of the others on each owner's key (entry / seed), its outcome and claim probability."""
+    rows = [{**p, "key": f"{r['entry']} / seed {r['seed']}", "entry": r["entry"]}
+            for _, r in cells[cells.attack == "none"].iterrows() for p in r["false_claim_pairs"]]
+    return pd.DataFrame(rows, columns=["suspect", "key", "entry", "claimed", "claim probability"])
+
+
 def embedding_table(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per entry, from its unattacked cells: how often it embedded (``embedded`` of ``seeds``:
     claimed on its own key), the test accuracy against the same owner's clean model, the embedding
     time against training the clean model, the queries per verification, and the false claims on
-    the clean zoo (``false claims`` of ``verifications``, leave-one-out, pooled over seeds) with the
-    rate's exact ``confidence`` interval."""
-    rows = {}
+    the clean zoo: the (zoo model, key) pairs claimed (each model verified once per owner seed,
+    leave-one-out) with the exact ``confidence`` upper bound over the models (or the keys)
+    (:func:`wmlib.verify.pair_rate`)."""
+    rows, pairs = {}, zoo_pairs(cells)
     for entry, g in cells[cells.attack == "none"].groupby("entry", sort=False):
-        fc, total = int(g["false_claims"].sum()), int(g["false_claim_verifications"].sum())
-        _, _, ci_high = count_rate(fc, total, confidence)
+        r = pair_rate(pairs[pairs.entry == entry], confidence)
         rows[entry] = {"embedded": int(g["claimed"].sum()), "seeds": len(g), "test accuracy": g["test_acc"].mean(),
                        "accuracy cost": (g["clean_acc"] - g["test_acc"]).mean(),
                        "time overhead": (g["embed_seconds"] / g["clean_seconds"]).mean(),
-                       "queries": g["queries"].mean(), "false claims": fc, "verifications": total,
-                       "false-claim rate": fc / total, "fcr ci high": ci_high,
+                       "queries": g["queries"].mean(), "false claims": r.claimed, "pairs": r.pairs,
+                       "zoo models": r.suspects, "false-claim rate": r.rate, "fcr bound": r.bound,
                        "loaded from cache": int(g["loaded"].sum())}
     return pd.DataFrame.from_dict(rows, orient="index").astype(
-        {"embedded": int, "seeds": int, "false claims": int, "verifications": int, "loaded from cache": int})
+        {"embedded": int, "seeds": int, "false claims": int, "pairs": int, "zoo models": int, "loaded from cache": int})
 
 
 def attacked_cells(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
@@ -578,9 +588,9 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
         rows.append({"question": "no attack of the suite removes it (Lukas et al.'s rule)",
                      "answer": ", ".join(kept) or "no scheme",
                      "evidence": "; ".join(f"{e}: {r['cheapest removal']}" for e, r in removed.iterrows())})
-    fc = {e: (int(emb.loc[e, "false claims"]), int(emb.loc[e, "verifications"])) for e in emb.index}
+    fc = {e: (int(emb.loc[e, "false claims"]), int(emb.loc[e, "pairs"])) for e in emb.index}
     rows.append({"question": "claims an innocent (zoo) model", "answer": "no scheme" if all(c == 0 for c, _ in fc.values()) else
-                 ", ".join(f"{e} ({c} of {n:,} verifications)" for e, (c, n) in fc.items() if c),
+                 ", ".join(f"{e} ({c} of {n:,} zoo model–key pairs)" for e, (c, n) in fc.items() if c),
                  "evidence": "; ".join(f"{e}: {c} / {n}" for e, (c, n) in fc.items())})
     return pd.DataFrame(rows)
 

@@ -31,11 +31,11 @@ from . import compare, data, models
 from .accuser import random_targets, transfer_key
 from .attacks.extraction import extract
 from .attacks.model import prune_magnitude
-from .cells import count_rate
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
-from .verify import LabelTrials, Null, Oracle, claim_count, claims_at, false_claims, verify_counts, verify_trials
+from .verify import (LabelTrials, Null, Oracle, claim_probability, claims_at, false_claim_pairs, pair_rate, verify_counts,
+                     verify_trials)
 from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 
 # --------------------------------------------------------------------------- clean suspects beyond the zoo
@@ -201,17 +201,54 @@ class Rule:
         return self.null.critical(n, self.alpha)
 
 
-def draw_claims(hit_vector: torch.Tensor, rule: Rule, n: int, draws: int, seed: int = 0) -> int:
-    """How many of ``draws`` verifications, each ``n`` trials drawn without replacement from
-    ``hit_vector`` (as :func:`wmlib.verify.claim_count` draws them), ``rule`` claims."""
+def verify_once(hit_vector: torch.Tensor, critical: int, n: int, seed: int) -> dict:
+    """One verification of a (suspect, key) pair: ``n`` trials drawn without replacement from
+    ``hit_vector`` (the judge's draw, from ``seed``) claimed at ``critical`` hits, and the chance
+    that any one draw claims it (the spread within the pair, not new evidence)."""
     n = min(n, len(hit_vector))
-    return claims_at(hit_vector, rule.critical(n), n, draws, seed)
+    return {"claimed": bool(claims_at(hit_vector, critical, n, 1, seed)),
+            "claim probability": claim_probability(hit_vector, critical, n)}
 
 
-def rate_row(claims: int, total: int, confidence: float = 0.95) -> dict:
-    """``claims`` of ``total`` with the exact (Clopper-Pearson) interval."""
-    r, lo, hi = count_rate(claims, total, confidence)
-    return {"claims": claims, "verifications": total, "claim rate": r, "ci low": lo, "ci high": hi}
+def rate_row(pairs: pd.DataFrame, confidence: float = 0.95) -> dict:
+    """What a frame of (suspect, key) pairs, each verified once, supports (:func:`wmlib.verify.pair_rate`):
+    claimed pairs of pairs, the suspects and keys behind them, the rate and its exact upper bound
+    over the suspects or the keys, and the mean claim probability over query draws."""
+    r = pair_rate(pairs, confidence)
+    return {"claimed": r.claimed, "pairs": r.pairs, "suspects": r.suspects, "keys": r.keys, "claim rate": r.rate,
+            "upper bound": r.bound, "bound over": f"{r.suspects if r.bound_over == 'suspect' else r.keys} {r.bound_over}s",
+            "suspects claimed": r.suspects_claimed, "expected over draws": r.expected}
+
+
+RATE_FORMAT = {"claim rate": "{:.2%}", "upper bound": "{:.1%}", "expected over draws": "{:.2%}"}
+"""How a table of :func:`rate_row` rows shows its numbers (for ``DataFrame.style.format``)."""
+
+
+def rule_row(frame: pd.DataFrame, rule: str) -> dict:
+    """A rule's rows of a :func:`claims_table` as one: claimed pairs and pairs summed over the
+    protocols it judged apart (different entries' keys), and the largest of their upper bounds."""
+    f = frame[frame["rule"] == rule]
+    worst = f.loc[f["upper bound"].idxmax()]
+    return {"claimed": int(f["claimed"].sum()), "pairs": int(f["pairs"].sum()), "upper bound": float(worst["upper bound"]),
+            "bound over": worst["bound over"]}
+
+
+def pair_text(row: dict) -> str:
+    """A :func:`rate_row` (or :func:`rule_row`) in words: what it counts and what it supports."""
+    rate = row["claimed"] / row["pairs"]
+    return (f"{row['claimed']} of {row['pairs']} (suspect, key) pairs ({rate:.1%}; 95 % upper bound "
+            f"{row['upper bound']:.1%}, exact over {row['bound over']})")
+
+
+def level_reasons(row: dict, alpha: float, judge: dict | None = None) -> dict[str, str]:
+    """Why a promise "no innocent suspect claimed beyond ``alpha``" got its status, one text per status
+    (:meth:`wmlib.report.PaperVsOurs.add`), from a :func:`rate_row` (or :func:`rule_row`); ``judge``:
+    the same keys under the judge's private zoo, said beside a row that misses the level."""
+    seen = pair_text(row) + " claimed"
+    beside = f"; the judge's private zoo claims {pair_text(judge)}" if judge is not None else ""
+    return {"model-based": f"{seen}: the bound is above α = {alpha:g}, so '≤ α' rests on the null model, not on this "
+                           f"measurement{beside}",
+            "deviates": f"{seen}: above α = {alpha:g}{beside}"}
 
 
 def base_rates(oracle: Oracle, ordinary: Split, num_classes: int) -> torch.Tensor:
@@ -232,14 +269,13 @@ def controlled(null: Null, key: Key, rates: torch.Tensor) -> Null:
 
 
 def claims_table(hits: dict[tuple, torch.Tensor], rules: dict[str, Callable], protocols: dict[str, tuple[int, float | None]],
-                 draws: int, seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0) -> pd.DataFrame:
     """Claim rates of false keys: ``hits`` maps (accuser, suspect) to the suspect's hit vector on
     that accuser's key; ``rules`` maps a rule name to ``(accuser, protocol threshold) -> Rule | None``
     (None: the rule does not apply to that protocol); ``protocols`` maps the entries that share a
     verification protocol to ``(queries, paper threshold or None)``. One row per rule and distinct
     protocol (protocols that a rule judges alike share a row, e.g. every protocol of 100 queries
-    under the binomial test): claims over every (accuser, suspect) pair and ``draws`` random query
-    draws each, with the exact 95 % interval, and the pairs claimed in more than half their draws."""
+    under the binomial test): every (suspect, accuser's key) pair verified once (:func:`rate_row`)."""
     first = next(iter(hits))[0]
     groups: dict[tuple, list[str]] = {}
     for rname, make in rules.items():
@@ -249,13 +285,11 @@ def claims_table(hits: dict[tuple, torch.Tensor], rules: dict[str, Callable], pr
                 groups.setdefault((rname, n, tau if rule != make(first, None) else None), []).append(proto)
     rows = []
     for (rname, n, tau), protos in groups.items():
-        total = claimed = mostly = 0
-        for i, ((acc, _), h) in enumerate(hits.items()):
-            c = draw_claims(h, rules[rname](acc, tau), n, draws, seed + i)
-            total, claimed, mostly = total + draws, claimed + c, mostly + (c > draws / 2)
+        pairs = pd.DataFrame([{"suspect": sus, "key": f"accuser {acc}",
+                               **verify_once(h, rules[rname](acc, tau).critical(min(n, len(h))), n, seed + i)}
+                              for i, ((acc, sus), h) in enumerate(hits.items())])
         rows.append({"rule": rname, "entries": "every label-key entry" if len(protos) == len(protocols) else "; ".join(protos),
-                     "queries": min(n, len(next(iter(hits.values())))), **rate_row(claimed, total),
-                     "pairs mostly claimed": f"{mostly} of {len(hits)}"})
+                     "queries": min(n, len(next(iter(hits.values())))), **rate_row(pairs)})
     return pd.DataFrame(rows)
 
 
@@ -411,12 +445,12 @@ def signature_claims(scheme, secret: Key, suspects: Zoo, zoo: Zoo, judge: Zoo, a
 
 def suspect_false_claims(owners: dict, suspects: Zoo, zoo: Zoo, knobs: dict, alpha: float,
                          rates: dict[str, torch.Tensor] | None = None, exclude=(), chance: bool = False) -> pd.DataFrame:
-    """Every suspect verified against every comparison key (entry, owner seed) with
-    ``false_claim_draws`` random query draws, against the zoo null as the comparison verifies
-    (``zoo_confidence``, ``n_queries``). With ``rates`` (suspect -> :func:`base_rates`), a label
-    key's null gets each suspect's control (:func:`controlled`). Suspects named in ``exclude`` are
-    left out. ``chance=True`` tests against the binomial at the trial's chance rate instead of
-    the zoo (the naive verifier). One row per (entry, seed, suspect)."""
+    """Every suspect verified once against every comparison key (entry, owner seed), against the
+    zoo null as the comparison verifies (``zoo_confidence``, ``n_queries``; :func:`verify_once`).
+    With ``rates`` (suspect -> :func:`base_rates`), a label key's null gets each suspect's control
+    (:func:`controlled`). Suspects named in ``exclude`` are left out. ``chance=True`` tests against
+    the binomial at the trial's chance rate instead of the zoo (the naive verifier). One row per
+    (entry, seed, suspect): a (suspect, key) pair."""
     rows = []
     for i, ((entry, seed), (scheme, owner)) in enumerate(owners.items()):
         full = owner.marked.verify_key
@@ -427,16 +461,15 @@ def suspect_false_claims(owners: dict, suspects: Zoo, zoo: Zoo, knobs: dict, alp
             if name in exclude:
                 continue
             use = controlled(null, full, rates[name]) if rates is not None and is_label_scheme(scheme) else null
-            c, _ = claim_count(h, use, n, alpha, knobs["false_claim_draws"], seed=1000 * i + j)
-            rows.append({"entry": entry, "seed": seed, "suspect": name, "hit rate": float(h.float().mean()),
-                         "claims": c, "verifications": knobs["false_claim_draws"]})
+            m = min(n, len(h))
+            rows.append({"entry": entry, "seed": seed, "suspect": name, "key": f"{entry} / seed {seed}",
+                         "hit rate": float(h.float().mean()), **verify_once(h, use.critical(m, alpha), m, 1000 * i + j)})
     return pd.DataFrame(rows)
 
 
 def rate_summary(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Claims over verifications per ``by`` group, with exact 95 % intervals."""
-    out = [{**dict(zip(by, k if isinstance(k, tuple) else (k,))), **rate_row(int(g["claims"].sum()), int(g["verifications"].sum()))}
-           for k, g in rows.groupby(by, sort=False)]
+    """Per ``by`` group of :func:`suspect_false_claims` rows, what its (suspect, key) pairs support (:func:`rate_row`)."""
+    out = [{**dict(zip(by, k if isinstance(k, tuple) else (k,))), **rate_row(g)} for k, g in rows.groupby(by, sort=False)]
     return pd.DataFrame(out)
 
 
@@ -498,18 +531,17 @@ def false_claims_at(owners: dict, zoo: Zoo, suspects: Zoo, knobs: dict, alphas: 
     suspect but ``exclude`` against the whole zoo (:func:`suspect_false_claims`)."""
     rows = []
     for alpha in alphas:
-        zc = zt = 0
+        tables = {}
         for (entry, seed), (scheme, owner) in owners.items():
             full = owner.marked.verify_key
-            t = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), alpha, knobs["false_claim_draws"], seed,
-                           confidence=knobs["zoo_confidence"], scheme=scheme)
-            c, n = false_claims(t)
-            zc, zt = zc + c, zt + n
-        s = suspect_false_claims(owners, suspects, zoo, knobs, alpha, exclude=exclude)
-        z, sr = rate_row(zc, zt), rate_row(int(s["claims"].sum()), int(s["verifications"].sum()))
-        rows.append({"α": alpha, "zoo claims": f"{zc} / {zt:,}", "rate (zoo)": z["claim rate"], "rate ci high (zoo)": z["ci high"],
-                     "suspect claims": f"{sr['claims']} / {sr['verifications']:,}", "rate (suspects)": sr["claim rate"],
-                     "rate ci high (suspects)": sr["ci high"]})
+            tables[f"{entry} / seed {seed}"] = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), alpha,
+                                                          seed, confidence=knobs["zoo_confidence"], scheme=scheme)
+        z = rate_row(false_claim_pairs(tables))
+        sr = rate_row(suspect_false_claims(owners, suspects, zoo, knobs, alpha, exclude=exclude))
+        rows.append({"α": alpha, "zoo claims": f"{z['claimed']} / {z['pairs']}", "rate (zoo)": z["claim rate"],
+                     "upper bound (zoo)": z["upper bound"], "zoo bound over": z["bound over"],
+                     "suspect claims": f"{sr['claimed']} / {sr['pairs']}", "rate (suspects)": sr["claim rate"],
+                     "upper bound (suspects)": sr["upper bound"], "suspect bound over": sr["bound over"]})
     return pd.DataFrame(rows)
 
 

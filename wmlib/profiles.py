@@ -22,7 +22,7 @@ _ZHANG_COMMON = dict(
     unrelated_dataset=None, unrelated_class=None,
     epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
     schedule="cosine", augment=False, precision="fp32",
-    n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99,
+    n_queries=100, alpha=0.01, zoo_confidence=0.99,
     prune_rates=[i / 10 for i in range(10)], sweep_rates=[i / 10 for i in range(10)],
     finetune_epochs=10, finetune_lr=5e-4, finetune_optimizer="adam", budget=0.10,
     input_noise_std=0.1, quant_bits=8, seed=0,
@@ -36,7 +36,7 @@ _ZHANG_COMMON = dict(
 
 ZHANG2018 = {
     # Fashion-MNIST subset, a few epochs: exercises every cell in about a minute on 2 CPU cores
-    "smoke": dict(_ZHANG_COMMON, train_limit=6000, test_limit=2000, epochs=3, false_claim_draws=50,
+    "smoke": dict(_ZHANG_COMMON, train_limit=6000, test_limit=2000, epochs=3,
                   unrelated_dataset="mnist-5k", unrelated_class=1,
                   prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2,
                   digits_epochs=3),  # the digits run in ~20 s; every kind still passes the gate on the smoke digits zoo
@@ -59,7 +59,7 @@ _NAMBA_COMMON = dict(
     milestones=[], augment=False, precision="fp32", retrain_epochs=5, retrain_lr=0.01,
     ae_epochs=400, ae_lr=1e-3, ae_sweep=[50, 100, 200, 400], folds=5, percentile=95.0, detection_samples=1000,
     sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10, finetune_lr=1e-3, budget=0.10,
-    auc_sizes=[20, 10, 5], auc_repeats=30, n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99,
+    auc_sizes=[20, 10, 5], auc_repeats=30, n_queries=100, alpha=0.01, zoo_confidence=0.99,
     seed=0,
     # the digits ablation (see variant()): the chapter again on real MNIST digits (the 5k subset), with the
     # paper's thief share in images (1 % of MNIST = 600: 15 % of the subset's 4,000 training images) and longer
@@ -79,7 +79,7 @@ NAMBA2019 = {
                   unrelated_dataset="mnist-5k", unrelated_class=1, retrain_epochs=20, key_per_batch=16, ae_epochs=20,
                   ae_sweep=[5, 20],
                   folds=2, detection_samples=200, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2, auc_repeats=10,
-                  false_claim_draws=50, digits_epochs=5, digits_retrain_epochs=20,
+                  digits_epochs=5, digits_retrain_epochs=20,
                   digits_kinds=["test-gray", "unrelated", "proposal"]),
     # all of Fashion-MNIST with LeNet-5; a quarter of the non-target images become content/noise keys
     "full": dict(_NAMBA_COMMON, unrelated_dataset="mnist-5k", unrelated_class=1),
@@ -101,7 +101,7 @@ _LI_COMMON = dict(
     milestones=[40, 80], augment=False, precision="fp32", t_acc=0.9,
     leak_seeds=5, detector_epochs=20, detector_lr=0.01, finetune_epochs=100, finetune_lr=0.01,
     prune_rates=[i / 10 for i in range(10)], sweep_rates=[i / 10 for i in range(10)], budget=0.10,
-    n_queries=100, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, seed=0,
+    n_queries=100, alpha=0.01, zoo_confidence=0.99, seed=0,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
     # the digits run (see variant()): Table 1 again on real MNIST digits (the 5k subset: 3,600 owner images,
     # 1 % of them = 36 keys, the paper's share) with the paper's SGD 0.1, x0.1 at 40 % and 80 % of the epochs,
@@ -114,7 +114,6 @@ LI2019 = {
     "smoke": dict(_LI_COMMON, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=8,
                   schedule="cosine", milestones=[], lr=0.05, key_fraction=0.01, host_steps=2, leak_seeds=2,
                   detector_epochs=3, finetune_epochs=2, prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9],
-                  false_claim_draws=50,
                   # digits: one host with the smoke recipe (None keeps the main knob), < 30 s
                   digits_hosts=["lenet1"], digits_model="lenet1", digits_epochs=None, digits_host_steps=None,
                   digits_lr=None, digits_schedule=None, digits_milestones=None),
@@ -173,7 +172,7 @@ _FC_COMMON = dict(
     transfer_dataset="mnist-5k", transfer_lr=1e-4, prune_rates=[i / 10 for i in range(1, 10)], table4_prune=0.8,
     overwrite_sources=[2, 4], overwrite_target=5, overwrite_lr=1e-4, overwrite_epochs=5,
     compare=["zhang-content", "ew", "afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
-    n_queries=90, alpha=0.01, false_claim_draws=200, zoo_confidence=0.99, benchmark_steps=30, seed=0,
+    n_queries=90, alpha=0.01, zoo_confidence=0.99, benchmark_steps=30, seed=0,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
     # the digits run (see settings.variant): Tables 1-3, the code's fine-tuning thief and pruning again on real MNIST digits (the
     # 5k subset), the paper's task. A quarter of its 4,000 training digits is the thief's (1,000: the fine-tuning trials draw 500
@@ -189,7 +188,7 @@ FUNCTION_COUPLED = {
     "smoke": dict(_FC_COMMON, train_limit=8000, test_limit=2000, epochs=4, key_fraction=0.02, verify_triggers=40,
                   r_values=[0.5], replicates=1, mask_ratio=0.1, mask_sweep=[0.0, 0.1], ft_samples=200, trials=2, thief_samples=300,
                   trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1, compare=["zhang-content"],
-                  retrain_epochs=2, n_queries=40, false_claim_draws=50, benchmark_steps=5, digits_epochs=10,
+                  retrain_epochs=2, n_queries=40, benchmark_steps=5, digits_epochs=10,
                   digits_key_fraction=0.05, digits_verify_triggers=40, digits_n_queries=40, digits_thief_samples=200,
                   digits_overwrite_epochs=1),
     # real Fashion-MNIST, LeNet-5, 27,000 owner images, 10 epochs: 2 CPU cores in <= 12 min
@@ -285,7 +284,7 @@ _CMP_COMMON = dict(
     # JPEG: WRT's lowest CIFAR-10 quality
     jpeg_quality=45,
     # the verifier
-    n_queries=100, alpha=0.01, zoo_confidence=0.99, false_claim_draws=200,
+    n_queries=100, alpha=0.01, zoo_confidence=0.99,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
 )
 COMPARISON = {
@@ -295,7 +294,7 @@ COMPARISON = {
                                       "fine-pruning", "neural-cleanse", "adversarial-training", "jpeg",
                                       "prune-finetune", "prune-finetune-oracle", "fine-pruning+distillation"],
                   schemes=_schemes(retrain_epochs=15, key_per_batch=16), finetune_epochs=2,
-                  false_claim_draws=50, extract_epochs=5, knockoff_budget=1000, knockoff_budgets=[250, 1000], nc_schedule_epochs=10, nc_samples=300,
+                  extract_epochs=5, knockoff_budget=1000, knockoff_budgets=[250, 1000], nc_schedule_epochs=10, nc_samples=300,
                   advtrain_epochs=1, advtrain_steps=3),
     "full": dict(_CMP_COMMON),
     # CIFAR-10 with ResNet-20 (GradSigns' and Zhang's CIFAR setting) on a GPU, 5 seeds; the chapters' paper epochs are
@@ -379,7 +378,7 @@ _TIER_TASK = dict(train_limit=1000, test_limit=300, batch_size=32)
 # (measured: 3 ResNet-20s + 1 VGG-11 gave 101-103 % for every Namba key type)
 _TIER_ZOO = {"grey28": dict(zoo_archs={"lenet1": 2, "lenet3": 2, "lenet5": 2}, zoo_epochs=6),
              "rgb32": dict(zoo_archs={"resnet20": 8}, zoo_epochs=6)}
-_TIER_ATTACKS = dict(false_claim_draws=50, sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=1)
+_TIER_ATTACKS = dict(sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=1)
 def _tier_schemes() -> dict:
     """The comparison's entries in the tier: Namba's retrained keys 5 epochs with 16 keys a batch (DS was not embedded
     at 2, 4 or 5: the tier's entries leave it out, see IN_CI); 20 function-coupled triggers (~30 a class in 300 images)."""

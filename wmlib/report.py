@@ -23,7 +23,8 @@ import torch
 from . import timing
 from .data import REPO_ROOT, is_standin
 
-STATUSES = ("reproduced", "consistent", "deviates", "not comparable", "not in our copy")
+STATUSES = ("reproduced", "consistent", "model-based", "deviates", "not comparable", "not in our copy")
+EXPLAINED = ("model-based", "deviates", "not in our copy")  # a row with one of these statuses must say why
 BOUNDS = (None, "at least", "at most")
 
 
@@ -31,16 +32,24 @@ def results_dir() -> Path:
     return Path(os.environ.get("WMLIB_RESULTS", REPO_ROOT / "data" / "results"))
 
 
-def compare(paper: float | None, ours: float, tol: float, same_setting: bool, bound: str | None = None) -> str:
+def compare(paper: float | None, ours: float, tol: float, same_setting: bool, bound: str | None = None,
+            upper: float | None = None) -> str:
     """A status label: within ``tol`` of the paper in its own setting is *reproduced*, in another
     setting *consistent*; outside ``tol`` *deviates* (the row must say why). ``bound`` = "at least"
     (or "at most") reads the paper's number as a one-sided claim, e.g. "stays above the threshold":
-    ours matches it when ``ours >= paper - tol`` (``ours <= paper + tol``)."""
+    ours matches it when ``ours >= paper - tol`` (``ours <= paper + tol``). A promise "at most" with
+    a measured ``upper`` bound on ours (e.g. a false-claim rate's, :func:`wmlib.verify.pair_rate`)
+    is met only when that bound meets it; when only the point estimate does, the promise rests on
+    the statistical model, not on the measurement: *model-based*."""
     if paper is None or (isinstance(paper, float) and math.isnan(paper)):
         return "not in our copy"
     if bound not in BOUNDS:
         raise ValueError(f"unknown bound {bound!r}; choose one of: {', '.join(map(str, BOUNDS))}")
+    if upper is not None and bound != "at most":
+        raise ValueError("a measured upper bound answers a promise 'at most': give bound='at most'")
     ok = {None: abs(ours - paper) <= tol, "at least": ours >= paper - tol, "at most": ours <= paper + tol}[bound]
+    if ok and upper is not None and upper > paper + tol:
+        return "model-based"
     if ok:
         return "reproduced" if same_setting else "consistent"
     return "deviates"
@@ -52,13 +61,23 @@ class PaperVsOurs:
     rows: list[dict] = field(default_factory=list)
 
     def add(self, what: str, paper: float | None, ours: float, setting: str, tol: float,
-            same_setting: bool, reason: str = "", fmt: str = "{:.2%}", bound: str | None = None) -> None:
-        status = compare(paper, ours, tol, same_setting, bound)
-        if status in ("deviates", "not in our copy") and not reason:
+            same_setting: bool, reason: str | dict[str, str] = "", fmt: str = "{:.2%}", bound: str | None = None,
+            upper: float | None = None) -> None:
+        """One row. ``reason``: one text, or one per status (``{"deviates": ..., "model-based": ...}``),
+        of which the row shows only the one for the status it got. ``upper``: a measured upper bound
+        on ``ours`` (:func:`compare`), shown beside it."""
+        status = compare(paper, ours, tol, same_setting, bound, upper)
+        if isinstance(reason, dict):
+            unknown = set(reason) - set(STATUSES)
+            if unknown:
+                raise ValueError(f"row {what!r}: reasons for unknown statuses {sorted(unknown)}")
+            reason = reason.get(status, "")
+        if status in EXPLAINED and not reason:
             raise ValueError(f"row {what!r} has status {status!r}: give the reason")
         prefix = {None: "", "at least": "≥ ", "at most": "≤ "}[bound]
+        shown = fmt.format(ours) + ("" if upper is None else f" (upper bound {fmt.format(upper)})")
         self.rows.append({"what": what, "paper": "—" if paper is None else prefix + fmt.format(paper),
-                          "ours": fmt.format(ours), "setting": setting, "status": status, "reason": reason})
+                          "ours": shown, "setting": setting, "status": status, "reason": reason})
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["what", "paper", "ours", "setting", "status", "reason"])

@@ -134,7 +134,7 @@ def _rules(chapter: str) -> dict:
         "prune_rates": _list(_real(0.0, 1.0, hi_open=True)), "sweep_rates": _list(_real(0.0, 1.0, hi_open=True)),
         "budget": _real(0.0, 1.0, hi_open=True), "quant_bits": _int(2, 8),
         "auc_sizes": _list(pos_int), "auc_repeats": pos_int, "n_queries": pos_int,
-        "alpha": _real(0.0, 1.0, lo_open=True, hi_open=True), "false_claim_draws": pos_int,
+        "alpha": _real(0.0, 1.0, lo_open=True, hi_open=True),
         "zoo_confidence": _real(0.5, 1.0, hi_open=True, none=True), "seed": _int(0),
         "hosts": _list(_choice(models.REGISTRY)), "labels": _choice(("any", "other")), "logo": _text(),
         "loss_weights": _weights(), "code_weights": _weights(), "key_batch": pos_int, "host_steps": pos_int,

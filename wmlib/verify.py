@@ -80,8 +80,9 @@ class LabelTrials:
         return key if n_queries is None or n_queries >= len(key) else key.sample(n_queries, seed)
 
     def trial_count(self, key: Key, n_queries: int) -> int:
-        """How many trials one verification of ``key`` counts (the claim tables' ``n_queries``)."""
-        return n_queries
+        """How many trials one verification of ``key`` counts (the claim tables' ``n_queries``): its
+        queries, never more than the key holds (a 30-sample key is 30 trials, whatever ``n_queries``)."""
+        return min(n_queries, len(key))
 
     def hits_id(self) -> str:
         """What the hits depend on besides the key (the zoo caches hit vectors under it)."""
@@ -319,16 +320,6 @@ def verify_key(oracle: Oracle, key: Key, n_queries: int | None = None, null: Nul
     return verify_trials(oracle, key, LABELS, null, alpha, n_queries, seed)
 
 
-def claim_count(hit_vector: torch.Tensor, null: Null, n_queries: int, alpha: float, draws: int,
-                seed: int = 0) -> tuple[int, int]:
-    """How many of ``draws`` verifications (each ``n_queries`` key samples drawn without
-    replacement, as :func:`verify_key` does) claim a suspect whose per-sample hits are
-    ``hit_vector``. The hit count of one draw is hypergeometric, so no model is queried again.
-    Returns ``(claims, n)`` with ``n`` the queries per verification."""
-    n = min(n_queries, len(hit_vector))
-    return claims_at(hit_vector, null.critical(n, alpha), n, draws, seed), n
-
-
 def claims_at(hit_vector: torch.Tensor, critical: int, n: int, draws: int, seed: int = 0) -> int:
     """How many of ``draws`` verifications, each ``n`` trials drawn without replacement from
     ``hit_vector``, count at least ``critical`` hits (a rule's fewest claimed hits out of ``n``)."""
@@ -341,46 +332,64 @@ def claims_at(hit_vector: torch.Tensor, critical: int, n: int, draws: int, seed:
 
 
 def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Tensor], n_queries: int,
-                alpha: float = 0.01, draws: int = 200, seed: int = 0, digests: dict[str, str] | None = None,
-                **null_kw) -> pd.DataFrame:
-    """Claims per suspect over ``draws`` random verifications. Each zoo model is a suspect in turn,
-    tested against the null fitted on the *other* zoo models (leave-one-out: its claims are false
-    claims); every other suspect (watermarked, attacked) is tested against the whole zoo (power)."""
+                alpha: float = 0.01, seed: int = 0, digests: dict[str, str] | None = None, **null_kw) -> pd.DataFrame:
+    """Each suspect verified once on ``n_queries`` queries drawn from the key (``claimed``: the
+    judge's draw, from ``seed``), and the chance that one draw claims it (``claim probability``,
+    exact: the spread over draws, not new evidence). Each zoo model is a suspect in turn, tested
+    against the null fitted on the *other* zoo models (leave-one-out: its claims are false claims);
+    every other suspect (watermarked, attacked) is tested against the whole zoo (power)."""
     rows = []
     full = Null.from_hits(zoo_hits, digests=digests, **null_kw)
     for i, (name, h) in enumerate([*zoo_hits.items(), *suspects.items()]):
         clean = i < len(zoo_hits)
         null = Null.from_hits(zoo_hits, exclude=name, digests=digests, **null_kw) if clean else full
-        claims, n = claim_count(h, null, n_queries, alpha, draws, seed + i)
+        n = min(n_queries, len(h))
+        critical = null.critical(n, alpha)
         rows.append({"suspect": name, "role": "clean (leave-one-out)" if clean else "suspect",
-                     "statistic": float(h.float().mean()), "threshold": null.critical(n, alpha) / n,
-                     "claims": claims, "verifications": draws, "claim rate": claims / draws,
-                     "queries": n, "null models": null.models})
+                     "statistic": float(h.float().mean()), "threshold": critical / n,
+                     "claimed": bool(claims_at(h, critical, n, 1, seed + i)),
+                     "claim probability": claim_probability(h, critical, n), "queries": n, "null models": null.models})
     return pd.DataFrame(rows)
 
 
-def false_claims(table: pd.DataFrame) -> tuple[int, int]:
-    """``(false claims, verifications)`` over the clean rows of a :func:`claim_table`."""
-    clean = table[table["role"] == "clean (leave-one-out)"]
-    return int(clean["claims"].sum()), int(clean["verifications"].sum())
+def false_claim_pairs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The (clean model, key) pairs of :func:`claim_table` results, one table per key: each zoo
+    model verified once against the null of the others (``claimed``, the table's first draw) and
+    its ``claim probability`` over query draws."""
+    rows = [t.loc[t["role"] == "clean (leave-one-out)", ["suspect", "claimed", "claim probability"]].assign(key=k)
+            for k, t in tables.items()]
+    return pd.concat(rows, ignore_index=True)[["suspect", "key", "claimed", "claim probability"]]
+
+
+def false_claim_rate(tables: dict[str, pd.DataFrame], confidence: float = 0.95) -> PairRate:
+    """:func:`pair_rate` of the (clean model, key) pairs of ``tables`` (:func:`false_claim_pairs`)."""
+    return pair_rate(false_claim_pairs(tables), confidence)
 
 
 def claim_summary(tables: dict[str, pd.DataFrame], nulls: dict[str, Null] | None = None,
                   alpha: float = 0.01) -> pd.DataFrame:
-    """One row per key: false claims on the zoo (leave-one-out) out of all its verifications, and
-    the claim rate of every other suspect (power). With ``nulls``, also the false-claim rate each
-    full-zoo null expects at ``alpha``."""
+    """One row per key: the zoo models it claims (leave-one-out; each verified once) with the
+    exact bound over models and the mean claim probability over query draws, and each other
+    suspect's claim probability (power: the chance one verification claims it). With ``nulls``, also
+    the false-claim rate each full-zoo null expects at ``alpha``."""
     rows = {}
     for key, t in tables.items():
-        fc, total = false_claims(t)
-        row = {"zoo models": int((t["role"] == "clean (leave-one-out)").sum()),
-               "false claims": f"{fc} / {total}", "false-claim rate": fc / total if total else float("nan")}
+        r = false_claim_rate({key: t})
+        row = {"zoo models": r.suspects, "zoo models claimed": f"{r.claimed} / {r.pairs}", "false-claim rate": r.rate,
+               f"{r.confidence:.0%} upper bound (exact, over models)": r.bound,
+               "expected over query draws": r.expected}
         row["queries"] = int(t["queries"].iloc[0])
         if nulls is not None:
             row["expected (null)"] = nulls[key].false_claim_rate(row["queries"], alpha)
-        row.update({f"claimed: {r.suspect}": r["claim rate"] for _, r in t[t["role"] == "suspect"].iterrows()})
+        row.update({f"claimed: {s.suspect}": s["claim probability"] for _, s in t[t["role"] == "suspect"].iterrows()})
         rows[key] = row
     return pd.DataFrame(rows).T
+
+
+def summary_formats(summary: pd.DataFrame) -> dict[str, str]:
+    """How a :func:`claim_summary` table shows its numbers (for ``DataFrame.style.format``)."""
+    rates = [c for c in summary.columns if c.startswith("claimed: ") or "upper bound" in c or c.startswith("expected over")]
+    return {**{c: "{:.1%}" for c in rates}, "false-claim rate": "{:.1%}", "expected (null)": "{:.1e}"}
 
 
 def verification_auc(positive: torch.Tensor, negatives: list[torch.Tensor], sizes=(20, 10, 5),
@@ -404,3 +413,129 @@ def verification_auc(positive: torch.Tensor, negatives: list[torch.Tensor], size
             labels += [0] * len(negatives)
         out[m] = float(roc_auc_score(labels, scores))
     return out
+
+
+# --------------------------------------------------------------------------- what a false-claim rate counts
+#
+# A false-claim experiment verifies clean suspects against keys. Its unit of replication is the (suspect, key) pair:
+# repeated query draws of one pair are not new evidence (with a key no longer than the queries, every draw is the same
+# verification), and pairs that share a suspect, or a key, are not independent of each other. So a pair is verified
+# once (the judge's one draw of queries), the chance that any one draw claims it is computed exactly (the spread within
+# the pair), and an interval over pairs is clustered by suspect and by key.
+
+
+def claim_probability(hit_vector: torch.Tensor, critical: int, n: int) -> float:
+    """The chance that one verification of ``n`` trials, drawn without replacement from
+    ``hit_vector`` (a pair's per-sample hits), counts at least ``critical`` hits: exact
+    (hypergeometric), the spread of one (suspect, key) pair over query draws, not new evidence."""
+    size, good = len(hit_vector), int(hit_vector.sum())
+    n = min(n, size)
+    if critical > n:
+        return 0.0
+    return float(stats.hypergeom.sf(critical - 1, size, good, n))
+
+
+@dataclass(frozen=True)
+class PairRate:
+    """Claims over (suspect, key) pairs, each pair verified once, and what the count can support.
+
+    ``rate`` is the share of claimed pairs. Two upper bounds, each exact (Clopper-Pearson) over one
+    kind of independent unit and at ``(1 + confidence) / 2`` so that the smaller of the two holds
+    at ``confidence`` (Bonferroni; at ``confidence`` itself when there is one key or one suspect,
+    whose bound is 1): over suspects (the share of suspects claimed by any key; keys as
+    fixed) and over keys (the share of keys that claim any suspect; suspects as fixed). Either share
+    is at least the pair rate, so each bounds it. ``boot_low`` / ``boot_high``: a two-way cluster
+    (pigeonhole) bootstrap percentile interval of the pair rate, suspects and keys resampled
+    independently; it says nothing when no pair is claimed (both 0), which is why the bound is the
+    exact one. ``expected`` is the mean claim probability of a pair over query draws."""
+    pairs: int
+    suspects: int
+    keys: int
+    claimed: int
+    rate: float
+    suspects_claimed: int
+    keys_claiming: int
+    bound_suspects: float
+    bound_keys: float
+    boot_low: float
+    boot_high: float
+    expected: float
+    confidence: float
+
+    @property
+    def bound(self) -> float:
+        """The upper bound at ``confidence`` on the false-claim rate of one verification of a pair."""
+        return min(self.bound_suspects, self.bound_keys)
+
+    @property
+    def bound_over(self) -> str:
+        """The unit the smaller bound counts: ``suspect`` or ``key``."""
+        return "suspect" if self.bound_suspects <= self.bound_keys else "key"
+
+    @property
+    def family_rate(self) -> float:
+        """The share of suspects claimed by at least one of the keys (an innocent model facing them all)."""
+        return self.suspects_claimed / self.suspects
+
+    def text(self, suspect: str = "suspect", key: str = "key") -> str:
+        """What the count is and what it supports, in words (glue for a chapter's prose)."""
+        over = {"suspect": f"{self.suspects} {suspect}s", "key": f"{self.keys} {key}s"}[self.bound_over]
+        return (f"{self.claimed} of {self.pairs} ({suspect}, {key}) pairs claimed ({self.suspects} {suspect}s × "
+                f"{self.keys} {key}s, each pair verified once); {self.confidence:.0%} upper bound {self.bound:.1%} "
+                f"(exact, over the {over})")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "bound": self.bound, "bound over": self.bound_over, "family rate": self.family_rate}
+
+
+def models_needed(alpha: float, confidence: float = 0.95) -> int:
+    """The independent clean suspects, none of them claimed, whose exact one-sided ``confidence``
+    bound reaches ``alpha``: what measuring "a false-claim rate <= alpha" takes."""
+    return int(np.ceil(np.log(1.0 - confidence) / np.log(1.0 - alpha)))
+
+
+def level_reasons(rate: PairRate, alpha: float, suspect: str = "clean zoo model", key: str = "key") -> dict[str, str]:
+    """Why a promise "false claims <= ``alpha``" got the status it got, one text per status
+    (:meth:`wmlib.report.PaperVsOurs.add`): *model-based* when no pair was claimed but the measured
+    bound is above ``alpha`` (the promise rests on the null model), *deviates* when pairs were claimed."""
+    seen = rate.text(suspect, key)
+    return {"model-based": f"{seen}: above α = {alpha:g}, so '≤ α' rests on the null model, not on this measurement; "
+                           f"with no claim, {models_needed(alpha, rate.confidence)} independent {suspect}s would bound it "
+                           f"at α",
+            "deviates": f"{seen}: the null understates how clean models differ"}
+
+
+def _exact_high(k: int, n: int, level: float) -> float:
+    """The one-sided exact (Clopper-Pearson) upper bound at ``level`` on a rate seen ``k`` times in ``n``."""
+    return float(stats.binomtest(k, n).proportion_ci(2.0 * level - 1.0, method="exact").high)
+
+
+def pair_rate(pairs: pd.DataFrame, confidence: float = 0.95, boot: int = 2000, seed: int = 0) -> PairRate:
+    """:class:`PairRate` of a frame with one row per (``suspect``, ``key``) pair, its one-draw
+    outcome ``claimed`` and its ``claim probability`` over draws (:func:`claim_probability`)."""
+    if pairs.empty:
+        raise ValueError("no (suspect, key) pairs to summarise")
+    if pairs.duplicated(["suspect", "key"]).any():
+        raise ValueError("a (suspect, key) pair appears twice: repeated draws of one pair are not new pairs")
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+    grid = pairs.pivot(index="suspect", columns="key", values="claimed")  # NaN: a pair not verified
+    c = grid.to_numpy(dtype=float)
+    seen = ~np.isnan(c)
+    c = np.nan_to_num(c)
+    s_any, k_any = int((c.max(axis=1) > 0).sum()), int((c.max(axis=0) > 0).sum())
+    S, K = c.shape
+    # each bound at half the error, so that their minimum holds at `confidence`; one suspect (or one key) bounds nothing
+    level = (1.0 + confidence) / 2.0 if S > 1 and K > 1 else confidence
+    rng = np.random.default_rng(seed)
+    rates = []
+    for _ in range(boot):
+        i, j = rng.integers(0, S, S), rng.integers(0, K, K)
+        w = seen[np.ix_(i, j)]
+        rates.append(c[np.ix_(i, j)][w].mean() if w.any() else 0.0)
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(rates, [tail, 1.0 - tail])
+    k = int(c[seen].sum())
+    return PairRate(int(seen.sum()), S, K, k, k / int(seen.sum()), s_any, k_any, _exact_high(s_any, S, level),
+                    _exact_high(k_any, K, level), float(lo), float(hi), float(pairs["claim probability"].mean()),
+                    confidence)

@@ -243,12 +243,11 @@ class Zoo:
         return pd.DataFrame({name: v.as_dict() for name, v in verdicts.items()}).T
 
     def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,
-               draws: int = 200, seed: int = 0, confidence: float | None = 0.99, scheme: LabelTrials = LABELS,
-               **null_kw) -> pd.DataFrame:
+               seed: int = 0, confidence: float | None = 0.99, scheme: LabelTrials = LABELS, **null_kw) -> pd.DataFrame:
         """:func:`wmlib.verify.claim_table` for ``key``: each member against the others (false
         claims), every suspect (hit vectors of the same trial) against the zoo. ``null_kw`` go to
         :meth:`wmlib.verify.Null.fit` (e.g. ``overdispersion=False``)."""
-        return claim_table(self.hits(key, scheme), suspects, n_queries, alpha, draws, seed, digests=self.digests,
+        return claim_table(self.hits(key, scheme), suspects, n_queries, alpha, seed, digests=self.digests,
                            floor=self._floor(scheme), confidence=confidence, **null_kw)
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("WMLIB_CHECK_RESULTS"),
 def _every_row_has_a_status_and_its_reason(r):
     for row in r["paper_vs_ours"]:
         assert row["status"] in report.STATUSES
-        if row["status"] in ("deviates", "not in our copy"):
+        if row["status"] in report.EXPLAINED:
             assert row["reason"], row["what"]
 
 
@@ -52,8 +52,19 @@ def test_no_clean_zoo_model_is_claimed_and_the_zoo_is_big_enough(chapter):
     r = _load(chapter)
     assert len(r["metrics"]["zoo"]) >= 4
     for key, fc in r["metrics"]["false_claims"].items():
-        assert fc["verifications"] >= 4 * r["config"]["false_claim_draws"], key
-        assert fc["claims"] == 0, f"{chapter}: {fc['claims']} false claims with the {key} key"
+        _pairs_are_the_zoo_once(fc, r["metrics"]["zoo"], 1, key)
+        assert fc["claimed"] == 0, f"{chapter}: {fc['claimed']} zoo models claimed with the {key} key"
+    everything = r["metrics"]["false_claim_pairs"]
+    _pairs_are_the_zoo_once(everything, r["metrics"]["zoo"], len(r["metrics"]["false_claims"]), "every key")
+
+
+def _pairs_are_the_zoo_once(fc: dict, zoo: list, keys: int, what: str):
+    """A false-claim rate counts (clean model, key) pairs, each verified once: as many suspects as zoo
+    members, and its bound is the exact one over them (or over the keys), never over query draws."""
+    assert (fc["suspects"], fc["keys"], fc["pairs"]) == (len(zoo), keys, len(zoo) * keys), what
+    assert fc["rate"] == fc["claimed"] / fc["pairs"] and fc["rate"] <= fc["bound"] < 1.0, what
+    assert fc["bound"] == min(fc["bound_suspects"], fc["bound_keys"]), what
+    assert fc["bound"] >= 1.0 - (1.0 - fc["confidence"]) ** (1.0 / len(zoo)) - 1e-9, what  # no less than 0 of the zoo
 
 
 def test_zhang2018_paper_vs_ours_has_a_status_and_reason_for_every_row():
@@ -108,7 +119,8 @@ def test_gradsigns_claims_its_model_never_a_clean_one_and_explains_every_row():
     assert rows["owner's clean model"]["claimed (zoo null)"] == 0
     clean = [row for row in m["integrity"] if row["role"].startswith("clean")]
     assert len(clean) >= 4 and not any(row["claimed (zoo null)"] for row in clean)
-    assert m["false_claims"]["zoo null"]["claims"] == 0
+    _pairs_are_the_zoo_once(m["false_claims"]["zoo null"], clean, 1, "signature")
+    assert m["false_claims"]["zoo null"]["claimed"] == 0
     lam = [row for row in m["lam_sweep"] if row["λ"] == m["lam_star"]][0]
     assert lam["paper rule"] and lam["zoo null"]  # the embedding gate held
     assert m["table6"]["queries"][f"N = {n}"] == r["config"]["samples"] * (m["table6"]["|C|"][f"N = {n}"] + 1)
@@ -123,18 +135,21 @@ def test_function_coupled_claims_every_watermark_and_no_clean_model():
     _every_model_learned_its_task({"clean": m["baseline_acc"], **{row["model"]: row["test accuracy"] for row in m["table12"]}})
     assert m["target"] not in r["config"]["sources"]
     for key, fc in m["false_claims"].items():
-        assert fc["verifications"] >= 4 * r["config"]["false_claim_draws"], key
-        assert fc["claims"] == 0, f"{fc['claims']} false claims with the {key} triggers"
+        _pairs_are_the_zoo_once(fc, m["zoo"], 1, key)
+        assert fc["claimed"] == 0, f"{fc['claimed']} zoo models claimed with the {key} triggers"
+    _pairs_are_the_zoo_once(m["false_claim_pairs"], m["zoo"], len(m["false_claims"]), "every trigger key")
     for key, rows in m["claims"].items():
         clean = [row for row in rows if row["suspect"] == "owner's clean model"]
-        assert clean and clean[0]["claims"] == 0, key
+        assert clean and not clean[0]["claimed"], key  # its one verification against the whole zoo
     _every_row_has_a_status_and_its_reason(r)
 
 
 def test_comparison_claims_no_clean_model_every_watermark_embedded_and_every_cell_has_a_verdict_or_a_reason():
     r = _load("comparison")
     m, cfg = r["metrics"], r["config"]
-    assert m["false_claims"]["claims"] == 0 and m["false_claims"]["verifications"] >= 4 * cfg["false_claim_draws"]
+    keys = len(cfg["entries"]) * len(cfg["seeds"])  # every owner's key, each zoo model verified once on it
+    _pairs_are_the_zoo_once(m["false_claims"], m["zoo"], keys, "every owner key")
+    assert m["false_claims"]["claimed"] == 0
     assert len(m["cells"]) == len(cfg["entries"]) * len(cfg["seeds"]) * (1 + len(cfg["attacks"]))
     for c in m["cells"]:
         if c["attack"] == "none":
@@ -160,10 +175,12 @@ def test_integrity_refuses_late_keys_controls_biased_suspects_and_agrees_with_th
     # the zoo's leave-one-out false claims at the book's level are the comparison's own, recomputed
     cmp = _load("comparison")["metrics"]["false_claims"]
     at = next(row for row in m["false_claims_at_alpha"] if row["α"] == cfg["alpha"])
-    assert at["zoo claims"] == f"{cmp['claims']} / {cmp['verifications']:,}"
-    # and the suspects' false claims at that level are the section's own (the class-biased ones apart)
+    assert at["zoo claims"] == f"{cmp['claimed']} / {cmp['pairs']}"
+    # and the suspects' false claims at that level are the section's own (the class-biased ones apart), one per pair
     fair = [row for row in m["suspect_claims"] if not row["class-biased"]]
-    assert at["suspect claims"] == f"{sum(row['claims'] for row in fair)} / {sum(row['verifications'] for row in fair):,}"
+    pairs = {(row["suspect"], row["key"]) for row in fair}
+    assert len(pairs) == len(fair) == len({p[0] for p in pairs}) * len({p[1] for p in pairs})
+    assert at["suspect claims"] == f"{sum(row['claimed'] for row in fair)} / {len(fair)}"
     _every_row_has_a_status_and_its_reason(r)
 
 

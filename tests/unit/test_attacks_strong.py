@@ -129,7 +129,7 @@ def test_every_new_attack_runs_through_the_matrix_on_the_toy_scheme():
     knobs = dict(dataset="fashion-mnist", profile="smoke", entries=["toy"], seeds=[0], model="lenet5",
                  thief_fraction=0.25, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
                  lr=3e-3, momentum=0.9, weight_decay=0.0, schedule="none", milestones=[], augment=False,
-                 zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, finetune_epochs=1,
+                 zoo_confidence=0.99, n_queries=40, alpha=0.01, finetune_epochs=1,
                  finetune_lr=1e-3, budget=0.05, extract_epochs=3, extract_lr=3e-3, extract_other_model="lenet1",
                  distill_T=3.0, distill_lr=3e-3, knockoff_dataset="mnist-5k", knockoff_budget=170, fineprune_max=1.0, nc_schedule_epochs=6, nc_unlearn_epochs=1,
                  nc_samples=100, nc_share=0.2, advtrain_eps=0.1, advtrain_alpha=0.05, advtrain_steps=2, advtrain_mix=0.5,

@@ -133,7 +133,7 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
     with pytest.raises(ValueError, match="exists already"):
         compare.register("toy-noise-test", lambda knobs: ToyNoise())
     knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=1200, test_limit=300, epochs=12, batch_size=64,
-                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, prune_rate=0.5,
+                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, prune_rate=0.5,
                  quant_bits=8,
                  input_noise_std=0.1, round_decimals=2, finetune_epochs=1, finetune_lr=1e-3, sweep_rates=[0.0, 0.6], budget=0.1,
                  ae_epochs=2, ae_lr=1e-3, folds=2, percentile=95.0)
@@ -189,7 +189,7 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
     registry = {"toy": lambda knobs: ToyNoise(), "dud": lambda knobs: NotEmbedded()}
     knobs = dict(dataset="fashion-mnist", profile="smoke", entries=["toy", "dud"], seeds=[0], model="lenet5",
                  thief_fraction=0.2, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
-                 lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20, finetune_epochs=1,
+                 lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, finetune_epochs=1,
                  finetune_lr=1e-3, thief_small=0.1, transfer_dataset="mnist-5k", transfer_epochs=1, transfer_lr=1e-3,
                  overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.05, overwrite_epochs=1,
                  overwrite_lr=1e-3, overwrite_triggers=2, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
@@ -209,7 +209,9 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
     assert 0.0 <= toy.loc["transfer", "report_transfer_acc"] <= 1.0
     assert toy.loc["overwrite", "report_thief_key_acc"] >= 0.0
     assert toy.loc["key-detector", "report_auc"] > 0.9  # uniform noise against clothes: trivially detected
-    assert toy.loc["none", "false_claim_verifications"] == 4 * 20 and toy.loc["none", "seconds"] > 0
+    pairs = toy.loc["none", "false_claim_pairs"]  # each of the 4 zoo models verified once on the owner's key
+    assert [p["suspect"] for p in pairs] == [f"lenet1-s{i}" for i in range(4)] and toy.loc["none", "seconds"] > 0
+    assert toy.loc["none", "false_claims"] == sum(p["claimed"] for p in pairs) == 0
     # the toy attack answers every query with class 0: the key's random labels are hit by chance only
     assert toy.loc["toy-constant", "status"] == "ok" and not toy.loc["toy-constant", "claimed"]
     assert toy.loc["toy-constant", "report_answered"] == 0 and toy.loc["toy-constant", "test_acc"] < 0.2
@@ -219,7 +221,9 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
     assert mat.loc[("dud", "transfer"), "status"] == "n/a"
     emb = compare.embedding_table(cells)
     assert emb.loc["toy", ["embedded", "seeds"]].tolist() == [1, 1] and emb.loc["dud", "embedded"] == 0
-    assert emb.loc["toy", ["false claims", "verifications"]].tolist() == [0, 80] and emb.loc["toy", "time overhead"] > 0
+    assert emb.loc["toy", ["false claims", "pairs", "zoo models"]].tolist() == [0, 4, 4] and emb.loc["toy", "time overhead"] > 0
+    assert emb.loc["toy", "fcr bound"] == pytest.approx(1 - 0.05 ** (1 / 4))  # 0 of 4 models, one key: exact, one-sided
+    assert set(compare.zoo_pairs(cells).key) == {"toy / seed 0", "dud / seed 0"}
     when = compare.which_scheme_when(mat, emb).set_index("question")["answer"]
     assert when["cheapest to embed"] == "toy"  # a scheme that did not embed is never recommended
     assert when["claims an innocent (zoo) model"] == "no scheme"
@@ -276,7 +280,7 @@ def test_lukas_rule_thief_cost_and_the_cheapest_removal():
     assert cost.loc["cheap", "epochs"] == 3 and cost.loc["ruinous", "accuracy loss"] == pytest.approx(0.2)
     mat = compare.matrix(cells)
     emb = pd.DataFrame({"embedded": [2, 2], "seeds": [2, 2], "accuracy cost": [0.0, 0.0], "time overhead": [1.0, 1.0],
-                        "queries": [40, 40], "false claims": [0, 0], "verifications": [10, 10]}, index=["a", "b"])
+                        "queries": [40, 40], "false claims": [0, 0], "pairs": [10, 10]}, index=["a", "b"])
     when = compare.which_scheme_when(mat, emb, removed=removed).set_index("question")["answer"]
     assert when["no attack of the suite removes it (Lukas et al.'s rule)"] == "b"
     chained = cells[cells.attack == "cheap"].assign(attack="cheap+slow")

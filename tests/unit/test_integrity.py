@@ -1,13 +1,15 @@
 """The integrity chapter's machinery: the adaptive accuser, the judge's rules, class-biased
 suspects and their control (wmlib.integrity)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from tests.conftest import blobs
 from wmlib import accuser, integrity, models, train
 from wmlib.keys import Key
-from wmlib.verify import Null, Oracle, claim_count, hits
+from wmlib.verify import Null, Oracle, claims_at, hits
 
 
 def _model(name: str, data, seed: int):
@@ -47,7 +49,7 @@ def test_with_lam_zero_the_adaptive_key_is_momentum_fgsm_on_the_surrogates_alone
     assert torch.equal(a.x, c.x)  # torchattacks' MIFGSM on the surrogates' mean logits, step for step
 
 
-def test_a_rule_is_a_null_at_a_level_or_a_threshold_and_draws_match_claim_count():
+def test_a_rule_is_a_null_at_a_level_or_a_threshold_and_one_verification_is_one_draw():
     null = Null.binomial(0.1)
     with pytest.raises(ValueError, match="exactly one"):
         integrity.Rule("both", null=null, alpha=0.01, threshold=0.9)
@@ -56,8 +58,30 @@ def test_a_rule_is_a_null_at_a_level_or_a_threshold_and_draws_match_claim_count(
     h = torch.zeros(100, dtype=torch.bool)
     h[:40] = True
     rule = integrity.Rule("zoo", null=null, alpha=0.01)
-    assert integrity.draw_claims(h, rule, 30, 500, seed=3) == claim_count(h, null, 30, 0.01, 500, seed=3)[0]
-    assert integrity.draw_claims(h, integrity.Rule("tau", threshold=0.9), 30, 500) == 0
+    once = integrity.verify_once(h, rule.critical(30), 30, seed=3)
+    assert once["claimed"] == bool(claims_at(h, rule.critical(30), 30, 1, seed=3))  # the judge's one draw
+    assert once["claim probability"] == pytest.approx(claims_at(h, rule.critical(30), 30, 20000, seed=4) / 20000, abs=0.01)
+    tau = integrity.verify_once(h, integrity.Rule("tau", threshold=0.9).critical(30), 30, 0)
+    assert not tau["claimed"] and tau["claim probability"] < 1e-9  # 27 of 30 drawn from 40 hits in 100
+
+
+def test_an_accusers_claims_count_suspect_key_pairs_once_and_bound_over_the_suspects():
+    h = {}
+    for acc in (0, 1):
+        for i in range(6):
+            v = torch.zeros(30, dtype=torch.bool)
+            v[:28 if i == 0 else 3] = True  # s0 answers both accusers' keys; the others at the null's rate
+            h[(acc, f"s{i}")] = v
+    rules = {"binomial": lambda acc, tau: integrity.Rule("binomial", null=Null.binomial(0.1), alpha=0.01)}
+    t = integrity.claims_table(h, rules, {"every entry": (100, None)}).iloc[0]
+    assert (t["pairs"], t["suspects"], t["keys"], t["claimed"], t["suspects claimed"]) == (12, 6, 2, 2, 1)
+    assert t["queries"] == 30 and t["claim rate"] == 2 / 12 and t["bound over"] == "6 suspects"
+    assert t["upper bound"] == pytest.approx(stats.binomtest(1, 6).proportion_ci(0.95, method="exact").high)
+    rows = pd.DataFrame([{"suspect": s, "key": f"k{k}", "entry": "e", "claimed": s == "a" and k == 0,
+                          "claim probability": 0.5} for s in "abc" for k in range(4)])
+    summary = integrity.rate_summary(rows, ["entry"]).iloc[0]
+    assert (summary["claimed"], summary["pairs"], summary["suspects"], summary["keys"]) == (1, 12, 3, 4)
+    assert summary["expected over draws"] == 0.5
 
 
 def test_a_class_biased_suspect_is_controlled_by_its_own_rate_of_the_keys_label():

@@ -284,3 +284,27 @@ def test_the_tier_signature_is_long_enough_for_the_tier_zoo():
 
     assert unclaimable(32) > 0.4
     assert {knobs["bits"], *knobs["bits_list"]} == {64} and unclaimable(64) < 0.1
+
+
+def test_a_promise_at_most_is_reproduced_only_when_the_measured_bound_meets_it():
+    assert report.compare(0.0, 0.0, 0.01, True, bound="at most", upper=0.008) == "reproduced"
+    assert report.compare(0.0, 0.0, 0.01, False, bound="at most", upper=0.008) == "consistent"
+    assert report.compare(0.0, 0.0, 0.01, True, bound="at most", upper=0.23) == "model-based"
+    assert report.compare(0.0, 0.05, 0.01, True, bound="at most", upper=0.23) == "deviates"
+    with pytest.raises(ValueError, match="at most"):
+        report.compare(0.5, 0.5, 0.0, True, upper=0.6)
+    t = report.PaperVsOurs()
+    with pytest.raises(ValueError, match="model-based"):
+        t.add("fcr", 0.0, 0.0, "s", 0.01, True, bound="at most", upper=0.23)  # a model-based row must say why
+    t.add("fcr", 0.0, 0.0, "s", 0.01, True, bound="at most", upper=0.23, reason={"model-based": "14 models bound 23 %"})
+    assert t.rows[0]["status"] == "model-based" and t.rows[0]["ours"] == "0.00% (upper bound 23.00%)"
+
+
+def test_a_row_shows_only_the_reason_for_the_status_it_got():
+    t = report.PaperVsOurs()
+    why = {"deviates": "a clean zoo model was claimed", "model-based": "the bound is above the level"}
+    t.add("met", 0.0, 0.0, "s", 0.01, True, bound="at most", upper=0.005, reason=why)
+    t.add("missed", 0.0, 0.2, "s", 0.01, True, bound="at most", upper=0.4, reason=why)
+    assert [(r["status"], r["reason"]) for r in t.rows] == [("reproduced", ""), ("deviates", "a clean zoo model was claimed")]
+    with pytest.raises(ValueError, match="unknown statuses"):
+        t.add("x", 0.0, 0.0, "s", 0.01, True, reason={"deviated": "typo"})

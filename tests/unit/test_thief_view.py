@@ -245,7 +245,7 @@ def _run_toy_cell(attack: attacks.Attack) -> dict:
     from wmlib.cells import Cell
 
     knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=600, test_limit=200, epochs=2, batch_size=64,
-                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, false_claim_draws=20,
+                 optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01,
                  finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
            "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
@@ -346,7 +346,7 @@ def test_a_seed_the_attack_left_alone_is_neither_a_removal_nor_a_survival():
                          dict(entry="w", attack="neural-cleanse", seed=1, status="no action", claimed=True)])
     mat = compare.matrix(survived)
     emb = pd.DataFrame({"embedded": [2], "seeds": [2], "accuracy cost": [0.0], "time overhead": [1.0], "queries": [10],
-                        "false claims": [0], "verifications": [10]}, index=["w"])
+                        "false claims": [0], "pairs": [10]}, index=["w"])
     when = compare.which_scheme_when(mat, emb).set_index("question")["answer"]
     assert when.get("survives fine-pruning and Neural Cleanse", "no scheme") != "w"  # one acted seed is not every seed
 

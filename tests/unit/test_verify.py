@@ -135,15 +135,15 @@ def test_leave_one_out_never_puts_a_suspect_in_its_own_null():
     rates = [0.05, 0.1, 0.2, 0.12, 0.08, 0.03, 0.15, 0.1]
     zoo = {f"m{i}": torch.from_numpy(rng.random(300) < p) for i, p in enumerate(rates)}
     wm = {"watermarked": torch.ones(300, dtype=torch.bool)}
-    table = verify.claim_table(zoo, wm, n_queries=50, draws=100)
+    table = verify.claim_table(zoo, wm, n_queries=50)
     clean = table[table.role == "clean (leave-one-out)"]
     assert list(clean.suspect) == list(zoo) and (clean["null models"] == 7).all()
     assert table.set_index("suspect").loc["watermarked", "null models"] == 8
-    assert table.set_index("suspect").loc["watermarked", "claim rate"] == 1.0
+    assert table.set_index("suspect").loc["watermarked", "claim probability"] == 1.0
     for name in zoo:
         null = verify.Null.from_hits(zoo, exclude=name)
         assert name not in null.members and len(null.members) == 7
-    assert verify.false_claims(table)[1] == 800
+    assert len(verify.false_claim_pairs({"k": table})) == 8  # each zoo model once, however many draws one could make
 
 
 def test_verify_key_refuses_a_suspect_that_is_in_its_null():
@@ -164,15 +164,14 @@ def test_verify_key_refuses_a_suspect_that_is_in_its_null():
     assert not other.claimed and other.null["models"] == 3
 
 
-def test_claim_count_matches_the_hypergeometric():
+def test_claims_at_draws_match_the_hypergeometric():
     from scipy import stats
     h = torch.zeros(200, dtype=torch.bool)
     h[:40] = True  # a suspect that hits 20 % of the key
-    null = verify.Null.binomial(0.1)
-    claims, n = verify.claim_count(h, null, 50, 0.01, draws=20000, seed=0)
-    expected = stats.hypergeom.sf(null.critical(50, 0.01) - 1, 200, 40, 50)
-    assert n == 50 and claims / 20000 == pytest.approx(expected, abs=0.015)
-    assert verify.claim_count(h[:30], null, 50, 0.01, draws=7) in ((0, 30), (7, 30))  # the whole key, every draw
+    crit = verify.Null.binomial(0.1).critical(50, 0.01)
+    claims = verify.claims_at(h, crit, 50, draws=20000, seed=0)
+    assert claims / 20000 == pytest.approx(stats.hypergeom.sf(crit - 1, 200, 40, 50), abs=0.015)
+    assert verify.claims_at(h[:30], crit, 50, draws=7) in (0, 7)  # the whole key, every draw
 
 
 def test_the_embedding_gate_names_the_models_and_the_knobs():

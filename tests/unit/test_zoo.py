@@ -35,8 +35,8 @@ def test_real_zoo_trains_once_and_fits_leave_one_out_nulls():
     assert null.models == 2 and "lenet1-s0" not in null.members and null.floor == 0.1  # chance guard
     with pytest.raises(ValueError, match="clean models its null was fitted on"):
         verify.verify_key(z.oracles()["lenet1-s1"], key, null=z.null(key))
-    table = z.claims(key, {"always 3": torch.ones(120, dtype=torch.bool)}, n_queries=50, draws=20)
-    assert list(table["null models"]) == [2, 2, 2, 3] and table["claim rate"].iloc[-1] == 1.0
+    table = z.claims(key, {"always 3": torch.ones(120, dtype=torch.bool)}, n_queries=50)
+    assert list(table["null models"]) == [2, 2, 2, 3] and table["claim probability"].iloc[-1] == 1.0
 
 
 def test_cifar_shaped_zoo_trains_resnet20_and_vgg11(monkeypatch):

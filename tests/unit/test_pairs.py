@@ -1,0 +1,107 @@
+"""What a false-claim rate counts: (suspect, key) pairs, each verified once, bounded over
+independent units (wmlib.verify.pair_rate), never over repeated query draws of one pair."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from wmlib import verify
+
+
+def _pairs(claimed: set[tuple[int, int]], suspects: int, keys: int, p: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame([{"suspect": f"s{i}", "key": f"k{j}", "claimed": (i, j) in claimed, "claim probability": p}
+                         for i in range(suspects) for j in range(keys)])
+
+
+def test_claim_probability_is_the_exact_hypergeometric_tail_and_a_whole_key_is_one_outcome():
+    h = torch.zeros(200, dtype=torch.bool)
+    h[:40] = True
+    assert verify.claim_probability(h, 15, 50) == pytest.approx(stats.hypergeom.sf(14, 200, 40, 50))
+    draws = np.random.default_rng(0).hypergeometric(40, 160, 50, size=40000)
+    assert verify.claim_probability(h, 15, 50) == pytest.approx(float((draws >= 15).mean()), abs=0.01)
+    whole = h[:30]  # 30 hits of 30: every draw of 50 queries is the whole key
+    assert verify.claim_probability(whole, 30, 50) == 1.0 and verify.claim_probability(whole, 31, 50) == 0.0
+    assert verify.claim_probability(h, 51, 50) == 0.0
+
+
+def test_no_claim_among_14_models_and_3_keys_bounds_at_most_what_14_independent_models_can():
+    r = verify.pair_rate(_pairs(set(), 14, 3))
+    assert (r.pairs, r.suspects, r.keys, r.claimed, r.rate) == (42, 14, 3, 0, 0.0)
+    # the bound is the exact one over the 14 models, at 97.5 % (the other half of 5 % goes to the keys)
+    assert r.bound == pytest.approx(1 - 0.025 ** (1 / 14)) and r.bound_over == "suspect"
+    assert r.bound > 0.2  # not the 0.09 that 42 independent pairs would give, nor the 0.0 of a bootstrap
+    assert r.bound > stats.binomtest(0, 42).proportion_ci(0.95, method="exact").high
+    assert (r.boot_low, r.boot_high) == (0.0, 0.0)
+    assert "0 of 42 (suspect, key) pairs claimed (14 suspects × 3 keys" in r.text()
+    assert "exact, over the 14 suspects" in r.text()
+
+
+def test_repeated_draws_are_not_new_pairs():
+    twice = pd.concat([_pairs(set(), 5, 2), _pairs(set(), 5, 2)])
+    with pytest.raises(ValueError, match="appears twice"):
+        verify.pair_rate(twice)
+
+
+def test_one_key_bounds_over_the_suspects_at_the_full_level():
+    r = verify.pair_rate(_pairs({(0, 0)}, 20, 1))
+    assert r.bound == pytest.approx(stats.binomtest(1, 20).proportion_ci(0.90, method="exact").high)  # one-sided 95 %
+    assert r.bound_keys == 1.0 and r.family_rate == 1 / 20
+
+
+def test_claims_on_one_suspect_count_once_in_the_bound_over_suspects():
+    one = verify.pair_rate(_pairs({(0, 0), (0, 1), (0, 2)}, 10, 3))  # one biased suspect claimed by every key
+    spread = verify.pair_rate(_pairs({(0, 0), (1, 1), (2, 2)}, 10, 3))  # three suspects, one claim each
+    assert one.claimed == spread.claimed == 3 and one.rate == spread.rate
+    assert one.suspects_claimed == 1 and spread.suspects_claimed == 3
+    assert one.bound_suspects < spread.bound_suspects
+    # and by key: every key claims someone in both, so the key bound cannot tell them apart
+    assert one.keys_claiming == spread.keys_claiming == 3 and one.bound_keys == 1.0
+
+
+def test_the_two_way_bootstrap_is_wider_than_an_independent_count_when_claims_cluster():
+    clustered = verify.pair_rate(_pairs({(0, j) for j in range(10)} | {(1, j) for j in range(10)}, 20, 10), boot=4000)
+    lo, hi = stats.binomtest(20, 200).proportion_ci(0.95, method="exact")
+    assert clustered.rate == 0.1 and clustered.boot_low <= 0.1 <= clustered.boot_high
+    assert clustered.boot_high - clustered.boot_low > hi - lo  # two suspects carry every claim
+
+
+def test_a_leave_one_out_table_verifies_each_model_once_and_false_claim_rate_counts_models_and_keys():
+    rng = np.random.default_rng(2)
+    zoo = {f"m{i}": torch.from_numpy(rng.random(300) < p) for i, p in enumerate([0.05, 0.1, 0.2, 0.12, 0.08, 0.03])}
+    tables = {k: verify.claim_table(zoo, {"watermarked": torch.ones(300, dtype=torch.bool)}, n_queries=50,
+                                    seed=s) for s, k in enumerate(("a", "b"))}
+    t = tables["a"].set_index("suspect")
+    assert t.loc["watermarked", "claimed"] and t.loc["watermarked", "claim probability"] == 1.0
+    pairs = verify.false_claim_pairs(tables)
+    assert len(pairs) == 12 and set(pairs.key) == {"a", "b"} and "watermarked" not in set(pairs.suspect)
+    r = verify.false_claim_rate(tables)
+    assert (r.pairs, r.suspects, r.keys) == (12, 6, 2)
+    summary = verify.claim_summary(tables)
+    assert summary.loc["a", "zoo models claimed"] == f"{int(tables['a'].claimed[:6].sum())} / 6"
+    assert summary.loc["a", "claimed: watermarked"] == 1.0
+    assert set(verify.summary_formats(summary)) >= {"claimed: watermarked", "95% upper bound (exact, over models)"}
+
+
+def test_a_pair_verified_once_is_its_first_query_draw():
+    rng = np.random.default_rng(5)
+    zoo = {f"m{i}": torch.from_numpy(rng.random(200) < p) for i, p in enumerate([0.2] * 8 + [0.35])}
+    seen = set()
+    for seed in range(20):  # the last model's pair is claimed in about two draws of three (plain binomial null)
+        t = verify.claim_table(zoo, {}, n_queries=40, seed=seed, confidence=None, overdispersion=False)
+        for i, row in t.iterrows():
+            crit = round(row["threshold"] * row["queries"])
+            assert row["claim probability"] == pytest.approx(verify.claim_probability(zoo[row["suspect"]], crit, 40))
+            assert row["claimed"] == bool(verify.claims_at(zoo[row["suspect"]], crit, 40, 1, seed + i))
+            if 0.0 < row["claim probability"] < 1.0:
+                seen.add(bool(row["claimed"]))
+    assert seen == {True, False}  # a borderline pair: its one verification depends on the draw
+
+
+def test_a_short_key_is_as_many_trials_as_it_holds_so_a_fixed_threshold_reads_27_of_30():
+    from wmlib import integrity
+    from wmlib.keys import Key
+
+    key = Key(torch.zeros(30, 1, 28, 28, dtype=torch.uint8), torch.zeros(30, dtype=torch.long))
+    assert verify.LABELS.trial_count(key, 100) == 30 and verify.LABELS.trial_count(key, 20) == 20
+    assert integrity.Rule("tau", threshold=0.9).critical(verify.LABELS.trial_count(key, 100)) == 27
