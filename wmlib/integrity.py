@@ -236,7 +236,7 @@ def rule_row(frame: pd.DataFrame, rule: str) -> dict:
 def pair_text(row: dict) -> str:
     """A :func:`rate_row` (or :func:`rule_row`) in words: what it counts and what it supports."""
     rate = row["claimed"] / row["pairs"]
-    return (f"{row['claimed']} of {row['pairs']} (suspect, key) pairs ({rate:.1%}; 95 % upper bound "
+    return (f"{row['claimed']} of {row['pairs']} (suspect, key) pairs ({rate:.1%}; 95% upper bound "
             f"{row['upper bound']:.1%}, exact over {row['bound over']})")
 
 

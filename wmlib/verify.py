@@ -376,8 +376,7 @@ def claim_summary(tables: dict[str, pd.DataFrame], nulls: dict[str, Null] | None
     for key, t in tables.items():
         r = false_claim_rate({key: t})
         row = {"zoo models": r.suspects, "zoo models claimed": f"{r.claimed} / {r.pairs}", "false-claim rate": r.rate,
-               f"{r.confidence:.0%} upper bound (exact, over models)": r.bound,
-               "expected over query draws": r.expected}
+               f"{r.confidence:.0%} bound (exact)": r.bound, "expected over draws": r.expected}
         row["queries"] = int(t["queries"].iloc[0])
         if nulls is not None:
             row["expected (null)"] = nulls[key].false_claim_rate(row["queries"], alpha)
@@ -388,7 +387,7 @@ def claim_summary(tables: dict[str, pd.DataFrame], nulls: dict[str, Null] | None
 
 def summary_formats(summary: pd.DataFrame) -> dict[str, str]:
     """How a :func:`claim_summary` table shows its numbers (for ``DataFrame.style.format``)."""
-    rates = [c for c in summary.columns if c.startswith("claimed: ") or "upper bound" in c or c.startswith("expected over")]
+    rates = [c for c in summary.columns if c.startswith("claimed: ") or " bound" in c or c.startswith("expected over")]
     return {**{c: "{:.1%}" for c in rates}, "false-claim rate": "{:.1%}", "expected (null)": "{:.1e}"}
 
 
@@ -479,9 +478,11 @@ class PairRate:
 
     def text(self, suspect: str = "suspect", key: str = "key") -> str:
         """What the count is and what it supports, in words (glue for a chapter's prose)."""
-        over = {"suspect": f"{self.suspects} {suspect}s", "key": f"{self.keys} {key}s"}[self.bound_over]
-        return (f"{self.claimed} of {self.pairs} ({suspect}, {key}) pairs claimed ({self.suspects} {suspect}s × "
-                f"{self.keys} {key}s, each pair verified once); {self.confidence:.0%} upper bound {self.bound:.1%} "
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}" + ("s" if n != 1 else "")
+        over = {"suspect": count(self.suspects, suspect), "key": count(self.keys, key)}[self.bound_over]
+        return (f"{self.claimed} of {self.pairs} ({suspect}, {key}) pairs claimed ({count(self.suspects, suspect)} × "
+                f"{count(self.keys, key)}, each pair verified once); {self.confidence:.0%} upper bound {self.bound:.1%} "
                 f"(exact, over the {over})")
 
     def as_dict(self) -> dict:
