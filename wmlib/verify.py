@@ -266,6 +266,22 @@ def verify_counts(hits: int, n: int, null: Null, alpha: float = 0.01, queries: i
     return Verdict(hits / n, crit / n, p, queries, int(hits), int(n), alpha, p <= alpha, expected, null.as_dict())
 
 
+def holm(verdicts: dict[str, Verdict], alpha: float = 0.01) -> dict[str, bool]:
+    """One suspect verified on several keys (``verdicts``: key -> :class:`Verdict`), claimed with
+    the family-wise error held at ``alpha`` (Holm's step-down): the p-values in ascending order, the
+    i-th (from 0) claimed while it is at most ``alpha / (K - i)``; the first that is not stops the
+    rest. Each verdict alone is at level ``alpha``, so an innocent model facing K keys risks up to
+    K ``alpha``; this holds it to ``alpha``."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    order = sorted(verdicts, key=lambda k: verdicts[k].p_value)
+    out, going = {}, True
+    for i, k in enumerate(order):
+        going = going and verdicts[k].p_value <= alpha / (len(order) - i)
+        out[k] = going
+    return {k: out[k] for k in verdicts}
+
+
 def suspect_digest(oracle: Oracle) -> str | None:
     """The weight digest of the model behind an oracle (through query-side wrappers), if any."""
     while oracle.inner is not None:

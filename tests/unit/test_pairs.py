@@ -105,3 +105,27 @@ def test_a_short_key_is_as_many_trials_as_it_holds_so_a_fixed_threshold_reads_27
     key = Key(torch.zeros(30, 1, 28, 28, dtype=torch.uint8), torch.zeros(30, dtype=torch.long))
     assert verify.LABELS.trial_count(key, 100) == 30 and verify.LABELS.trial_count(key, 20) == 20
     assert integrity.Rule("tau", threshold=0.9).critical(verify.LABELS.trial_count(key, 100)) == 27
+
+
+def test_holm_holds_a_suspect_facing_many_keys_to_the_family_level():
+    null = verify.Null.binomial(0.1)
+
+    def v(hits):
+        return verify.verify_counts(hits, 100, null, 0.01)
+    # p = 1.3e-5 (25 hits of 100 at p0 = 0.1) and 4.6e-3 (19 hits): each claimed alone at 1 %
+    verdicts = {"a": v(25), "b": v(19), "c": v(19), "d": v(19)}
+    assert all(x.claimed for x in verdicts.values())
+    # Holm: 1.3e-5 <= 0.01 / 4, then 4.6e-3 > 0.01 / 3 stops the step-down
+    assert verify.holm(verdicts, 0.01) == {"a": True, "b": False, "c": False, "d": False}
+    assert verify.holm({"a": v(25), "b": v(19), "c": v(19)}, 0.01) == {"a": True, "b": True, "c": True}  # 4.6e-3 <= 0.01/2
+    assert verify.holm({"only": v(19)}, 0.01) == {"only": True}  # one key: the plain test
+    assert list(verify.holm({"z": v(10), "y": v(25)}, 0.01)) == ["z", "y"]  # the caller's order kept
+    # innocent keys: the chance that any of 20 is claimed stays near alpha (1,000 families of uniform p-values)
+    rng = np.random.default_rng(0)
+    fams = [{str(j): _verdict(p) for j, p in enumerate(rng.random(20))} for _ in range(1000)]
+    assert sum(any(verify.holm(f, 0.05).values()) for f in fams) / 1000 <= 0.05 + 0.02
+    assert sum(any(x.claimed for x in f.values()) for f in fams) / 1000 > 0.5  # each at 5 % alone: 1 - 0.95^20
+
+
+def _verdict(p: float) -> verify.Verdict:
+    return verify.Verdict(0.0, 1.0, float(p), 0, 0, 1, 0.05, bool(p <= 0.05), 0.0, {})
