@@ -101,15 +101,21 @@ def _save(cell: Cell, context: dict, result: dict) -> None:
 CORES_ENV = "WMLIB_CORES"
 
 
-def env_cores() -> int | None:
-    """The cores a local cluster may use, from :data:`CORES_ENV` (checked); None when unset (all of them).
-    ``make test`` sets 1 for each of its parallel workers; ``wmlib.schedule build`` reads it too."""
-    raw = os.environ.get(CORES_ENV)
+def env_count(name: str, what: str) -> int | None:
+    """A whole number >= 1 from the environment variable ``name`` (checked, the error naming
+    ``what`` it counts); None when unset."""
+    raw = os.environ.get(name)
     if raw is None or raw == "":
         return None
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{CORES_ENV} must be a whole number >= 1 (cores of the local cluster), got {raw!r}")
+        raise ValueError(f"{name} must be a whole number >= 1 ({what}), got {raw!r}")
     return int(raw)
+
+
+def env_cores() -> int | None:
+    """The cores a local cluster may use, from :data:`CORES_ENV` (checked); None when unset (all of them).
+    ``make test`` sets 1 for each of its parallel workers; ``wmlib.schedule build`` reads it too."""
+    return env_count(CORES_ENV, "cores of the local cluster")
 
 
 def _start_ray(address: str | None, num_cpus: int | None):

@@ -34,7 +34,7 @@ from .attacks.model import prune_magnitude
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
-from .verify import (LabelTrials, Null, Oracle, claim_probability, claims_at, false_claim_pairs, pair_rate, verify_counts,
+from .verify import (LabelTrials, Null, Oracle, false_claim_pairs, pair_rate, verify_counts, verify_once,
                      verify_trials)
 from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 
@@ -199,15 +199,6 @@ class Rule:
         if self.threshold is not None:
             return int(math.ceil(self.threshold * n - 1e-9))
         return self.null.critical(n, self.alpha)
-
-
-def verify_once(hit_vector: torch.Tensor, critical: int, n: int, seed: int) -> dict:
-    """One verification of a (suspect, key) pair: ``n`` trials drawn without replacement from
-    ``hit_vector`` (the judge's draw, from ``seed``) claimed at ``critical`` hits, and the chance
-    that any one draw claims it (the spread within the pair, not new evidence)."""
-    n = min(n, len(hit_vector))
-    return {"claimed": bool(claims_at(hit_vector, critical, n, 1, seed)),
-            "claim probability": claim_probability(hit_vector, critical, n)}
 
 
 def rate_row(pairs: pd.DataFrame, confidence: float = 0.95) -> dict:

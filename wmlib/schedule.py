@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .cells import env_cores
+from .cells import env_cores, env_count
 from .data import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -84,12 +84,8 @@ def zoo_demands(profile: str) -> list[tuple[str, dict]]:
 def step_threads(step: str = "") -> int:
     """The thread count of ``step``: :data:`THREADS_ENV` if set (checked), else :data:`THREADS` or
     :data:`DEFAULT_THREADS`."""
-    raw = os.environ.get(THREADS_ENV)
-    if raw is None or raw == "":
-        return THREADS.get(step, DEFAULT_THREADS)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{THREADS_ENV} must be a whole number >= 1 (threads per build step), got {raw!r}")
-    return int(raw)
+    n = env_count(THREADS_ENV, "threads per build step")
+    return THREADS.get(step, DEFAULT_THREADS) if n is None else n
 
 
 def plan(profile: str, notebooks: list[Path] | None = None, cores: int = 2, previous: dict | None = None,

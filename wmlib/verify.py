@@ -347,6 +347,15 @@ def claims_at(hit_vector: torch.Tensor, critical: int, n: int, draws: int, seed:
     return int((k >= critical).sum())
 
 
+def verify_once(hit_vector: torch.Tensor, critical: int, n: int, seed: int) -> dict:
+    """One verification of a (suspect, key) pair: ``n`` trials drawn without replacement from
+    ``hit_vector`` (the judge's draw, from ``seed``) claimed at ``critical`` hits, and the chance
+    that any one draw claims it (:func:`claim_probability`: the spread within the pair, not new evidence)."""
+    n = min(n, len(hit_vector))
+    return {"claimed": bool(claims_at(hit_vector, critical, n, 1, seed)),
+            "claim probability": claim_probability(hit_vector, critical, n)}
+
+
 def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Tensor], n_queries: int,
                 alpha: float = 0.01, seed: int = 0, digests: dict[str, str] | None = None, **null_kw) -> pd.DataFrame:
     """Each suspect verified once on ``n_queries`` queries drawn from the key (``claimed``: the
@@ -363,8 +372,7 @@ def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Ten
         critical = null.critical(n, alpha)
         rows.append({"suspect": name, "role": "clean (leave-one-out)" if clean else "suspect",
                      "statistic": float(h.float().mean()), "threshold": critical / n,
-                     "claimed": bool(claims_at(h, critical, n, 1, seed + i)),
-                     "claim probability": claim_probability(h, critical, n), "queries": n, "null models": null.models})
+                     **verify_once(h, critical, n, seed + i), "queries": n, "null models": null.models})
     return pd.DataFrame(rows)
 
 
