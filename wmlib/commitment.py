@@ -19,12 +19,28 @@ counts hits cannot tell such a key from a real one. Two checks before the count 
   (:meth:`Scheme.key_generation <wmlib.schemes.base.Scheme.key_generation>`) and
   :func:`verifiability` tabulates.
 
-Both checks run before :func:`wmlib.verify.verify_trials` and leave it unchanged: a claim that
-passes them gets exactly the verdict it got before.
+Both checks run before :func:`wmlib.verify.verify_trials` and leave its test unchanged. Three rules
+make the ledger the one the paper means, not one a claimant can steer:
+
+* **no release time, no claim**: :meth:`Ledger.check` refuses a claim against a suspect whose release
+  time is not given (:class:`MissingReleaseError`), since the time check is the whole defence;
+* **keys per claimant are capped** (``Ledger(keys_per_claimant=K)``) and each verification runs at
+  α / K (:meth:`Ledger.level`): an innocent suspect that faces every key one claimant may ever commit
+  is claimed with probability at most α (Bonferroni), where K keys each at α risk up to K α
+  (:func:`key_cost` shows what 1, 10 and 100 keys cost either way);
+* **the judge draws the queries**, from a public seed (:func:`query_seed`: a digest of the commitment
+  and the suspect's name), so no claimant can try seeds until one draw claims.
+
+What it cannot stop: the data digest in a commitment proves which data a key was derived from and
+that they existed at commitment time, not that they are ordinary images. An accuser who commits
+crafted "owner data" (e.g. examples that transfer to any model of a public recipe) before a suspect's
+release passes both checks; only the rule applied to the hits (a null fitted on the presented key,
+by models the accuser cannot see) answers that.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -60,6 +76,14 @@ class KeyNotGeneratedError(ValueError):
     """The presented key is not what the committed seed and public generator make."""
 
 
+class MissingReleaseError(ValueError):
+    """A claim names no release time for its suspect: the commitment's time cannot be checked."""
+
+
+class KeyCapError(ValueError):
+    """The claimant has committed as many keys as the ledger allows one claimant."""
+
+
 def _finite(value: float, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{what} must be a finite number on the caller's clock (a release day, a UNIX time), got {value!r}")
@@ -89,9 +113,23 @@ class Ledger:
     ledger stamps the time itself, e.g. a timestamping authority; here the caller gives it so a
     chapter can replay a history)."""
 
-    def __init__(self):
+    def __init__(self, keys_per_claimant: int = 1):
+        if isinstance(keys_per_claimant, bool) or not isinstance(keys_per_claimant, int) or keys_per_claimant < 1:
+            raise ValueError(f"keys_per_claimant must be an integer >= 1, got {keys_per_claimant!r}")
+        self.keys_per_claimant = keys_per_claimant
         self._records: list[Commitment] = []
         self._by_digest: dict[str, Commitment] = {}
+
+    def level(self, alpha: float) -> float:
+        """The level of one verification: ``alpha`` divided among the keys one claimant may commit,
+        so that a suspect facing all of them is claimed with probability at most ``alpha``."""
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        return alpha / self.keys_per_claimant
+
+    def keys_of(self, owner: str) -> list[Commitment]:
+        """Every commitment of ``owner``, in the order made."""
+        return [c for c in self._records if c.owner == owner]
 
     def __len__(self) -> int:
         return len(self._records)
@@ -114,6 +152,12 @@ class Ledger:
             raise DuplicateCommitmentError(
                 f"key {short(digest)} is committed already (by {old.owner!r} at {old.time:g}); the ledger is "
                 f"append-only, so nothing is overwritten: commit a new key (another seed) instead")
+        mine = len(self.keys_of(owner))
+        if mine >= self.keys_per_claimant:
+            raise KeyCapError(
+                f"{owner!r} has committed {mine} key(s), the most this ledger allows one claimant (keys_per_claimant = "
+                f"{self.keys_per_claimant}, each verified at alpha / {self.keys_per_claimant}): with more keys, an innocent "
+                f"suspect would face more chances to be claimed than the level allows")
         if self._records and time < self._records[-1].time:
             raise ValueError(f"time {time:g} is before the ledger's latest commitment ({self._records[-1].time:g}): the "
                              f"ledger's clock never runs backwards (a backdated commitment is what a timestamp prevents)")
@@ -126,9 +170,13 @@ class Ledger:
         """The commitment of ``digest`` (a full :meth:`Key.digest`), or None."""
         return self._by_digest.get(digest)
 
-    def check(self, key: Key, owner: str, released: float | None = None) -> Commitment:
+    def check(self, key: Key, owner: str, released: float | None) -> Commitment:
         """The commitment that lets ``owner`` claim with ``key``: ``key``'s digest committed by
-        ``owner``, and, when the suspect's ``released`` time is given, strictly before it."""
+        ``owner`` strictly before the suspect's ``released`` time (a claim without one is refused)."""
+        if released is None:
+            raise MissingReleaseError(
+                f"a claim by {owner!r} names no release time for its suspect: without it the ledger cannot tell a key "
+                f"committed before the suspect existed from one made for it, so the claim is refused (give released=)")
         digest = key.digest()
         record = self.lookup(digest)
         if record is None:
@@ -142,7 +190,7 @@ class Ledger:
             raise UncommittedKeyError(
                 f"key {short(digest)} presented by {owner!r} was committed by {record.owner!r}, not by the claimant: "
                 f"only whoever committed a key can claim with it")
-        if released is not None and record.time >= _finite(released, "released"):
+        if record.time >= _finite(released, "released"):
             raise LateCommitmentError(
                 f"key {short(digest)} of {owner!r} was committed at {record.time:g}, not before the suspect's release at "
                 f"{_finite(released, 'released'):g}: a key committed after a model is public may have been made for it "
@@ -156,14 +204,46 @@ class Ledger:
                             columns=["digest", "owner", "time", "seed", "generator"])
 
 
+def query_seed(record: Commitment, suspect: str) -> int:
+    """The judge's public seed for drawing a claim's queries: a digest of the commitment (its key
+    digest, claimant and time) and the suspect's public name. Anyone can recompute it; no party
+    can choose it, so no claimant can retry draws until one claims."""
+    if not isinstance(suspect, str) or not suspect:
+        raise ValueError(f"the suspect must be named (its public name or model digest), got {suspect!r}")
+    text = f"{record.digest}|{record.owner}|{record.time!r}|{suspect}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
 def verify_committed(oracle: Oracle, key: Key, trials: LabelTrials, null: Null, ledger: Ledger, owner: str,
-                     released: float | None = None, alpha: float = 0.01, n_queries: int | None = None,
-                     seed: int = 0) -> Verdict:
+                     released: float | None, suspect: str, alpha: float = 0.01,
+                     n_queries: int | None = None) -> Verdict:
     """:func:`wmlib.verify.verify_trials` behind the ledger: refuse the claim unless ``owner``
-    committed ``key`` (the whole key) before the suspect's ``released`` time, then verify exactly
-    as the one verifier does (``n_queries`` drawn from the committed key with ``seed``)."""
-    ledger.check(key, owner, released)
-    return verify_trials(oracle, key, trials, null, alpha, n_queries, seed)
+    committed ``key`` (the whole key) before the suspect's ``released`` time, then verify as the one
+    verifier does at the ledger's level (``alpha`` divided among the keys a claimant may commit,
+    :meth:`Ledger.level`), with ``n_queries`` drawn from the committed key by the judge's public
+    seed (:func:`query_seed` of the commitment and ``suspect``)."""
+    record = ledger.check(key, owner, released)
+    return verify_trials(oracle, key, trials, null, ledger.level(alpha), n_queries, query_seed(record, suspect))
+
+
+def key_cost(null: Null, n: int, alpha: float, counts=(1, 10, 100), hits: int | None = None) -> pd.DataFrame:
+    """What ``counts`` committed keys per claimant cost, for one verification protocol (``null``,
+    ``n`` trials): the fewest hits claimed when each key is verified at ``alpha / K`` (the ledger's
+    level), whether an owner's ``hits`` still clear it, and the chance that an innocent suspect facing
+    all K keys is claimed if each were verified at ``alpha`` instead (model-based: at most K ``alpha``
+    by the union bound, 1 - (1 - alpha)^K for independent keys; at most ``alpha`` at the divided level)."""
+    rows = []
+    for k in counts:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"key counts must be integers >= 1, got {k!r}")
+        crit = null.critical(n, alpha / k)
+        row = {"keys per claimant": k, "level per key": alpha / k, "hits needed": f"{crit} of {n}" if crit <= n else f"none of {n}",
+               "innocent's risk, each key at α (independent keys)": 1 - (1 - alpha) ** k,
+               "innocent's risk, each key at α (at most)": min(1.0, k * alpha)}
+        if hits is not None:
+            row["the owner's key claimed at α / K"] = hits >= crit
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- verifiable generation
@@ -185,20 +265,29 @@ def rederive(scheme: Scheme, splits: Splits, seed: int, clean: nn.Module | None 
     return new if (scheme.verifies_held_out if held_out is None else held_out) else key
 
 
-def check_generated(scheme: Scheme, key: Key, splits: Splits, seed: int, clean: nn.Module | None = None, *,
-                    held_out: bool | None = None, generator: dict | None = None) -> None:
-    """Refuse ``key`` unless it is the key :func:`rederive` makes with ``seed`` on ``splits``.
-    With ``generator`` (the committed :func:`key_generator`), the scheme's config and the data
-    must be the committed ones too."""
-    if generator is not None:
-        now = key_generator(scheme, splits)
-        # compared in JSON form: a generator read back from a published record has lists for tuples
-        changed = [k for k in now if k not in generator or config_hash({k: generator[k]}) != config_hash({k: now[k]})]
-        if changed:
-            raise KeyNotGeneratedError(
-                f"the generator or data differ from the committed ones in {', '.join(changed)}: re-derive with the "
-                f"committed scheme settings and the data whose digests were committed")
-    expected, presented = rederive(scheme, splits, seed, clean, held_out).digest(), key.digest()
+def check_generated(scheme: Scheme, key: Key, splits: Splits, record: Commitment, clean: nn.Module | None = None, *,
+                    held_out: bool | None = None) -> None:
+    """Refuse ``key`` unless it is the key its commitment ``record`` re-derives: ``record`` must be
+    ``key``'s, hold the seed and the generator (:func:`key_generator`: the scheme's settings and
+    digests of the data), the data on ``splits`` must be the committed ones, and :func:`rederive`
+    with the committed seed must make ``key`` bit for bit."""
+    presented = key.digest()
+    if record.digest != presented:
+        raise KeyNotGeneratedError(f"key {short(presented)} is not the key of this commitment ({short(record.digest)})")
+    if record.seed is None or record.generator is None:
+        raise KeyNotGeneratedError(
+            f"the commitment of key {short(presented)} by {record.owner!r} holds no "
+            f"{'seed' if record.seed is None else 'generator'}: nothing to re-derive the key from, so it cannot be "
+            f"shown to be generated rather than chosen (commit with seed= and generator=key_generator(scheme, splits))")
+    now = key_generator(scheme, splits)
+    # compared in JSON form: a generator read back from a published record has lists for tuples
+    changed = [k for k in now if k not in record.generator or config_hash({k: record.generator[k]}) != config_hash({k: now[k]})]
+    if changed:
+        raise KeyNotGeneratedError(
+            f"the generator or data differ from the committed ones in {', '.join(changed)}: re-derive with the "
+            f"committed scheme settings and the data whose digests were committed")
+    seed = record.seed
+    expected = rederive(scheme, splits, seed, clean, held_out).digest()
     if expected != presented:
         how = scheme.key_generation()
         note = f" Note: {how.reason}" if how is not None and not how.verifiable else ""

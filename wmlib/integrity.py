@@ -17,6 +17,7 @@ with exact intervals that the integrity chapter shows.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -28,14 +29,14 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import compare, data, models
-from .accuser import random_targets, transfer_key
+from .accuser import TooFewExamples, liu_key, random_targets, transfer_key
 from .attacks.extraction import extract
 from .attacks.model import prune_magnitude
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
-from .verify import (LabelTrials, Null, Oracle, false_claim_pairs, pair_rate, verify_counts, verify_once,
-                     verify_trials)
+from .verify import (LabelTrials, Null, Oracle, drawn_hits, false_claim_pairs, key_accuracy, pair_rate, verify_counts,
+                     verify_once, verify_trials)
 from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 
 # --------------------------------------------------------------------------- clean suspects beyond the zoo
@@ -191,8 +192,8 @@ class Rule:
             raise ValueError("a rule is a null at a level alpha, or a fixed threshold: give exactly one")
         if self.null is not None and not (self.alpha is not None and 0.0 < self.alpha < 1.0):
             raise ValueError(f"a null rule needs alpha in (0, 1), got {self.alpha}")
-        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"a threshold must be in (0, 1], got {self.threshold}")
+        if self.threshold is not None and not self.threshold > 0.0:
+            raise ValueError(f"a threshold must be a hit rate above 0 (above 1: nothing is claimed), got {self.threshold}")
 
     def critical(self, n: int) -> int:
         """The fewest hits out of ``n`` that are claimed (``n + 1``: none)."""
@@ -216,19 +217,22 @@ RATE_FORMAT = {"claim rate": "{:.2%}", "upper bound": "{:.1%}", "expected over d
 
 
 def rule_row(frame: pd.DataFrame, rule: str) -> dict:
-    """A rule's rows of a :func:`claims_table` as one: claimed pairs and pairs summed over the
-    protocols it judged apart (different entries' keys), and the largest of their upper bounds."""
+    """A rule's rows of a :func:`claims_table` as one: the row of the protocol under which the
+    rule claims most (the highest rate, then the highest bound). The protocols judge the *same*
+    (suspect, key) pairs with other query counts or thresholds, so their counts are not added."""
     f = frame[frame["rule"] == rule]
-    worst = f.loc[f["upper bound"].idxmax()]
-    return {"claimed": int(f["claimed"].sum()), "pairs": int(f["pairs"].sum()), "upper bound": float(worst["upper bound"]),
-            "bound over": worst["bound over"]}
+    worst = f.sort_values(["claim rate", "upper bound"], ascending=False, kind="stable").iloc[0]
+    return {"claimed": int(worst["claimed"]), "pairs": int(worst["pairs"]), "upper bound": float(worst["upper bound"]),
+            "bound over": worst["bound over"], "entries": worst["entries"], "protocols": len(f)}
 
 
 def pair_text(row: dict) -> str:
     """A :func:`rate_row` (or :func:`rule_row`) in words: what it counts and what it supports."""
     rate = row["claimed"] / row["pairs"]
+    where = (f", under the protocol of {row['entries']} where it claims most of {row['protocols']}"
+             if row.get("protocols", 1) > 1 else "")
     return (f"{row['claimed']} of {row['pairs']} (suspect, key) pairs ({rate:.1%}; 95% upper bound "
-            f"{row['upper bound']:.1%}, exact over {row['bound over']})")
+            f"{row['upper bound']:.1%}, exact over {row['bound over']}{where})")
 
 
 def level_reasons(row: dict, alpha: float, judge: dict | None = None) -> dict[str, str]:
@@ -259,27 +263,39 @@ def controlled(null: Null, key: Key, rates: torch.Tensor) -> Null:
     return replace(null, floor=min(max(null.floor, own), 1.0 - 1e-9))
 
 
-def claims_table(hits: dict[tuple, torch.Tensor], rules: dict[str, Callable], protocols: dict[str, tuple[int, float | None]],
+@dataclass(frozen=True)
+class Protocol:
+    """How one label-key entry of the comparison verifies: ``queries`` per verification, the paper's
+    fixed key-accuracy threshold (None: the paper has none), and ``owner_threshold``, Liu et al.'s
+    decision rule: the smallest hit rate the entry's owner claims on *its own* key against null
+    models (the zoo) fitted on that key, fixed before any accuser's key is seen."""
+    queries: int
+    paper_threshold: float | None
+    owner_threshold: float
+
+
+def claims_table(hits: dict[tuple, torch.Tensor], rules: dict[str, Callable], protocols: dict[str, Protocol],
                  seed: int = 0) -> pd.DataFrame:
     """Claim rates of false keys: ``hits`` maps (accuser, suspect) to the suspect's hit vector on
-    that accuser's key; ``rules`` maps a rule name to ``(accuser, protocol threshold) -> Rule | None``
-    (None: the rule does not apply to that protocol); ``protocols`` maps the entries that share a
-    verification protocol to ``(queries, paper threshold or None)``. One row per rule and distinct
-    protocol (protocols that a rule judges alike share a row, e.g. every protocol of 100 queries
-    under the binomial test): every (suspect, accuser's key) pair verified once (:func:`rate_row`)."""
+    that accuser's key; ``rules`` maps a rule name to ``(accuser, protocol) -> Rule | None`` (None:
+    the rule does not apply to that protocol); ``protocols`` maps each entry to its :class:`Protocol`.
+    One row per rule and distinct verification (entries whose queries and rule agree share a row,
+    e.g. every entry of 100 queries under the binomial test): every (suspect, accuser's key) pair
+    verified once (:func:`rate_row`)."""
     first = next(iter(hits))[0]
     groups: dict[tuple, list[str]] = {}
     for rname, make in rules.items():
-        for proto, (n, tau) in protocols.items():
-            rule = make(first, tau)
+        for name, proto in protocols.items():
+            rule = make(first, proto)
             if rule is not None:  # e.g. the paper's threshold, for a paper that gives none
-                groups.setdefault((rname, n, tau if rule != make(first, None) else None), []).append(proto)
+                groups.setdefault((rname, proto.queries, rule), []).append(name)
     rows = []
-    for (rname, n, tau), protos in groups.items():
+    for (rname, n, _), names in groups.items():
+        proto = protocols[names[0]]
         pairs = pd.DataFrame([{"suspect": sus, "key": f"accuser {acc}",
-                               **verify_once(h, rules[rname](acc, tau).critical(min(n, len(h))), n, seed + i)}
+                               **verify_once(h, rules[rname](acc, proto).critical(min(n, len(h))), n, seed + i)}
                               for i, ((acc, sus), h) in enumerate(hits.items())])
-        rows.append({"rule": rname, "entries": "every label-key entry" if len(protos) == len(protocols) else "; ".join(protos),
+        rows.append({"rule": rname, "entries": "every label-key entry" if len(names) == len(protocols) else ", ".join(names),
                      "queries": min(n, len(next(iter(hits.values())))), **rate_row(pairs)})
     return pd.DataFrame(rows)
 
@@ -344,34 +360,111 @@ def is_label_scheme(scheme: LabelTrials) -> bool:
     return type(scheme).hits is LabelTrials.hits
 
 
-def protocols(owners: dict, knobs: dict) -> dict[str, tuple[int, float | None]]:
-    """The verification protocols of the comparison's label-key entries: queries per verification
-    and the paper's fixed threshold (``paper_threshold`` where the paper claims above a key accuracy
-    "close to 1", else None), entries with the same protocol on one row."""
-    groups: dict[tuple, list[str]] = {}
+def protocols(owners: dict, knobs: dict, zoo: Zoo, alpha: float) -> dict[str, Protocol]:
+    """The verification protocol of every label-key entry of the comparison (its first owner seed):
+    queries per verification, the paper's fixed threshold (``paper_threshold`` where the paper claims
+    above a key accuracy "close to 1", else None), and the owner's own threshold (Liu et al.'s rule:
+    the zoo null of the owner's key at ``alpha``)."""
+    out = {}
     for (entry, seed), (scheme, owner) in owners.items():
         if seed != knobs["seeds"][0] or not is_label_scheme(scheme):
             continue
-        n = scheme.trial_count(owner.marked.verify_key, knobs["n_queries"])
-        groups.setdefault((n, knobs["paper_threshold"] if scheme.accuracy_threshold else None), []).append(entry)
-    return {", ".join(names): (n, tau) for (n, tau), names in groups.items()}
+        key = owner.marked.verify_key
+        n = scheme.trial_count(key, knobs["n_queries"])
+        own = zoo.null(key, scheme, confidence=knobs["zoo_confidence"]).critical(n, alpha) / n
+        out[entry] = Protocol(n, knobs["paper_threshold"] if scheme.accuracy_threshold else None, own)
+    return out
 
 
-def false_keys(knobs: dict, accusers: dict[int, Zoo], public: Zoo | None = None, eps: float | None = None) -> dict[int, Key]:
-    """Each accuser's false key: its test images pushed toward its random targets within
-    ``eps`` (default ``accuser_eps``) on the ensemble of its surrogates, by ``accuser_method``
-    (torchattacks, :func:`wmlib.accuser.transfer_key`); with the ``public`` zoo, the adaptive key
-    (:func:`adaptive_key`, weight ``adaptive_lam``)."""
-    eps = knobs["accuser_eps"] if eps is None else eps
+KEY_KINDS = ("transfer", "liu")  # the accuser's own targeted MIFGSM key, and Liu et al.'s as published
+
+
+def liu_images(knobs: dict, accuser: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``liu_candidates`` test images accuser ``accuser`` attacks for Liu et al.'s key (the
+    code: 1,000 CIFAR-10 test images), and their true labels."""
+    _, test, _ = task_pool(knobs["dataset"], *shared_limits(knobs["profile"]))
+    g = torch.Generator().manual_seed(ACCUSER_SEED + 50 + accuser)
+    idx = torch.randperm(len(test), generator=g)[:knobs["liu_candidates"]]
+    return test.x[idx], test.y[idx]
+
+
+def _craft(knobs: dict, kind: str, accuser: int, surrogates_: list[nn.Module], eps: float) -> Key:
+    """Accuser ``accuser``'s key of ``kind`` crafted on ``surrogates_`` at ``eps``."""
+    if kind == "liu":  # the accuser model is its first surrogate, the others its references (Liu et al.'s code)
+        x, y = liu_images(knobs, accuser)
+        return liu_key(surrogates_[0], surrogates_[1:], x, y, eps=eps, keep=knobs["accuser_key_size"],
+                       steps=knobs["liu_steps"], mode="untargeted", seed=accuser)
+    images, targets = accuser_images(knobs, accuser)
+    # steps of 5 eps / steps: the ball crossed five times over, so most steps move along its surface, as Liu et
+    # al.'s 100 steps of 0.03 do
+    return transfer_key(surrogates_, images, targets, method=knobs["accuser_method"], eps=eps,
+                        steps=knobs["accuser_steps"], alpha=5 * eps / knobs["accuser_steps"], seed=accuser)
+
+
+def choose_eps(knobs: dict, accusers: dict[int, Zoo], kind: str) -> pd.DataFrame:
+    """Each accuser's L∞ budget for its ``kind`` of key (:data:`KEY_KINDS`), chosen on its own models
+    only: the smallest ε of ``accuser_eps_sweep`` at which a key crafted on all its surrogates but the
+    last is answered with its labels by that held-out last one on at least ``accuser_goal`` of its
+    samples (the largest ε if none is). A budget the reader sets (``accuser_eps`` / ``liu_eps``) is
+    used as given. One row per (accuser, ε tried); ``chosen`` marks the budget used."""
+    if kind not in KEY_KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; choose one of: {', '.join(KEY_KINDS)}")
+    fixed = knobs["liu_eps" if kind == "liu" else "accuser_eps"]
+    rows = []
+    for a, z in accusers.items():
+        if fixed is not None:
+            rows.append({"accuser": a, "ε (×1/255)": fixed * 255, "eps": fixed, "held-out surrogate": float("nan"),
+                         "chosen": True, "how": "set by the reader"})
+            continue
+        models_ = list(z.models.values())
+        if len(models_) < 2:
+            raise ValueError(f"accuser {a} has {len(models_)} surrogate(s): choosing ε on its own models needs one held out "
+                             f"(give accuser_surrogates at least 2 models, or set the budget)")
+        tried = []
+        for eps in sorted(knobs["accuser_eps_sweep"]):
+            how = f"its held-out surrogate answers ≥ {knobs['accuser_goal']:.0%}"
+            try:
+                rate = key_accuracy(Oracle(models_[-1]), _craft(knobs, kind, a, models_[:-1], eps))
+            except TooFewExamples:  # Liu et al.'s filter keeps too few at this budget: not reached
+                rate, how = 0.0, "too few candidates fool its own model at this budget"
+            tried.append({"accuser": a, "ε (×1/255)": eps * 255, "eps": eps, "held-out surrogate": rate, "chosen": False,
+                          "how": how})
+            if rate >= knobs["accuser_goal"]:
+                break
+        pick = next((t for t in tried if t["held-out surrogate"] >= knobs["accuser_goal"]), tried[-1])
+        if pick["held-out surrogate"] < knobs["accuser_goal"]:
+            pick["how"] = f"none reached {knobs['accuser_goal']:.0%}: the largest"
+        pick["chosen"] = True
+        rows += tried
+    return pd.DataFrame(rows)
+
+
+def chosen(choice: pd.DataFrame) -> dict[int, float]:
+    """accuser -> the ε :func:`choose_eps` chose."""
+    c = choice[choice["chosen"]]
+    return dict(zip(c["accuser"].tolist(), c["eps"].tolist()))
+
+
+def false_keys(knobs: dict, accusers: dict[int, Zoo], eps: dict[int, float], public: Zoo | None = None,
+               kind: str = "transfer") -> dict[int, Key]:
+    """Each accuser's false key at its budget ``eps[accuser]``, crafted on all its surrogates:
+    ``transfer``, its test images pushed toward its random targets by ``accuser_method``
+    (torchattacks, :func:`wmlib.accuser.transfer_key`), with the ``public`` zoo the adaptive key
+    (:func:`adaptive_key`, weight ``adaptive_lam``); ``liu``, Liu et al.'s untargeted key as
+    published (:func:`wmlib.accuser.liu_key`)."""
+    if kind not in KEY_KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; choose one of: {', '.join(KEY_KINDS)}")
     out = {}
     for a, zoo in accusers.items():
+        if public is None:
+            out[a] = _craft(knobs, kind, a, list(zoo.models.values()), eps[a])
+            continue
+        if kind != "transfer":
+            raise ValueError("the adaptive accuser pushes the transfer key down on the public zoo (kind='transfer')")
         images, targets = accuser_images(knobs, a)
-        # steps of 5 eps / steps: the ball crossed five times over, so most steps move along its surface, as Liu et
-        # al.'s 100 steps of 0.03 do
-        kw = dict(eps=eps, steps=knobs["accuser_steps"], alpha=5 * eps / knobs["accuser_steps"], seed=a)
-        out[a] = (adaptive_key(list(zoo.models.values()), list(public.models.values()), images, targets,
-                               lam=knobs["adaptive_lam"], **kw) if public is not None
-                  else transfer_key(list(zoo.models.values()), images, targets, method=knobs["accuser_method"], **kw))
+        out[a] = adaptive_key(list(zoo.models.values()), list(public.models.values()), images, targets,
+                              lam=knobs["adaptive_lam"], eps=eps[a], steps=knobs["accuser_steps"],
+                              alpha=5 * eps[a] / knobs["accuser_steps"], seed=a)
     return out
 
 
@@ -389,16 +482,18 @@ def key_rates(keys: dict[int, Key], groups: dict[str, Zoo | dict[int, Zoo]], kin
 
 def judge_rules(keys: dict[int, Key], zoo: Zoo, judge: Zoo, num_classes: int, alpha: float,
                 confidence: float | None) -> dict:
-    """The four rules a judge may apply to a label key (for :func:`claims_table`): the paper's
-    fixed threshold, the binomial test at chance, the null fitted to the public zoo, and the null
-    fitted to the judge's private zoo (both at ``alpha``, each fitted on that accuser's key)."""
+    """The five rules a judge may apply to a label key (for :func:`claims_table`): the paper's
+    fixed threshold, Liu et al.'s rule (the owner's threshold, fixed from null models on the owner's
+    own key), the binomial test at chance, and the nulls fitted on the presented key by the public
+    zoo and by the judge's private zoo (both at ``alpha``)."""
     public = {a: zoo.null(k, confidence=confidence) for a, k in keys.items()}
     private = {a: judge.null(k, confidence=confidence) for a, k in keys.items()}
     chance = Null.binomial(1.0 / num_classes)
-    return {"paper: key accuracy ≥ τ": lambda a, tau: None if tau is None else Rule("paper", threshold=tau),
-            "binomial at chance": lambda a, tau: Rule("binomial", null=chance, alpha=alpha),
-            "public zoo null": lambda a, tau: Rule("zoo", null=public[a], alpha=alpha),
-            "judge's private zoo null": lambda a, tau: Rule("judge", null=private[a], alpha=alpha)}
+    return {"paper: key accuracy ≥ τ": lambda a, p: None if p.paper_threshold is None else Rule("paper", threshold=p.paper_threshold),
+            "Liu et al.: the owner's threshold": lambda a, p: Rule("liu", threshold=p.owner_threshold),
+            "binomial at chance": lambda a, p: Rule("binomial", null=chance, alpha=alpha),
+            "public zoo null": lambda a, p: Rule("zoo", null=public[a], alpha=alpha),
+            "judge's private zoo null": lambda a, p: Rule("judge", null=private[a], alpha=alpha)}
 
 
 def suspect_hits(keys: dict[int, Key], suspects: Zoo) -> dict[tuple[int, str], torch.Tensor]:
@@ -454,8 +549,265 @@ def suspect_false_claims(owners: dict, suspects: Zoo, zoo: Zoo, knobs: dict, alp
             use = controlled(null, full, rates[name]) if rates is not None and is_label_scheme(scheme) else null
             m = min(n, len(h))
             rows.append({"entry": entry, "seed": seed, "suspect": name, "key": f"{entry} / seed {seed}",
-                         "hit rate": float(h.float().mean()), **verify_once(h, use.critical(m, alpha), m, 1000 * i + j)})
+                         "hit rate": float(h.float().mean()), **verify_once(h, use.critical(m, alpha), m, 1000 * i + j),
+                         "p-value": use.p_value(drawn_hits(h, m, 1000 * i + j), m)})
     return pd.DataFrame(rows)
+
+
+def key_identity(key: Key) -> str:
+    """A key as the set of its (image, label) samples: the same samples in another order are the same
+    key (a verification draws its queries from the set)."""
+    flat, labels = key.x.contiguous().view(len(key.x), -1).numpy(), key.y.numpy()
+    rows = sorted(hashlib.sha1(r.tobytes() + int(y).to_bytes(8, "little")).hexdigest() for r, y in zip(flat, labels))
+    return hashlib.sha1("".join(rows).encode()).hexdigest()
+
+
+HONEST_SEED = 20_000  # honest keys: seeds 20,000 + k, no owner's, zoo member's, suspect's or accuser's
+
+
+def honest_keys(owners: dict, knobs: dict) -> dict[str, tuple]:
+    """Per label-key entry of the comparison (its first owner seed): the scheme and ``honest_keys``
+    keys its owner could have drawn with other seeds and never embedded (:meth:`Scheme.fresh_key
+    <wmlib.schemes.base.Scheme.fresh_key>`). Keys are cheap, and every one is an independent unit
+    of the false-claim measurement. GradSigns (bit trials) is left out: each of its verifications
+    reads a suspect's gradients, hundreds of queries a key. Seeds that make the same key (Zhang et
+    al.'s content key takes every source image whatever the seed) count once: one key, one unit."""
+    out = {}
+    for (entry, seed), (scheme, owner) in owners.items():
+        if seed != knobs["seeds"][0] or not is_label_scheme(scheme):
+            continue
+        distinct = {}
+        for k in range(knobs["honest_keys"]):
+            key = scheme.fresh_key(owner.marked, owner.splits, HONEST_SEED + k, clean=owner.clean)
+            distinct.setdefault(key_identity(key), key)
+        out[entry] = (scheme, list(distinct.values()))
+    return out
+
+
+def _pair_row(h: torch.Tensor, null: Null, n: int, alpha: float, seed: int) -> dict:
+    m = min(n, len(h))
+    return {**verify_once(h, null.critical(m, alpha), m, seed), "p-value": null.p_value(drawn_hits(h, m, seed), m)}
+
+
+def honest_pairs(keys: dict[str, tuple], zoo: Zoo, suspects: Zoo, knobs: dict, alpha: float, biased=(),
+                 rates: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
+    """Every clean model verified once on every honest key (:func:`honest_keys`), as the one
+    verifier verifies (the zoo null at ``alpha``, ``n_queries``): each zoo member against the null
+    fitted on the others (``population`` 'zoo (leave-one-out)'), every suspect against the whole zoo
+    ('independent', or 'class-biased' for those in ``biased``), and with ``rates`` (suspect ->
+    :func:`base_rates`) each suspect again with its per-suspect control (``rule`` 'zoo null +
+    control'). One row per (rule, suspect, key)."""
+    rows = []
+    for e, (entry, (scheme, ks)) in enumerate(keys.items()):
+        for k, key in enumerate(ks):
+            n = scheme.trial_count(key, knobs["n_queries"])
+            full = zoo.null(key, scheme, confidence=knobs["zoo_confidence"])
+            base = {"entry": entry, "key": f"{entry} / honest {k}"}
+            for j, (name, h) in enumerate(zoo.hits(key, scheme).items()):
+                null = zoo.null(key, scheme, exclude=name, confidence=knobs["zoo_confidence"])
+                rows.append({**base, "suspect": name, "population": "zoo (leave-one-out)", "rule": "zoo null",
+                             **_pair_row(h, null, n, alpha, 1_000_003 * e + 1009 * k + j)})
+            for j, (name, h) in enumerate(suspects.hits(key, scheme).items()):
+                pop = {**base, "suspect": name, "population": "class-biased" if name in biased else "independent"}
+                seed = 1_000_003 * e + 1009 * k + 500 + j
+                rows.append({**pop, "rule": "zoo null", **_pair_row(h, full, n, alpha, seed)})
+                if rates is not None:
+                    rows.append({**pop, "rule": "zoo null + control",
+                                 **_pair_row(h, controlled(full, key, rates[name]), n, alpha, seed)})
+    return pd.DataFrame(rows)
+
+
+def level_tables(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What :func:`honest_pairs` measures: per population and rule over every entry's honest keys,
+    every clean model included ('every clean model': the zoo's members under the zoo null in both
+    rules), and per entry for every clean model under each rule (:func:`rate_row` rows)."""
+    zoo_rows = pairs[pairs["population"] == "zoo (leave-one-out)"]
+    pops = []
+    for rule in pairs["rule"].unique():
+        mine = pairs[pairs["rule"] == rule]
+        for pop in ("zoo (leave-one-out)", "independent", "class-biased"):
+            g = mine[mine["population"] == pop] if pop != "zoo (leave-one-out)" else zoo_rows
+            if len(g) and not (pop == "zoo (leave-one-out)" and rule != "zoo null"):
+                pops.append({"population": pop, "rule": rule, **rate_row(g)})
+        every = pd.concat([zoo_rows, mine[mine["population"] != "zoo (leave-one-out)"]])
+        pops.append({"population": "every clean model", "rule": rule, **rate_row(every)})
+    entries = []
+    for rule in pairs["rule"].unique():
+        every = pd.concat([zoo_rows, pairs[(pairs["rule"] == rule) & (pairs["population"] != "zoo (leave-one-out)")]])
+        entries += [{"entry": e, "rule": rule, **rate_row(g)} for e, g in every.groupby("entry", sort=False)]
+    return pd.DataFrame(pops), pd.DataFrame(entries)
+
+
+def judge_power(owners: dict, judge: Zoo, keys: dict[str, tuple], suspects: Zoo, knobs: dict, alpha: float,
+                sizes: list[int]) -> pd.DataFrame:
+    """The judge's private zoo sized by what it measures: for each ``size`` (its first ``size``
+    members), the share of the comparison's label-key owners' watermarked models, unattacked, that
+    its null claims on their own keys (its power: the book asks for at least 95 %), and the false
+    claims of its null on the honest keys (:func:`honest_keys`) over every suspect (each pair once)."""
+    names = list(judge.models)
+    if not sizes or any(not 2 <= k <= len(names) for k in sizes):
+        raise ValueError(f"judge zoo sizes must lie in [2, {len(names)}] (its members), got {sizes}")
+    chance = lambda scheme: scheme.chance(data.spec(judge.dataset).num_classes)
+    conf = knobs["zoo_confidence"]
+    rows = []
+    for size in sizes:
+        use = names[:size]
+        owned, claimed = 0, 0
+        for (entry, seed), (scheme, owner) in owners.items():
+            if not is_label_scheme(scheme):
+                continue
+            full = owner.marked.verify_key
+            hits_ = judge.hits(full, scheme)
+            null = Null.from_hits({n: hits_[n] for n in use}, floor=chance(scheme), confidence=conf)
+            queried = scheme.queries(full, knobs["n_queries"], seed)
+            owned += 1
+            claimed += verify_trials(Oracle(owner.marked.model), queried, scheme, null, alpha).claimed
+        pairs = []
+        for e, (entry, (scheme, ks)) in enumerate(keys.items()):
+            for k, key in enumerate(ks):
+                hits_ = judge.hits(key, scheme)
+                null = Null.from_hits({n: hits_[n] for n in use}, floor=chance(scheme), confidence=conf)
+                n = scheme.trial_count(key, knobs["n_queries"])
+                pairs += [{"suspect": name, "key": f"{entry} / honest {k}",
+                           **_pair_row(h, null, n, alpha, 1_000_003 * e + 1009 * k + 500 + j)}
+                          for j, (name, h) in enumerate(suspects.hits(key, scheme).items())]
+        r = rate_row(pd.DataFrame(pairs))
+        rows.append({"judge's models": size, "owners claimed": f"{claimed} of {owned}", "power": claimed / owned,
+                     **{f"false claims: {c}": r[c] for c in ("claimed", "pairs", "claim rate", "upper bound", "bound over")}})
+    return pd.DataFrame(rows)
+
+
+def judge_size_text(power: pd.DataFrame, goal: float = 0.95) -> str:
+    """What the sizes of :func:`judge_power` say: the smallest judge's zoo reaching ``goal`` power."""
+    size = "judge's models"
+    ok = power[power["power"] >= goal]
+    if ok.empty:
+        last = power.iloc[-1]
+        return (f"no size tried reaches {goal:.0%} power (the largest, {int(last[size])} models, claims "
+                f"{last['owners claimed']} owners): the judge needs more models than this run has")
+    first = ok.iloc[0]
+    return (f"{int(first[size])} models are the fewest that claim at least {goal:.0%} of the owners "
+            f"({first['owners claimed']}), with {int(first['false claims: claimed'])} of "
+            f"{int(first['false claims: pairs'])} honest (suspect, key) pairs claimed")
+
+
+def standing(row: dict, alpha: float) -> str:
+    """Where a measured rate (a :func:`rate_row`, :func:`rule_row` or :func:`level_tables` row)
+    stands against the level ``alpha``, in words: above it, within it by its exact bound, or within
+    it only by the null model (its bound above ``alpha``)."""
+    rate = row["claimed"] / row["pairs"]
+    if rate > alpha:
+        return f"exceeds α = {alpha:g} ({rate:.1%})"
+    if row["upper bound"] <= alpha:
+        return f"meets α = {alpha:g}, measured (bound {row['upper bound']:.1%})"
+    return f"stays within α = {alpha:g} only by the null model (rate {rate:.1%}, bound {row['upper bound']:.1%})"
+
+
+def transfer_text(rates: pd.DataFrame, kind: str, num_classes: int) -> str:
+    """How often the suspects and the public zoo answer a kind of false key with its labels
+    (:func:`key_rates` rows), against chance."""
+    mean = rates[rates["key"] == kind].groupby("models")["key accuracy"].mean()
+    sus, zoo_ = float(mean.get("independent suspects", float("nan"))), float(mean.get("public zoo", float("nan")))
+    return (f"The suspects answer this key with its labels on {sus:.0%} of its samples on average ({sus * num_classes:.1f} "
+            f"× chance), the public zoo on {zoo_:.0%}: the binomial test reads any excess over chance as a watermark, the "
+            f"zoo null asks a suspect for more than the zoo gives this key.")
+
+
+def adaptive_text(adaptive: pd.DataFrame) -> str:
+    """What the adaptive key's two nulls say, from its :func:`claims_table`."""
+    pub, pri = rule_row(adaptive, "public zoo null"), rule_row(adaptive, "judge's private zoo null")
+    a, b = pub["claimed"] / pub["pairs"], pri["claimed"] / pri["pairs"]
+    if a > b:
+        return ("The adaptive key is claimed more often against the public null than against the private one: a null "
+                "fitted on models the accuser studied understates what clean models answer to a key tuned against them.")
+    if a == b:
+        return ("The two nulls claim it equally often here: pushing the key down on the public zoo gained the accuser "
+                "nothing over the private zoo in this run.")
+    return "The private null claims it more often than the public one here: the accuser's push toward the public zoo did not carry."
+
+
+def worst_entry(entries: pd.DataFrame, rule: str) -> dict:
+    """The entry whose honest keys claim clean models most often under ``rule`` (a :func:`level_tables`
+    per-entry row, with its ``entry``)."""
+    f = entries[entries["rule"] == rule]
+    return f.sort_values(["claim rate", "upper bound"], ascending=False, kind="stable").iloc[0].to_dict()
+
+
+def worst_text(entries: pd.DataFrame, rule: str = "zoo null") -> str:
+    """:func:`worst_entry` in words."""
+    w = worst_entry(entries, rule)
+    return f"{w['entry']}, {pair_text(w)}"
+
+
+def claimed_by_text(pairs: pd.DataFrame, rule: str = "zoo null") -> str:
+    """Which clean models the honest keys claimed under ``rule``, and on how many keys of which entry
+    (:func:`honest_pairs` rows), in words."""
+    hit = pairs[(pairs["rule"] == rule) & pairs["claimed"]]
+    if hit.empty:
+        return "No honest key claimed any clean model."
+    keys = pairs[pairs["rule"] == rule].groupby("entry")["key"].nunique()
+    parts = [f"{sus} ({pop}) on {len(g)} of the {keys[entry]} honest keys of {entry}"
+             for (sus, pop, entry), g in hit.groupby(["suspect", "population", "entry"], sort=False)]
+    return "The honest keys claimed " + "; ".join(parts) + "."
+
+
+def promise_text(level: dict, worst: dict, claims: dict[str, pd.DataFrame], alpha: float) -> str:
+    """The chapter's conclusion from its numbers: where the honest-key rate of every clean model
+    (``level``, a :func:`level_tables` row), the entry whose keys claim most (``worst``,
+    :func:`worst_entry`) and each dishonest key under the public and the judge's nulls (``claims``:
+    kind -> :func:`claims_table`) stand against ``alpha`` (:func:`standing`)."""
+    out = [f"Measured on this task, an honest key claims {pair_text(level)}, which {standing(level, alpha)}; the "
+           f"entry whose keys claim most, {worst['entry']}, {pair_text(worst)}, which {standing(worst, alpha)}."]
+    for rule, who in (("public zoo null", "the public zoo's null (the book's verifier)"),
+                      ("judge's private zoo null", "the judge's private zoo")):
+        parts = [f"{standing(rule_row(c, rule), alpha)} against {kind}" for kind, c in claims.items()]
+        out.append(f"Under {who}, the false-claim rate " + "; ".join(parts) + ".")
+    return " ".join(out)
+
+
+def alpha_cost_text(lost: dict[float, list[str]], owners: dict, zoo: Zoo, knobs: dict) -> str:
+    """Why each watermark no longer claimed unattacked at a stricter level is lost there: the
+    smallest p-value its queries can reach (every query a hit) against its zoo null."""
+    floor = {}
+    for (entry, seed), (scheme, owner) in owners.items():
+        if seed == knobs["seeds"][0]:
+            key = owner.marked.verify_key
+            n = scheme.trial_count(key, knobs["n_queries"])
+            floor[entry] = (zoo.null(key, scheme, confidence=knobs["zoo_confidence"]).p_value(n, n), n)
+    parts = []
+    for a, entries in lost.items():
+        why = [f"{e} (its smallest p-value, {floor[e][1]} hits of {floor[e][1]}: {floor[e][0]:.1e})" if e in floor else e
+               for e in entries]
+        parts.append(f"at α = {a:g}, {', '.join(why) if why else 'none'}")
+    return "; ".join(parts)
+
+
+def level_row(populations: pd.DataFrame, population: str, rule: str) -> dict:
+    """One row of :func:`level_tables`' populations table."""
+    f = populations[(populations["population"] == population) & (populations["rule"] == rule)]
+    if f.empty:
+        raise KeyError(f"no {population!r} row under the rule {rule!r}")
+    return f.iloc[0].to_dict()
+
+
+def control_text(populations: pd.DataFrame, owner_power: pd.DataFrame) -> str:
+    """What the measurement says about putting the per-suspect control in the verifier, from the
+    honest keys' class-biased rows (:func:`level_tables`) and the owners' claims with and without it
+    (:func:`owner_power`)."""
+    own, own_ctl, owners_ = int(owner_power["claimed"].sum()), int(owner_power["claimed with control"].sum()), \
+        int(owner_power["owners"].sum())
+    cost = (f"the comparison's owners, unattacked, are claimed {own_ctl} of {owners_} times with it and {own} without")
+    have = set(populations["population"]) >= {"class-biased"} and "zoo null + control" in set(populations["rule"])
+    if not have:
+        return f"No suspect of this run is class-biased, so it cannot say whether the control belongs in the verifier; {cost}."
+    b, bc = level_row(populations, "class-biased", "zoo null"), level_row(populations, "class-biased", "zoo null + control")
+    seen = (f"The class-biased suspects are claimed in {pair_text(b)} under the zoo null, and in {pair_text(bc)} with "
+            f"the control; {cost}.")
+    if bc["claimed"] < b["claimed"] and own_ctl == own:
+        return seen + " Here the control removes false claims and costs no owner its claim: the measurement favours it."
+    if own_ctl < own:
+        return seen + " Here it costs owners claims, which counts against putting it in the verifier."
+    return seen + " Here it changes no verdict of a class-biased suspect, so this run does not decide the question."
 
 
 def rate_summary(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -513,6 +865,44 @@ def owner_power(owners: dict, zoo: Zoo, knobs: dict, alpha: float, ordinary: Spl
                                                    "claimed with control": ("claimed with control", "sum"),
                                                    "mean own rate of the key's labels": ("own rate of the key's labels", "mean")}
                                                 ).reset_index()
+
+
+def key_costs(owners: dict, zoo: Zoo, knobs: dict, alpha: float) -> pd.DataFrame:
+    """What the ledger's keys per claimant cost each label-key entry of the comparison (its first
+    owner seed, unattacked): :func:`wmlib.commitment.key_cost` over ``key_counts`` against the zoo
+    null of the owner's key, with the owner's hits on its queries; one row per (entry, key count)."""
+    from .commitment import key_cost
+
+    rows = []
+    for (entry, seed), (scheme, owner) in owners.items():
+        if seed != knobs["seeds"][0] or not is_label_scheme(scheme):
+            continue
+        full = owner.marked.verify_key
+        null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
+        v = verify_trials(Oracle(owner.marked.model), full, scheme, null, alpha, knobs["n_queries"], seed)
+        rows.append(key_cost(null, v.n, alpha, knobs["key_counts"], v.hits).assign(entry=entry, **{"owner's hits": v.hits}))
+    out = pd.concat(rows, ignore_index=True)
+    return out[["entry", "owner's hits", *[c for c in out.columns if c not in ("entry", "owner's hits")]]]
+
+
+def key_risk_text(costs: pd.DataFrame) -> str:
+    """In words, from :func:`key_costs` rows: the chance that an innocent suspect facing every key of
+    one claimant is claimed when each key is verified at α, for each key count above one."""
+    rows = costs.drop_duplicates("keys per claimant")
+    rows = rows[rows["keys per claimant"] > 1]
+    if rows.empty:
+        return "α (one key per claimant)"
+    ind, most = "innocent's risk, each key at α (independent keys)", "innocent's risk, each key at α (at most)"
+    return "; ".join(f"{r[ind]:.1%} with {r['keys per claimant']} keys (independent keys; at most {r[most]:.0%})"
+                     for _, r in rows.iterrows()) + " (model-based: the level and the key count, not a measurement)"
+
+
+def family_text(family: pd.DataFrame) -> str:
+    """A :func:`wmlib.verify.family_table` in words: per rule, the suspects claimed by any key and
+    the exact bound over the suspects."""
+    return "; ".join(f"{r['rule']}, {r['claimed by any key']} of {r['suspects']} suspects claimed by any of their "
+                     f"{r['keys each']} keys ({r['share']:.1%}; 95% upper bound {r['upper bound']:.1%}, exact over the "
+                     f"suspects)" for _, r in family.iterrows())
 
 
 def false_claims_at(owners: dict, zoo: Zoo, suspects: Zoo, knobs: dict, alphas: list[float],

@@ -165,10 +165,13 @@ def _rules(chapter: str) -> dict:
         # the integrity chapter
         "accuser_seeds": _list(_int(0, 99)), "accuser_surrogates": _counts(models.REGISTRY), "judge_zoo": _counts(models.REGISTRY),
         "accuser_key_size": _int(2), "accuser_method": _choice(accuser.METHODS), "accuser_steps": pos_int,
-        "accuser_eps": _real(0.0, 1.0, lo_open=True), "accuser_eps_sweep": _list(_real(0.0, 1.0, lo_open=True)),
+        "accuser_eps": _real(0.0, 1.0, lo_open=True, none=True), "accuser_eps_sweep": _list(_real(0.0, 1.0, lo_open=True)),
+        "accuser_goal": _real(0.0, 1.0, lo_open=True), "liu_eps": _real(0.0, 1.0, lo_open=True, none=True),
+        "liu_candidates": _int(2), "liu_steps": pos_int,
         "adaptive_lam": _real(0.0, _INF), "judge_fraction": _real(0.0, 1.0, lo_open=True),
         "accuser_fraction": _real(0.0, 1.0, lo_open=True),
         "paper_threshold": _real(0.0, 1.0, lo_open=True), "alphas": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)),
+        "keys_per_claimant": pos_int, "key_counts": _list(pos_int), "honest_keys": pos_int, "judge_sizes": _list(_int(2)),
         # the clean zoo's recipe, cut (None: the profile's; the zoo's own recipe check follows in validate)
         "zoo_archs": _counts(models.REGISTRY, none=True), "zoo_epochs": _int(1, none=True),
         # the comparison's attacks check the knobs they read (Attack.knobs); a chapter knob of the same name too
@@ -227,6 +230,9 @@ def validate(chapter: str, cfg: dict) -> None:
                 zoo.zoo_recipe(cfg["dataset"], cfg["profile"], **dict(cut, archs=cfg[name], data_fraction=cfg[fraction]))
             except ValueError as err:
                 raise ValueError(f"knob {name!r}: {err}; got {cfg[name]}") from None
+    if "judge_sizes" in cfg and max(cfg["judge_sizes"]) > sum(cfg["judge_zoo"].values()):
+        raise ValueError(f"knob 'judge_sizes': {cfg['judge_sizes']} asks for more models than judge_zoo trains "
+                         f"({sum(cfg['judge_zoo'].values())}); give sizes up to that, or a larger judge_zoo")
     if "suspects" in cfg:
         try:
             integrity.check_suspects(cfg["suspects"])

@@ -266,20 +266,44 @@ def verify_counts(hits: int, n: int, null: Null, alpha: float = 0.01, queries: i
     return Verdict(hits / n, crit / n, p, queries, int(hits), int(n), alpha, p <= alpha, expected, null.as_dict())
 
 
-def holm(verdicts: dict[str, Verdict], alpha: float = 0.01) -> dict[str, bool]:
-    """One suspect verified on several keys (``verdicts``: key -> :class:`Verdict`), claimed with
-    the family-wise error held at ``alpha`` (Holm's step-down): the p-values in ascending order, the
-    i-th (from 0) claimed while it is at most ``alpha / (K - i)``; the first that is not stops the
-    rest. Each verdict alone is at level ``alpha``, so an innocent model facing K keys risks up to
-    K ``alpha``; this holds it to ``alpha``."""
+def holm(verdicts: "dict[str, Verdict | float]", alpha: float = 0.01) -> dict[str, bool]:
+    """One suspect verified on several keys (``verdicts``: key -> :class:`Verdict` or its p-value),
+    claimed with the family-wise error held at ``alpha`` (Holm's step-down): the p-values in
+    ascending order, the i-th (from 0) claimed while it is at most ``alpha / (K - i)``; the first
+    that is not stops the rest. Each verdict alone is at level ``alpha``, so an innocent model facing
+    K keys risks up to K ``alpha``; this holds it to ``alpha``."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    order = sorted(verdicts, key=lambda k: verdicts[k].p_value)
+    p = {k: float(v.p_value if isinstance(v, Verdict) else v) for k, v in verdicts.items()}
+    order = sorted(p, key=p.get)
     out, going = {}, True
     for i, k in enumerate(order):
-        going = going and verdicts[k].p_value <= alpha / (len(order) - i)
+        going = going and p[k] <= alpha / (len(order) - i)
         out[k] = going
     return {k: out[k] for k in verdicts}
+
+
+def family_table(pairs: pd.DataFrame, alpha: float, confidence: float = 0.95) -> pd.DataFrame:
+    """The family-wise risk of innocent suspects that each face every key of ``pairs`` (one row per
+    (``suspect``, ``key``) pair with its one-draw ``claimed``, its ``claim probability`` over draws
+    and the ``p-value`` of the judge's draw): the share of suspects claimed by *any* key, with each
+    key verified at ``alpha`` and with Holm's step-down over the suspect's keys (:func:`holm`), each
+    with its exact one-sided upper bound over the suspects (the independent units); and, for each key
+    at ``alpha``, the mean chance over query draws that any key claims a suspect."""
+    rows = []
+    for rule in ("each key at α", "Holm over the keys"):
+        claimed, risk = [], []
+        for _, g in pairs.groupby("suspect", sort=False):
+            if rule == "each key at α":
+                claimed.append(bool(g["claimed"].any()))
+                risk.append(1.0 - float(np.prod(1.0 - g["claim probability"].to_numpy())))
+            else:
+                claimed.append(any(holm(dict(zip(g["key"], g["p-value"])), alpha).values()))
+        s, c = len(claimed), int(sum(claimed))
+        rows.append({"rule": rule, "suspects": s, "keys each": int(pairs.groupby("suspect")["key"].nunique().max()),
+                     "claimed by any key": c, "share": c / s, "upper bound": _exact_high(c, s, confidence),
+                     "any claim over draws": float(np.mean(risk)) if risk else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def suspect_digest(oracle: Oracle) -> str | None:
@@ -345,6 +369,15 @@ def claims_at(hit_vector: torch.Tensor, critical: int, n: int, draws: int, seed:
         return draws if good >= critical else 0
     k = np.random.default_rng(seed).hypergeometric(good, size - good, n, size=draws)
     return int((k >= critical).sum())
+
+
+def drawn_hits(hit_vector: torch.Tensor, n: int, seed: int) -> int:
+    """The hits of the judge's one draw of ``n`` trials from ``hit_vector`` with ``seed``: the draw
+    :func:`verify_once` (through :func:`claims_at`) makes."""
+    size, good = len(hit_vector), int(hit_vector.sum())
+    if n >= size:
+        return good
+    return int(np.random.default_rng(seed).hypergeometric(good, size - good, n, size=1)[0])
 
 
 def verify_once(hit_vector: torch.Tensor, critical: int, n: int, seed: int) -> dict:

@@ -39,3 +39,74 @@ def test_bad_accuser_arguments_give_the_valid_choices():
         accuser.transfer_key([m], x, torch.zeros(4, dtype=torch.long), eps=2.0)
     with pytest.raises(ValueError, match="at least one model"):
         accuser.Ensemble([])
+
+
+@pytest.fixture(scope="module")
+def liu_parties():
+    ensemble = [_model("lenet5", blobs(600, seed=20 + i), seed=i) for i in range(3)]  # accuser model, references
+    validator = _model("lenet5", blobs(600, seed=30), seed=5)
+    suspect = _model("lenet3", blobs(600, seed=99), seed=7)  # another architecture, other data: never seen
+    return ensemble, validator, suspect, blobs(120, seed=3)
+
+
+def test_liu_untargeted_keys_are_misread_by_the_accuser_model_labelled_with_its_answer_and_transfer(liu_parties):
+    (acc, *refs), _, suspect, images = liu_parties
+    key = accuser.liu_key(acc, refs, images.x, images.y, eps=0.5, keep=40, steps=20, step=0.05)
+    true = key.extras["true_labels"]
+    assert len(key) == 40 and key.x.dtype == torch.uint8
+    assert torch.equal(true, images.y[key.extras["candidate index"]])
+    assert (key.y != true).all()  # every kept example claims a false label
+    assert torch.equal(key.y, Oracle(acc).predict(key.x))  # the label claimed is the accuser model's answer
+    assert (key.x.int() - images.x[key.extras["candidate index"]].int()).abs().max() <= round(0.5 * 255) + 1
+    assert key_accuracy(Oracle(suspect), key) > 0.3  # an unseen model gives the claimed labels: three times chance
+
+
+def test_liu_keep_reject_keeps_the_candidates_that_score_highest(liu_parties):
+    (acc, *refs), _, _, images = liu_parties
+    kw = dict(eps=0.3, steps=10, step=0.05)
+    few = accuser.liu_key(acc, refs, images.x, images.y, keep=10, **kw)
+    many = accuser.liu_key(acc, refs, images.x, images.y, keep=60, **kw)
+    # the 10 kept are the 10 best of the 60: the same examples, first in the ranking, and no kept score below a rejected one
+    assert torch.equal(few.extras["candidate index"], many.extras["candidate index"][:10])
+    assert few.extras["selection score"].min() >= many.extras["selection score"][10:].max()
+    with pytest.raises(ValueError, match="too few to keep"):  # a budget too small to fool the accuser's model
+        accuser.liu_key(acc, refs, images.x, images.y, keep=100, eps=1 / 255, steps=1)
+
+
+def test_liu_is_iterative_fgsm_without_momentum_on_the_summed_losses(liu_parties):
+    (acc, *refs), _, _, images = liu_parties
+    x0 = train.to_float(images.x[:30])
+    x = x0.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(acc(x), images.y[:30], reduction="sum") + torch.stack(
+        [torch.nn.functional.cross_entropy(m(x), images.y[:30], reduction="none") for m in refs]).mean(0).sum()
+    (g,) = torch.autograd.grad(loss, x)
+    expected = ((x0 + 0.1 * g.sign()).clamp(0, 1) * 255).round().to(torch.uint8)
+    key = accuser.liu_key(acc, refs, images.x[:30], images.y[:30], eps=0.2, keep=1, steps=1, step=0.1)
+    i = int(key.extras["candidate index"][0])
+    assert torch.equal(key.x[0], expected[i])
+
+
+def test_liu_targeted_keeps_what_the_held_out_validators_are_surest_of(liu_parties):
+    (acc, *refs), validator, _, images = liu_parties
+    targets = accuser.random_targets(images.y, 10, seed=1)
+    key = accuser.liu_key(acc, refs, images.x, images.y, eps=0.5, keep=30, steps=20, step=0.05, mode="targeted",
+                          targets=targets, validators=[validator])
+    idx = key.extras["candidate index"]
+    assert torch.equal(key.y, targets[idx])
+    everyone = accuser.liu_key(acc, refs, images.x, images.y, eps=0.5, keep=120, steps=20, step=0.05, mode="targeted",
+                               targets=targets, validators=[validator])
+    assert key.extras["selection score"].max() <= everyone.extras["selection score"][30:].min()
+    assert key_accuracy(Oracle(validator), key) > 0.8  # the validator answers the targets of what was kept
+
+
+def test_bad_liu_arguments_are_refused(liu_parties):
+    (acc, *refs), validator, _, images = liu_parties
+    x, y = images.x[:10], images.y[:10]
+    with pytest.raises(ValueError, match="untargeted, targeted"):
+        accuser.liu_key(acc, refs, x, y, eps=0.1, keep=5, mode="both")
+    with pytest.raises(ValueError, match="must not exceed"):
+        accuser.liu_key(acc, refs, x, y, eps=0.1, keep=11)
+    with pytest.raises(ValueError, match="validator"):
+        accuser.liu_key(acc, refs, x, y, eps=0.1, keep=5, mode="targeted", targets=(y + 1) % 10)
+    with pytest.raises(ValueError, match="no false label"):
+        accuser.liu_key(acc, refs, x, y, eps=0.1, keep=5, mode="targeted", targets=y, validators=[validator])

@@ -50,10 +50,33 @@ def test_an_altered_key_is_refused_and_the_error_names_its_digest():
 def test_a_missing_commitment_or_another_owners_key_is_refused():
     ledger, key = cm.Ledger(), _key()
     with pytest.raises(cm.UncommittedKeyError, match="never committed"):
-        ledger.check(key, "mallory")
+        ledger.check(key, "mallory", released=9.0)
     ledger.commit(key, "alice", time=1.0)
     with pytest.raises(cm.UncommittedKeyError, match="committed by 'alice', not by the claimant"):
-        ledger.check(key, "mallory")
+        ledger.check(key, "mallory", released=9.0)
+
+
+def test_a_claim_without_the_suspects_release_time_is_refused():
+    ledger, key = cm.Ledger(), _key()
+    ledger.commit(key, "alice", time=1.0)
+    with pytest.raises(cm.MissingReleaseError, match="names no release time"):
+        ledger.check(key, "alice", released=None)
+    with pytest.raises(TypeError):  # there is no default: a caller must say when the suspect was released
+        ledger.check(key, "alice")
+
+
+def test_keys_per_claimant_are_capped_and_the_level_divided_among_them():
+    ledger = cm.Ledger(keys_per_claimant=2)
+    ledger.commit(_key(seed=0), "mallory", time=1.0)
+    ledger.commit(_key(seed=1), "mallory", time=2.0)
+    with pytest.raises(cm.KeyCapError, match="keys_per_claimant = 2"):
+        ledger.commit(_key(seed=2), "mallory", time=3.0)
+    ledger.commit(_key(seed=2), "alice", time=3.0)  # the cap is per claimant
+    assert [c.owner for c in ledger] == ["mallory", "mallory", "alice"] and len(ledger.keys_of("mallory")) == 2
+    assert ledger.level(0.01) == pytest.approx(0.005) and cm.Ledger().level(0.01) == 0.01
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="keys_per_claimant"):
+            cm.Ledger(keys_per_claimant=bad)
 
 
 def test_a_commitment_at_or_after_the_suspects_release_is_refused():
@@ -76,43 +99,86 @@ def test_committing_twice_or_backdating_raises():
     assert len(ledger) == 1 and ledger.lookup(key.digest()).owner == "alice"
 
 
-def test_verify_committed_gives_the_verdict_of_verify_trials():
+def test_verify_committed_verifies_at_the_ledgers_level_on_the_judges_draw():
     torch.manual_seed(0)
     model = models.build("lenet1", 1, 10).eval()
     key, null = _key(60), verify.Null(0.2, 0.1, models=5, floor=0.1)
-    ledger = cm.Ledger()
-    ledger.commit(key, "alice", time=0.0)
+    ledger = cm.Ledger(keys_per_claimant=4)
+    record = ledger.commit(key, "alice", time=0.0)
     for n_queries in (None, 25):  # the whole committed key, and queries drawn from it
         ours = cm.verify_committed(verify.Oracle(model), key, verify.LABELS, null, ledger, "alice", released=1.0,
-                                   n_queries=n_queries, seed=4)
-        plain = verify.verify_trials(verify.Oracle(model), key, verify.LABELS, null, n_queries=n_queries, seed=4)
-        assert ours == plain and ours.n == (n_queries or 60)
+                                   suspect="suspect-a", n_queries=n_queries)
+        plain = verify.verify_trials(verify.Oracle(model), key, verify.LABELS, null, alpha=0.01 / 4, n_queries=n_queries,
+                                     seed=cm.query_seed(record, "suspect-a"))
+        assert ours == plain and ours.n == (n_queries or 60) and ours.alpha == pytest.approx(0.0025)
+    # the claimant cannot pick the draw: there is no seed to pass
+    with pytest.raises(TypeError):
+        cm.verify_committed(verify.Oracle(model), key, verify.LABELS, null, ledger, "alice", released=1.0,
+                            suspect="suspect-a", seed=4)
     # a sample of the committed key is not the committed key: the verifier draws the sample itself
     with pytest.raises(cm.UncommittedKeyError, match="sample"):
-        cm.verify_committed(verify.Oracle(model), key.sample(25, seed=4), verify.LABELS, null, ledger, "alice")
+        cm.verify_committed(verify.Oracle(model), key.sample(25, seed=4), verify.LABELS, null, ledger, "alice",
+                            released=1.0, suspect="suspect-a")
+
+
+def test_the_query_seed_is_public_and_changes_with_the_suspect_and_the_commitment():
+    ledger = cm.Ledger(keys_per_claimant=2)
+    a, b = ledger.commit(_key(seed=0), "alice", time=0.0), ledger.commit(_key(seed=1), "alice", time=1.0)
+    seeds = {cm.query_seed(r, s) for r in (a, b) for s in ("suspect-a", "suspect-b")}
+    assert len(seeds) == 4 and cm.query_seed(a, "suspect-a") == cm.query_seed(a, "suspect-a")
+    with pytest.raises(ValueError, match="suspect must be named"):
+        cm.query_seed(a, "")
+
+
+def test_key_cost_raises_the_bar_with_the_keys_and_says_the_undivided_risk():
+    null = verify.Null(0.2, 0.1, models=20, floor=0.1)
+    cost = cm.key_cost(null, 100, 0.01, counts=(1, 10, 100), hits=40)
+    needed = [int(h.split()[0]) for h in cost["hits needed"]]
+    assert needed[0] == null.critical(100, 0.01) and needed[0] < needed[1] < needed[2]
+    assert cost["level per key"].tolist() == pytest.approx([0.01, 0.001, 0.0001])
+    assert cost["innocent's risk, each key at α (independent keys)"].tolist() == pytest.approx([0.01, 1 - 0.99 ** 10, 1 - 0.99 ** 100])
+    assert cost["innocent's risk, each key at α (at most)"].tolist() == pytest.approx([0.01, 0.1, 1.0])
+    assert cost["the owner's key claimed at α / K"].tolist() == [40 >= n for n in needed]
+    with pytest.raises(ValueError, match="key counts"):
+        cm.key_cost(null, 100, 0.01, counts=(0,))
+
+
+def _committed(key, scheme, splits, seed, owner="alice", ledger=None):
+    ledger = ledger or cm.Ledger()
+    return ledger.commit(key, owner, time=0.0, seed=seed, generator=cm.key_generator(scheme, splits))
 
 
 def test_rederive_accepts_the_owners_zhang_key_and_refuses_a_perturbed_or_adversarial_one(splits):
     scheme = Zhang2018(kind="content", source=1, target=0)
     key, _ = scheme.make_key(splits, seed=7)
     assert cm.rederive(scheme, splits, seed=7).digest() == key.digest()
-    cm.check_generated(scheme, key, splits, seed=7, generator=cm.key_generator(scheme, splits))
+    cm.check_generated(scheme, key, splits, _committed(key, scheme, splits, 7))
     torch.manual_seed(0)
     adv = (fgsm(models.build("lenet1", 1, 10), to_float(key.x), key.y, 8 / 255) * 255).round().to(torch.uint8)
-    for forged in (_one_pixel(key), Key(adv, key.y.clone())):
+    for forged in (_one_pixel(key), Key(adv, key.y.clone())):  # each committed with the owner's seed and generator
         with pytest.raises(cm.KeyNotGeneratedError, match=cm.short(forged.digest())):
-            cm.check_generated(scheme, forged, splits, seed=7)
+            cm.check_generated(scheme, forged, splits, _committed(forged, scheme, splits, 7))
     with pytest.raises(cm.KeyNotGeneratedError, match="seed 8"):
-        cm.check_generated(scheme, key, splits, seed=8)
+        cm.check_generated(scheme, key, splits, _committed(key, scheme, splits, 8))
+    with pytest.raises(cm.KeyNotGeneratedError, match="not the key of this commitment"):
+        cm.check_generated(scheme, _one_pixel(key), splits, _committed(key, scheme, splits, 7))
 
 
-def test_check_generated_refuses_other_data_than_committed(splits):
+def test_check_generated_needs_the_committed_seed_and_data(splits):
     scheme = Zhang2018(kind="content", source=1, target=0)
-    committed = cm.key_generator(scheme, splits)
+    key, _ = scheme.make_key(splits, seed=7)
+    ledger = cm.Ledger(keys_per_claimant=3)
+    bare = ledger.commit(key, "alice", time=0.0)
+    with pytest.raises(cm.KeyNotGeneratedError, match="holds no seed"):
+        cm.check_generated(scheme, key, splits, bare)
     other = Splits(blobs(1000, seed=5), splits.thief, splits.test, splits.spec)
-    key, _ = scheme.make_key(other, seed=7)
+    crafted, _ = scheme.make_key(other, seed=7)  # "owner data" other than the committed data
+    record = ledger.commit(crafted, "alice", time=1.0, seed=7, generator=cm.key_generator(scheme, splits))
     with pytest.raises(cm.KeyNotGeneratedError, match="owner"):
-        cm.check_generated(scheme, key, other, seed=7, generator=committed)
+        cm.check_generated(scheme, crafted, other, record)
+    no_generator = ledger.commit(_one_pixel(key), "alice", time=2.0, seed=7)
+    with pytest.raises(cm.KeyNotGeneratedError, match="holds no generator"):
+        cm.check_generated(scheme, _one_pixel(key), splits, no_generator)
 
 
 def test_the_verifiability_table_holds_for_every_book_entry(splits):
@@ -126,7 +192,7 @@ def test_the_verifiability_table_holds_for_every_book_entry(splits):
     for name in table.index[table["verifiable from seed + data"]]:
         scheme = ENTRIES[name]({**settings[name], **({"target": 1} if settings[name].get("target", 0) is None else {})})
         first = cm.rederive(scheme, splits, seed=3)  # no clean model: seed and data (zhang-unrelated: MNIST-5k) alone
-        cm.check_generated(scheme, first, splits, seed=3)
+        cm.check_generated(scheme, first, splits, _committed(first, scheme, splits, 3))
         assert (first.meta["part"] != "trained") == scheme.verifies_held_out, name  # function-coupled: held-out triggers
         assert cm.rederive(scheme, splits, seed=4).digest() != first.digest(), name
 
@@ -140,11 +206,12 @@ def test_afs_keys_need_the_owners_model_and_li_keys_its_encoder(splits):
     torch.manual_seed(0)
     a, b = models.build("lenet1", 1, 10).eval(), models.build("lenet1", 1, 10).eval()
     key = cm.rederive(afs, splits, seed=0, clean=a)
-    cm.check_generated(afs, key, splits, seed=0, clean=a)
+    record = _committed(key, afs, splits, 0)
+    cm.check_generated(afs, key, splits, record, clean=a)
     with pytest.raises(cm.KeyNotGeneratedError, match="clean model"):  # another model: another key
-        cm.check_generated(afs, key, splits, seed=0, clean=b)
+        cm.check_generated(afs, key, splits, record, clean=b)
     li = Li2019()
     torch.manual_seed(0)
     encoded = li.watermark(cm.rederive(li, splits, seed=0), LiEncoder(1, 28).eval())
     with pytest.raises(cm.KeyNotGeneratedError, match="encoder"):
-        cm.check_generated(li, encoded, splits, seed=0)
+        cm.check_generated(li, encoded, splits, _committed(encoded, li, splits, 0))

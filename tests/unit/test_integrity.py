@@ -72,8 +72,8 @@ def test_an_accusers_claims_count_suspect_key_pairs_once_and_bound_over_the_susp
             v = torch.zeros(30, dtype=torch.bool)
             v[:28 if i == 0 else 3] = True  # s0 answers both accusers' keys; the others at the null's rate
             h[(acc, f"s{i}")] = v
-    rules = {"binomial": lambda acc, tau: integrity.Rule("binomial", null=Null.binomial(0.1), alpha=0.01)}
-    t = integrity.claims_table(h, rules, {"every entry": (100, None)}).iloc[0]
+    rules = {"binomial": lambda acc, p: integrity.Rule("binomial", null=Null.binomial(0.1), alpha=0.01)}
+    t = integrity.claims_table(h, rules, {"every entry": integrity.Protocol(100, None, 0.5)}).iloc[0]
     assert (t["pairs"], t["suspects"], t["keys"], t["claimed"], t["suspects claimed"]) == (12, 6, 2, 2, 1)
     assert t["queries"] == 30 and t["claim rate"] == 2 / 12 and t["bound over"] == "6 suspects"
     assert t["upper bound"] == pytest.approx(stats.binomtest(1, 6).proportion_ci(0.95, method="exact").high)
@@ -82,6 +82,69 @@ def test_an_accusers_claims_count_suspect_key_pairs_once_and_bound_over_the_susp
     summary = integrity.rate_summary(rows, ["entry"]).iloc[0]
     assert (summary["claimed"], summary["pairs"], summary["suspects"], summary["keys"]) == (1, 12, 3, 4)
     assert summary["expected over draws"] == 0.5
+
+
+def test_entries_share_a_row_where_their_rule_agrees_and_a_rules_summary_is_its_most_lenient_protocol():
+    h = {}
+    for acc in (0, 1):
+        for i in range(5):
+            v = torch.zeros(100, dtype=torch.bool)
+            v[:[60, 30, 20, 15, 10][i]] = True
+            h[(acc, f"s{i}")] = v
+    protos = {"zhang": integrity.Protocol(100, None, 0.19), "li": integrity.Protocol(100, 0.9, 0.19),
+              "namba": integrity.Protocol(100, 0.9, 0.5)}
+    rules = {"paper": lambda a, p: None if p.paper_threshold is None else integrity.Rule("paper", threshold=p.paper_threshold),
+             "liu": lambda a, p: integrity.Rule("liu", threshold=p.owner_threshold),
+             "binomial": lambda a, p: integrity.Rule("binomial", null=Null.binomial(0.1), alpha=0.01)}
+    t = integrity.claims_table(h, rules, protos)
+    assert t[["rule", "entries"]].values.tolist() == [["paper", "li, namba"], ["liu", "zhang, li"], ["liu", "namba"],
+                                                      ["binomial", "every label-key entry"]]
+    assert t["pairs"].tolist() == [10] * 4  # each row: the same 10 (suspect, key) pairs
+    assert t.loc[1, "claimed"] == 6 and t.loc[2, "claimed"] == 2  # >= 19 % hits: s0, s1, s2; >= 50 %: s0 (both keys)
+    row = integrity.rule_row(t, "liu")  # not 8 of 20 pairs: the protocols judge the same pairs
+    assert (row["claimed"], row["pairs"], row["entries"], row["protocols"]) == (6, 10, "zhang, li", 2)
+    assert "under the protocol of zhang, li where it claims most of 2" in integrity.pair_text(row)
+    with pytest.raises(ValueError, match="above 0"):
+        integrity.Rule("liu", threshold=0.0)
+    assert integrity.Rule("liu", threshold=101 / 100).critical(100) == 101  # above 1: nothing is claimed
+
+
+def test_the_judges_five_rules_read_liu_et_als_threshold_off_the_owners_protocol(parties):
+    surrogates, public, images, targets = parties
+    zoo = integrity.Zoo("fashion-mnist", "smoke", {f"p{i}": m for i, m in enumerate(public)}, pd.DataFrame(), {})
+    judge = integrity.Zoo("fashion-mnist", "smoke", {f"s{i}": m for i, m in enumerate(surrogates + public[:1])}, pd.DataFrame(), {})
+    rules = integrity.judge_rules({0: Key(images.x, targets)}, zoo, judge, 10, 0.01, 0.99)
+    assert list(rules) == ["paper: key accuracy ≥ τ", "Liu et al.: the owner's threshold", "binomial at chance",
+                           "public zoo null", "judge's private zoo null"]
+    liu, paper = rules["Liu et al.: the owner's threshold"], rules["paper: key accuracy ≥ τ"]
+    assert liu(0, integrity.Protocol(100, None, 0.37)).critical(100) == 37
+    assert liu(0, integrity.Protocol(100, None, 0.37)) != liu(0, integrity.Protocol(100, None, 0.5))
+    assert paper(0, integrity.Protocol(100, None, 0.37)) is None and paper(0, integrity.Protocol(100, 0.9, 0.37)).critical(30) == 27
+
+
+def test_each_accuser_chooses_its_budget_on_its_own_held_out_surrogate(monkeypatch):
+    models_ = [_model("lenet1", blobs(300, seed=50 + i), seed=i) for i in range(3)]
+    accusers = {a: integrity.Zoo("toy", "smoke", {f"m{i}": m for i, m in enumerate(models_)}, pd.DataFrame(), {})
+                for a in (0, 1)}
+    images, tried = blobs(40, seed=8), []
+
+    def craft(knobs, kind, a, crafting, eps):  # a key the held-out model answers more often the larger eps is
+        tried.append((a, len(crafting), eps))
+        held = Oracle(models_[-1]).predict(images.x)
+        share = {1: 0.2, 2: 0.6, 3: 0.9}[round(eps * 10)] if a == 0 else 0.1
+        wrong = (held + 1) % 10
+        n = int(share * len(images))
+        return Key(images.x, torch.cat([held[:n], wrong[n:]]))
+
+    monkeypatch.setattr(integrity, "_craft", craft)
+    knobs = {"accuser_eps": None, "liu_eps": 0.25, "accuser_eps_sweep": [0.3, 0.1, 0.2], "accuser_goal": 0.5}
+    choice = integrity.choose_eps(knobs, accusers, "transfer")
+    assert integrity.chosen(choice) == {0: 0.2, 1: 0.3}  # the smallest reaching half; none reached: the largest
+    assert tried == [(0, 2, 0.1), (0, 2, 0.2), (1, 2, 0.1), (1, 2, 0.2), (1, 2, 0.3)]  # ascending, stops at the first
+    assert choice.loc[choice["chosen"], "how"].str.contains("none reached").tolist() == [False, True]
+    assert integrity.chosen(integrity.choose_eps(knobs, accusers, "liu")) == {0: 0.25, 1: 0.25}  # the reader's
+    with pytest.raises(ValueError, match="unknown key kind"):
+        integrity.choose_eps(knobs, accusers, "pgd")
 
 
 def test_a_class_biased_suspect_is_controlled_by_its_own_rate_of_the_keys_label():
@@ -136,4 +199,75 @@ def test_the_chapters_knobs_are_checked_when_read():
         settings.resolve("integrity", "smoke", judge_zoo={"lenet5": 2})
     with pytest.raises(ValueError, match="suspect 'x'.*unknown field"):
         settings.resolve("integrity", "smoke", suspects={"x": {"archh": "lenet5"}})
-    assert settings.resolve("integrity", "smoke", judge_zoo={"lenet5": 3})["judge_zoo"] == {"lenet5": 3}  # replaced whole
+    assert settings.resolve("integrity", "smoke", judge_zoo={"lenet5": 3}, judge_sizes=[3])["judge_zoo"] == {"lenet5": 3}
+    with pytest.raises(ValueError, match="judge_sizes.*more models than judge_zoo trains"):
+        settings.resolve("integrity", "smoke", judge_zoo={"lenet5": 3})  # the profile's sizes ask for 4
+
+
+def test_honest_keys_verify_every_clean_model_once_a_key_and_count_a_repeated_key_once():
+    from types import SimpleNamespace
+
+    from wmlib.data import REGISTRY, Splits
+    from wmlib.schemes import Zhang2018
+    from wmlib.zoo import Zoo
+
+    splits = Splits(blobs(400, seed=11), blobs(10, seed=12), blobs(300, seed=13), REGISTRY["fashion-mnist"])
+    members = {f"z{i}": _model("lenet1", blobs(300, seed=60 + i), seed=i) for i in range(4)}
+    zoo = Zoo("fashion-mnist", "smoke", members, pd.DataFrame(), {n: train.model_digest(m) for n, m in members.items()})
+    fair, biased = _model("lenet1", blobs(300, seed=70), seed=9), _model("lenet1", blobs(300, seed=71), seed=8)
+    with torch.no_grad():
+        biased[-1].bias[0] += 15.0  # answers class 0, the keys' label, to most images
+    suspects = Zoo("fashion-mnist", "smoke", {"fair": fair, "biased": biased}, pd.DataFrame(), {})
+    owner = SimpleNamespace(marked=None, splits=splits, clean=None)
+    owners = {("noise", 0): (Zhang2018(kind="noise", source=1, target=0), owner),
+              ("content", 0): (Zhang2018(kind="content", source=1, target=0), owner)}
+    knobs = {"seeds": [0], "honest_keys": 4, "n_queries": 30, "zoo_confidence": 0.99}
+    keys = integrity.honest_keys(owners, knobs)
+    assert [len(v[1]) for v in keys.values()] == [4, 1]  # the content key is the same whatever the seed: one unit
+    ordinary = blobs(300, seed=14)
+    rates = {n: integrity.base_rates(Oracle(m), ordinary, 10) for n, m in suspects.models.items()}
+    rows = integrity.honest_pairs(keys, zoo, suspects, knobs, 0.01, biased=["biased"], rates=rates)
+    assert len(rows) == 5 * (4 + 2 * 2)  # per key: 4 members (leave-one-out) + 2 suspects under two rules
+    assert set(rows["population"]) == {"zoo (leave-one-out)", "independent", "class-biased"}
+    assert not rows.duplicated(["rule", "suspect", "key"]).any()
+    b = rows[rows["suspect"] == "biased"].set_index(["rule", "key"])["claimed"]
+    assert b.xs("zoo null").sum() >= 4 and b.xs("zoo null + control").sum() == 0  # the bias claimed, then controlled
+    pops, entries = integrity.level_tables(rows)
+    every = integrity.level_row(pops, "every clean model", "zoo null")
+    assert (every["pairs"], every["keys"], every["suspects"]) == (5 * 6, 5, 6)
+    assert integrity.level_row(pops, "class-biased", "zoo null")["pairs"] == 5
+    assert set(entries["entry"]) == {"noise", "content"} and entries["pairs"].sum() == 2 * 5 * 6
+    owner_power = pd.DataFrame([{"entry": "noise", "owners": 1, "claimed": 1, "claimed with control": 1,
+                                 "mean own rate of the key's labels": 0.1}])
+    assert "favours it" in integrity.control_text(pops, owner_power)
+    assert "costs owners" in integrity.control_text(pops, owner_power.assign(**{"claimed with control": 0}))
+
+
+def test_the_chapters_conclusions_follow_the_numbers():
+    def row(claimed, pairs, bound, **kw):
+        return {"claimed": claimed, "pairs": pairs, "upper bound": bound, "bound over": "9 suspects", **kw}
+
+    assert integrity.standing(row(0, 400, 0.009), 0.01).startswith("meets α = 0.01, measured")
+    assert integrity.standing(row(0, 27, 0.336), 0.01).startswith("stays within α = 0.01 only by the null model")
+    assert integrity.standing(row(20, 460, 0.22), 0.01).startswith("exceeds α = 0.01 (4.3%)")
+    entries = pd.DataFrame([row(0, 460, 0.15, entry="a", rule="zoo null", **{"claim rate": 0.0}),
+                            row(20, 460, 0.22, entry="b", rule="zoo null", **{"claim rate": 20 / 460}),
+                            row(30, 460, 0.3, entry="c", rule="other", **{"claim rate": 30 / 460})])
+    assert integrity.worst_entry(entries, "zoo null")["entry"] == "b" and integrity.worst_text(entries).startswith("b, 20 of 460")
+    pairs = pd.DataFrame([{"rule": "zoo null", "suspect": s, "population": "independent", "entry": "b", "key": f"b/{k}",
+                           "claimed": s == "svhn" and k < 3} for s in ("svhn", "lenet") for k in range(5)])
+    assert integrity.claimed_by_text(pairs) == "The honest keys claimed svhn (independent) on 3 of the 5 honest keys of b."
+    assert integrity.claimed_by_text(pairs.assign(claimed=False)) == "No honest key claimed any clean model."
+    claims = pd.DataFrame([{"rule": r, "entries": "e", "claim rate": c / 27, **row(c, 27, b)}
+                           for r, c, b in (("public zoo null", 9, 0.6), ("judge's private zoo null", 0, 0.336))])
+    assert integrity.adaptive_text(claims).startswith("The adaptive key is claimed more often against the public null")
+    assert integrity.adaptive_text(claims.assign(claimed=0, **{"claim rate": 0.0})).startswith("The two nulls claim it equally")
+    text = integrity.promise_text(row(0, 400, 0.009), row(20, 460, 0.22, entry="b"), {"k": claims}, 0.01)
+    assert "which meets α = 0.01, measured" in text and "b, 20 of 460" in text and "exceeds α = 0.01 (4.3%)" in text
+    assert "exceeds α = 0.01 (33.3%) against k" in text  # the public null's 9 of 27
+    power = pd.DataFrame([{"judge's models": 3, "owners claimed": "8 of 9", "power": 8 / 9, "false claims: claimed": 1,
+                           "false claims: pairs": 90},
+                          {"judge's models": 7, "owners claimed": "9 of 9", "power": 1.0, "false claims: claimed": 0,
+                           "false claims: pairs": 90}])
+    assert integrity.judge_size_text(power).startswith("7 models are the fewest that claim at least 95% of the owners (9 of 9)")
+    assert integrity.judge_size_text(power.iloc[:1]).startswith("no size tried reaches 95% power")

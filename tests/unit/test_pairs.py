@@ -129,3 +129,34 @@ def test_holm_holds_a_suspect_facing_many_keys_to_the_family_level():
 
 def _verdict(p: float) -> verify.Verdict:
     return verify.Verdict(0.0, 1.0, float(p), 0, 0, 1, 0.05, bool(p <= 0.05), 0.0, {})
+
+
+def test_drawn_hits_are_the_hits_of_the_one_draw_that_verify_once_judges():
+    h = torch.zeros(300, dtype=torch.bool)
+    h[::4] = True  # 75 hits
+    for seed in range(40):
+        k = verify.drawn_hits(h, 100, seed)
+        for critical in (20, 25, 30):
+            assert verify.verify_once(h, critical, 100, seed)["claimed"] == (k >= critical)
+    assert verify.drawn_hits(h[:60], 100, 3) == 15  # the whole key: every draw is all of it
+
+
+def test_the_family_table_counts_suspects_claimed_by_any_key_and_holm_holds_them_to_alpha():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):  # innocent suspects facing 20 keys each, uniform p-values under the null
+        for j in range(20):
+            p = float(rng.uniform())
+            rows.append({"suspect": f"s{i}", "key": f"k{j}", "claimed": p <= 0.05, "claim probability": 0.05, "p-value": p})
+    t = verify.family_table(pd.DataFrame(rows), 0.05).set_index("rule")
+    each, holm = t.loc["each key at α"], t.loc["Holm over the keys"]
+    assert each["suspects"] == 200 and each["keys each"] == 20
+    assert each["share"] > 0.5  # 1 - 0.95^20 = 64 % of innocent models claimed by some key
+    assert each["any claim over draws"] == pytest.approx(1 - 0.95 ** 20)
+    assert holm["share"] <= 0.05 + 0.04  # held to the family level
+    assert holm["upper bound"] == pytest.approx(stats.binomtest(int(holm["claimed by any key"]), 200)
+                                                .proportion_ci(0.90, method="exact").high)
+    assert np.isnan(holm["any claim over draws"])
+    assert verify.holm({"a": 0.001, "b": 0.02}, 0.05) == {"a": True, "b": True}  # p-values, not only verdicts
+    assert verify.holm({"a": 0.001, "b": 0.03}, 0.05) == {"a": True, "b": True}
+    assert verify.holm({"a": 0.03, "b": 0.03}, 0.05) == {"a": False, "b": False}

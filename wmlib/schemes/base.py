@@ -114,6 +114,13 @@ class Scheme(LabelTrials, ABC):
         holds; a scheme whose keys come out of training trains with ``cfg`` under ``tag``."""
         return self.make_key(splits, seed, clean=stolen)[0]
 
+    def fresh_key(self, marked: Watermarked, splits: Splits, seed: int, clean: nn.Module | None = None) -> Key:
+        """A key the owner of ``marked`` could have drawn with another ``seed`` and never embedded
+        (made as :meth:`make_key` makes it, the part the owner verifies): an *honest* key for
+        measuring how often clean models are claimed. ``clean`` is the owner's clean model."""
+        key, held_out = self.make_key(splits, seed=seed, clean=clean)
+        return held_out if self.verifies_held_out else key
+
     def verify(self, oracle: Oracle, key: Key, null: Null | None = None, alpha: float = 0.01,
                n_queries: int | None = None, seed: int = 0) -> Verdict:
         """Black-box verification through the one verifier (:func:`wmlib.verify.verify_trials`):

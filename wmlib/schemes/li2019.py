@@ -263,6 +263,12 @@ class Li2019(Scheme):
         return Watermarked(self, bundle.host, self.watermark(key, bundle.encoder), self.watermark(held_out, bundle.encoder),
                            hist, sum(hist.seconds), loaded, {"encoder": bundle.encoder})
 
+    def fresh_key(self, marked: Watermarked, splits: Splits, seed: int, clean: nn.Module | None = None) -> Key:
+        """Sources, labels and logo drawn with another ``seed``, encoded by the owner's encoder
+        (``marked.parts['encoder']``): a key this owner could have queried and never embedded."""
+        key, _ = self.make_key(splits, seed=seed, clean=clean)
+        return self.watermark(key, marked.parts["encoder"])
+
     def thief_key(self, splits: Splits, seed: int, stolen: nn.Module, model_name: str, cfg: TrainConfig, tag: str) -> Key:
         """A thief who knows the method trains an encoder of its own (:meth:`thief_encoder`) and
         encodes its own sources with it."""
