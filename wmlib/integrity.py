@@ -501,11 +501,12 @@ def suspect_hits(keys: dict[int, Key], suspects: Zoo) -> dict[tuple[int, str], t
     return {(a, name): h for a, key in keys.items() for name, h in suspects.hits(key).items()}
 
 
-def forged_signature(scheme, oracle: Oracle, key: Key) -> Key:
+def forged_signature(scheme, oracle: Oracle, key: Key, gradient: torch.Tensor | None = None) -> Key:
     """GradSigns' false claim: the accuser draws its own secret (``key``: carriers, projection, its
     own class-T images), reads the suspect's gradient signs through the black-box protocol (Eq. 5)
-    and presents the bits it read as its signature: every bit matches the suspect, by construction."""
-    g = scheme.gradient(oracle, key)
+    and presents the bits it read as its signature: every bit matches the suspect, by construction.
+    ``gradient``: the suspect's gradient at ``key``, if read already."""
+    g = scheme.gradient(oracle, key) if gradient is None else gradient
     bits = scheme.project(key, g) > 0
     return Key(key.x, key.y, {**key.meta, "kind": "extracted-signature"}, {**key.extras, "bits": bits})
 
@@ -515,15 +516,28 @@ def signature_claims(scheme, secret: Key, suspects: Zoo, zoo: Zoo, judge: Zoo, a
     """GradSigns' false claim against every suspect: the signature read off it with the accuser's
     ``secret`` (:func:`forged_signature`), its bits read again as the verifier reads them, and the
     verdict under the paper's rule (binomial at ½, τ = 3e-3), the public zoo's null and the judge's
-    (both at ``alpha``). Returns one row per (suspect, rule) and the forged keys."""
+    (both at ``alpha``). Returns one row per (suspect, rule) and the forged keys.
+
+    A forged key differs from the secret only in its bits, and a model's gradient at a key does not
+    depend on the bits (the same queries, the same answers): each clean model's gradient is read
+    once, at the secret, and matched against every forged key's bits (the hits ``Zoo.null`` would
+    read key by key, without re-sending the same queries)."""
+    floor = scheme.chance(data.spec(zoo.dataset).num_classes)
+    grads = {id(z): {n: scheme.gradient(o, secret) for n, o in z.oracles().items()} for z in (zoo, judge)}
+
+    def null(key: Key, z: Zoo) -> Null:  # Zoo.null(key, scheme) on the gradients read once
+        return Null.from_hits({n: scheme.matches(key, g) for n, g in grads[id(z)].items()}, digests=z.digests,
+                              floor=floor, confidence=confidence)
+
     rows, forged = [], {}
     for name, model in suspects.models.items():
-        key = forged[name] = forged_signature(scheme, Oracle(model), secret)
-        matched = scheme.hits(Oracle(model), key)
-        for rule, null, level in (("paper: binomial at ½, τ = 3e-3", scheme.paper_null(key), 3e-3),
-                                  ("public zoo null", zoo.null(key, scheme, confidence=confidence), alpha),
-                                  ("judge's private zoo null", judge.null(key, scheme, confidence=confidence), alpha)):
-            v = verify_counts(int(matched.sum()), len(matched), null, level)
+        g = scheme.gradient(Oracle(model), secret)
+        key = forged[name] = forged_signature(scheme, Oracle(model), secret, gradient=g)
+        matched = scheme.matches(key, g)
+        for rule, null_, level in (("paper: binomial at ½, τ = 3e-3", scheme.paper_null(key), 3e-3),
+                                   ("public zoo null", null(key, zoo), alpha),
+                                   ("judge's private zoo null", null(key, judge), alpha)):
+            v = verify_counts(int(matched.sum()), len(matched), null_, level)
             rows.append({"suspect": name, "rule": rule, "matched bits": v.hits, "bits": v.n, "null mean": v.p0,
                          "claimed": v.claimed})
     return pd.DataFrame(rows), forged
