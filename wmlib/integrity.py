@@ -35,8 +35,8 @@ from .attacks.model import prune_magnitude
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
-from .verify import (LabelTrials, Null, Oracle, drawn_hits, false_claim_pairs, key_accuracy, pair_rate, verify_counts,
-                     verify_once, verify_trials)
+from .verify import (LabelTrials, Null, Oracle, false_claim_pairs, key_accuracy, pair_rate, verify_counts, verify_once,
+                     verify_pair, verify_trials)
 from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 
 # --------------------------------------------------------------------------- clean suspects beyond the zoo
@@ -216,12 +216,17 @@ RATE_FORMAT = {"claim rate": "{:.2%}", "upper bound": "{:.1%}", "expected over d
 """How a table of :func:`rate_row` rows shows its numbers (for ``DataFrame.style.format``)."""
 
 
+def _most_claimed(rows: pd.DataFrame) -> pd.Series:
+    """The row that claims most: the highest rate, then the highest bound (the first on ties)."""
+    return rows.sort_values(["claim rate", "upper bound"], ascending=False, kind="stable").iloc[0]
+
+
 def rule_row(frame: pd.DataFrame, rule: str) -> dict:
     """A rule's rows of a :func:`claims_table` as one: the row of the protocol under which the
     rule claims most (the highest rate, then the highest bound). The protocols judge the *same*
     (suspect, key) pairs with other query counts or thresholds, so their counts are not added."""
     f = frame[frame["rule"] == rule]
-    worst = f.sort_values(["claim rate", "upper bound"], ascending=False, kind="stable").iloc[0]
+    worst = _most_claimed(f)
     return {"claimed": int(worst["claimed"]), "pairs": int(worst["pairs"]), "upper bound": float(worst["upper bound"]),
             "bound over": worst["bound over"], "entries": worst["entries"], "protocols": len(f)}
 
@@ -360,15 +365,20 @@ def is_label_scheme(scheme: LabelTrials) -> bool:
     return type(scheme).hits is LabelTrials.hits
 
 
+def label_owners(owners: dict, knobs: dict):
+    """(entry, scheme, owner) of every label-key entry's first owner seed (``knobs['seeds'][0]``)."""
+    for (entry, seed), (scheme, owner) in owners.items():
+        if seed == knobs["seeds"][0] and is_label_scheme(scheme):
+            yield entry, scheme, owner
+
+
 def protocols(owners: dict, knobs: dict, zoo: Zoo, alpha: float) -> dict[str, Protocol]:
     """The verification protocol of every label-key entry of the comparison (its first owner seed):
     queries per verification, the paper's fixed threshold (``paper_threshold`` where the paper claims
     above a key accuracy "close to 1", else None), and the owner's own threshold (Liu et al.'s rule:
     the zoo null of the owner's key at ``alpha``)."""
     out = {}
-    for (entry, seed), (scheme, owner) in owners.items():
-        if seed != knobs["seeds"][0] or not is_label_scheme(scheme):
-            continue
+    for entry, scheme, owner in label_owners(owners, knobs):
         key = owner.marked.verify_key
         n = scheme.trial_count(key, knobs["n_queries"])
         own = zoo.null(key, scheme, confidence=knobs["zoo_confidence"]).critical(n, alpha) / n
@@ -522,12 +532,10 @@ def signature_claims(scheme, secret: Key, suspects: Zoo, zoo: Zoo, judge: Zoo, a
     depend on the bits (the same queries, the same answers): each clean model's gradient is read
     once, at the secret, and matched against every forged key's bits (the hits ``Zoo.null`` would
     read key by key, without re-sending the same queries)."""
-    floor = scheme.chance(data.spec(zoo.dataset).num_classes)
     grads = {id(z): {n: scheme.gradient(o, secret) for n, o in z.oracles().items()} for z in (zoo, judge)}
 
     def null(key: Key, z: Zoo) -> Null:  # Zoo.null(key, scheme) on the gradients read once
-        return Null.from_hits({n: scheme.matches(key, g) for n, g in grads[id(z)].items()}, digests=z.digests,
-                              floor=floor, confidence=confidence)
+        return z.fit_null({n: scheme.matches(key, g) for n, g in grads[id(z)].items()}, scheme, confidence=confidence)
 
     rows, forged = [], {}
     for name, model in suspects.models.items():
@@ -561,10 +569,8 @@ def suspect_false_claims(owners: dict, suspects: Zoo, zoo: Zoo, knobs: dict, alp
             if name in exclude:
                 continue
             use = controlled(null, full, rates[name]) if rates is not None and is_label_scheme(scheme) else null
-            m = min(n, len(h))
             rows.append({"entry": entry, "seed": seed, "suspect": name, "key": f"{entry} / seed {seed}",
-                         "hit rate": float(h.float().mean()), **verify_once(h, use.critical(m, alpha), m, 1000 * i + j),
-                         "p-value": use.p_value(drawn_hits(h, m, 1000 * i + j), m)})
+                         "hit rate": float(h.float().mean()), **verify_pair(h, use, n, alpha, 1000 * i + j)})
     return pd.DataFrame(rows)
 
 
@@ -587,20 +593,13 @@ def honest_keys(owners: dict, knobs: dict) -> dict[str, tuple]:
     reads a suspect's gradients, hundreds of queries a key. Seeds that make the same key (Zhang et
     al.'s content key takes every source image whatever the seed) count once: one key, one unit."""
     out = {}
-    for (entry, seed), (scheme, owner) in owners.items():
-        if seed != knobs["seeds"][0] or not is_label_scheme(scheme):
-            continue
+    for entry, scheme, owner in label_owners(owners, knobs):
         distinct = {}
         for k in range(knobs["honest_keys"]):
             key = scheme.fresh_key(owner.marked, owner.splits, HONEST_SEED + k, clean=owner.clean)
             distinct.setdefault(key_identity(key), key)
         out[entry] = (scheme, list(distinct.values()))
     return out
-
-
-def _pair_row(h: torch.Tensor, null: Null, n: int, alpha: float, seed: int) -> dict:
-    m = min(n, len(h))
-    return {**verify_once(h, null.critical(m, alpha), m, seed), "p-value": null.p_value(drawn_hits(h, m, seed), m)}
 
 
 def honest_pairs(keys: dict[str, tuple], zoo: Zoo, suspects: Zoo, knobs: dict, alpha: float, biased=(),
@@ -620,14 +619,14 @@ def honest_pairs(keys: dict[str, tuple], zoo: Zoo, suspects: Zoo, knobs: dict, a
             for j, (name, h) in enumerate(zoo.hits(key, scheme).items()):
                 null = zoo.null(key, scheme, exclude=name, confidence=knobs["zoo_confidence"])
                 rows.append({**base, "suspect": name, "population": "zoo (leave-one-out)", "rule": "zoo null",
-                             **_pair_row(h, null, n, alpha, 1_000_003 * e + 1009 * k + j)})
+                             **verify_pair(h, null, n, alpha, 1_000_003 * e + 1009 * k + j)})
             for j, (name, h) in enumerate(suspects.hits(key, scheme).items()):
                 pop = {**base, "suspect": name, "population": "class-biased" if name in biased else "independent"}
                 seed = 1_000_003 * e + 1009 * k + 500 + j
-                rows.append({**pop, "rule": "zoo null", **_pair_row(h, full, n, alpha, seed)})
+                rows.append({**pop, "rule": "zoo null", **verify_pair(h, full, n, alpha, seed)})
                 if rates is not None:
                     rows.append({**pop, "rule": "zoo null + control",
-                                 **_pair_row(h, controlled(full, key, rates[name]), n, alpha, seed)})
+                                 **verify_pair(h, controlled(full, key, rates[name]), n, alpha, seed)})
     return pd.DataFrame(rows)
 
 
@@ -636,18 +635,15 @@ def level_tables(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     every clean model included ('every clean model': the zoo's members under the zoo null in both
     rules), and per entry for every clean model under each rule (:func:`rate_row` rows)."""
     zoo_rows = pairs[pairs["population"] == "zoo (leave-one-out)"]
-    pops = []
+    pops, entries = [], []
     for rule in pairs["rule"].unique():
-        mine = pairs[pairs["rule"] == rule]
-        for pop in ("zoo (leave-one-out)", "independent", "class-biased"):
-            g = mine[mine["population"] == pop] if pop != "zoo (leave-one-out)" else zoo_rows
-            if len(g) and not (pop == "zoo (leave-one-out)" and rule != "zoo null"):
-                pops.append({"population": pop, "rule": rule, **rate_row(g)})
-        every = pd.concat([zoo_rows, mine[mine["population"] != "zoo (leave-one-out)"]])
+        mine = pairs[(pairs["rule"] == rule) & (pairs["population"] != "zoo (leave-one-out)")]
+        if rule == "zoo null":
+            pops.append({"population": "zoo (leave-one-out)", "rule": rule, **rate_row(zoo_rows)})
+        pops += [{"population": pop, "rule": rule, **rate_row(g)} for pop in ("independent", "class-biased")
+                 if len(g := mine[mine["population"] == pop])]
+        every = pd.concat([zoo_rows, mine])
         pops.append({"population": "every clean model", "rule": rule, **rate_row(every)})
-    entries = []
-    for rule in pairs["rule"].unique():
-        every = pd.concat([zoo_rows, pairs[(pairs["rule"] == rule) & (pairs["population"] != "zoo (leave-one-out)")]])
         entries += [{"entry": e, "rule": rule, **rate_row(g)} for e, g in every.groupby("entry", sort=False)]
     return pd.DataFrame(pops), pd.DataFrame(entries)
 
@@ -661,7 +657,6 @@ def judge_power(owners: dict, judge: Zoo, keys: dict[str, tuple], suspects: Zoo,
     names = list(judge.models)
     if not sizes or any(not 2 <= k <= len(names) for k in sizes):
         raise ValueError(f"judge zoo sizes must lie in [2, {len(names)}] (its members), got {sizes}")
-    chance = lambda scheme: scheme.chance(data.spec(judge.dataset).num_classes)
     conf = knobs["zoo_confidence"]
     rows = []
     for size in sizes:
@@ -672,7 +667,7 @@ def judge_power(owners: dict, judge: Zoo, keys: dict[str, tuple], suspects: Zoo,
                 continue
             full = owner.marked.verify_key
             hits_ = judge.hits(full, scheme)
-            null = Null.from_hits({n: hits_[n] for n in use}, floor=chance(scheme), confidence=conf)
+            null = judge.fit_null({n: hits_[n] for n in use}, scheme, confidence=conf)
             queried = scheme.queries(full, knobs["n_queries"], seed)
             owned += 1
             claimed += verify_trials(Oracle(owner.marked.model), queried, scheme, null, alpha).claimed
@@ -680,10 +675,10 @@ def judge_power(owners: dict, judge: Zoo, keys: dict[str, tuple], suspects: Zoo,
         for e, (entry, (scheme, ks)) in enumerate(keys.items()):
             for k, key in enumerate(ks):
                 hits_ = judge.hits(key, scheme)
-                null = Null.from_hits({n: hits_[n] for n in use}, floor=chance(scheme), confidence=conf)
+                null = judge.fit_null({n: hits_[n] for n in use}, scheme, confidence=conf)
                 n = scheme.trial_count(key, knobs["n_queries"])
                 pairs += [{"suspect": name, "key": f"{entry} / honest {k}",
-                           **_pair_row(h, null, n, alpha, 1_000_003 * e + 1009 * k + 500 + j)}
+                           **verify_pair(h, null, n, alpha, 1_000_003 * e + 1009 * k + 500 + j)}
                           for j, (name, h) in enumerate(suspects.hits(key, scheme).items())]
         r = rate_row(pd.DataFrame(pairs))
         rows.append({"judge's models": size, "owners claimed": f"{claimed} of {owned}", "power": claimed / owned,
@@ -743,8 +738,7 @@ def adaptive_text(adaptive: pd.DataFrame) -> str:
 def worst_entry(entries: pd.DataFrame, rule: str) -> dict:
     """The entry whose honest keys claim clean models most often under ``rule`` (a :func:`level_tables`
     per-entry row, with its ``entry``)."""
-    f = entries[entries["rule"] == rule]
-    return f.sort_values(["claim rate", "upper bound"], ascending=False, kind="stable").iloc[0].to_dict()
+    return _most_claimed(entries[entries["rule"] == rule]).to_dict()
 
 
 def worst_text(entries: pd.DataFrame, rule: str = "zoo null") -> str:
@@ -888,12 +882,10 @@ def key_costs(owners: dict, zoo: Zoo, knobs: dict, alpha: float) -> pd.DataFrame
     from .commitment import key_cost
 
     rows = []
-    for (entry, seed), (scheme, owner) in owners.items():
-        if seed != knobs["seeds"][0] or not is_label_scheme(scheme):
-            continue
+    for entry, scheme, owner in label_owners(owners, knobs):
         full = owner.marked.verify_key
         null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
-        v = verify_trials(Oracle(owner.marked.model), full, scheme, null, alpha, knobs["n_queries"], seed)
+        v = verify_trials(Oracle(owner.marked.model), full, scheme, null, alpha, knobs["n_queries"], knobs["seeds"][0])
         rows.append(key_cost(null, v.n, alpha, knobs["key_counts"], v.hits).assign(entry=entry, **{"owner's hits": v.hits}))
     out = pd.concat(rows, ignore_index=True)
     return out[["entry", "owner's hits", *[c for c in out.columns if c not in ("entry", "owner's hits")]]]

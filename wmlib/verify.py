@@ -290,7 +290,7 @@ def family_table(pairs: pd.DataFrame, alpha: float, confidence: float = 0.95) ->
     key verified at ``alpha`` and with Holm's step-down over the suspect's keys (:func:`holm`), each
     with its exact one-sided upper bound over the suspects (the independent units); and, for each key
     at ``alpha``, the mean chance over query draws that any key claims a suspect."""
-    rows = []
+    rows, keys_each = [], int(pairs.groupby("suspect")["key"].nunique().max())
     for rule in ("each key at α", "Holm over the keys"):
         claimed, risk = [], []
         for _, g in pairs.groupby("suspect", sort=False):
@@ -300,7 +300,7 @@ def family_table(pairs: pd.DataFrame, alpha: float, confidence: float = 0.95) ->
             else:
                 claimed.append(any(holm(dict(zip(g["key"], g["p-value"])), alpha).values()))
         s, c = len(claimed), int(sum(claimed))
-        rows.append({"rule": rule, "suspects": s, "keys each": int(pairs.groupby("suspect")["key"].nunique().max()),
+        rows.append({"rule": rule, "suspects": s, "keys each": keys_each,
                      "claimed by any key": c, "share": c / s, "upper bound": _exact_high(c, s, confidence),
                      "any claim over draws": float(np.mean(risk)) if risk else float("nan")})
     return pd.DataFrame(rows)
@@ -372,8 +372,8 @@ def claims_at(hit_vector: torch.Tensor, critical: int, n: int, draws: int, seed:
 
 
 def drawn_hits(hit_vector: torch.Tensor, n: int, seed: int) -> int:
-    """The hits of the judge's one draw of ``n`` trials from ``hit_vector`` with ``seed``: the draw
-    :func:`verify_once` (through :func:`claims_at`) makes."""
+    """The hits of the judge's one draw of ``n`` trials from ``hit_vector`` with ``seed`` (the first
+    draw :func:`claims_at` makes with that seed): the draw :func:`verify_once` judges."""
     size, good = len(hit_vector), int(hit_vector.sum())
     if n >= size:
         return good
@@ -385,8 +385,16 @@ def verify_once(hit_vector: torch.Tensor, critical: int, n: int, seed: int) -> d
     ``hit_vector`` (the judge's draw, from ``seed``) claimed at ``critical`` hits, and the chance
     that any one draw claims it (:func:`claim_probability`: the spread within the pair, not new evidence)."""
     n = min(n, len(hit_vector))
-    return {"claimed": bool(claims_at(hit_vector, critical, n, 1, seed)),
+    return {"claimed": drawn_hits(hit_vector, n, seed) >= critical,
             "claim probability": claim_probability(hit_vector, critical, n)}
+
+
+def verify_pair(hit_vector: torch.Tensor, null: Null, n: int, alpha: float, seed: int) -> dict:
+    """:func:`verify_once` against ``null`` at ``alpha``, with the p-value of the judge's draw (for
+    Holm's step-down over a suspect's keys, :func:`family_table`)."""
+    n = min(n, len(hit_vector))
+    return {**verify_once(hit_vector, null.critical(n, alpha), n, seed),
+            "p-value": null.p_value(drawn_hits(hit_vector, n, seed), n)}
 
 
 def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Tensor], n_queries: int,

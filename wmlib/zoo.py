@@ -229,8 +229,13 @@ class Zoo:
              confidence: float | None = 0.99) -> Null:
         """The null for ``key`` under ``scheme``'s trial, fitted on every member but ``exclude``,
         never below the trial's chance rate (no claim is easier than against a random guess)."""
-        return Null.from_hits(self.hits(key, scheme), exclude=exclude, digests=self.digests,
-                              floor=self._floor(scheme), confidence=confidence)
+        return self.fit_null(self.hits(key, scheme), scheme, exclude, confidence)
+
+    def fit_null(self, hits: dict[str, torch.Tensor], scheme: LabelTrials = LABELS, exclude: str | None = None,
+                 confidence: float | None = 0.99) -> Null:
+        """:meth:`null` on hit vectors of (some of) the members read already: e.g. a subset of them,
+        or signature bits matched against another key's bits without re-reading the gradients."""
+        return Null.from_hits(hits, exclude=exclude, digests=self.digests, floor=self._floor(scheme), confidence=confidence)
 
     def gate(self, marked: dict[str, tuple[Oracle, Key]], n_queries: int | None, alpha: float, remedy: str,
              confidence: float | None = 0.99, seed: int = 0, scheme: LabelTrials = LABELS) -> pd.DataFrame:
