@@ -4,7 +4,7 @@
 book:  ## build everything: environment, data, notebooks (default profile), HTML book
 	bash scripts/build_book.sh
 
-test:  ## unit tests + every notebook in the smoke profile, then the paper-smoke tier (what CI runs)
+test:  ## unit tests + every notebook in the smoke profile, the paper-smoke tier beside them (what CI runs)
 	bash scripts/test.sh
 
 paper:  ## every chapter in the `paper` profile on a GPU, on the datasets present (stand-ins where absent, said so)

@@ -4,7 +4,8 @@ scripts/test.sh with ``-p tests.parallel -n <cores> --dist loadgroup --no-loadsc
 Each worker runs one test at a time with one thread (two 1-thread loops train 1.29x the images of one
 2-thread loop on this workplace's 2 cores, measured). The notebooks go first, longest first, so that
 the unit tests fill the gaps at the end instead of a long notebook starting last; a notebook that
-reads another's results runs after it on the same worker."""
+reads another's results runs after it on the same worker. The paper-smoke tier runs beside them, a
+third one-thread process (scripts/test.sh)."""
 import pytest
 
 # smoke notebooks, longest first (1 thread each, fresh cache; measured 2026-12-07 on 2 Xeon cores)

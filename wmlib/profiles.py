@@ -415,6 +415,10 @@ _TIER_CMP = dict(dataset=_RGB, **_TIER_TASK, **_TIER_ZOO["rgb32"], **_TIER_ATTAC
                  knockoff_budgets=[250, 500], overwrite_triggers=20, extract_epochs=2, nc_schedule_epochs=6, nc_samples=100, ae_epochs=5, folds=2,
                  advtrain_epochs=1, advtrain_steps=2)
 PAPER_SMOKE = {
+    # 25 epochs of C&W's net, at the machine's threads (2 here; make test runs it so, after the rest): at one thread the
+    # noise key was not learned (12.2 % < 18.9 %: it is learned abruptly, late); at 35 epochs every key was, at 1 and 2
+    # threads, but the owner's clean C&W net then answered 27 % of the unrelated key with its label and the tier's zoo
+    # (LeNets only) claimed it (measured 2026-12-07)
     "zhang2018": dict(dataset="mnist-5k", unrelated_dataset="fashion-mnist", unrelated_class=1, **_TIER_TASK,
                       **_TIER_ZOO["grey28"], **_TIER_ATTACKS, epochs=25, prune_rates=[0.0, 0.5, 0.9]),
     # one key type per code path: the coloured text and shape logos (their grey twins stamp the same way), unrelated,
@@ -458,9 +462,9 @@ PAPER_SMOKE = {
                                 "pruned": {"arch": "resnet20", "prune": 0.9}}),
 }
 
-# The chapters whose paper-smoke run is in `make test` (scripts/test.sh), within make test's 12 minutes of pytest on 2 CPU
-# cores: Zhang et al. (C&W's net) and the comparison (its RGB zoo of ResNet-20s, Li et al.'s RGB encoder, the step
-# schedule). Measured 2026-12-06 on 2 cores (LeNet-5 at 20,300 img/s): the unit tests and smoke notebooks 483 s, the tier 263 s
+# The chapters whose paper-smoke run is in `make test` (scripts/test.sh; IN_CI_BESIDE beside the unit tests and smoke
+# notebooks), within make test's 12 minutes on 2 CPU cores: Zhang et al. (C&W's net) and the comparison (its RGB zoo of
+# ResNet-20s, Li et al.'s RGB encoder, the step schedule). Measured 2026-12-06 on 2 cores (LeNet-5 at 20,300 img/s): the unit tests and smoke notebooks 483 s, the tier 263 s
 # (comparison 126, Zhang 63, Li 50, function-coupled 24), 12.4 min in all. Li et al. and function-coupled left it then
 # (74 s): their paper profiles are LeNets on MNIST digits, the code of their smoke runs with the paper's values (the step
 # schedule, k2 = 1, target 1), and WMLIB_TIER=all still runs them. The others run by hand (WMLIB_PROFILE=paper-smoke);
@@ -479,6 +483,9 @@ PAPER_SMOKE = {
 #   DS keys, at 4 epochs and 15 retraining epochs: 20 % (66.7 %), 50 % when the key samples are left out of the
 #   shift-and-flip augmentation (train.fit augments them; measured, not changed).
 IN_CI = ("zhang2018", "comparison")
+# those of IN_CI that make test runs beside the unit tests and smoke notebooks, at one thread (measured to pass so); the
+# others after them, at the machine's threads (Zhang et al.'s, see its entry above)
+IN_CI_BESIDE = ("comparison",)
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
             "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON, "integrity": INTEGRITY}
 
