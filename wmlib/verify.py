@@ -151,12 +151,14 @@ class Null:
         """Fit mean and spread to clean models' hit counts (``hits[i]`` out of ``trials[i]``).
 
         Moments: the between-model variance is the sample variance of the rates (ddof 1) less the
-        binomial sampling variance of each count. With ``confidence`` both are replaced by their
-        one-sided upper bounds (Student t for the mean, χ² for the variance), so a small zoo errs
-        toward *not* claiming; ``confidence=None`` uses the point estimates. The default, 99 %, is
-        what the leave-one-out false-claim tables of the chapters need for a zoo whose architectures
-        answer a key differently (the Zhang chapter shows 95 % next to it). ``overdispersion=False``
-        fits the plain binomial at the zoo's mean rate (one p0 for every clean model).
+        binomial sampling variance of each count, which is itself smaller by the between-model share
+        (the small-sample factor 1 / (1 - h), h the mean of 1 / trials). With ``confidence`` both are
+        replaced by their one-sided upper bounds (Student t for the mean, χ² for the variance), so a
+        small zoo errs toward *not* claiming; ``confidence=None`` uses the point estimates. The
+        default, 99 %, is what the leave-one-out false-claim tables of the chapters need for a zoo
+        whose architectures answer a key differently (the Zhang chapter shows 95 % next to it).
+        ``overdispersion=False`` fits the plain binomial at the zoo's mean rate (one p0 for every
+        clean model).
         """
         k, m = np.asarray(hits, dtype=float), np.broadcast_to(np.asarray(trials, dtype=float), np.shape(hits))
         if len(k) < 2:
@@ -174,8 +176,11 @@ class Null:
             raise ValueError(f"floor must be in [0, 1), got {floor}")
         tiny = 0.5 / (m.sum() + 1.0)  # Jeffreys' estimate for no hits at all: a hit is never impossible
         mean = float(np.clip(max(mean, tiny), 1e-9, 1.0 - 1e-9))
-        sampling = float(np.mean(mean * (1.0 - mean) / m))
-        spread = float(min(max(s2 - sampling, 0.0) / (mean * (1.0 - mean)), 0.99)) if overdispersion else 0.0
+        # E[s²] = σ² + E[p(1 - p)] h with h the mean of 1 / trials, and E[p(1 - p)] = mean (1 - mean) - σ²: the
+        # sampling term shrinks by what varies between models, so σ² = (s² - mean (1 - mean) h) / (1 - h)
+        h = float(np.mean(1.0 / m))
+        between = max(s2 - mean * (1.0 - mean) * h, 0.0) / (1.0 - h) if h < 1.0 else 0.0  # one trial each: not identified
+        spread = float(min(between / (mean * (1.0 - mean)), 0.99)) if overdispersion else 0.0
         return cls(mean, spread, n, confidence, floor, tuple(float(x) for x in r), tuple(members), tuple(digests))
 
     @classmethod

@@ -101,6 +101,16 @@ def test_point_estimate_null_is_calibrated_on_average():
     assert bound.critical(n, alpha) >= point.critical(n, alpha)
 
 
+def test_moment_fit_recovers_the_spread_at_few_trials_per_model():
+    """The method of moments with the small-sample factor: at 5 trials a model, the binomial
+    sampling variance is E[p (1 - p)] / 5, smaller than mean (1 - mean) / 5 by the between-model
+    variance; forgetting that reads the spread (here ρ = 1 / (a + b + 1) = 0.2) as 0.16."""
+    rng = np.random.default_rng(2)
+    for trials in (5, np.tile([4, 6], 20000)):
+        k, m = _zoo_counts(rng, 40000, trials, a=1.2, b=2.8)
+        assert verify.Null.fit(k, m, confidence=None).spread == pytest.approx(0.2, abs=0.01)
+
+
 def test_zero_spread_reduces_to_the_binomial():
     k, m = np.array([100, 100, 100, 100]), np.array([1000, 1000, 1000, 1000])
     null = verify.Null.fit(k, m, confidence=None)
