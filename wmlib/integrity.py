@@ -6,8 +6,9 @@ An accuser who owns no watermarked model crafts a false key on clean surrogates 
 (:mod:`wmlib.accuser`) and claims any suspect that answers it with its labels. A judge decides with
 one of three rules on the same hits: the paper's own rule (a fixed key-accuracy threshold), a
 binomial test at chance, or the book's null fitted to a zoo of clean models (:class:`~wmlib.verify.Null`).
-Because the book's zoo is public, a careful accuser pushes its keys *down* on the zoo
-(:func:`adaptive_key`); the judge's answer is a *private* zoo of its own
+Because the book's zoo is public, a careful accuser pushes its keys *down* on the zoo's models, or
+on its own copy of the zoo's recipe (:func:`adaptive_key`, :func:`recipe_copy`, its weight chosen on
+its own models by :func:`choose_lam`); the judge's answer is a *private* zoo of its own
 (:func:`wmlib.zoo.Zoo.load` with the judge's seeds and tag). This module also builds the clean
 suspects that differ from the zoo's recipe (:func:`independent_suspects`: other architectures,
 optimisers, data shares, regularisation, distillation, and class-biased models), the per-suspect
@@ -309,6 +310,7 @@ def claims_table(hits: dict[tuple, torch.Tensor], rules: dict[str, Callable], pr
 
 JUDGE_SEED = 3000      # the judge's private zoo: seeds 3000 + s
 ACCUSER_SEED = 10_000  # accuser a's surrogates: seeds 10,000 + 100 a + s
+COPY_OFFSET = 50      # and its copy of the public recipe (recipe_copy): seeds 10,000 + 100 a + 50 + s
 
 
 def judge_zoo(knobs: dict, device: torch.device | None = None, progress: bool = True) -> Zoo:
@@ -455,26 +457,84 @@ def chosen(choice: pd.DataFrame) -> dict[int, float]:
     return dict(zip(c["accuser"].tolist(), c["eps"].tolist()))
 
 
-def false_keys(knobs: dict, accusers: dict[int, Zoo], eps: dict[int, float], public: Zoo | None = None,
-               kind: str = "transfer") -> dict[int, Key]:
+def recipe_copy(knobs: dict, accuser: int, device: torch.device | None = None, progress: bool = True) -> Zoo:
+    """Accuser ``accuser``'s own copy of the public zoo's recipe, for its adaptive key to push down
+    on: the recipe with ``adaptive_copy`` architectures, the accuser's own seeds (none of them a
+    surrogate's) and its ``accuser_fraction`` share of the task pool, all it holds. No public zoo
+    model is among them: the accuser learns what the recipe answers, not what the published models do."""
+    if not 0 <= accuser < 100:
+        raise ValueError(f"an accuser seed must be in [0, 99], got {accuser}")
+    for what in ("accuser_surrogates", "adaptive_copy"):
+        if max(knobs[what].values()) > COPY_OFFSET:
+            raise ValueError(f"{what} asks for more than {COPY_OFFSET} models of one architecture: the surrogates' "
+                             f"seeds and the copy's would meet")
+    return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
+                    seed_base=ACCUSER_SEED + 100 * accuser + COPY_OFFSET, tag=f"accuser{accuser}-copy",
+                    **dict(recipe_overrides(knobs), archs=knobs["adaptive_copy"], data_fraction=knobs["accuser_fraction"]))
+
+
+def _adaptive(knobs: dict, accuser: int, up: list[nn.Module], down: list[nn.Module], eps: float, lam: float) -> Key:
+    images, targets = accuser_images(knobs, accuser)
+    return adaptive_key(up, down, images, targets, lam=lam, eps=eps, steps=knobs["accuser_steps"],
+                        alpha=5 * eps / knobs["accuser_steps"], seed=accuser)
+
+
+def choose_lam(knobs: dict, accusers: dict[int, Zoo], copies: dict[int, Zoo], eps: dict[int, float]) -> pd.DataFrame:
+    """Each accuser's weight λ for its adaptive key, chosen on its own models only: for each λ of
+    ``adaptive_lams``, a key at its transfer budget ``eps[accuser]``, crafted on all its surrogates
+    but the last and pushed down on all its recipe copy (:func:`recipe_copy`) but the last, read by
+    the two held-out models; chosen is the λ whose key the held-out surrogate answers most above the
+    held-out copy member (a claim against a null of the recipe needs that margin; ties: the smaller
+    λ). ``adaptive_lam`` set by the reader is used as given. One row per (accuser, λ tried)."""
+    rows = []
+    for a, z in accusers.items():
+        if knobs["adaptive_lam"] is not None:
+            rows.append({"accuser": a, "λ": knobs["adaptive_lam"], "held-out surrogate": float("nan"),
+                         "held-out copy": float("nan"), "margin": float("nan"), "chosen": True, "how": "set by the reader"})
+            continue
+        up, down = list(z.models.values()), list(copies[a].models.values())
+        if len(up) < 2 or len(down) < 2:
+            raise ValueError(f"accuser {a} has {len(up)} surrogate(s) and {len(down)} copy model(s): choosing λ on its own "
+                             f"models holds one of each out (give accuser_surrogates and adaptive_copy at least 2 models, "
+                             f"or set adaptive_lam)")
+        tried = []
+        for lam in sorted(knobs["adaptive_lams"]):
+            key = _adaptive(knobs, a, up[:-1], down[:-1], eps[a], lam)
+            hs, hc = key_accuracy(Oracle(up[-1]), key), key_accuracy(Oracle(down[-1]), key)
+            tried.append({"accuser": a, "λ": lam, "held-out surrogate": hs, "held-out copy": hc, "margin": hs - hc,
+                          "chosen": False, "how": "the largest margin of its held-out surrogate over its held-out copy"})
+        max(tried, key=lambda t: t["margin"])["chosen"] = True  # the first of equal margins: the smallest λ
+        rows += tried
+    return pd.DataFrame(rows)
+
+
+def chosen_lam(choice: pd.DataFrame) -> dict[int, float]:
+    """accuser -> the λ :func:`choose_lam` chose."""
+    c = choice[choice["chosen"]]
+    return dict(zip(c["accuser"].tolist(), c["λ"].tolist()))
+
+
+def false_keys(knobs: dict, accusers: dict[int, Zoo], eps: dict[int, float], down: "Zoo | dict[int, Zoo] | None" = None,
+               lam: dict[int, float] | None = None, kind: str = "transfer") -> dict[int, Key]:
     """Each accuser's false key at its budget ``eps[accuser]``, crafted on all its surrogates:
     ``transfer``, its test images pushed toward its random targets by ``accuser_method``
-    (torchattacks, :func:`wmlib.accuser.transfer_key`), with the ``public`` zoo the adaptive key
-    (:func:`adaptive_key`, weight ``adaptive_lam``); ``liu``, Liu et al.'s untargeted key as
-    published (:func:`wmlib.accuser.liu_key`)."""
+    (torchattacks, :func:`wmlib.accuser.transfer_key`); with ``down`` (a zoo, or one per accuser:
+    its :func:`recipe_copy`) the adaptive key (:func:`adaptive_key`) pushed down on those models at
+    weight ``lam[accuser]``; ``liu``, Liu et al.'s untargeted key as published
+    (:func:`wmlib.accuser.liu_key`)."""
     if kind not in KEY_KINDS:
         raise ValueError(f"unknown key kind {kind!r}; choose one of: {', '.join(KEY_KINDS)}")
+    if down is not None and kind != "transfer":
+        raise ValueError("the adaptive accuser pushes the transfer key down on other models (kind='transfer')")
+    if down is not None and (lam is None or set(lam) != set(accusers)):
+        raise ValueError(f"the adaptive key needs a weight λ for every accuser ({sorted(accusers)}), got {lam}")
     out = {}
     for a, zoo in accusers.items():
-        if public is None:
+        if down is None:
             out[a] = _craft(knobs, kind, a, list(zoo.models.values()), eps[a])
-            continue
-        if kind != "transfer":
-            raise ValueError("the adaptive accuser pushes the transfer key down on the public zoo (kind='transfer')")
-        images, targets = accuser_images(knobs, a)
-        out[a] = adaptive_key(list(zoo.models.values()), list(public.models.values()), images, targets,
-                              lam=knobs["adaptive_lam"], eps=eps[a], steps=knobs["accuser_steps"],
-                              alpha=5 * eps[a] / knobs["accuser_steps"], seed=a)
+        else:
+            d = down[a] if isinstance(down, dict) else down
+            out[a] = _adaptive(knobs, a, list(zoo.models.values()), list(d.models.values()), eps[a], lam[a])
     return out
 
 
@@ -725,17 +785,20 @@ def transfer_text(rates: pd.DataFrame, kind: str, num_classes: int) -> str:
             f"zoo null asks a suspect for more than the zoo gives this key.")
 
 
-def adaptive_text(adaptive: pd.DataFrame) -> str:
-    """What the adaptive key's two nulls say, from its :func:`claims_table`."""
+def adaptive_text(adaptive: pd.DataFrame, pushed: str = "the public zoo") -> str:
+    """What an adaptive key's two nulls say, from its :func:`claims_table`; ``pushed``: the models
+    its accuser pushed it down on, in words."""
     pub, pri = rule_row(adaptive, "public zoo null"), rule_row(adaptive, "judge's private zoo null")
     a, b = pub["claimed"] / pub["pairs"], pri["claimed"] / pri["pairs"]
     if a > b:
-        return ("The adaptive key is claimed more often against the public null than against the private one: a null "
-                "fitted on models the accuser studied understates what clean models answer to a key tuned against them.")
+        return (f"Pushed down on {pushed}, the adaptive key is claimed more often against the public null than against "
+                "the private one: a null fitted on models like those the accuser studied understates what other clean "
+                "models answer to a key tuned against them.")
     if a == b:
-        return ("The two nulls claim it equally often here: pushing the key down on the public zoo gained the accuser "
-                "nothing over the private zoo in this run.")
-    return "The private null claims it more often than the public one here: the accuser's push toward the public zoo did not carry."
+        return (f"Pushed down on {pushed}, the adaptive key is claimed equally often by the two nulls here: the push "
+                "gained the accuser nothing over the private zoo in this run.")
+    return (f"Pushed down on {pushed}, the adaptive key is claimed more often by the private null than by the public "
+            "one here: the push did not carry to the public zoo.")
 
 
 def worst_entry(entries: pd.DataFrame, rule: str) -> dict:

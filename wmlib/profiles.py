@@ -322,9 +322,11 @@ _INT_COMMON = dict(
     accuser_key_size=100, accuser_goal=0.5,
     accuser_method="mifgsm", accuser_eps=None, accuser_steps=50, accuser_eps_sweep=[16 / 255, 32 / 255, 64 / 255],
     liu_eps=None, liu_candidates=1000, liu_steps=100,
-    # the adaptive accuser's weight on pushing the target down on the public zoo (probed with accuser 0 at 64/255: 0.03
-    # brings the zoo to chance, 10 %, and keeps 14-35 % on the suspects; 0.3 leaves 8-17 %)
-    adaptive_lam=0.03,
+    # the adaptive accuser: its keys pushed up on its surrogates and down on other clean models at weight lambda: on the
+    # public zoo's own models, or on its own copy of the public recipe (adaptive_copy: the zoo's LeNets with the
+    # accuser's seeds and share; C&W's net left out for its cost, as in the judge's zoo). lambda (None) chosen by each
+    # accuser on its own models only (wmlib.integrity.choose_lam), from adaptive_lams
+    adaptive_lam=None, adaptive_lams=[0.01, 0.03, 0.1, 0.3, 1.0], adaptive_copy={"lenet1": 1, "lenet3": 1, "lenet5": 1},
     # the judge's private zoo: the zoo's LeNets with the judge's own seeds, on 20 % shares (Carlini & Wagner's net
     # costs 150 s a model here)
     judge_zoo={"lenet1": 2, "lenet3": 2, "lenet5": 3}, judge_fraction=0.2,
@@ -357,7 +359,8 @@ INTEGRITY = {
     "smoke": dict(COMPARISON["smoke"], **dict(_INT_COMMON, accuser_seeds=[0], accuser_surrogates={"lenet1": 2, "lenet5": 1},
                                                accuser_key_size=50, accuser_steps=10, accuser_eps_sweep=[16 / 255, 64 / 255],
                                                liu_candidates=100, liu_steps=10, honest_keys=5, judge_sizes=[3, 4],
-                                               judge_zoo={"lenet1": 2, "lenet5": 2},
+                                               judge_zoo={"lenet1": 2, "lenet5": 2}, adaptive_copy={"lenet1": 2, "lenet5": 1},
+                                               adaptive_lams=[0.03, 0.3],
                                                suspects={"lenet5-adam": {"arch": "lenet5", "optimizer": "adam", "lr": 1e-3},
                                                          "pruned": {"arch": "lenet5", "prune": 0.9},
                                                          "skewed": {"arch": "lenet5", "skew": {"class": 0, "others": 0.1}}})),
@@ -367,6 +370,7 @@ INTEGRITY = {
     "paper": dict(COMPARISON["paper"], **dict(_INT_COMMON, accuser_surrogates={"resnet20": 2, "vgg11": 2}, accuser_steps=100,
                                                accuser_eps=16 / 255, liu_eps=16 / 255, liu_candidates=1000,
                                                judge_zoo={"resnet20": 3, "vgg11": 3}, judge_sizes=[3, 6],
+                                               adaptive_copy={"resnet20": 2, "vgg11": 1},
                                                suspects={"resnet32": {"arch": "resnet32"}, "mobilenetv2": {"arch": "mobilenetv2"},
                                                          "resnet20-adam": {"arch": "resnet20", "optimizer": "adam", "lr": 1e-3},
                                                          "resnet20-10pct": {"arch": "resnet20", "data_fraction": 0.1},
@@ -456,7 +460,7 @@ PAPER_SMOKE = {
     "comparison": _TIER_CMP,
     "integrity": dict(_TIER_CMP, accuser_surrogates={"resnet20": 2, "vgg11": 1}, accuser_key_size=50, accuser_steps=10,
                       accuser_eps_sweep=[16 / 255, 64 / 255], judge_zoo={"resnet20": 3}, judge_sizes=[2, 3],
-                      liu_candidates=100, liu_steps=10, honest_keys=5,
+                      liu_candidates=100, liu_steps=10, honest_keys=5, adaptive_copy={"resnet20": 3}, adaptive_lams=[0.03, 0.3],
                       suspects={"mobilenetv2": {"arch": "mobilenetv2", "data_fraction": 0.1, "epochs": 1},
                                 "resnet20-adam": {"arch": "resnet20", "optimizer": "adam", "lr": 1e-3},
                                 "pruned": {"arch": "resnet20", "prune": 0.9}}),

@@ -189,7 +189,7 @@ def test_integrity_refuses_late_keys_controls_biased_suspects_and_agrees_with_th
                   for row in sorted((r for r in m["key_costs"] if r["entry"] == entry), key=lambda r: r["keys per claimant"])]
         assert needed == sorted(needed), entry
     # every false key was verified under every rule, for every accuser and suspect
-    for table in ("liu_claims", "transfer_claims", "adaptive_claims"):
+    for table in ("liu_claims", "transfer_claims", "adaptive_claims", "own_copy_claims"):
         rules = {row["rule"] for row in m[table]}
         assert {"Liu et al.: the owner's threshold", "binomial at chance", "public zoo null",
                 "judge's private zoo null"} <= rules, table
@@ -198,6 +198,14 @@ def test_integrity_refuses_late_keys_controls_biased_suspects_and_agrees_with_th
     # each accuser chose each budget on its own models: one chosen per (key kind, accuser), from the sweep or the reader
     chosen = [(row["key"], row["accuser"]) for row in m["eps_choice"] if row["chosen"]]
     assert sorted(chosen) == sorted({(row["key"], row["accuser"]) for row in m["eps_choice"]})
+    # and its adaptive weight: one λ each, the largest margin of its held-out surrogate over its held-out copy member
+    for a in cfg["accuser_seeds"]:
+        mine = [row for row in m["lam_choice"] if row["accuser"] == a]
+        pick = [row for row in mine if row["chosen"]]
+        assert len(pick) == 1, a
+        if cfg["adaptive_lam"] is None:
+            assert sorted(row["λ"] for row in mine) == sorted(cfg["adaptive_lams"])
+            assert pick[0]["margin"] == max(row["margin"] for row in mine)
     # the level measured on honest keys: the headline counts every clean model, and its row's status is what its
     # measured rate and exact bound say (reproduced only when the bound meets alpha)
     alpha = cfg["alpha"]
