@@ -58,11 +58,10 @@ def test_no_clean_zoo_model_is_claimed_and_the_zoo_is_big_enough(chapter):
     _pairs_are_the_zoo_once(everything, r["metrics"]["zoo"], len(r["metrics"]["false_claims"]), "every key")
 
 
-def _pairs_are_the_zoo_once(fc: dict, zoo: list, keys: int, what: str, in_sample: int = 0):
+def _pairs_are_the_zoo_once(fc: dict, zoo: list, keys: int, what: str):
     """A false-claim rate counts (clean model, key) pairs, each verified once: as many suspects as zoo
-    members, less ``in_sample`` pairs (a member that chose a key's setting, on that key), and its
-    bound is the exact one over them (or over the keys), never over query draws."""
-    assert (fc["suspects"], fc["keys"], fc["pairs"]) == (len(zoo), keys, len(zoo) * keys - in_sample), what
+    members, and its bound is the exact one over them (or over the keys), never over query draws."""
+    assert (fc["suspects"], fc["keys"], fc["pairs"]) == (len(zoo), keys, len(zoo) * keys), what
     assert fc["rate"] == fc["claimed"] / fc["pairs"] and fc["rate"] <= fc["bound"] < 1.0, what
     assert fc["bound"] == min(fc["bound_suspects"], fc["bound_keys"]), what
     assert fc["bound"] >= 1.0 - (1.0 - fc["confidence"]) ** (1.0 / len(zoo)) - 1e-9, what  # no less than 0 of the zoo
@@ -135,23 +134,10 @@ def test_function_coupled_claims_every_watermark_and_no_clean_model():
     # seen in the paper-smoke tier: LeNet-5 after 4 epochs at SGD 0.01, 14 % test accuracy
     _every_model_learned_its_task({"clean": m["baseline_acc"], **{row["model"]: row["test accuracy"] for row in m["table12"]}})
     assert m["target"] not in r["config"]["sources"]
-    # the probe that chose t (the first half of each architecture's seeds, rounded up) is in sample on every trigger
-    # key: not counted
-    chose, seen = m["target_chosen_on"], {}
-    sizes = {a: sum(z["architecture"] == a for z in m["zoo"]) for a in {z["architecture"] for z in m["zoo"]}}
-    probe = []
-    for z in m["zoo"]:
-        seen[z["architecture"]] = seen.get(z["architecture"], 0) + 1
-        if seen[z["architecture"]] <= (sizes[z["architecture"]] + 1) // 2:
-            probe.append(z["model"])
-    assert chose == ([] if r["config"]["target"] is not None else probe)
-    out = [z for z in m["zoo"] if z["model"] not in chose]
     for key, fc in m["false_claims"].items():
-        _pairs_are_the_zoo_once(fc, out, 1, key)
+        _pairs_are_the_zoo_once(fc, m["zoo"], 1, key)
         assert fc["claimed"] == 0, f"{fc['claimed']} zoo models claimed with the {key} triggers"
-        roles = {row["suspect"]: row["role"] for row in m["claims"][key]}
-        assert all(roles[c] == "clean (in sample)" for c in chose), key
-    _pairs_are_the_zoo_once(m["false_claim_pairs"], out, len(m["false_claims"]), "every trigger key")
+    _pairs_are_the_zoo_once(m["false_claim_pairs"], m["zoo"], len(m["false_claims"]), "every trigger key")
     for key, rows in m["claims"].items():
         clean = [row for row in rows if row["suspect"] == "owner's clean model"]
         assert clean and not clean[0]["claimed"], key  # its one verification against the whole zoo
@@ -162,8 +148,7 @@ def test_comparison_claims_no_clean_model_every_watermark_embedded_and_every_cel
     r = _load("comparison")
     m, cfg = r["metrics"], r["config"]
     keys = len(cfg["entries"]) * len(cfg["seeds"])  # every owner's key, each zoo model verified once on it
-    fc_keys = sum(e.startswith("fc-") for e in cfg["entries"]) * len(cfg["seeds"])  # less the probe on the fc keys
-    _pairs_are_the_zoo_once(m["false_claims"], m["zoo"], keys, "every owner key", len(m["fc_target_chosen_on"]) * fc_keys)
+    _pairs_are_the_zoo_once(m["false_claims"], m["zoo"], keys, "every owner key")
     assert m["false_claims"]["claimed"] == 0
     assert len(m["cells"]) == len(cfg["entries"]) * len(cfg["seeds"]) * (1 + len(cfg["attacks"]))
     for c in m["cells"]:
