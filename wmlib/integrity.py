@@ -502,7 +502,7 @@ def choose_lam(knobs: dict, accusers: dict[int, Zoo], copies: dict[int, Zoo], ep
             key = _adaptive(knobs, a, up[:-1], down[:-1], eps[a], lam)
             hs, hc = key_accuracy(Oracle(up[-1]), key), key_accuracy(Oracle(down[-1]), key)
             tried.append({"accuser": a, "λ": lam, "held-out surrogate": hs, "held-out copy": hc, "margin": hs - hc,
-                          "chosen": False, "how": "the largest margin of its held-out surrogate over its held-out copy"})
+                          "chosen": False, "how": "largest margin"})
         max(tried, key=lambda t: t["margin"])["chosen"] = True  # the first of equal margins: the smallest λ
         rows += tried
     return pd.DataFrame(rows)
