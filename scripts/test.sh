@@ -28,15 +28,15 @@ mark=$SECONDS
 # schedules, augmentation, key types and zoo recipe) with the sizes cut (wmlib.profiles.PAPER_SMOKE), in its own cache,
 # then the checks on what they recorded. Beside the rest: one thread and one Ray core (three one-thread processes on 2
 # cores; a 2-thread one among them spins and crawls), in a process group of its own, stopped with this script
-beside="$(python -c "$tier; print(*[x for x in c if x in b])")"
-after="$(python -c "$tier; print(*[x for x in c if x not in b])")"
+tiers="$(python -c "$tier; print(*[x for x in c if x in b], end='|'); print(*[x for x in c if x not in b])")"
+beside="${tiers%%|*}" after="${tiers#*|}"
 tier_env=(WMLIB_PROFILE=paper-smoke WMLIB_CACHE="$scratch/paper-smoke/cache" WMLIB_RESULTS="$scratch/paper-smoke/results")
 tier() {  # [run=exec] tier CHAPTERS [VAR=VALUE ... [setsid]]: the chapters' notebooks and the checks, tier settings
   local chapters="$1"; shift
   ${run:-} env "${tier_env[@]}" WMLIB_CHAPTERS="$chapters" "$@" python -m pytest -q $(printf 'notebooks/%s.ipynb ' $chapters) \
-      tests/results --nbmake --nbmake-timeout=$cell_limit -p no:cacheprovider $pytest_args
+      tests/results --nbmake --nbmake-timeout=$cell_limit -p no:cacheprovider "${pytest_args[@]}"
 }
-pytest_args="$*"
+pytest_args=("$@")
 if [ -n "$beside" ]; then
   # exec: the background job becomes setsid's process, whose group the trap stops
   run=exec tier "$beside" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 WMLIB_CORES=1 setsid > "$scratch/tier.log" 2>&1 &

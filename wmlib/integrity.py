@@ -321,14 +321,21 @@ def judge_zoo(knobs: dict, device: torch.device | None = None, progress: bool = 
                                                                data_fraction=knobs["judge_fraction"]))
 
 
-def surrogates(knobs: dict, accuser: int, device: torch.device | None = None, progress: bool = True) -> Zoo:
-    """Accuser ``accuser``'s clean surrogates: the zoo's recipe with ``accuser_surrogates``
-    architectures, its own seeds and ``accuser_fraction`` shares of the task pool."""
+def _accuser_models(knobs: dict, accuser: int, archs: str, offset: int, tag: str, device: torch.device | None,
+                    progress: bool) -> Zoo:
+    """Clean models of accuser ``accuser``: the zoo's recipe with ``knobs[archs]`` architectures, seeds
+    ``ACCUSER_SEED + 100 accuser + offset + s`` and ``accuser_fraction`` shares of the task pool."""
     if not 0 <= accuser < 100:
         raise ValueError(f"an accuser seed must be in [0, 99], got {accuser}")
     return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
-                    seed_base=ACCUSER_SEED + 100 * accuser, tag=f"accuser{accuser}",
-                    **dict(recipe_overrides(knobs), archs=knobs["accuser_surrogates"], data_fraction=knobs["accuser_fraction"]))
+                    seed_base=ACCUSER_SEED + 100 * accuser + offset, tag=tag,
+                    **dict(recipe_overrides(knobs), archs=knobs[archs], data_fraction=knobs["accuser_fraction"]))
+
+
+def surrogates(knobs: dict, accuser: int, device: torch.device | None = None, progress: bool = True) -> Zoo:
+    """Accuser ``accuser``'s clean surrogates: the zoo's recipe with ``accuser_surrogates``
+    architectures, its own seeds and ``accuser_fraction`` shares of the task pool."""
+    return _accuser_models(knobs, accuser, "accuser_surrogates", 0, f"accuser{accuser}", device, progress)
 
 
 def suspects(knobs: dict, device: torch.device | None = None, progress: bool = True) -> Zoo:
@@ -407,10 +414,14 @@ def _craft(knobs: dict, kind: str, accuser: int, surrogates_: list[nn.Module], e
         return liu_key(surrogates_[0], surrogates_[1:], x, y, eps=eps, keep=knobs["accuser_key_size"],
                        steps=knobs["liu_steps"], mode="untargeted", seed=accuser)
     images, targets = accuser_images(knobs, accuser)
-    # steps of 5 eps / steps: the ball crossed five times over, so most steps move along its surface, as Liu et
-    # al.'s 100 steps of 0.03 do
     return transfer_key(surrogates_, images, targets, method=knobs["accuser_method"], eps=eps,
-                        steps=knobs["accuser_steps"], alpha=5 * eps / knobs["accuser_steps"], seed=accuser)
+                        steps=knobs["accuser_steps"], alpha=_step(knobs, eps), seed=accuser)
+
+
+def _step(knobs: dict, eps: float) -> float:
+    """The targeted keys' step: 5 eps / steps, the ball crossed five times over, so most steps move along
+    its surface, as Liu et al.'s 100 steps of 0.03 do."""
+    return 5 * eps / knobs["accuser_steps"]
 
 
 def choose_eps(knobs: dict, accusers: dict[int, Zoo], kind: str) -> pd.DataFrame:
@@ -462,21 +473,17 @@ def recipe_copy(knobs: dict, accuser: int, device: torch.device | None = None, p
     on: the recipe with ``adaptive_copy`` architectures, the accuser's own seeds (none of them a
     surrogate's) and its ``accuser_fraction`` share of the task pool, all it holds. No public zoo
     model is among them: the accuser learns what the recipe answers, not what the published models do."""
-    if not 0 <= accuser < 100:
-        raise ValueError(f"an accuser seed must be in [0, 99], got {accuser}")
     for what in ("accuser_surrogates", "adaptive_copy"):
         if max(knobs[what].values()) > COPY_OFFSET:
             raise ValueError(f"{what} asks for more than {COPY_OFFSET} models of one architecture: the surrogates' "
                              f"seeds and the copy's would meet")
-    return Zoo.load(knobs["dataset"], knobs["profile"], *shared_limits(knobs["profile"]), device=device, progress=progress,
-                    seed_base=ACCUSER_SEED + 100 * accuser + COPY_OFFSET, tag=f"accuser{accuser}-copy",
-                    **dict(recipe_overrides(knobs), archs=knobs["adaptive_copy"], data_fraction=knobs["accuser_fraction"]))
+    return _accuser_models(knobs, accuser, "adaptive_copy", COPY_OFFSET, f"accuser{accuser}-copy", device, progress)
 
 
 def _adaptive(knobs: dict, accuser: int, up: list[nn.Module], down: list[nn.Module], eps: float, lam: float) -> Key:
     images, targets = accuser_images(knobs, accuser)
     return adaptive_key(up, down, images, targets, lam=lam, eps=eps, steps=knobs["accuser_steps"],
-                        alpha=5 * eps / knobs["accuser_steps"], seed=accuser)
+                        alpha=_step(knobs, eps), seed=accuser)
 
 
 def choose_lam(knobs: dict, accusers: dict[int, Zoo], copies: dict[int, Zoo], eps: dict[int, float]) -> pd.DataFrame:
