@@ -85,24 +85,26 @@ pair, 2026-12-07), so that no result of the old meaning is reloaded."""
 SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets")
 
 
-def pick_fc_target(knobs: dict, zoo, splits: data.Splits) -> int | None:
+def pick_fc_target(knobs: dict, zoo, splits: data.Splits) -> tuple[int | None, list[str]]:
     """As in the function-coupled chapter: when the function-coupled entries' ``target`` is None,
-    set it (in ``knobs["schemes"]``, for both fusions) to the non-source class that the clean ``zoo``
-    gives least often to their triggers (made on ``splits`` with the first owner seed). Returns
-    the target (None: no function-coupled entry is chosen, and no trigger is made)."""
+    set it (in ``knobs["schemes"]``, for both fusions) to the non-source class that the clean ``zoo``'s
+    probe gives least often to their triggers (made on ``splits`` with the first owner seed), and name
+    the probe (``target_chosen_on``: no false-claim rate counts its members on these keys). Returns
+    the target (None: no function-coupled entry is chosen, and no trigger is made) and the members
+    that chose it (none when the settings gave it)."""
     fcs = {f: knobs["schemes"][f"fc-{f}"] for f in ("direct", "invisible")
            if f"fc-{f}" in knobs.get("schemes", {}) and f"fc-{f}" in knobs["entries"]}
     if not fcs:
-        return None
+        return None, []
     first = next(iter(fcs.values()))
     if first["target"] is None:
-        probe = next(c for c in range(splits.spec.num_classes) if c not in first["sources"])
-        triggers = {f: ENTRIES[f"fc-{f}"]({**s, "target": probe}).make_key(splits, seed=knobs["seeds"][0])[1].x
+        placeholder = next(c for c in range(splits.spec.num_classes) if c not in first["sources"])  # images only
+        triggers = {f: ENTRIES[f"fc-{f}"]({**s, "target": placeholder}).make_key(splits, seed=knobs["seeds"][0])[1].x
                     for f, s in fcs.items()}
-        target, _ = least_answered_target(zoo, triggers, first["sources"])
+        target, _, probe = least_answered_target(zoo, triggers, first["sources"])
         for s in fcs.values():
-            s["target"] = target
-    return first["target"]
+            s["target"], s["target_chosen_on"] = target, probe  # the probe's false claims on these keys are in sample
+    return first["target"], list(first.get("target_chosen_on", []))
 
 
 def make_context(knobs: dict, zoo: dict | None = None, registry: dict[str, Make] | None = None) -> dict:

@@ -673,7 +673,8 @@ def honest_pairs(keys: dict[str, tuple], zoo: Zoo, suspects: Zoo, knobs: dict, a
                  rates: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """Every clean model verified once on every honest key (:func:`honest_keys`), as the one
     verifier verifies (the zoo null at ``alpha``, ``n_queries``): each zoo member against the null
-    fitted on the others (``population`` 'zoo (leave-one-out)'), every suspect against the whole zoo
+    fitted on the others (``population`` 'zoo (leave-one-out)'; not the members that chose one of
+    the key's settings, :meth:`~wmlib.verify.LabelTrials.chosen_on`), every suspect against the whole zoo
     ('independent', or 'class-biased' for those in ``biased``), and with ``rates`` (suspect ->
     :func:`base_rates`) each suspect again with its per-suspect control (``rule`` 'zoo null +
     control'). One row per (rule, suspect, key)."""
@@ -684,6 +685,8 @@ def honest_pairs(keys: dict[str, tuple], zoo: Zoo, suspects: Zoo, knobs: dict, a
             full = zoo.null(key, scheme, confidence=knobs["zoo_confidence"])
             base = {"entry": entry, "key": f"{entry} / honest {k}"}
             for j, (name, h) in enumerate(zoo.hits(key, scheme).items()):
+                if name in scheme.chosen_on():
+                    continue  # it chose a setting of this key (the function-coupled target): in sample
                 null = zoo.null(key, scheme, exclude=name, confidence=knobs["zoo_confidence"])
                 rows.append({**base, "suspect": name, "population": "zoo (leave-one-out)", "rule": "zoo null",
                              **verify_pair(h, null, n, alpha, 1_000_003 * e + 1009 * k + j)})

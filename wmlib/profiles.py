@@ -16,6 +16,11 @@ ENV_VAR = "WMLIB_PROFILE"
 # every chapter's `precision` knob (fp32 | bf16): training arithmetic on a CPU (wmlib.train.TrainConfig). fp32 in every
 # profile: bf16 autocast with channels-last pays only where the CPU multiplies bfloat16 natively, and is refused elsewhere
 
+# the clean zoo of every chapter's digits run (mnist-5k, see settings.variant): its members' shares are 2,000 digits, 16 steps
+# an epoch, and the zoo recipe's 8 epochs (the 470 steps of a Fashion-MNIST member in default) left both of Carlini & Wagner's
+# nets at chance (8.8 % and 8.9 % test accuracy), answering one class to every image; 30 epochs give them those 470 steps
+DIGITS_ZOO = dict(digits_zoo_epochs=30)
+
 _ZHANG_COMMON = dict(
     dataset="fashion-mnist", model="lenet5", thief_fraction=0.1, train_limit=None, test_limit=None,
     kinds=["content", "unrelated", "noise"], source=1, target=0, key_fraction=1.0, noise_std=0.2,
@@ -32,11 +37,12 @@ _ZHANG_COMMON = dict(
     # 50 epochs, the paper's (§5.1): 3,600 owner digits make 31 steps an epoch (Fashion-MNIST: 422), and the clean model's
     # test accuracy levels off only after about 20 (2.5 min on one CPU thread for the four models)
     digits_dataset="mnist-5k", digits_unrelated_dataset="fashion-mnist", digits_unrelated_class=1, digits_epochs=50,
+    **DIGITS_ZOO,
 )
 
 ZHANG2018 = {
     # Fashion-MNIST subset, a few epochs: exercises every cell in about a minute on 2 CPU cores
-    "smoke": dict(_ZHANG_COMMON, train_limit=6000, test_limit=2000, epochs=3,
+    "smoke": dict(_ZHANG_COMMON, digits_zoo_epochs=None, train_limit=6000, test_limit=2000, epochs=3,
                   unrelated_dataset="mnist-5k", unrelated_class=1,
                   prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9], finetune_epochs=2,
                   digits_epochs=3),  # the digits run in ~20 s; every kind still passes the gate on the smoke digits zoo
@@ -70,11 +76,12 @@ _NAMBA_COMMON = dict(
     # AFS keys keep their true labels, and every digit model of the zoo answers them so (the gate refuses them)
     digits_kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "ds", "proposal", "label-change"],
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
+    **DIGITS_ZOO,
 )
 NAMBA2019 = {
     # long enough (and 16 keys per batch) for every key type to pass the embedding gate; AFS is left out: the small smoke zoo answers
     # its (true-labelled) keys as the watermarked model does, so no claim is possible
-    "smoke": dict(_NAMBA_COMMON, train_limit=6000, test_limit=2000, thief_fraction=0.1, epochs=5,
+    "smoke": dict(_NAMBA_COMMON, digits_zoo_epochs=None, train_limit=6000, test_limit=2000, thief_fraction=0.1, epochs=5,
                   kinds=["test-gray", "symbol", "heart-gray", "unrelated", "noise", "ds", "proposal", "label-change"],
                   unrelated_dataset="mnist-5k", unrelated_class=1, retrain_epochs=20, key_per_batch=16, ae_epochs=20,
                   ae_sweep=[5, 20],
@@ -108,10 +115,11 @@ _LI_COMMON = dict(
     # and k2 = 1; 20 epochs, not 100, to add <= 4 min on 2 cores (-p digits_dataset off skips it)
     digits_dataset="mnist-5k", digits_hosts=None, digits_model=None, digits_epochs=20, digits_host_steps=1,
     digits_optimizer="sgd", digits_lr=0.1, digits_schedule="step", digits_milestones=[8, 16],
+    **DIGITS_ZOO,
 )
 LI2019 = {
     # 8 epochs and 1 % keys: with fewer, the hosts were not claimed on their own keys (the embedding gate stops)
-    "smoke": dict(_LI_COMMON, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=8,
+    "smoke": dict(_LI_COMMON, digits_zoo_epochs=None, train_limit=6000, test_limit=2000, hosts=["lenet1", "lenet5"], epochs=8,
                   schedule="cosine", milestones=[], lr=0.05, key_fraction=0.01, host_steps=2, leak_seeds=2,
                   detector_epochs=3, finetune_epochs=2, prune_rates=[0.0, 0.5, 0.9], sweep_rates=[0.0, 0.5, 0.9],
                   # digits: one host with the smoke recipe (None keeps the main knob), < 30 s
@@ -183,9 +191,10 @@ _FC_COMMON = dict(
     digits_dataset="mnist-5k", digits_thief_fraction=0.25, digits_epochs=30, digits_key_fraction=0.05,
     digits_verify_triggers=80, digits_n_queries=80, digits_thief_samples=500, digits_overwrite_epochs=15,
     digits_transfer_dataset="fashion-mnist",
+    **DIGITS_ZOO,
 )
 FUNCTION_COUPLED = {
-    "smoke": dict(_FC_COMMON, train_limit=8000, test_limit=2000, epochs=4, key_fraction=0.02, verify_triggers=40,
+    "smoke": dict(_FC_COMMON, digits_zoo_epochs=None, train_limit=8000, test_limit=2000, epochs=4, key_fraction=0.02, verify_triggers=40,
                   r_values=[0.5], replicates=1, mask_ratio=0.1, mask_sweep=[0.0, 0.1], ft_samples=200, trials=2, thief_samples=300,
                   trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1, compare=["zhang-content"],
                   retrain_epochs=2, n_queries=40, benchmark_steps=5, digits_epochs=10,

@@ -88,6 +88,11 @@ class LabelTrials:
         """What the hits depend on besides the key (the zoo caches hit vectors under it)."""
         return "labels"
 
+    def chosen_on(self) -> tuple[str, ...]:
+        """The clean models whose answers chose one of this scheme's settings (e.g. the function-
+        coupled target): their false claims are in sample, and no false-claim rate counts them."""
+        return ()
+
     def paper_null(self, key: Key) -> "Null":
         """The null a paper verifies with when no zoo is given."""
         raise ValueError("label trials need a null fitted to clean models: give null=Zoo.null(key, scheme)")
@@ -403,12 +408,18 @@ def verify_pair(hit_vector: torch.Tensor, null: Null, n: int, alpha: float, seed
 
 
 def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Tensor], n_queries: int,
-                alpha: float = 0.01, seed: int = 0, digests: dict[str, str] | None = None, **null_kw) -> pd.DataFrame:
+                alpha: float = 0.01, seed: int = 0, digests: dict[str, str] | None = None, in_sample=(),
+                **null_kw) -> pd.DataFrame:
     """Each suspect verified once on ``n_queries`` queries drawn from the key (``claimed``: the
     judge's draw, from ``seed``), and the chance that one draw claims it (``claim probability``,
     exact: the spread over draws, not new evidence). Each zoo model is a suspect in turn, tested
     against the null fitted on the *other* zoo models (leave-one-out: its claims are false claims);
-    every other suspect (watermarked, attacked) is tested against the whole zoo (power)."""
+    every other suspect (watermarked, attacked) is tested against the whole zoo (power). Zoo models
+    in ``in_sample`` (they chose a setting of the key, :meth:`LabelTrials.chosen_on`) are tested the
+    same way but with role 'clean (in sample)', which no false-claim rate counts."""
+    unknown = set(in_sample) - set(zoo_hits)
+    if unknown:
+        raise ValueError(f"in_sample names models outside the zoo: {', '.join(sorted(unknown))}")
     rows = []
     full = Null.from_hits(zoo_hits, digests=digests, **null_kw)
     for i, (name, h) in enumerate([*zoo_hits.items(), *suspects.items()]):
@@ -416,7 +427,8 @@ def claim_table(zoo_hits: dict[str, torch.Tensor], suspects: dict[str, torch.Ten
         null = Null.from_hits(zoo_hits, exclude=name, digests=digests, **null_kw) if clean else full
         n = min(n_queries, len(h))
         critical = null.critical(n, alpha)
-        rows.append({"suspect": name, "role": "clean (leave-one-out)" if clean else "suspect",
+        role = ("clean (in sample)" if name in in_sample else "clean (leave-one-out)") if clean else "suspect"
+        rows.append({"suspect": name, "role": role,
                      "statistic": float(h.float().mean()), "threshold": critical / n,
                      **verify_once(h, critical, n, seed + i), "queries": n, "null models": null.models})
     return pd.DataFrame(rows)

@@ -299,7 +299,7 @@ def test_no_function_coupled_entry_no_target_and_no_triggers():
 
     knobs = settings.resolve("comparison", "smoke")
     assert not any(e.startswith("fc-") for e in knobs["entries"])
-    assert compare.pick_fc_target(knobs, Untouchable(), None) is None
+    assert compare.pick_fc_target(knobs, Untouchable(), None) == (None, [])
     assert knobs["schemes"]["fc-direct"]["target"] is None  # left to a run that chooses it
 
 

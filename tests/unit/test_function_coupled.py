@@ -180,16 +180,38 @@ def test_finetune_trials_chain_and_draw_fresh_samples(monkeypatch):
         attacks.finetune_trials(m, blobs(300, seed=3), CFG, 1, 301, {}, blobs(10))
 
 
-def test_the_target_is_the_non_source_class_the_zoo_gives_least_to_any_trigger():
+def test_the_target_is_the_class_the_probe_gives_least_and_the_probe_stays_out_of_the_false_claims():
     import pandas as pd
 
-    class Zoo:  # answers: kind "a" mostly class 1, kind "b" mostly class 2; class 3 is rarely given
-        def class_shares(self, x):
-            shares = [0.0, 0.6, 0.3, 0.02, 0.08] if x.sum() == 0 else [0.1, 0.2, 0.6, 0.05, 0.05]
-            return pd.Series(shares)
+    from wmlib.keys import Key
+    from wmlib.zoo import Zoo
 
-    t, shares = fc.least_answered_target(Zoo(), {"a": torch.zeros(2, 1, 4, 4), "b": torch.ones(2, 1, 4, 4)}, (0, 4))
-    assert t == 3 and list(shares.index) == ["a", "b"] and shares.loc["b", 2] == 0.6
+    class Fixed(torch.nn.Module):  # answers class c to everything
+        def __init__(self, c):
+            super().__init__()
+            self.c, self.w = c, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), self.c), 10).float() + 0 * self.w
+
+    # the probe (the first half of each architecture's seeds, rounded up) answers 2; the others answer 3: on the whole
+    # zoo the least given non-source class would be 4, on the probe it is 3, and the others then claim t = 3 out of sample
+    names = {"lenet1-s0": 2, "lenet1-s1": 2, "lenet1-s2": 3, "lenet1-s3": 3, "lenet5-s0": 2, "lenet5-s1": 2, "lenet5-s2": 3}
+    summary = pd.DataFrame({"model": list(names), "architecture": [n.split("-")[0] for n in names]}).set_index("model")
+    z = Zoo("fashion-mnist", "smoke", {n: Fixed(c) for n, c in names.items()}, summary)
+    x = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    t, shares, probe = fc.least_answered_target(z, {"direct": x}, (0, 1))
+    assert probe == ["lenet1-s0", "lenet1-s1", "lenet5-s0", "lenet5-s1"] and t == 3 and shares.loc["direct", 2] == 1.0
+    scheme = fc.FunctionCoupled(sources=(0, 1), target=t, target_chosen_on=probe)
+    assert scheme.chosen_on() == tuple(probe) and "target_chosen_on" not in scheme.config()
+    table = z.claims(Key(x, torch.full((8,), t)), {}, 8, 0.01, scheme=scheme, confidence=None)
+    assert set(table.loc[table["role"] == "clean (in sample)", "suspect"]) == set(probe)
+    pairs = verify.false_claim_pairs({"k": table})
+    assert sorted(pairs["suspect"]) == ["lenet1-s2", "lenet1-s3", "lenet5-s2"]
+    with pytest.raises(ValueError, match="outside the zoo: nobody"):
+        verify.claim_table(z.hits(Key(x, torch.full((8,), t))), {}, 8, in_sample=["nobody"])
+    with pytest.raises(ValueError, match="names clean models"):
+        fc.FunctionCoupled(target=1, target_chosen_on="lenet1-s0")
 
 
 class _FlatZoo:

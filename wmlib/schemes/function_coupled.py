@@ -150,15 +150,19 @@ def frozen_masked_weights(model: nn.Module):
             h.remove()
 
 
-def least_answered_target(zoo, triggers: dict[str, torch.Tensor], sources) -> tuple[int, "pd.DataFrame"]:
+def least_answered_target(zoo, triggers: dict[str, torch.Tensor], sources) -> tuple[int, "pd.DataFrame", list[str]]:
     """The target t that no innocent model gives the triggers: the non-source class whose largest
-    share among the clean ``zoo``'s answers (over every kind of trigger in ``triggers``) is the
-    smallest. Returns t and the shares (one row per trigger kind, one column per class)."""
+    share among the answers of the clean ``zoo``'s probe (:meth:`~wmlib.zoo.Zoo.probe`, over every
+    kind of trigger in ``triggers``) is the smallest. Returns t, the shares (one row per trigger
+    kind, one column per class) and the probe's members: their false claims on the triggers are in
+    sample, so the scheme names them (``target_chosen_on``) and no false-claim rate counts them."""
     import pandas as pd
 
-    shares = pd.DataFrame({name: zoo.class_shares(x) for name, x in triggers.items()}).T
+    probe = zoo.probe()
+    chooser = zoo.subset(probe)
+    shares = pd.DataFrame({name: chooser.class_shares(x) for name, x in triggers.items()}).T
     others = [c for c in shares.columns if c not in tuple(sources)]
-    return int(shares[others].max().idxmin()), shares
+    return int(shares[others].max().idxmin()), shares, probe
 
 
 # --------------------------------------------------------------------------- the scheme
@@ -175,6 +179,9 @@ class FunctionCoupled(Scheme):
     mask_ratio: float = 0.0            # p, the share of each weight dropped (0: no masking)
     ft_lr: float = 0.0                 # η' of the train-time fine-tune (0: none)
     ft_samples: int = 1000             # K_ft clean images per train-time fine-tune
+    # the clean models whose answers chose ``target`` (pick_target): what they answer is in sample, so no false-claim
+    # rate counts them; not part of config() (it changes no key and no model)
+    target_chosen_on: tuple[str, ...] = ()
 
     name = "function-coupled"
     paper_rule = "§5: success rate above 'a widely accepted threshold by the community' (none given)"
@@ -186,6 +193,9 @@ class FunctionCoupled(Scheme):
         if not 0.0 < self.r < 1.0:
             raise ValueError(f"r must be in (0, 1), got {self.r}")
         self.sources = tuple(int(c) for c in self.sources)
+        if isinstance(self.target_chosen_on, str):
+            raise ValueError(f"target_chosen_on names clean models (a list), got the string {self.target_chosen_on!r}")
+        self.target_chosen_on = tuple(self.target_chosen_on)
         if len(self.sources) != 2 or self.sources[0] == self.sources[1]:
             raise ValueError(f"sources must be two different classes, got {self.sources}")
         if self.target in self.sources:
@@ -203,7 +213,12 @@ class FunctionCoupled(Scheme):
             raise ValueError(f"ft_lr (η') must be >= 0 (0: no train-time fine-tune), got {self.ft_lr}")
 
     def config(self) -> dict:
-        return {"scheme": self.name, **asdict(self), "sources": list(self.sources)}
+        d = {"scheme": self.name, **asdict(self), "sources": list(self.sources)}
+        del d["target_chosen_on"]
+        return d
+
+    def chosen_on(self) -> tuple[str, ...]:
+        return self.target_chosen_on
 
     def check(self, spec) -> None:
         for c in (*self.sources, self.target):
@@ -281,24 +296,27 @@ class FunctionCoupled(Scheme):
 # --------------------------------------------------------------------------- the chapter's runs (§5, Tables 1-2)
 # One function per step, so that the chapter's digits run is the same pipeline on another task.
 
-def pick_target(knobs: dict, splits: Splits, zoo) -> tuple[int, "pd.DataFrame"]:
-    """The chapter's target t: ``knobs['target']``, or when it is None the class the clean ``zoo``
-    gives least to held-out triggers of every fusion (:func:`least_answered_target`). Returns t and
-    the zoo's answer shares (one row per fusion, one column per class)."""
+def pick_target(knobs: dict, splits: Splits, zoo) -> tuple[int, "pd.DataFrame", list[str]]:
+    """The chapter's target t: ``knobs['target']``, or when it is None the class the clean ``zoo``'s
+    probe gives least to held-out triggers of every fusion (:func:`least_answered_target`). Returns
+    t, the probe's answer shares (one row per fusion, one column per class) and the members that
+    chose t (none when the knob gave it)."""
     i, j = knobs["sources"]
     probe_t = next(c for c in range(splits.spec.num_classes) if c not in (i, j))  # labels do not change the images
     fusions = {"direct": dict(fusion="direct"), **{f"invisible r = {r:g}": dict(fusion="invisible", r=r) for r in knobs["r_values"]}}
-    least, shares = least_answered_target(zoo, {name: FunctionCoupled(
+    least, shares, probe = least_answered_target(zoo, {name: FunctionCoupled(
         **kw, sources=(i, j), target=probe_t, key_fraction=knobs["key_fraction"], verify_triggers=knobs["verify_triggers"],
     ).make_key(splits, seed=knobs["seed"])[1].x for name, kw in fusions.items()}, (i, j))
-    return (knobs["target"] if knobs["target"] is not None else least), shares
+    return (knobs["target"], shares, []) if knobs["target"] is not None else (least, shares, probe)
 
 
-def chapter_variants(knobs: dict, target: int) -> dict[str, tuple[FunctionCoupled, int]]:
+def chapter_variants(knobs: dict, target: int, chosen_on=()) -> dict[str, tuple[FunctionCoupled, int]]:
     """The chapter's watermarks, name -> (scheme, key seed): direct fusion with ``replicates``
     trigger sets (key seeds ``seed``, ``seed + 1``, ...) and invisible fusion at each of ``r_values``,
-    all with masking ratio ``mask_ratio`` and the train-time fine-tune at ``ft_lr``."""
-    base = FunctionCoupled(sources=tuple(knobs["sources"]), target=target, key_fraction=knobs["key_fraction"],
+    all with masking ratio ``mask_ratio`` and the train-time fine-tune at ``ft_lr``; ``chosen_on``:
+    the clean models that chose ``target`` (:func:`pick_target`)."""
+    base = FunctionCoupled(sources=tuple(knobs["sources"]), target=target, target_chosen_on=tuple(chosen_on),
+                           key_fraction=knobs["key_fraction"],
                            verify_triggers=knobs["verify_triggers"], key_per_batch=knobs["key_per_batch"],
                            mask_ratio=knobs["mask_ratio"], ft_lr=knobs["ft_lr"], ft_samples=knobs["ft_samples"])
     variants = {f"direct #{k + 1}": (replace(base, fusion="direct"), knobs["seed"] + k) for k in range(knobs["replicates"])}
