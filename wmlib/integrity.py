@@ -36,8 +36,8 @@ from .attacks.model import prune_magnitude
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
-from .verify import (LabelTrials, Null, Oracle, false_claim_pairs, key_accuracy, pair_rate, verify_counts, verify_once,
-                     verify_pair, verify_trials)
+from .verify import (LabelTrials, Null, Oracle, false_claim_pairs, key_accuracy, level_texts, pair_rate, pairs_text,
+                     verify_counts, verify_once, verify_pair, verify_trials)
 from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 
 # --------------------------------------------------------------------------- clean suspects beyond the zoo
@@ -228,28 +228,29 @@ def rule_row(frame: pd.DataFrame, rule: str) -> dict:
     (suspect, key) pairs with other query counts or thresholds, so their counts are not added."""
     f = frame[frame["rule"] == rule]
     worst = _most_claimed(f)
-    return {"claimed": int(worst["claimed"]), "pairs": int(worst["pairs"]), "upper bound": float(worst["upper bound"]),
-            "bound over": worst["bound over"], "entries": worst["entries"], "protocols": len(f)}
+    return {"claimed": int(worst["claimed"]), "pairs": int(worst["pairs"]), "suspects": int(worst["suspects"]),
+            "keys": int(worst["keys"]), "upper bound": float(worst["upper bound"]), "bound over": worst["bound over"],
+            "entries": worst["entries"], "protocols": len(f)}
 
 
-def pair_text(row: dict) -> str:
-    """A :func:`rate_row` (or :func:`rule_row`) in words: what it counts and what it supports."""
-    rate = row["claimed"] / row["pairs"]
+def pair_text(row: dict, verb: str = "") -> str:
+    """A :func:`rate_row` (or :func:`rule_row`) in words (:func:`wmlib.verify.pairs_text`), with the
+    protocol it was read under when the rule has several."""
     where = (f", under the protocol of {row['entries']} where it claims most of {row['protocols']}"
              if row.get("protocols", 1) > 1 else "")
-    return (f"{row['claimed']} of {row['pairs']} (suspect, key) pairs ({rate:.1%}; 95% upper bound "
-            f"{row['upper bound']:.1%}, exact over {row['bound over']}{where})")
+    return pairs_text(row["claimed"], row["pairs"], row["suspects"], row["keys"], row["upper bound"], row["bound over"],
+                      verb=verb) + where
 
 
 def level_reasons(row: dict, alpha: float, judge: dict | None = None) -> dict[str, str]:
-    """Why a promise "no innocent suspect claimed beyond ``alpha``" got its status, one text per status
-    (:meth:`wmlib.report.PaperVsOurs.add`), from a :func:`rate_row` (or :func:`rule_row`); ``judge``:
-    the same keys under the judge's private zoo, said beside a row that misses the level."""
-    seen = pair_text(row) + " claimed"
-    beside = f"; the judge's private zoo claims {pair_text(judge)}" if judge is not None else ""
-    return {"model-based": f"{seen}: the bound is above α = {alpha:g}, so '≤ α' rests on the null model, not on this "
-                           f"measurement{beside}",
-            "deviates": f"{seen}: above α = {alpha:g}{beside}"}
+    """:func:`wmlib.verify.level_texts` for a :func:`rate_row` (or :func:`rule_row`); ``judge``: the
+    same keys under the judge's private zoo, said beside a row that misses the level (a dishonest
+    key's claims are the accuser's doing); without it, a claim says the null understates how clean
+    models differ."""
+    if judge is None:
+        return level_texts(pair_text(row, " claimed"), alpha, deviates=", so the null understates how clean models differ")
+    beside = f"; the judge's private zoo claims {pair_text(judge)}"
+    return level_texts(pair_text(row, " claimed"), alpha, model_based=beside, deviates=beside)
 
 
 def base_rates(oracle: Oracle, ordinary: Split, num_classes: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from . import timing
 from .data import REPO_ROOT, is_standin
+from .verify import PairRate, level_reasons
 
 STATUSES = ("reproduced", "consistent", "model-based", "deviates", "not comparable", "not in our copy")
 EXPLAINED = ("model-based", "deviates", "not in our copy")  # a row with one of these statuses must say why
@@ -78,6 +79,13 @@ class PaperVsOurs:
         shown = fmt.format(ours) + ("" if upper is None else f" (upper bound {fmt.format(upper)})")
         self.rows.append({"what": what, "paper": "—" if paper is None else prefix + fmt.format(paper),
                           "ours": shown, "setting": setting, "status": status, "reason": reason})
+
+    def add_level(self, what: str, alpha: float, rate: PairRate, setting: str, key: str = "key", fmt: str = "{:.2%}") -> None:
+        """The book's promise "false claims <= ``alpha``" as one row: ``rate`` (pairs of clean zoo
+        models and keys) beside its measured upper bound, with the reason for the status it gets
+        (:func:`wmlib.verify.level_reasons`)."""
+        self.add(what, alpha, rate.rate, setting, tol=0.0, same_setting=True, bound="at most", upper=rate.bound,
+                 reason=level_reasons(rate, alpha, key=key), fmt=fmt)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["what", "paper", "ours", "setting", "status", "reason"])

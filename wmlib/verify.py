@@ -560,15 +560,26 @@ class PairRate:
 
     def text(self, suspect: str = "suspect", key: str = "key") -> str:
         """What the count is and what it supports, in words (glue for a chapter's prose)."""
-        def count(n: int, what: str) -> str:
-            return f"{n} {what}" + ("s" if n != 1 else "")
-        over = {"suspect": count(self.suspects, suspect), "key": count(self.keys, key)}[self.bound_over]
-        return (f"{self.claimed} of {self.pairs} ({suspect}, {key}) pairs claimed ({count(self.suspects, suspect)} × "
-                f"{count(self.keys, key)}, each pair verified once); {self.confidence:.0%} upper bound {self.bound:.1%} "
-                f"(exact, over the {over})")
+        over = _count(self.suspects, suspect) if self.bound_over == "suspect" else _count(self.keys, key)
+        return pairs_text(self.claimed, self.pairs, self.suspects, self.keys, self.bound, over, self.confidence, suspect,
+                          key, verb=" claimed")
 
     def as_dict(self) -> dict:
         return {**asdict(self), "bound": self.bound, "bound over": self.bound_over, "family rate": self.family_rate}
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("s" if n != 1 else "")
+
+
+def pairs_text(claimed: int, pairs: int, suspects: int, keys: int, bound: float, over: str, confidence: float = 0.95,
+               suspect: str = "suspect", key: str = "key", verb: str = "") -> str:
+    """Claims over (suspect, key) pairs in the book's one phrasing: how many of how many pairs,
+    the suspects and keys behind them, the rate and its exact upper bound over ``over`` (e.g.
+    "14 suspects"). ``verb`` follows "pairs" (" claimed"), for a sentence that has none."""
+    return (f"{claimed} of {pairs} ({suspect}, {key}) pairs{verb} ({_count(suspects, suspect)} × {_count(keys, key)}, "
+            f"each pair verified once; {claimed / pairs:.1%}, {confidence:.0%} upper bound {bound:.1%}, exact over the "
+            f"{over})")
 
 
 def models_needed(alpha: float, confidence: float = 0.95) -> int:
@@ -577,15 +588,24 @@ def models_needed(alpha: float, confidence: float = 0.95) -> int:
     return int(np.ceil(np.log(1.0 - confidence) / np.log(1.0 - alpha)))
 
 
-def level_reasons(rate: PairRate, alpha: float, suspect: str = "clean zoo model", key: str = "key") -> dict[str, str]:
+def level_texts(seen: str, alpha: float, model_based: str = "", deviates: str = "") -> dict[str, str]:
     """Why a promise "false claims <= ``alpha``" got the status it got, one text per status
-    (:meth:`wmlib.report.PaperVsOurs.add`): *model-based* when no pair was claimed but the measured
-    bound is above ``alpha`` (the promise rests on the null model), *deviates* when pairs were claimed."""
-    seen = rate.text(suspect, key)
-    return {"model-based": f"{seen}: above α = {alpha:g}, so '≤ α' rests on the null model, not on this measurement; "
-                           f"with no claim, {models_needed(alpha, rate.confidence)} independent {suspect}s would bound it "
-                           f"at α",
-            "deviates": f"{seen}: the null understates how clean models differ"}
+    (:meth:`wmlib.report.PaperVsOurs.add`), after ``seen`` (what was counted, e.g. :func:`pairs_text`):
+    *model-based* when the rate meets ``alpha`` but its measured bound does not (the promise rests on
+    the null model), *deviates* when the rate itself is above ``alpha``; each followed by its own
+    ``model_based`` / ``deviates`` words."""
+    return {"model-based": f"{seen}: the bound is above α = {alpha:g}, so '≤ α' rests on the null model, not on this "
+                           f"measurement{model_based}",
+            "deviates": f"{seen}: the rate is above α = {alpha:g}{deviates}"}
+
+
+def level_reasons(rate: PairRate, alpha: float, suspect: str = "clean zoo model", key: str = "key") -> dict[str, str]:
+    """:func:`level_texts` for a rate over clean zoo models: what would measure the level, and what a
+    claim says (the null understates how clean models differ)."""
+    return level_texts(rate.text(suspect, key), alpha,
+                       model_based=f"; with no claim, {models_needed(alpha, rate.confidence)} independent {suspect}s "
+                                   f"would bound it at α",
+                       deviates=", so the null understates how clean models differ")
 
 
 def _exact_high(k: int, n: int, level: float) -> float:

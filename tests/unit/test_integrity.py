@@ -142,6 +142,10 @@ def test_entries_share_a_row_where_their_rule_agrees_and_a_rules_summary_is_its_
     row = integrity.rule_row(t, "liu")  # not 8 of 20 pairs: the protocols judge the same pairs
     assert (row["claimed"], row["pairs"], row["entries"], row["protocols"]) == (6, 10, "zhang, li", 2)
     assert "under the protocol of zhang, li where it claims most of 2" in integrity.pair_text(row)
+    # the book's one phrasing of a count: its pairs, the suspects and keys behind them, its rate and exact bound
+    assert integrity.pair_text(row).startswith("6 of 10 (suspect, key) pairs (5 suspects × 2 keys, each pair verified "
+                                               "once; 60.0%, 95% upper bound ")
+    assert integrity.pair_text(row, " claimed").startswith("6 of 10 (suspect, key) pairs claimed (5 suspects")
     with pytest.raises(ValueError, match="above 0"):
         integrity.Rule("liu", threshold=0.0)
     assert integrity.Rule("liu", threshold=101 / 100).critical(100) == 101  # above 1: nothing is claimed
@@ -283,7 +287,8 @@ def test_honest_keys_verify_every_clean_model_once_a_key_and_count_a_repeated_ke
 
 def test_the_chapters_conclusions_follow_the_numbers():
     def row(claimed, pairs, bound, **kw):
-        return {"claimed": claimed, "pairs": pairs, "upper bound": bound, "bound over": "9 suspects", **kw}
+        return {"claimed": claimed, "pairs": pairs, "suspects": 9, "keys": pairs // 9, "upper bound": bound,
+                "bound over": "9 suspects", **kw}
 
     assert integrity.standing(row(0, 400, 0.009), 0.01).startswith("meets α = 0.01, measured")
     assert integrity.standing(row(0, 27, 0.336), 0.01).startswith("stays within α = 0.01 only by the null model")

@@ -34,7 +34,7 @@ def test_no_claim_among_14_models_and_3_keys_bounds_at_most_what_14_independent_
     assert r.bound > stats.binomtest(0, 42).proportion_ci(0.95, method="exact").high
     assert (r.boot_low, r.boot_high) == (0.0, 0.0)
     assert "0 of 42 (suspect, key) pairs claimed (14 suspects × 3 keys" in r.text()
-    assert "exact, over the 14 suspects" in r.text()
+    assert "95% upper bound 23.2%, exact over the 14 suspects" in r.text()
 
 
 def test_repeated_draws_are_not_new_pairs():

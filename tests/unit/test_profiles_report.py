@@ -308,3 +308,22 @@ def test_a_row_shows_only_the_reason_for_the_status_it_got():
     assert [(r["status"], r["reason"]) for r in t.rows] == [("reproduced", ""), ("deviates", "a clean zoo model was claimed")]
     with pytest.raises(ValueError, match="unknown statuses"):
         t.add("x", 0.0, 0.0, "s", 0.01, True, reason={"deviated": "typo"})
+
+
+@pytest.mark.parametrize("claimed, n, status", [(0, 500, "reproduced"), (0, 14, "model-based"), (2, 14, "deviates")])
+def test_the_level_row_is_the_promise_beside_its_measured_bound_with_the_reason_for_its_status(claimed, n, status):
+    """PaperVsOurs.add_level: the row every chapter adds for "false claims <= alpha", as it was spelled out in each
+    notebook (the same row, status and reason); a broken one (the point estimate alone, or a reason for the other
+    status) goes red."""
+    import pandas as pd
+
+    from wmlib import verify
+    pairs = pd.DataFrame({"suspect": [f"m{i}" for i in range(n)], "key": "k", "claimed": [i < claimed for i in range(n)],
+                          "claim probability": [float(i < claimed) for i in range(n)]})
+    r = verify.pair_rate(pairs)
+    old, new = report.PaperVsOurs(), report.PaperVsOurs()
+    old.add("level", 0.01, r.rate, "s", tol=0.0, same_setting=True, bound="at most", upper=r.bound,
+            reason=verify.level_reasons(r, 0.01, key="trigger key"))
+    new.add_level("level", 0.01, r, "s", key="trigger key")
+    assert new.rows == old.rows and new.rows[0]["status"] == status
+    assert ("upper bound" in new.rows[0]["ours"]) and (bool(new.rows[0]["reason"]) == (status != "reproduced"))
