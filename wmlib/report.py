@@ -24,8 +24,8 @@ from . import timing
 from .data import REPO_ROOT, is_standin
 from .verify import PairRate, level_reasons
 
-STATUSES = ("reproduced", "consistent", "model-based", "deviates", "not comparable", "not in our copy")
-EXPLAINED = ("model-based", "deviates", "not in our copy")  # a row with one of these statuses must say why
+STATUSES = ("reproduced", "consistent", "model-based", "deviates", "not comparable", "not in our copy", "not in the paper")
+EXPLAINED = ("model-based", "deviates", "not in our copy", "not in the paper")  # a row with one of these statuses must say why
 BOUNDS = (None, "at least", "at most")
 
 
@@ -79,6 +79,14 @@ class PaperVsOurs:
         shown = fmt.format(ours) + ("" if upper is None else f" (upper bound {fmt.format(upper)})")
         self.rows.append({"what": what, "paper": "—" if paper is None else prefix + fmt.format(paper),
                           "ours": shown, "setting": setting, "status": status, "reason": reason})
+
+    def add_ours(self, what: str, ours: float, setting: str, reason: str, fmt: str = "{:.2%}") -> None:
+        """A row the paper has no number for (the book's own question, e.g. a stricter protocol, or a
+        setting the paper does not run): status *not in the paper*, ``reason`` says what it measures."""
+        if not reason:
+            raise ValueError(f"row {what!r} has status 'not in the paper': say what it measures")
+        self.rows.append({"what": what, "paper": "—", "ours": fmt.format(ours), "setting": setting,
+                          "status": "not in the paper", "reason": reason})
 
     def add_level(self, what: str, alpha: float, rate: PairRate, setting: str, key: str = "key", fmt: str = "{:.2%}") -> None:
         """The book's promise "false claims <= ``alpha``" as one row: ``rate`` (pairs of clean zoo

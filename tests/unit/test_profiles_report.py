@@ -327,3 +327,14 @@ def test_the_level_row_is_the_promise_beside_its_measured_bound_with_the_reason_
     new.add_level("level", 0.01, r, "s", key="trigger key")
     assert new.rows == old.rows and new.rows[0]["status"] == status
     assert ("upper bound" in new.rows[0]["ours"]) and (bool(new.rows[0]["reason"]) == (status != "reproduced"))
+
+
+def test_a_row_the_paper_has_no_number_for_says_so_and_what_it_measures():
+    t = report.PaperVsOurs()
+    t.add_ours("held-out ASR (ours)", 0.91, "s", "triggers fused from test images, which training never sees")
+    assert t.rows[0]["status"] == "not in the paper" and t.rows[0]["paper"] == "—" and t.rows[0]["ours"] == "91.00%"
+    assert "not in the paper" in report.STATUSES and "not in the paper" in report.EXPLAINED
+    with pytest.raises(ValueError, match="say what it measures"):
+        t.add_ours("x", 0.5, "s", "")
+    # a number the paper has but our copy lacks stays apart from one the paper never gives
+    assert report.compare(None, 0.5, 0.02, True) == "not in our copy"
