@@ -577,9 +577,10 @@ def pairs_text(claimed: int, pairs: int, suspects: int, keys: int, bound: float,
     """Claims over (suspect, key) pairs in the book's one phrasing: how many of how many pairs,
     the suspects and keys behind them, the rate and its exact upper bound over ``over`` (e.g.
     "14 suspects"). ``verb`` follows "pairs" (" claimed"), for a sentence that has none."""
-    return (f"{claimed} of {pairs} ({suspect}, {key}) pairs{verb} ({_count(suspects, suspect)} × {_count(keys, key)}, "
-            f"each pair verified once; {claimed / pairs:.1%}, {confidence:.0%} upper bound {bound:.1%}, exact over the "
-            f"{over})")
+    grid = (f"{_count(suspects, suspect)} × {_count(keys, key)}" if pairs == suspects * keys
+            else f"{_count(suspects, suspect)} and {_count(keys, key)}, not every pair of them")  # e.g. in-sample pairs left out
+    return (f"{claimed} of {pairs} ({suspect}, {key}) pairs{verb} ({grid}, each pair verified once; {claimed / pairs:.1%}, "
+            f"{confidence:.0%} upper bound {bound:.1%}, exact over the {over})")
 
 
 def models_needed(alpha: float, confidence: float = 0.95) -> int:

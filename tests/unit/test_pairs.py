@@ -35,6 +35,9 @@ def test_no_claim_among_14_models_and_3_keys_bounds_at_most_what_14_independent_
     assert (r.boot_low, r.boot_high) == (0.0, 0.0)
     assert "0 of 42 (suspect, key) pairs claimed (14 suspects × 3 keys" in r.text()
     assert "95% upper bound 23.2%, exact over the 14 suspects" in r.text()
+    # a grid with pairs left out (e.g. in sample) does not read as a full one
+    assert verify.pairs_text(0, 40, 14, 3, 0.23, "14 suspects").startswith("0 of 40 (suspect, key) pairs (14 suspects and 3 keys, "
+                                                                          "not every pair of them,")
 
 
 def test_repeated_draws_are_not_new_pairs():
