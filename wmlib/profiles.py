@@ -174,13 +174,18 @@ GRADSIGNS = {
 # Wen et al.: function-coupled watermarks (fusion triggers, random weight masking)
 _FC_COMMON = dict(
     dataset="fashion-mnist", model="lenet5", train_limit=30000, test_limit=None, thief_fraction=0.1,
-    sources=[0, 3], target=None, key_fraction=0.01, verify_triggers=90, key_per_batch=10, r_values=[0.5, 0.7, 0.9],
+    # selected_triggers: the embedded triggers the watermarked model is surest of, the code's validation set (its
+    # select_wm_images.py; the paper "fix[es] the number of validation images to 90")
+    sources=[0, 3], target=None, key_fraction=0.01, verify_triggers=90, selected_triggers=90, key_per_batch=10,
+    r_values=[0.5, 0.7, 0.9],
     replicates=3, mask_ratio=0.05, mask_sweep=[0.0, 0.05, 0.1, 0.3], ft_lr=1e-3, ft_samples=1000,
     epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
     milestones=[], augment=False, precision="fp32",
     trials=10, thief_samples=1000, trial_epochs=5, finetune_lr=1e-5, strong_lr=1e-4,
     transfer_dataset="mnist-5k", transfer_lr=1e-4, prune_rates=[i / 10 for i in range(1, 10)], table4_prune=0.8,
-    overwrite_sources=[2, 4], overwrite_target=5, overwrite_lr=1e-4, overwrite_epochs=5,
+    # overwriting: the paper's thief fine-tunes "with the selected watermark samples in a small learning rate of 1e-4"; the
+    # optimiser is not given, and the authors' code uses SGD (momentum 0.9) throughout
+    overwrite_sources=[2, 4], overwrite_target=5, overwrite_lr=1e-4, overwrite_epochs=5, overwrite_optimizer="sgd",
     compare=["zhang-content", "ew", "afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
     n_queries=90, alpha=0.01, zoo_confidence=0.99, benchmark_steps=30, seed=0,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)

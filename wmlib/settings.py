@@ -154,10 +154,10 @@ def _rules(chapter: str) -> dict:
         # function-coupled
         "sources": _pair(), "r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)), "replicates": pos_int,
         "mask_ratio": _real(0.0, 1.0, hi_open=True), "mask_sweep": _list(_real(0.0, 1.0, hi_open=True)),
-        "ft_lr": _real(0.0, _INF), "ft_samples": pos_int, "verify_triggers": pos_int, "trials": pos_int,
+        "ft_lr": _real(0.0, _INF), "ft_samples": pos_int, "verify_triggers": pos_int, "selected_triggers": pos_int, "trials": pos_int,
         "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
         "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
-        "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int,
+        "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int, "overwrite_optimizer": _choice(OPTIMIZERS),
         # the comparison
         "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "knockoff_budgets": _list(pos_int, nonempty=False),

@@ -274,3 +274,21 @@ def test_every_zoo_member_learned_its_task(chapter):
     zoos = list(_zoos(r["metrics"]))
     for where, rows in zoos:
         _every_model_learned_its_task({f"{row['model']} ({chapter}{where})": row["test accuracy"] for row in rows})
+
+
+def test_function_coupled_compares_the_papers_protocol_and_says_what_the_paper_does_not_give():
+    """Issue 34: the paper's ASR rows read the selected triggers (the code's protocol), the held-out triggers are the
+    book's own rows, and Table 3 rows the paper does not have (r = 0.7 / 0.9, direct #2 / #3) say 'not in the paper'."""
+    r = _load("function_coupled")
+    m, rows = r["metrics"], {row["what"]: row for row in r["paper_vs_ours"]}
+    for t in m["table12"]:
+        assert t["ASR (selected triggers)"] >= t["ASR (embedded triggers)"], t["model"]  # a selection is the upper end
+        assert rows[f"Table 2: ASR, {t['model']} (selected triggers): the code's protocol"]["paper"] != "—"
+        assert rows[f"Table 2 (ours): ASR, {t['model']}, held-out triggers"]["status"] == "not in the paper"
+    table3 = {w: row for w, row in rows.items() if w.startswith("Table 3: original ASR after overwriting")}
+    assert table3
+    for w, row in table3.items():
+        in_paper = w.startswith(("Table 3: original ASR after overwriting, direct #1,",
+                                 "Table 3: original ASR after overwriting, invisible r = 0.5,"))
+        assert (row["status"] == "not in the paper") == (not in_paper), w
+    assert not any(row["status"] == "deviates" and row["paper"] == "—" for row in rows.values())

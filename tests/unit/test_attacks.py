@@ -24,8 +24,21 @@ def test_global_pruning_removes_the_smallest_weights(trained):
     assert kept[kept > 0].min() >= orig.kthvalue(int(0.5 * len(orig))).values - 1e-7
 
 
+def test_feature_pruning_ranks_every_weight_but_the_classifiers_together_as_wen_et_als_code(trained):
+    layers = attacks.model._weights(trained)
+    pruned = attacks.prune_magnitude(trained, 0.5, "features")
+    after = attacks.model._weights(pruned)
+    assert torch.equal(after[-1][0].weight, layers[-1][0].weight)  # the classifier is whole
+    kept = torch.cat([m.weight.flatten() for m, _ in after[:-1]])
+    orig = torch.cat([m.weight.abs().flatten() for m, _ in layers[:-1]])
+    assert float((kept == 0).float().mean()) == pytest.approx(0.5, abs=1e-3)  # half of the rest, ranked together
+    assert kept[kept != 0].abs().min() >= orig.kthvalue(int(0.5 * len(orig))).values - 1e-7
+    shares = [float((m.weight == 0).float().mean()) for m, _ in after[:-1]]
+    assert max(shares) - min(shares) > 0.05  # global, not layer by layer
+
+
 def test_bad_prune_arguments(trained):
-    with pytest.raises(ValueError, match="global, layer"):
+    with pytest.raises(ValueError, match="global, layer, features"):
         attacks.prune_magnitude(trained, 0.5, "channel")
     with pytest.raises(ValueError, match="amount"):
         attacks.prune_magnitude(trained, 1.0)

@@ -25,7 +25,7 @@ from ..train import TrainConfig, evaluate, fit_cached
 from ..verify import Oracle, key_accuracy, verify_key
 from .base import Attack, OracleThreat, Suspect, Threat, register
 
-PRUNE_SCOPES = ("global", "layer")
+PRUNE_SCOPES = ("global", "layer", "features")
 
 # what an attack sweep measures on each attacked model: a Key (its key accuracy through an Oracle),
 # or any model -> score function (e.g. GradSigns' white-box bit accuracy)
@@ -60,7 +60,9 @@ def prune_magnitude(model: nn.Module, amount: float, scope: str = "global", perm
     """A copy with the ``amount`` fraction of smallest-magnitude conv / linear weights set to zero.
 
     ``scope='global'`` ranks all weights together (Han et al. 2015, as in GradSigns §4.3.1 and
-    Namba §4.3.1); ``'layer'`` prunes each layer by the same fraction. With ``permanent=False`` the
+    Namba §4.3.1); ``'layer'`` prunes each layer by the same fraction; ``'features'`` ranks together
+    every weight but the classifier's (the last linear layer), which it leaves whole, as Wen et al.'s
+    code prunes (``pruning.py``: LeNet-5's conv1, conv2, fc1 and fc2; ResNet-18's convolutions). With ``permanent=False`` the
     mask stays attached (torch.nn.utils.prune), so later training keeps pruned weights at zero;
     :func:`make_permanent` folds it in.
     """
@@ -69,9 +71,9 @@ def prune_magnitude(model: nn.Module, amount: float, scope: str = "global", perm
     if not 0.0 <= amount < 1.0:
         raise ValueError(f"amount must be in [0, 1), got {amount}")
     model = copy.deepcopy(model)
-    params = _weights(model)
+    params = _weights(model)[:-1] if scope == "features" else _weights(model)
     if amount > 0:
-        if scope == "global":
+        if scope in ("global", "features"):
             prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
         else:
             for m, name in params:
@@ -251,16 +253,19 @@ def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int) -> tup
 
 
 def overwrite_table(targets: dict, task, cfg: TrainConfig, thief_seed: int, test: Split, n_queries: int, alpha: float,
-                    seed: int = 0) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+                    seed: int = 0, also: dict[str, dict[str, Key]] | None = None) -> tuple[dict[str, nn.Module], pd.DataFrame]:
     """Wen et al. Table 3: per name, ``targets[name] = (model, owner's held-out key, its null,
     thief scheme)``; the model overwritten by the thief (:func:`overwrite`, its key drawn with
     ``thief_seed``), then the owner's ASR, the thief's, whether the shared verifier still claims the
-    model for the owner, and its test accuracy. Returns the overwritten models and the table."""
+    model for the owner, and its test accuracy; ``also[name]`` (column -> owner's key) adds the
+    owner's ASR on other keys, as ``original ASR (column)``. Returns the overwritten models and the table."""
     overwritten, rows = {}, []
     for name, (model, key, null, thief) in targets.items():
         overwritten[name], thief_held_out = overwrite(model, thief, task, cfg, thief_seed)
         o = Oracle(overwritten[name])
-        rows.append({"model": name, "original ASR": key_accuracy(o, key), "new ASR": key_accuracy(o, thief_held_out),
+        rows.append({"model": name, "original ASR": key_accuracy(o, key),
+                     **{f"original ASR ({col})": key_accuracy(o, k) for col, k in (also or {}).get(name, {}).items()},
+                     "new ASR": key_accuracy(o, thief_held_out),
                      "owner still claimed": verify_key(o, key, n_queries=n_queries, null=null, alpha=alpha, seed=seed).claimed,
                      "test accuracy": evaluate(overwritten[name], test, next(overwritten[name].parameters()).device)})
     return overwritten, pd.DataFrame(rows).set_index("model")

@@ -46,8 +46,8 @@ class Watermarked:
 
     @property
     def verify_key(self) -> Key:
-        """The key the owner verifies with: the embedded one, or the held-out one for a scheme
-        whose protocol verifies on fresh triggers (Wen et al. §5)."""
+        """The key the owner verifies with: the embedded one, or the held-out one for a scheme the
+        book verifies on fresh triggers (Wen et al.'s: a pattern, not memorised samples)."""
         return self.held_out if self.scheme.verifies_held_out else self.key
 
 
