@@ -248,7 +248,7 @@ def level_reasons(row: dict, alpha: float, judge: dict | None = None) -> dict[st
     key's claims are the accuser's doing); without it, a claim says the null understates how clean
     models differ."""
     if judge is None:
-        return level_texts(pair_text(row, " claimed"), alpha, deviates=", so the null understates how clean models differ")
+        return level_texts(pair_text(row, " claimed"), alpha)
     beside = f"; the judge's private zoo claims {pair_text(judge)}"
     return level_texts(pair_text(row, " claimed"), alpha, model_based=beside, deviates=beside)
 

@@ -589,24 +589,24 @@ def models_needed(alpha: float, confidence: float = 0.95) -> int:
     return int(np.ceil(np.log(1.0 - confidence) / np.log(1.0 - alpha)))
 
 
-def level_texts(seen: str, alpha: float, model_based: str = "", deviates: str = "") -> dict[str, str]:
+def level_texts(seen: str, alpha: float, model_based: str = "",
+                deviates: str = ", so the null understates how clean models differ") -> dict[str, str]:
     """Why a promise "false claims <= ``alpha``" got the status it got, one text per status
     (:meth:`wmlib.report.PaperVsOurs.add`), after ``seen`` (what was counted, e.g. :func:`pairs_text`):
     *model-based* when the rate meets ``alpha`` but its measured bound does not (the promise rests on
     the null model), *deviates* when the rate itself is above ``alpha``; each followed by its own
-    ``model_based`` / ``deviates`` words."""
+    ``model_based`` / ``deviates`` words (by default a claim on clean models says the null
+    understates how they differ)."""
     return {"model-based": f"{seen}: the bound is above α = {alpha:g}, so '≤ α' rests on the null model, not on this "
                            f"measurement{model_based}",
             "deviates": f"{seen}: the rate is above α = {alpha:g}{deviates}"}
 
 
 def level_reasons(rate: PairRate, alpha: float, suspect: str = "clean zoo model", key: str = "key") -> dict[str, str]:
-    """:func:`level_texts` for a rate over clean zoo models: what would measure the level, and what a
-    claim says (the null understates how clean models differ)."""
+    """:func:`level_texts` for a rate over clean zoo models, with what would measure the level."""
     return level_texts(rate.text(suspect, key), alpha,
                        model_based=f"; with no claim, {models_needed(alpha, rate.confidence)} independent {suspect}s "
-                                   f"would bound it at α",
-                       deviates=", so the null understates how clean models differ")
+                                   f"would bound it at α")
 
 
 def _exact_high(k: int, n: int, level: float) -> float:

@@ -291,4 +291,6 @@ def test_function_coupled_compares_the_papers_protocol_and_says_what_the_paper_d
         in_paper = w.startswith(("Table 3: original ASR after overwriting, direct #1,",
                                  "Table 3: original ASR after overwriting, invisible r = 0.5,"))
         assert (row["status"] == "not in the paper") == (not in_paper), w
-    assert not any(row["status"] == "deviates" and row["paper"] == "—" for row in rows.values())
+    # the paper gives no number at 80 % pruning on MNIST ("performs well till" 0.8): no row compares one
+    pruned = [row for w, row in rows.items() if w.startswith("Figs. 8-9:")]
+    assert pruned and all(row["status"] == "not in the paper" for row in pruned)

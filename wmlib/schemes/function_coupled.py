@@ -34,7 +34,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from ..data import Split, Splits
 from ..keys import Key
 from ..models import weight_layers
-from ..train import History, TrainConfig, fit, to_float
+from ..train import History, TrainConfig, fit, predict_proba, to_float
 from .base import Generation, Scheme
 
 FUSIONS = ("direct", "invisible")
@@ -301,8 +301,6 @@ def most_confident(model: nn.Module, key: Key, k: int) -> Key:
     (``select_wm_images.py`` ranks the watermarked model's confidence on the trigger files it
     trained on; ``test_injection.py`` and ``prune_model.py`` read those). A selection by the model
     under test, not a sample: its ASR is the upper end of the embedded triggers'."""
-    from ..train import predict_proba
-
     if k < 1:
         raise ValueError(f"select at least one trigger, got {k}")
     p = predict_proba(model, key.x).cpu()
@@ -381,13 +379,12 @@ def embed_variants(knobs: dict, splits: Splits, variants: dict, keys: dict, zoo,
                                                          scheme=s, device=device, progress=progress)
         nulls[name] = zoo.null(held_out, confidence=knobs["zoo_confidence"])
         selected[name] = most_confident(marked[name], key, knobs["selected_triggers"])
-        v = verify_key(Oracle(marked[name]), held_out, n_queries=knobs["n_queries"], null=nulls[name], alpha=knobs["alpha"],
-                       seed=knobs["seed"])
+        o = Oracle(marked[name])
+        v = verify_key(o, held_out, n_queries=knobs["n_queries"], null=nulls[name], alpha=knobs["alpha"], seed=knobs["seed"])
         rows.append({"model": name, "test accuracy": evaluate(marked[name], splits.test, device),
                      f"class-{i} test accuracy": evaluate(marked[name], splits.test.where(i), device),
-                     "ASR (embedded triggers)": key_accuracy(Oracle(marked[name]), key),
-                     "ASR (selected triggers)": key_accuracy(Oracle(marked[name]), selected[name]),
-                     "ASR (held-out triggers)": key_accuracy(Oracle(marked[name]), held_out),
+                     "ASR (embedded triggers)": key_accuracy(o, key), "ASR (selected triggers)": key_accuracy(o, selected[name]),
+                     "ASR (held-out triggers)": key_accuracy(o, held_out),
                      "clean model's ASR": key_accuracy(Oracle(clean), held_out), "zoo threshold": v.threshold,
                      "claimed": v.claimed, "p-value": v.p_value})
     table = pd.DataFrame(rows).set_index("model")
