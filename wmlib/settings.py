@@ -22,7 +22,7 @@ from .rules import pair as _pair
 from .rules import settings_of as _settings
 from .rules import text as _text
 from .rules import weights as _weights
-from .schemes import gradsigns, namba2019, zhang2018
+from .schemes import function_coupled, gradsigns, namba2019, zhang2018
 from .train import OPTIMIZERS, SCHEDULES, check_precision
 
 
@@ -154,6 +154,8 @@ def _rules(chapter: str) -> dict:
         # function-coupled
         "sources": _pair(), "r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)), "replicates": pos_int,
         "mask_ratio": _real(0.0, 1.0, hi_open=True), "mask_sweep": _list(_real(0.0, 1.0, hi_open=True)),
+        "mask_scope": _choice(function_coupled.MASK_SCOPES), "embed_from": _choice(function_coupled.EMBED_FROM),
+        "embed_lr": pos, "embed_epochs": _int(1, none=True),
         "ft_lr": _real(0.0, _INF), "ft_samples": pos_int, "verify_triggers": pos_int, "selected_triggers": pos_int, "trials": pos_int,
         "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
         "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
@@ -328,7 +330,7 @@ _TITLES = {"zhang2018": "Zhang et al. 2018", "namba2019": "Namba & Sakuma 2019",
 _HIGHLIGHTS = {"zhang2018": ("kinds", "key_fraction"), "namba2019": ("n_keys", "T", "key_per_batch", "retrain_epochs",
                                                                      "ae_epochs", "folds"),
                "li2019": ("hosts", "key_fraction", "host_steps"), "gradsigns": ("bits", "target", "lam"),
-               "function_coupled": ("sources", "target", "key_fraction", "mask_ratio", "ft_lr"),
+               "function_coupled": ("sources", "target", "key_fraction", "embed_from", "mask_ratio", "mask_scope", "ft_lr"),
                "comparison": ("seeds", "entries", "attacks"),
                "integrity": ("accuser_seeds", "accuser_surrogates", "accuser_eps", "judge_zoo", "suspects")}
 

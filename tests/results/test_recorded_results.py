@@ -294,3 +294,32 @@ def test_function_coupled_compares_the_papers_protocol_and_says_what_the_paper_d
     # the paper gives no number at 80 % pruning on MNIST ("performs well till" 0.8): no row compares one
     pruned = [row for w, row in rows.items() if w.startswith("Figs. 8-9:")]
     assert pruned and all(row["status"] == "not in the paper" for row in pruned)
+
+
+def test_function_coupled_reads_the_cost_against_the_control_and_names_each_protocol_ablation():
+    """Issue 34, second slice: fine-tuned into the clean model (the code's embedding), a watermark's cost is read against
+    the clean model fine-tuned alike without triggers; the digits run puts back, one at a time, what the chapter did
+    before (from scratch, 5 % triggers, the classifier masked), and the rows of the ablated watermarks name the numbers."""
+    from wmlib.schemes import function_coupled as fc
+
+    r = _load("function_coupled")
+    m, cfg, rows = r["metrics"], r["config"], {row["what"]: row for row in r["paper_vs_ours"]}
+    controlled = cfg["embed_from"] == "clean"
+    for t in m["table12"]:
+        assert ("change vs control" in t) == controlled, t["model"]
+        what = f"Table 2: test-accuracy change, {t['model']}" + (", against the control" if controlled else "")
+        assert what in rows and rows[what]["ours"] == f"{t['change vs control' if controlled else 'change vs clean']:+.2%}", what
+    digits = m["digits"]
+    if digits is None:
+        return
+    ablated = {}
+    for row in digits["ablations"]:
+        ablated.setdefault(row["watermark"], []).append(row["training"])
+    dcfg = {**cfg, **{k[len("digits_"):]: v for k, v in cfg.items() if k.startswith("digits_") and v is not None}}
+    for name, trainings in ablated.items():
+        expected = ["protocol"] + [a for a, (change, _) in fc.ABLATIONS.items()
+                                   if any(dcfg.get(k, getattr(fc.FunctionCoupled, k, None)) != v for k, v in change.items())]
+        assert trainings == expected, (name, trainings)
+        for what, row in rows.items():
+            if what.startswith((f"Table 2: test-accuracy change, {name}", f"Table 2: ASR, {name} (")):
+                assert "under the protocol" in row["reason"] and "from scratch" in row["reason"], what

@@ -23,7 +23,8 @@ def test_bad_knobs():
     for kw, match in ((dict(fusion="blend"), "direct, invisible"), (dict(r=1.0), r"r must be in \(0, 1\)"),
                       (dict(sources=(2, 2)), "two different classes"), (dict(target=3), "must not be a source"),
                       (dict(key_fraction=0.0), "key_fraction"), (dict(verify_triggers=0), "verify_triggers"),
-                      (dict(mask_ratio=1.0), r"mask_ratio .* \[0, 1\)"), (dict(ft_lr=-1.0), "ft_lr")):
+                      (dict(mask_ratio=1.0), r"mask_ratio .* \[0, 1\)"), (dict(ft_lr=-1.0), "ft_lr"),
+                      (dict(mask_scope="conv"), "features, all")):
         with pytest.raises(ValueError, match=match):
             FunctionCoupled(**kw)
 
@@ -67,7 +68,7 @@ def test_key_triggers_and_held_out_verification_triggers(toy):
 
 def test_random_mask_drops_p_rescales_in_training_and_is_the_identity_in_eval():
     lin = nn.Linear(100, 100)
-    fc.apply_random_masking(lin, 0.3, seed=0)
+    fc.apply_random_masking(lin, 0.3, seed=0, scope="all")  # one layer: the classifier
     (pm,) = [p for _, p in fc.masks(lin)]
     w = lin.parametrizations.weight.original
     lin.train()
@@ -85,9 +86,22 @@ def test_random_mask_drops_p_rescales_in_training_and_is_the_identity_in_eval():
     assert not parametrize.is_parametrized(lin) and torch.equal(lin.weight, w)
 
 
+@pytest.mark.parametrize("scope", ["features", "all"])
+def test_the_mask_scope_leaves_the_classifier_whole_or_masks_it(scope):
+    """[code] masks LeNet-5's conv1, conv2, fc1 and fc2, never the classifier fc3; 'all' masks every layer."""
+    m = models.build("lenet5", 1, 10)
+    fc.apply_random_masking(m, 0.2, seed=0, scope=scope)
+    layers = models.weight_layers(m)
+    masked = [parametrize.is_parametrized(x, "weight") for x in layers]
+    assert masked == [True] * (len(layers) - 1) + [scope == "all"] and len(layers) == 5
+    with pytest.raises(ValueError, match="features, all"):
+        fc.apply_random_masking(models.build("lenet5", 1, 10), 0.2, scope="conv")
+    assert FunctionCoupled(mask_ratio=0.2, mask_scope=scope).config()["mask_scope"] == scope  # a new model, a new cache key
+
+
 def test_masked_weights_do_not_move_under_momentum_and_weight_decay():
     lin = nn.Linear(50, 50)
-    fc.apply_random_masking(lin, 0.5, seed=1)
+    fc.apply_random_masking(lin, 0.5, seed=1, scope="all")
     (pm,) = [p for _, p in fc.masks(lin)]
     opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
     lin.train()
@@ -226,7 +240,8 @@ class _FlatZoo:
 CHAPTER = dict(sources=[0, 3], key_fraction=0.05, verify_triggers=40, selected_triggers=20, key_per_batch=10, mask_ratio=0.1, ft_lr=0.01,
                ft_samples=100, replicates=2, r_values=[0.5], seed=0, model="lenet5", epochs=6, batch_size=64, optimizer="adam",
                lr=3e-3, momentum=0.9, weight_decay=5e-4, schedule="none", milestones=[], augment=False, zoo_confidence=None,
-               n_queries=40, alpha=0.01)
+               n_queries=40, alpha=0.01, mask_scope="features", embed_from="scratch", embed_lr=0.01, embed_epochs=None,
+               table4_prune=0.8)
 
 
 def test_the_chapter_pipeline_embeds_every_watermark_and_gates_it(toy):
@@ -245,6 +260,54 @@ def test_the_chapter_pipeline_embeds_every_watermark_and_gates_it(toy):
     # a zoo whose clean models already answer the triggers with t leaves nothing to claim: the gate stops the run
     with pytest.raises(RuntimeError, match=r"raise -p epochs \(now 6\)"):
         fc.embed_variants(CHAPTER, toy, variants, keys, _FlatZoo(0.99), torch.device("cpu"), progress=False)
+
+
+def test_the_embedding_schedule_is_the_codes_scaled_to_the_epochs():
+    knobs = dict(CHAPTER, embed_from="clean", epochs=10, lr=0.05, schedule="cosine")
+    e = fc.embed_config(knobs)
+    assert (e.epochs, e.optimizer, e.lr, e.schedule, e.milestones) == (10, "sgd", 0.01, "step", (4, 6, 9))
+    assert fc.embed_config(dict(knobs, embed_epochs=40)).milestones == (15, 25, 35)  # [code]: 40 epochs, x0.1 at 15 / 25 / 35
+    scratch = fc.embed_config(dict(knobs, embed_from="scratch"))
+    assert (scratch.epochs, scratch.lr, scratch.schedule) == (10, 0.05, "cosine")
+
+
+def test_a_watermark_embedded_from_the_clean_model_starts_at_its_weights(toy):
+    clean = train.train_classifier("fc-test-clean", "lenet1", toy, replace(CFG, epochs=2), progress=False)[0]
+    s = FunctionCoupled(key_fraction=0.05, verify_triggers=40)
+    key, _ = s.make_key(toy, seed=0)
+    knobs = dict(CHAPTER, model="lenet1", embed_from="clean", embed_lr=1e-6, embed_epochs=1)
+    near = fc.embed_one(knobs, toy, s, key, clean, "fc-test-from-clean", progress=False)[0]
+    far = fc.embed_one(dict(knobs, embed_from="scratch", epochs=1), toy, s, key, clean, "fc-test-scratch", progress=False)[0]
+    gap = lambda m: max(float((a - b).abs().max()) for a, b in zip(m.state_dict().values(), clean.state_dict().values()))
+    assert gap(near) < 1e-3 < gap(far)
+
+
+def test_each_ablation_changes_one_thing_back(toy, monkeypatch):
+    import pandas as pd
+
+    knobs = dict(CHAPTER, embed_from="clean", epochs=2, key_fraction=0.02)
+    variants = fc.chapter_variants(knobs, target=1)
+    keys = {name: s.make_key(toy, seed=kseed) for name, (s, kseed) in variants.items()}
+    out = fc.embed_variants(knobs, toy, {"direct #1": variants["direct #1"]}, keys, _FlatZoo(0.1), progress=False)
+    calls = []
+
+    def embed_one(k, splits, scheme, key, clean, tag, device=None, progress=True):
+        calls.append((k["embed_from"], scheme.key_fraction, scheme.mask_scope, len(key), clean is out.clean))
+        return out.marked["direct #1"], None
+    monkeypatch.setattr(fc, "embed_one", embed_one)
+    frame = fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], device=torch.device("cpu"))
+    n = len(keys["direct #1"][0])
+    assert calls == [("scratch", 0.02, "features", n, True), ("clean", 0.05, "features", 40, True),
+                     ("clean", 0.02, "all", n, True)] and n == 16
+    assert list(frame.index) == [("direct #1", t) for t in ("protocol", *fc.ABLATIONS)]
+    calls.clear()
+    fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], {"10 % triggers": ({"key_fraction": 0.1}, "")})
+    assert calls == [("clean", 0.1, "features", 80, True)]
+    with pytest.raises(ValueError, match="unknown knobs: epoch"):
+        fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], {"typo": ({"epoch": 3}, "")})
+    text = fc.ablation_text(pd.DataFrame({"x": [0.5, 0.9]}, index=pd.MultiIndex.from_tuples(
+        [("w", "protocol"), ("w", "from scratch")])), "w", "x", paper=1.0)
+    assert text == "50.0% under the protocol; 90.0% from scratch (closest to the paper's: from scratch)"
 
 
 def test_overwriting_table_reports_both_watermarks_on_a_copy(toy, trained):
@@ -267,7 +330,8 @@ def test_the_digits_run_is_the_chapter_on_mnist_5k():
     from wmlib import settings
     cfg = settings.resolve("function_coupled", "default")
     d = settings.variant("function_coupled", cfg, "digits")
-    assert (d["dataset"], d["key_fraction"], d["verify_triggers"], d["transfer_dataset"]) == ("mnist-5k", 0.05, 80, "fashion-mnist")
+    # 1 % of the 3,000 owner digits: the code's 30 triggers
+    assert (d["dataset"], d["key_fraction"], d["verify_triggers"], d["transfer_dataset"]) == ("mnist-5k", 0.01, 80, "fashion-mnist")
     assert d["sources"] == cfg["sources"] and d["mask_ratio"] == cfg["mask_ratio"]  # the method is unchanged
     assert settings.variant("function_coupled", settings.resolve("function_coupled", "default", digits_dataset="off"),
                             "digits") is None
@@ -291,6 +355,10 @@ def test_the_mnist_rows_name_each_number_by_its_paper_vs_ours_row():
     assert rows["Figs. 5-6: ASR after 10 fine-tuning trials, direct #1 (code's thief)"] == 0.95
     assert rows["Figs. 8-9: ASR at 80% pruning, invisible r = 0.5"] == 0.8
     assert rows["Table 3: the thief's new ASR, invisible r = 0.5"] == 0.5 and len(rows) == 1 + 2 * 2 + 1 + 1 + 2 * 2
+    # fine-tuned into the clean model, the cost is read against the control fine-tuned alike
+    controlled = table.assign(**{"change vs control": [0.002, -0.004]})
+    rows = fc.mnist_rows(0.97, controlled, {}, {}, overwritten, 10, 0.8)
+    assert rows["Table 2: test-accuracy change, invisible r = 0.5"] == -0.004
 
 
 def test_the_selected_triggers_are_the_ones_the_model_is_surest_of(toy, trained):

@@ -20,7 +20,7 @@ from .. import data as _data
 from .. import rules
 from ..data import Split
 from ..keys import Key, fgsm
-from ..models import weight_layers
+from ..models import feature_layers, weight_layers
 from ..train import TrainConfig, evaluate, fit_cached
 from ..verify import Oracle, key_accuracy, verify_key
 from .base import Attack, OracleThreat, Suspect, Threat, register
@@ -71,7 +71,7 @@ def prune_magnitude(model: nn.Module, amount: float, scope: str = "global", perm
     if not 0.0 <= amount < 1.0:
         raise ValueError(f"amount must be in [0, 1), got {amount}")
     model = copy.deepcopy(model)
-    params = _weights(model)[:-1] if scope == "features" else _weights(model)
+    params = [(m, "weight") for m in feature_layers(model)] if scope == "features" else _weights(model)
     if amount > 0:
         if scope in ("global", "features"):
             prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)

@@ -6,11 +6,15 @@ bottom-right quarters of a white 2W x 2H canvas and resizes it back to W x H; *i
 (Eq. 3) blends them, ``r · x_i + (1 - r) · x_j``. Training mixes the triggers into every batch,
 with two enhancements:
 
-* **Random weight masking** (§4.2, Eq. 4-6): every conv / linear weight is multiplied by a random
-  0/1 mask ``M`` that drops a share ``p`` of it and is rescaled by ``1 / (1 - p)``; the masked
-  weights get no update in that step, the plain weights are used at inference, and the mask is
-  redrawn every epoch (Algorithm 1). A ``torch.nn.utils.parametrize`` transform, as exponential
-  weighting is in the Namba chapter, not a second training loop.
+* **Random weight masking** (§4.2, Eq. 4-6): every conv / linear weight but the classifier's is
+  multiplied by a random 0/1 mask ``M`` that drops a share ``p`` of it and is rescaled by
+  ``1 / (1 - p)``; the masked weights get no update in that step, the plain weights are used at
+  inference, and the mask is redrawn every epoch (Algorithm 1). A ``torch.nn.utils.parametrize``
+  transform, as exponential weighting is in the Namba chapter, not a second training loop. Which
+  layers: §4.2 applies the masks "to the convolutional layers" and, a paragraph on, brings "the
+  sparsity into both the convolutional and full-connected layers"; [code] masks LeNet-5's conv1,
+  conv2, fc1 and fc2 and ResNet-18's convolutions, never the classifier (``mask_scope='features'``;
+  ``'all'`` masks the classifier too, as this chapter did before).
 * **Train-time fine-tuning** (§4.3, Eq. 7-8): after every epoch, a masked update on ``K_ft`` clean
   training images with a small learning rate ``η'``.
 
@@ -23,7 +27,7 @@ source by ``r``: we follow Eq. 3.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -33,11 +37,16 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 from ..data import Split, Splits
 from ..keys import Key
-from ..models import weight_layers
+from ..models import feature_layers, weight_layers
 from ..train import History, TrainConfig, fit, predict_proba, to_float
 from .base import Generation, Scheme
 
 FUSIONS = ("direct", "invisible")
+MASK_SCOPES = ("features", "all")  # every conv / linear layer but the classifier ([code]), or every one
+EMBED_FROM = ("clean", "scratch")  # the watermark fine-tuned into the clean model ([code]), or trained from scratch
+# [code]'s embedding (tinyimagenet-wm.py): the clean checkpoint fine-tuned 40 epochs, SGD 0.01 (momentum 0.9, weight decay
+# 5e-4), x0.1 at epochs 15, 25 and 35
+CODE_EMBED_EPOCHS, CODE_EMBED_MILESTONES, CODE_EMBED_LR = 40, (15, 25, 35), 0.01
 
 
 def fuse_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -94,13 +103,16 @@ def masks(model: nn.Module) -> list[tuple[nn.Module, RandomMask]]:
             for pm in m.parametrizations.weight if isinstance(pm, RandomMask)]
 
 
-def apply_random_masking(model: nn.Module, p: float, seed: int = 0) -> nn.Module:
-    """Register :class:`RandomMask` on the weight of every conv / linear layer, in place (p = 0
-    registers nothing), and draw the first masks."""
+def apply_random_masking(model: nn.Module, p: float, seed: int = 0, scope: str = "features") -> nn.Module:
+    """Register :class:`RandomMask` on the weight of every conv / linear layer but the classifier
+    (``scope='features'``) or of every one (``'all'``), in place (p = 0 registers nothing), and
+    draw the first masks."""
+    if scope not in MASK_SCOPES:
+        raise ValueError(f"unknown mask scope {scope!r}; choose one of: {', '.join(MASK_SCOPES)}")
     if p == 0.0:
         return model
     g = torch.Generator().manual_seed(seed)
-    for m in weight_layers(model):
+    for m in (feature_layers(model) if scope == "features" else weight_layers(model)):
         if parametrize.is_parametrized(m, "weight"):
             raise ValueError("the model already has a weight parametrization")
         parametrize.register_parametrization(m, "weight", RandomMask(p, g))
@@ -177,6 +189,7 @@ class FunctionCoupled(Scheme):
     verify_triggers: int = 90          # held-out triggers for verification (§5: 90)
     key_per_batch: int = 10            # triggers appended to every batch ([code]: 10 per 128)
     mask_ratio: float = 0.0            # p, the share of each weight dropped (0: no masking)
+    mask_scope: str = "features"       # the layers masked: every conv / linear but the classifier, or "all"
     ft_lr: float = 0.0                 # η' of the train-time fine-tune (0: none)
     ft_samples: int = 1000             # K_ft clean images per train-time fine-tune
     # the clean models whose answers chose ``target`` (pick_target): what they answer is in sample, so no false-claim
@@ -211,6 +224,8 @@ class FunctionCoupled(Scheme):
                 raise ValueError(f"{f} must be a positive integer, got {v!r}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio (p, the dropped share) must be in [0, 1), got {self.mask_ratio}")
+        if self.mask_scope not in MASK_SCOPES:
+            raise ValueError(f"unknown mask_scope {self.mask_scope!r}; choose one of: {', '.join(MASK_SCOPES)}")
         if self.ft_lr < 0:
             raise ValueError(f"ft_lr (η') must be >= 0 (0: no train-time fine-tune), got {self.ft_lr}")
 
@@ -285,7 +300,7 @@ class FunctionCoupled(Scheme):
         """Algorithm 1: train on the owner's data with ``key_per_batch`` triggers appended to every
         batch, under random weight masking and train-time fine-tuning when enabled; the masks are
         removed at the end (inference uses the plain weights)."""
-        apply_random_masking(model, self.mask_ratio, seed=cfg.seed)
+        apply_random_masking(model, self.mask_ratio, seed=cfg.seed, scope=self.mask_scope)
         try:
             with frozen_masked_weights(model):
                 return fit(model, splits.owner, cfg, key=key.split, key_per_batch=self.key_per_batch,
@@ -334,10 +349,35 @@ def chapter_variants(knobs: dict, target: int, chosen_on=()) -> dict[str, tuple[
     base = FunctionCoupled(sources=tuple(knobs["sources"]), target=target, target_chosen_on=tuple(chosen_on),
                            key_fraction=knobs["key_fraction"],
                            verify_triggers=knobs["verify_triggers"], key_per_batch=knobs["key_per_batch"],
-                           mask_ratio=knobs["mask_ratio"], ft_lr=knobs["ft_lr"], ft_samples=knobs["ft_samples"])
+                           mask_ratio=knobs["mask_ratio"], mask_scope=knobs["mask_scope"], ft_lr=knobs["ft_lr"],
+                           ft_samples=knobs["ft_samples"])
     variants = {f"direct #{k + 1}": (replace(base, fusion="direct"), knobs["seed"] + k) for k in range(knobs["replicates"])}
     variants.update({f"invisible r = {r:g}": (replace(base, fusion="invisible", r=r), knobs["seed"]) for r in knobs["r_values"]})
     return variants
+
+
+def embed_config(knobs: dict) -> TrainConfig:
+    """How the chapter embeds a watermark (``knobs['embed_from']``): ``'clean'`` fine-tunes the clean
+    model as [code] does, SGD at ``embed_lr`` for ``embed_epochs`` (None: ``epochs``) with [code]'s
+    steps (x0.1 at 15, 25 and 35 of 40 epochs, scaled to the epochs); ``'scratch'`` trains a new model
+    with the chapter's recipe (``epochs``, ``lr``, ``schedule``)."""
+    if knobs["embed_from"] == "scratch":
+        return TrainConfig.from_knobs(knobs)
+    epochs = knobs["embed_epochs"] or knobs["epochs"]
+    steps = sorted({round(m * epochs / CODE_EMBED_EPOCHS) for m in CODE_EMBED_MILESTONES} - {0, epochs})
+    return TrainConfig.from_knobs(knobs, epochs=epochs, optimizer="sgd", lr=knobs["embed_lr"], schedule="step", milestones=steps)
+
+
+def embed_one(knobs: dict, splits: Splits, scheme: FunctionCoupled, key: Key, clean: nn.Module, tag: str, device=None,
+              progress: bool = True) -> tuple[nn.Module, History]:
+    """One watermarked model and its training history, embedded as ``knobs['embed_from']`` says
+    (:func:`embed_config`): fine-tuned from ``clean`` or trained from scratch (``clean`` unused).
+    Cached like every model."""
+    from ..train import train_classifier
+
+    init = clean if knobs["embed_from"] == "clean" else None
+    return train_classifier(tag, knobs["model"], splits, embed_config(knobs), key=key, scheme=scheme, init=init,
+                            device=device, progress=progress)[:2]
 
 
 @dataclass
@@ -354,15 +394,20 @@ class Embedded:
     nulls: dict
     table: "pd.DataFrame"
     selected: dict
+    # embedding by fine-tuning: the clean model fine-tuned alike without triggers, whose accuracy separates what the
+    # watermark costs from what the extra epochs give (None when every model trains from scratch)
+    control_accuracy: float | None = None
 
 
 def embed_variants(knobs: dict, splits: Splits, variants: dict, keys: dict, zoo, device=None, tag: str = "fc",
                    progress: bool = True) -> Embedded:
     """Tables 1-2: train (or load) the clean model and one model per watermark of ``variants`` (keys:
-    name -> (embedded, held-out) keys), then the embedding gate: the shared verifier, against the
+    name -> (embedded, held-out) keys; each embedded by :func:`embed_one`), then the embedding gate: the shared verifier, against the
     ``zoo``'s null, must claim every model on its held-out triggers, or this raises and names the knobs.
     The ASR is read three ways: on the embedded triggers, on the ``selected_triggers`` of them the
-    model is surest of (the code's protocol, :func:`most_confident`), and on the held-out ones."""
+    model is surest of (the code's protocol, :func:`most_confident`), and on the held-out ones. When
+    the watermarks are fine-tuned into the clean model, a control is fine-tuned alike without
+    triggers (column "change vs control": the watermark's cost net of the extra epochs)."""
     import pandas as pd
 
     from ..train import evaluate, train_classifier
@@ -372,11 +417,15 @@ def embed_variants(knobs: dict, splits: Splits, variants: dict, keys: dict, zoo,
     tcfg = TrainConfig.from_knobs(knobs)
     clean, clean_hist, _ = train_classifier(f"{tag}-clean", knobs["model"], splits, tcfg, device=device, progress=progress)
     base_acc = evaluate(clean, splits.test, device)
+    control_acc = None
+    if knobs["embed_from"] == "clean":
+        control = train_classifier(f"{tag}-clean-control", knobs["model"], splits, embed_config(knobs), init=clean, device=device,
+                                   progress=progress)[0]
+        control_acc = evaluate(control, splits.test, device)
     marked, hists, nulls, selected, rows = {}, {}, {}, {}, []
     for name, (s, _) in variants.items():
         key, held_out = keys[name]
-        marked[name], hists[name], _ = train_classifier(f"{tag}-{name.replace(' ', '')}", knobs["model"], splits, tcfg, key=key,
-                                                         scheme=s, device=device, progress=progress)
+        marked[name], hists[name] = embed_one(knobs, splits, s, key, clean, f"{tag}-{name.replace(' ', '')}", device, progress)
         nulls[name] = zoo.null(held_out, confidence=knobs["zoo_confidence"])
         selected[name] = most_confident(marked[name], key, knobs["selected_triggers"])
         o = Oracle(marked[name])
@@ -389,24 +438,102 @@ def embed_variants(knobs: dict, splits: Splits, variants: dict, keys: dict, zoo,
                      "claimed": v.claimed, "p-value": v.p_value})
     table = pd.DataFrame(rows).set_index("model")
     table.insert(1, "change vs clean", table["test accuracy"] - base_acc)
+    if control_acc is not None:
+        table.insert(2, "change vs control", table["test accuracy"] - control_acc)
     clean_i = evaluate(clean, splits.test.where(i), device)
-    require_claimed(table["claimed"].to_dict(), f"raise -p epochs (now {knobs['epochs']}) or -p key_fraction "
+    epochs = "embed_epochs" if knobs["embed_from"] == "clean" else "epochs"
+    require_claimed(table["claimed"].to_dict(), f"raise -p {epochs} (now {embed_config(knobs).epochs}) or -p key_fraction "
                     f"(now {knobs['key_fraction']}), or pick another -p target")
-    return Embedded(clean, base_acc, clean_i, clean_hist, marked, hists, nulls, table, selected)
+    return Embedded(clean, base_acc, clean_i, clean_hist, marked, hists, nulls, table, selected, control_acc)
+
+
+# The protocol's ablations (run on the digits, the paper's task): each changes one thing from the chapter's protocol back to
+# what the chapter did before, so that a row's reason can name the difference that moves it
+ABLATIONS = {
+    "from scratch": ({"embed_from": "scratch"}, "trained from scratch with the chapter's recipe, not fine-tuned into the "
+                                                "clean model as [code] does"),
+    "5 % triggers": ({"key_fraction": 0.05}, "5 % of the owner's images as triggers (the paper: fewer than 1 %; [code]: 30)"),
+    "classifier masked": ({"mask_scope": "all"}, "the classifier masked too (the paper and [code] mask the other layers)"),
+}
+
+
+def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Embedded, names, ablations: dict = ABLATIONS,
+           device=None, tag: str = "fc", progress: bool = False) -> "pd.DataFrame":
+    """The watermarks ``names`` embedded again with each of ``ablations`` (label -> (knob changes,
+    what it is)): a knob of :class:`FunctionCoupled` changes the scheme, any other the chapter's
+    knobs (``embed_from``); one the protocol already has is left out. One row per (watermark,
+    training), ``protocol`` first (``embedded``'s
+    model): test accuracy and its change against the clean model (and the control, when there is
+    one: :func:`embed_variants`), the first source class's
+    accuracy, the ASR on the embedded, selected and held-out triggers, and the selected and held-out
+    ASR and test accuracy after pruning ``table4_prune`` as [code] prunes."""
+    import pandas as pd
+
+    from ..attacks.model import prune_magnitude
+    from ..train import evaluate
+    from ..verify import Oracle, key_accuracy
+
+    own = {f.name for f in fields(FunctionCoupled)}
+    i, rate = knobs["sources"][0], knobs["table4_prune"]
+    rows = []
+    for name in names:
+        s, kseed = variants[name]
+        runs = {"protocol": (embedded.marked[name], keys[name][0], embedded.selected[name])}
+        for label, (change, _) in ablations.items():
+            unknown = set(change) - own - set(knobs)
+            if unknown:
+                raise ValueError(f"ablation {label!r} changes unknown knobs: {', '.join(sorted(unknown))}")
+            sa = replace(s, **{k: v for k, v in change.items() if k in own})
+            ka = {**knobs, **{k: v for k, v in change.items() if k not in own}}
+            if sa == s and ka == knobs:
+                continue  # the protocol already does this: nothing to ablate
+            key = sa.make_key(splits, seed=kseed)[0]
+            m = embed_one(ka, splits, sa, key, embedded.clean, f"{tag}-{name.replace(' ', '')}-{label.replace(' ', '')}", device,
+                          progress)[0]
+            runs[label] = (m, key, most_confident(m, key, knobs["selected_triggers"]))
+        held_out = keys[name][1]
+        for label, (m, key, sel) in runs.items():
+            o, pruned = Oracle(m), prune_magnitude(m, rate, scope="features")
+            acc = evaluate(m, splits.test, device)
+            rows.append({"watermark": name, "training": label, "test accuracy": acc,
+                         "change vs clean": acc - embedded.clean_accuracy,
+                         **({} if embedded.control_accuracy is None else {"change vs control": acc - embedded.control_accuracy}),
+                         f"class-{i} test accuracy": evaluate(m, splits.test.where(i), device),
+                         "ASR (embedded)": key_accuracy(o, key), "ASR (selected)": key_accuracy(o, sel),
+                         "ASR (held-out)": key_accuracy(o, held_out),
+                         f"ASR (selected) at {rate:.0%} pruning": key_accuracy(Oracle(pruned), sel),
+                         f"ASR (held-out) at {rate:.0%} pruning": key_accuracy(Oracle(pruned), held_out),
+                         f"test accuracy at {rate:.0%} pruning": evaluate(pruned, splits.test, device)})
+    return pd.DataFrame(rows).set_index(["watermark", "training"])
+
+
+def ablation_text(frame: "pd.DataFrame", name: str, column: str, fmt: str = "{:.1%}", paper: float | None = None) -> str:
+    """``column`` of :func:`ablate`'s ``frame`` for watermark ``name`` in words, the protocol first:
+    "p under the protocol; a from scratch; b with 5 % triggers; ..."; with ``paper``, the training
+    whose number is closest to it is named."""
+    rows = frame.loc[name, column]
+    words = {"protocol": "under the protocol", "from scratch": "from scratch", "5 % triggers": "with 5 % triggers",
+             "classifier masked": "with the classifier masked"}
+    text = "; ".join(f"{fmt.format(v)} {words.get(label, label)}" for label, v in rows.items())
+    if paper is not None:
+        text += f" (closest to the paper's: {words.get((closest := (rows - paper).abs().idxmin()), closest)})"
+    return text
 
 
 def mnist_rows(clean_accuracy: float, table, finetuned: dict, pruned: dict, overwritten, trials: int,
                prune_rate: float) -> dict[str, float]:
     """A run's numbers that the paper reports on MNIST, by paper-vs-ours row, every ASR on the
     selected triggers (the code's protocol, :func:`most_confident`): Table 1's clean accuracy;
-    Table 2's accuracy change and ASR per watermark (``table``: :attr:`Embedded.table`); the ASR
+    Table 2's accuracy change (against the control when there is one) and ASR per watermark
+    (``table``: :attr:`Embedded.table`); the ASR
     after ``trials`` trials of the code's fine-tuning thief and after pruning ``prune_rate`` as the
     code prunes (``finetuned`` / ``pruned``: watermark -> ASR); Table 3's ASRs after overwriting
     (``overwritten``: :func:`wmlib.attacks.overwrite_table`'s table, with its ``selected`` column;
     the thief's own ASR on its held-out triggers)."""
     names = list(table.index)
+    change = "change vs control" if "change vs control" in table else "change vs clean"  # see embed_variants
     return {"Table 1: clean test accuracy": clean_accuracy,
-            **{f"Table 2: test-accuracy change, {n}": table.loc[n, "change vs clean"] for n in names},
+            **{f"Table 2: test-accuracy change, {n}": table.loc[n, change] for n in names},
             **{f"Table 2: ASR, {n} (selected triggers)": table.loc[n, "ASR (selected triggers)"] for n in names},
             **{f"Figs. 5-6: ASR after {trials} fine-tuning trials, {n} (code's thief)": v for n, v in finetuned.items()},
             **{f"Figs. 8-9: ASR at {prune_rate:.0%} pruning, {n}": v for n, v in pruned.items()},
