@@ -305,6 +305,9 @@ _CMP_COMMON = dict(
     advtrain_eps=0.1, advtrain_alpha=0.025, advtrain_steps=10, advtrain_mix=0.5, advtrain_epochs=5,
     # JPEG: WRT's lowest CIFAR-10 quality
     jpeg_quality=45,
+    # input preprocessing (wmlib.attacks.input_preprocessing), WRT's first CIFAR-10 setting of each: Gaussian smoothing
+    # std 0.5 pixels, mean and median smoothing 3 x 3, 16 quantisation bins, feature squeezing to 4 bits
+    smoothing_std=0.5, smoothing_kernel=3, quantization_bins=16, squeeze_bits=4,
     # the verifier
     n_queries=100, alpha=0.01, zoo_confidence=0.99,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)

@@ -8,6 +8,7 @@
 * :mod:`.extraction` — retraining on stolen labels (same or another architecture), distillation, Knockoff Nets;
 * :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion and unlearning;
 * :mod:`.adversarial_training` — PGD adversarial fine-tuning; :mod:`.jpeg` — JPEG-compressed queries;
+* :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries;
 * :mod:`.combined` — attacks chained.
 
 Each module registers its attacks of the comparison suite (:data:`REGISTRY`, in this order); a new
@@ -32,6 +33,8 @@ from .fine_pruning import FinePruning, channel_activations, fine_prune, last_con
 from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
 from .adversarial_training import AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
+from .input_preprocessing import (PREPROCESSING, InputPreprocessing, PreprocessedOracle, squeeze_bits, flip_inputs,
+                                  gaussian_smooth, mean_smooth, median_smooth, quantize_inputs)
 from .combined import Chain
 
 __all__ = [n for n in dir() if not n.startswith("_")]
