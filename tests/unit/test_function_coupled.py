@@ -295,16 +295,17 @@ def test_each_ablation_changes_one_thing_back(toy, monkeypatch):
         calls.append((k["embed_from"], scheme.key_fraction, scheme.mask_scope, len(key), clean is out.clean))
         return out.marked["direct #1"], None
     monkeypatch.setattr(fc, "embed_one", embed_one)
-    frame = fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], device=torch.device("cpu"))
+    prune = lambda m: m
+    frame = fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], prune, device=torch.device("cpu"))
     n = len(keys["direct #1"][0])
     assert calls == [("scratch", 0.02, "features", n, True), ("clean", 0.05, "features", 40, True),
                      ("clean", 0.02, "all", n, True)] and n == 16
     assert list(frame.index) == [("direct #1", t) for t in ("protocol", *fc.ABLATIONS)]
     calls.clear()
-    fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], {"10 % triggers": ({"key_fraction": 0.1}, "")})
+    fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], prune, {"10 % triggers": ({"key_fraction": 0.1}, "")})
     assert calls == [("clean", 0.1, "features", 80, True)]
     with pytest.raises(ValueError, match="unknown knobs: epoch"):
-        fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], {"typo": ({"epoch": 3}, "")})
+        fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], prune, {"typo": ({"epoch": 3}, "")})
     text = fc.ablation_text(pd.DataFrame({"x": [0.5, 0.9]}, index=pd.MultiIndex.from_tuples(
         [("w", "protocol"), ("w", "from scratch")])), "w", "x", paper=1.0)
     assert text == "50.0% under the protocol; 90.0% from scratch (closest to the paper's: from scratch)"

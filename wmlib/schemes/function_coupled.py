@@ -457,19 +457,18 @@ ABLATIONS = {
 }
 
 
-def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Embedded, names, ablations: dict = ABLATIONS,
-           device=None, tag: str = "fc", progress: bool = False) -> "pd.DataFrame":
+def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Embedded, names, prune,
+           ablations: dict = ABLATIONS, device=None, tag: str = "fc", progress: bool = False) -> "pd.DataFrame":
     """The watermarks ``names`` embedded again with each of ``ablations`` (label -> (knob changes,
     what it is)): a knob of :class:`FunctionCoupled` changes the scheme, any other the chapter's
     knobs (``embed_from``); one the protocol already has is left out. One row per (watermark,
-    training), ``protocol`` first (``embedded``'s
-    model): test accuracy and its change against the clean model (and the control, when there is
-    one: :func:`embed_variants`), the first source class's
-    accuracy, the ASR on the embedded, selected and held-out triggers, and the selected and held-out
-    ASR and test accuracy after pruning ``table4_prune`` as [code] prunes."""
+    training), ``protocol`` first (``embedded``'s model): test accuracy and its change against the
+    clean model (and the control, when there is one: :func:`embed_variants`), the first source
+    class's accuracy, the ASR on the embedded, selected and held-out triggers, and the selected and
+    held-out ASR and test accuracy of ``prune(model)`` (the chapter passes pruning ``table4_prune``
+    as [code] prunes: a scheme imports no attack)."""
     import pandas as pd
 
-    from ..attacks.model import prune_magnitude
     from ..train import evaluate
     from ..verify import Oracle, key_accuracy
 
@@ -493,7 +492,7 @@ def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Em
             runs[label] = (m, key, most_confident(m, key, knobs["selected_triggers"]))
         held_out = keys[name][1]
         for label, (m, key, sel) in runs.items():
-            o, pruned = Oracle(m), prune_magnitude(m, rate, scope="features")
+            o, pruned = Oracle(m), prune(m)
             acc = evaluate(m, splits.test, device)
             rows.append({"watermark": name, "training": label, "test accuracy": acc,
                          "change vs clean": acc - embedded.clean_accuracy,
