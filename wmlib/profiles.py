@@ -311,6 +311,12 @@ _CMP_COMMON = dict(
     # input preprocessing (wmlib.attacks.input_preprocessing), WRT's first CIFAR-10 setting of each: Gaussian smoothing
     # std 0.5 pixels, mean and median smoothing 3 x 3, 16 quantisation bins, feature squeezing to 4 bits
     smoothing_std=0.5, smoothing_kernel=3, quantization_bins=16, squeeze_bits=4,
+    # model modification (wmlib.attacks.modification), WRT's CIFAR-10 settings with the thief's fine-tuning recipe: FTLL 5
+    # epochs, RTLL 10, RTAL 5; weight shifting lambda 1.5 with noise of the layer's spread, 10 epochs; label smoothing
+    # epsilon 0.3, 5 epochs; weight quantization 5 bits, 1 epoch; L2 0.1 for 5 epochs, then 10 without (WRT: up to 50)
+    ftll_epochs=5, rtll_epochs=10, rtal_epochs=5, shift_lambda=1.5, shift_noise=1.0, shift_epochs=10,
+    label_smoothing_eps=0.3, label_smoothing_epochs=5, wq_bits=5, wq_epochs=1, l2_decay=0.1, l2_epochs=5,
+    l2_recovery_epochs=10,
     # the verifier
     n_queries=100, alpha=0.01, zoo_confidence=0.99,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
