@@ -317,6 +317,9 @@ _CMP_COMMON = dict(
     ftll_epochs=5, rtll_epochs=10, rtal_epochs=5, shift_lambda=1.5, shift_noise=1.0, shift_epochs=10,
     label_smoothing_eps=0.3, label_smoothing_epochs=5, wq_bits=5, wq_epochs=1, l2_decay=0.1, l2_epochs=5,
     l2_recovery_epochs=10,
+    # extraction (wmlib.attacks.extraction): the API's scores averaged over 3 augmented queries (WRT's averaging
+    # retraining); an ensemble of 3 models on disjoint thirds of the thief's images (WRT: 3 splits)
+    smooth_queries=3, ensemble_size=3,
     # the verifier
     n_queries=100, alpha=0.01, zoo_confidence=0.99,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)

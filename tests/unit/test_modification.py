@@ -20,6 +20,11 @@ SETTINGS = dict(ftll_epochs=2, rtll_epochs=3, rtal_epochs=2, shift_lambda=1.5, s
                 l2_recovery_epochs=1)
 
 
+# the task's public recipe the extraction attacks read (wmlib.attacks.extraction._recipe)
+_RECIPE = dict(batch_size=64, optimizer="adam", momentum=0.9, weight_decay=0.0, schedule="none", milestones=[],
+               augment=False, precision="fp32")
+
+
 def _threat(thief: Split, **settings) -> attacks.Threat:
     return attacks.Threat(thief=thief, spec=FMNIST, seed=3,
                           finetune=train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, seed=3),
@@ -121,3 +126,70 @@ def test_regularization_shrinks_the_weights_then_recovers(trained):
     strong = attacks.get("regularization").apply(trained, _threat(thief, l2_decay=1.0, l2_epochs=3)).oracle.model
     weak = attacks.get("regularization").apply(trained, _threat(thief, l2_decay=1e-6, l2_epochs=3)).oracle.model
     assert norm(strong) < 0.8 * norm(weak)
+
+
+# --------------------------------------------------------------------------- the reference's extraction variants
+
+class _FlippingAPI(Oracle):
+    """DAWN-like: the API answers a wrong class for a keyed share of the exact images it is sent."""
+
+    def __init__(self, model, flipped: set):
+        super().__init__(model)
+        self.flipped = flipped
+
+    def __call__(self, x):
+        p = super().__call__(x)
+        for i, img in enumerate(x):
+            if hash(bytes(img.to(torch.uint8).flatten().tolist()) if img.dtype == torch.uint8 else None) in self.flipped:
+                p[i] = p[i].roll(1)
+        return p
+
+
+def test_averaged_labels_dilute_answers_given_to_exact_images_only(trained):
+    from wmlib.attacks import extraction
+    x = blobs(60, seed=7).x
+    flipped = {hash(bytes(img.flatten().tolist())) for img in x[:20]}
+    api = _FlippingAPI(trained, flipped)
+    top1 = extraction.stolen_labels(api, x)
+    truth = Oracle(trained).predict(x)
+    assert (top1[:20] != truth[:20]).all() and torch.equal(top1[20:], truth[20:])  # plain retraining inherits the flips
+    avg = extraction.averaged_labels(api, x, 3, seed=0)
+    # augmented queries are never the exact images: the averages are the honest API's, flips and all left out
+    assert torch.allclose(avg.sum(1), torch.ones(60)) and torch.allclose(avg, extraction.averaged_labels(Oracle(trained), x, 3, 0))
+    assert api.queries == 60 + 3 * 60
+    assert torch.equal(avg, extraction.averaged_labels(api, x, 3, seed=0))  # seeded
+    assert not torch.equal(avg, extraction.averaged_labels(api, x, 1, seed=0))  # the number of queries is read
+    with pytest.raises(ValueError, match="positive integer"):
+        extraction.averaged_labels(api, x, 0, seed=0)
+
+
+def test_smooth_retraining_trains_a_fresh_model_on_averaged_scores(trained, monkeypatch):
+    from wmlib.attacks import extraction
+    thief = blobs(400, seed=5)
+    calls, real = [], extraction.averaged_labels
+
+    def averaged(oracle, x, n, seed):  # the toy's bands move under the reference's crop: read the wiring, then the fit
+        calls.append((n, seed, len(x)))
+        real(oracle, x, n, seed)
+        return nn.functional.one_hot(Oracle(trained).predict(x), 10).float()
+    monkeypatch.setattr(extraction, "averaged_labels", averaged)
+    s = attacks.get("smooth-retraining").apply(trained, _threat(thief, smooth_queries=2, extract_epochs=4, extract_lr=3e-3,
+                                                                 **_RECIPE))
+    assert calls == [(2, 3, len(thief))] and s.report["api_queries"] == 2 * len(thief)
+    assert s.oracle.model is not trained and not any(_same(s.oracle.model, trained))  # a fresh model
+    assert oracle_accuracy(s.oracle, Split(thief.x, Oracle(trained).predict(thief.x))) > 0.8
+
+
+def test_the_ensemble_trains_on_disjoint_shares_and_serves_the_average(trained):
+    from wmlib.attacks import extraction
+    thief = blobs(300, seed=5)
+    s = attacks.get("ensemble-extraction").apply(trained, _threat(thief, ensemble_size=3, extract_epochs=10,
+                                                                  extract_lr=3e-3, **_RECIPE))
+    ens = s.oracle.model
+    assert isinstance(ens, extraction.Ensemble) and len(ens.members) == 3 and s.report["api_queries"] == len(thief)
+    a, b = ens.members[0], ens.members[1]
+    assert not all(_same(a, b))
+    x = blobs(20, seed=8).x
+    mean = torch.stack([Oracle(m)(x) for m in ens.members]).mean(0)
+    assert torch.allclose(s.oracle(x), mean, atol=1e-5)
+    assert oracle_accuracy(s.oracle, Split(x, Oracle(trained).predict(x))) > 0.8

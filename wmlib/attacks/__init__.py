@@ -5,7 +5,8 @@
 * :mod:`.query` — query-side: input noise, score rounding, half-precision scores, score perturbation;
 * :mod:`.query_modification` — Namba & Sakuma's autoencoder query modification;
 * :mod:`.key_detector` — a key-sample detector that answers flagged queries with the runner-up class;
-* :mod:`.extraction` — retraining on stolen labels (same or another architecture), distillation, Knockoff Nets;
+* :mod:`.extraction` — retraining on stolen labels (same or another architecture), distillation, Knockoff Nets,
+  retraining on scores averaged over augmented queries, an ensemble on disjoint shares;
 * :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion and unlearning;
 * :mod:`.adversarial_training` — PGD adversarial fine-tuning; :mod:`.jpeg` — JPEG-compressed queries;
 * :mod:`.modification` — the reference toolkit's model modification: FTLL, RTLL, RTAL, weight shifting, label
@@ -30,7 +31,8 @@ from .query_modification import (AutoencoderBank, QueryModification, QueryModifi
                                  background_error, detection_table, invalidation_table, jensen_shannon,
                                  rec_loss_detection, train_autoencoder)
 from .key_detector import KeyDetector, KeyDetectorOracle
-from .extraction import Distillation, Knockoff, Retraining, Tempered, extract, knockoff_queries, stolen_labels
+from .extraction import (Distillation, Ensemble, EnsembleExtraction, Knockoff, Retraining, SmoothRetraining, Tempered,
+                         averaged_labels, extract, knockoff_queries, stolen_labels)
 from .fine_pruning import FinePruning, channel_activations, fine_prune, last_conv, mask_channels
 from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
 from .adversarial_training import AdversarialTraining, pgd_finetune

@@ -178,8 +178,79 @@ class Knockoff(Attack):
         return Suspect(Oracle(student), {**report, "dataset": k["knockoff_dataset"]})
 
 
+def averaged_labels(oracle: Oracle, x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """The API's scores for ``x`` averaged over ``n`` augmented queries of each image (random crop
+    with 4 pixels of zero padding and a horizontal flip, as the reference's CIFAR-10 loader
+    augments): what the reference's averaging retraining labels with (made to remove DAWN, whose
+    API flips a keyed share of its answers)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of augmented queries must be a positive integer, got {n!r}")
+    from ..train import augment_batch, to_float
+
+    g = torch.Generator().manual_seed(seed)
+    xf = to_float(x)
+    return torch.stack([oracle(augment_batch(xf, generator=g)) for _ in range(n)]).mean(0)
+
+
+class SmoothRetraining(Attack):
+    """The reference's averaging retraining: a fresh model of the stolen architecture trained on the
+    API's scores averaged over ``smooth_queries`` augmented queries of each of the thief's images."""
+    name, side = "smooth-retraining", "model"
+    about = "a fresh model trained on the API's scores averaged over augmented queries of each image"
+    knobs = {**_RECIPE, "smooth_queries": _COUNT}
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        o = Oracle(model)
+        y = averaged_labels(o, threat.thief.x, threat.settings["smooth_queries"], threat.seed)
+        cfg = _recipe(threat)
+        with preserved_rng():
+            torch.manual_seed(cfg.seed)
+            student = models.build(threat.model_name, threat.spec.channels, threat.spec.num_classes).to(_device(model))
+        fit_cached(student, Split(threat.thief.x, y), cfg, tag=f"{threat.tag}-{self.name}", device=_device(model),
+                   describe={"student": threat.model_name, "labels": f"scores averaged over {threat.settings['smooth_queries']} "
+                                                                      "augmented queries"})
+        student.eval()
+        return Suspect(Oracle(student), {"api_queries": o.queries, "student": threat.model_name})
+
+
+class Ensemble(nn.Module):
+    """The members' averaged probabilities, as log-probabilities (a softmax of them gives the average)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x):
+        p = torch.stack([m(x).float().softmax(1) for m in self.members]).mean(0)
+        return p.clamp_min(torch.finfo(p.dtype).tiny).log()
+
+
+class EnsembleExtraction(Attack):
+    """The reference's ensemble: ``ensemble_size`` fresh models of the stolen architecture, each trained
+    on its own disjoint share of the thief's images with the API's top-1 answers; the thief serves
+    their averaged probabilities."""
+    name, side = "ensemble-extraction", "model"
+    about = "fresh models on disjoint shares of the thief's images (the API's labels), their average served"
+    knobs = {**_RECIPE, "ensemble_size": rules.integer(2)}
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        k, o = threat.settings["ensemble_size"], Oracle(model)
+        if len(threat.thief) < k:
+            raise ValueError(f"ensemble_size {k} is more than the thief's {len(threat.thief)} images")
+        order = torch.randperm(len(threat.thief), generator=torch.Generator().manual_seed(threat.seed))
+        members = []
+        for i, part in enumerate(order.chunk(k)):
+            cfg = replace(_recipe(threat), seed=threat.seed + i)
+            member, _ = extract(o, threat.thief.x[part], threat.model_name, threat.spec, cfg, labels="top-1",
+                                tag=f"{threat.tag}-{self.name}", device=_device(model))
+            members.append(member)
+        return Suspect(Oracle(Ensemble(members).eval()), {"api_queries": o.queries, "members": k})
+
+
 register(Retraining())
 register(Retraining("retrain-other-arch", "extract_other_model",
                     "the same with another architecture (the thief does not know the owner's)"))
 register(Distillation())
 register(Knockoff())
+register(SmoothRetraining())
+register(EnsembleExtraction())
