@@ -130,3 +130,20 @@ def test_bad_settings_are_refused_when_read():
                                   ("feature-squeezing", dict(squeeze_bits=9), "1..7")):
         with pytest.raises(ValueError, match=match):
             attacks.get(name).check(settings, FMNIST)
+
+
+def test_input_reconstruction_replaces_each_query_by_the_thiefs_autoencoder_output():
+    """Built to be vulnerable: the watermark is a fine checkerboard on grey; an autoencoder trained on the
+    thief's plain grey-and-noise images cannot draw it back."""
+    from wmlib.data import Split
+    g = torch.Generator().manual_seed(0)
+    thief = Split((135 + torch.randint(-20, 21, (300, 1, 28, 28), generator=g)).to(torch.uint8), torch.zeros(300, dtype=torch.long))
+    pattern = _checker()
+    key = Key((135 + 12 * (pattern.repeat(20, 1, 1, 1) * 2 - 1)).to(torch.uint8), torch.ones(20, dtype=torch.long), {})
+    net = _PatternNet(pattern, key.x).eval()
+    assert key_accuracy(Oracle(net), key) == 1.0
+    threat = attacks.Threat(thief=thief, spec=FMNIST, seed=0, finetune=train.TrainConfig(epochs=1), budget=0.05,
+                            settings=dict(ae_epochs=3, ae_lr=1e-3), model_name="lenet5", scheme=None)
+    s = attacks.get("input-reconstruction").apply(net, threat)
+    assert key_accuracy(s.oracle, key) == 0.0 and s.oracle.queries == 20
+    assert s.report["thief_images"] == 300 and s.report["ae_final_loss"] < 1.0

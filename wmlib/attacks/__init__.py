@@ -11,7 +11,8 @@
 * :mod:`.adversarial_training` — PGD adversarial fine-tuning; :mod:`.jpeg` — JPEG-compressed queries;
 * :mod:`.modification` — the reference toolkit's model modification: FTLL, RTLL, RTAL, weight shifting, label
   smoothing, weight quantisation with fine-tuning, regularisation;
-* :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries;
+* :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries,
+  an always-on autoencoder;
 * :mod:`.combined` — attacks chained.
 
 Each module registers its attacks of the comparison suite (:data:`REGISTRY`, in this order); a new
@@ -39,7 +40,7 @@ from .adversarial_training import AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
 from .modification import (MODIFICATIONS, LastLayer, LabelSmoothing, Regularization, WeightQuantization, WeightShifting,
                            last_layer, quantize_bins, reset_last_layer, shift_weights, smoothed)
-from .input_preprocessing import (PREPROCESSING, InputPreprocessing, PreprocessedOracle, squeeze_bits, flip_inputs,
+from .input_preprocessing import (PREPROCESSING, InputPreprocessing, InputReconstruction, PreprocessedOracle, squeeze_bits, flip_inputs,
                                   gaussian_smooth, mean_smooth, median_smooth, quantize_inputs)
 from .combined import Chain
 

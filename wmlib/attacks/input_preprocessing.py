@@ -16,7 +16,11 @@ test accuracy, which the comparison reads on the thief's own validation split.
   this maps every bin);
 * ``feature-squeezing``: each value rounded to ``squeeze_bits`` bits (Xu et al., NDSS 2018; the
   reference: 4);
-* ``input-flip``: every query mirrored left to right (the reference's horizontal flip).
+* ``input-flip``: every query mirrored left to right (the reference's horizontal flip);
+* ``input-reconstruction``: every query replaced by its reconstruction through an autoencoder the
+  thief trains on its own images (Namba & Sakuma's Table 4 autoencoder, ``ae_epochs`` of Adam at
+  ``ae_lr``), always on; the reference loads a pretrained CIFAR-10 autoencoder. Namba & Sakuma's
+  query modification, which sends only the queries its detector flags, is :mod:`.query_modification`.
 
 SciPy's ``ndimage`` filters do the smoothing (``gaussian_filter``, ``uniform_filter``,
 ``median_filter``), over the two spatial axes only.
@@ -138,5 +142,22 @@ PREPROCESSING = (
                        {"squeeze_bits": rules.integer(1, 7)}, lambda s: _checked(lambda x: squeeze_bits(x, s["squeeze_bits"]))),
     InputPreprocessing("input-flip", "every query mirrored left to right (no training)", {}, lambda s: flip_inputs),
 )
-for _attack in PREPROCESSING:
+class InputReconstruction(Attack):
+    name, side = "input-reconstruction", "query"
+    about = "every query replaced by its reconstruction through the thief's autoencoder (always on)"
+    knobs = {"ae_epochs": rules.integer(1), "ae_lr": rules.number(0.0, rules.INF, lo_open=True)}
+
+    def apply(self, model, threat: Threat) -> Suspect:
+        from ..train import TrainConfig, reconstruct
+        from .query_modification import train_autoencoder
+
+        k = threat.settings
+        cfg = TrainConfig(epochs=k["ae_epochs"], batch_size=100, optimizer="adam", lr=k["ae_lr"], seed=threat.seed)
+        device = next(model.parameters()).device
+        ae, hist = train_autoencoder(threat.thief, tuple(threat.thief.x.shape[1:]), cfg, device, tag=f"{threat.tag}-{self.name}")
+        oracle = PreprocessedOracle(Oracle(model), lambda x: reconstruct(ae, x, device).cpu(), self.name)
+        return Suspect(oracle, {"thief_images": len(threat.thief), "ae_final_loss": hist.loss[-1] if hist.loss else float("nan")})
+
+
+for _attack in (*PREPROCESSING, InputReconstruction()):
     register(_attack)
