@@ -313,9 +313,11 @@ _CMP_COMMON = dict(
     smoothing_std=0.5, smoothing_kernel=3, quantization_bins=16, squeeze_bits=4,
     # model modification (wmlib.attacks.modification), WRT's CIFAR-10 settings with the thief's fine-tuning recipe: FTLL 5
     # epochs, RTLL 10, RTAL 5; weight shifting lambda 1.5 with noise of the layer's spread, 10 epochs; label smoothing
-    # epsilon 0.3, 5 epochs; weight quantization 5 bits, 1 epoch; L2 0.1 for 5 epochs, then 10 without (WRT: up to 50)
+    # epsilon 0.3, 5 epochs (label noising alike: WRT ships no CIFAR-10 setting for it); weight quantization 5 bits,
+    # 1 epoch; L2 0.1 for 5 epochs, then 10 without (WRT: up to 50)
     ftll_epochs=5, rtll_epochs=10, rtal_epochs=5, shift_lambda=1.5, shift_noise=1.0, shift_epochs=10,
-    label_smoothing_eps=0.3, label_smoothing_epochs=5, wq_bits=5, wq_epochs=1, l2_decay=0.1, l2_epochs=5,
+    label_smoothing_eps=0.3, label_smoothing_epochs=5, label_noise_eps=0.3, label_noising_epochs=5, wq_bits=5, wq_epochs=1,
+    l2_decay=0.1, l2_epochs=5,
     l2_recovery_epochs=10,
     # extraction (wmlib.attacks.extraction): the API's scores averaged over 3 augmented queries (WRT's averaging
     # retraining); an ensemble of 3 models on disjoint thirds of the thief's images (WRT: 3 splits)

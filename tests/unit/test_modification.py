@@ -16,7 +16,7 @@ from wmlib.verify import Oracle, oracle_accuracy
 
 FMNIST = DATASETS["fashion-mnist"]
 SETTINGS = dict(ftll_epochs=2, rtll_epochs=3, rtal_epochs=2, shift_lambda=1.5, shift_noise=1.0, shift_epochs=1,
-                label_smoothing_eps=0.3, label_smoothing_epochs=2, wq_bits=5, wq_epochs=1, l2_decay=0.1, l2_epochs=2,
+                label_smoothing_eps=0.3, label_smoothing_epochs=2, label_noise_eps=0.3, label_noising_epochs=2, wq_bits=5, wq_epochs=1, l2_decay=0.1, l2_epochs=2,
                 l2_recovery_epochs=1)
 
 
@@ -118,6 +118,18 @@ def test_label_smoothing_targets_and_the_softer_model():
     hard = attacks.get("label-smoothing").apply(m, _threat(thief, label_smoothing_epochs=3, label_smoothing_eps=0.0)).oracle
     assert float(soft(thief.x).max(1).values.mean()) < min(0.85, confident - 0.05)
     assert float(hard(thief.x).max(1).values.mean()) > 0.9  # epsilon is what softens it
+
+
+def test_label_noising_mixes_random_rows_by_epsilon(trained):
+    y = torch.tensor([3, 1, 3])
+    t = mod.noised(y, 10, 0.3, seed=0)
+    assert torch.allclose(t.sum(1), torch.ones(3)) and (t.argmax(1) == y).all() and (t[:, 3][[0, 2]] >= 0.7).all()
+    assert torch.equal(t, mod.noised(y, 10, 0.3, seed=0)) and not torch.equal(t, mod.noised(y, 10, 0.3, seed=1))
+    assert torch.equal(mod.noised(y, 10, 0.0, seed=0), nn.functional.one_hot(y, 10).float())
+    thief = blobs(300, seed=5)
+    a = attacks.get("label-noising").apply(trained, _threat(thief)).oracle.model
+    b = attacks.get("label-noising").apply(trained, _threat(thief, label_noise_eps=0.9)).oracle.model
+    assert not all(_same(a, b))  # epsilon is read
 
 
 def test_regularization_shrinks_the_weights_then_recovers(trained):

@@ -10,7 +10,7 @@
 * :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion and unlearning;
 * :mod:`.adversarial_training` — PGD adversarial fine-tuning; :mod:`.jpeg` — JPEG-compressed queries;
 * :mod:`.modification` — the reference toolkit's model modification: FTLL, RTLL, RTAL, weight shifting, label
-  smoothing, weight quantisation with fine-tuning, regularisation;
+  smoothing and noising, weight quantisation with fine-tuning, regularisation;
 * :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries,
   an always-on autoencoder;
 * :mod:`.combined` — attacks chained.
@@ -38,8 +38,8 @@ from .fine_pruning import FinePruning, channel_activations, fine_prune, last_con
 from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
 from .adversarial_training import AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
-from .modification import (MODIFICATIONS, LastLayer, LabelSmoothing, Regularization, WeightQuantization, WeightShifting,
-                           last_layer, quantize_bins, reset_last_layer, shift_weights, smoothed)
+from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothing, Regularization, WeightQuantization, WeightShifting,
+                           last_layer, noised, quantize_bins, reset_last_layer, shift_weights, smoothed)
 from .input_preprocessing import (PREPROCESSING, InputPreprocessing, InputReconstruction, PreprocessedOracle, squeeze_bits, flip_inputs,
                                   gaussian_smooth, mean_smooth, median_smooth, quantize_inputs)
 from .combined import Chain

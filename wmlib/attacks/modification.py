@@ -12,6 +12,9 @@ model changed and trained on the thief's own images, each with the thief's fine-
   epochs, its learning rate ×10); PyTorch's ``label_smoothing`` target: ``(1 - ε) onehot + ε / K``.
   The reference's own loss moves the label mass of the top-2..k classes, which a top-1 label has
   none of;
+* ``label-noising``: fine-tuned on the API's labels mixed with random label rows,
+  ``(1 - ε) onehot + ε u / sum(u)`` with ``u`` uniform per image (the reference's loss; it ships no
+  CIFAR-10 setting: ε 0.3 and 5 epochs, as its label smoothing);
 * ``weight-quantization``: every parameter tensor rounded to the middles of ``2^bits`` equal bins
   between its minimum and maximum, then one epoch of fine-tuning (the API's labels; 5 bits);
   beside the suite's post-training ``quantize``;
@@ -170,6 +173,27 @@ class LabelSmoothing(_Modification):
         return Suspect(Oracle(m), report)
 
 
+def noised(labels: torch.Tensor, classes: int, eps: float, seed: int) -> torch.Tensor:
+    """``(1 - eps) onehot + eps u / sum(u)`` rows, ``u`` uniform per image (seeded)."""
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {eps}")
+    u = torch.rand(len(labels), classes, generator=torch.Generator().manual_seed(seed))
+    return (1.0 - eps) * nn.functional.one_hot(labels, classes).float() + eps * u / u.sum(1, keepdim=True)
+
+
+class LabelNoising(_Modification):
+    name, about = "label-noising", "fine-tuned on the API's labels mixed with random label rows"
+    knobs = {"label_noise_eps": rules.number(0.0, 1.0), "label_noising_epochs": _EPOCHS}
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        k = threat.settings
+        data, report = self._labels(model, threat, True)
+        soft = Split(data.x, noised(data.y, threat.spec.num_classes, k["label_noise_eps"], threat.seed))
+        cfg = replace(threat.finetune, epochs=k["label_noising_epochs"])
+        m = _train(copy.deepcopy(model), soft, cfg, {"attack": self.name, "eps": k["label_noise_eps"]})
+        return Suspect(Oracle(m), report)
+
+
 class WeightQuantization(_Modification):
     name, about = "weight-quantization", "every weight rounded to 2^bits levels, then one epoch of fine-tuning"
     knobs = {"wq_bits": rules.integer(1, 16), "wq_epochs": _EPOCHS}
@@ -201,7 +225,7 @@ MODIFICATIONS = (
                                                                       "(the API's labels)"),
     LastLayer("rtal", reset=True, train_all=True, stolen=True, about="the last layer re-initialised, every layer "
                                                                      "trained (the API's labels)"),
-    WeightShifting(), LabelSmoothing(), WeightQuantization(), Regularization(),
+    WeightShifting(), LabelSmoothing(), LabelNoising(), WeightQuantization(), Regularization(),
 )
 for _attack in MODIFICATIONS:
     register(_attack)
