@@ -205,3 +205,19 @@ def test_the_ensemble_trains_on_disjoint_shares_and_serves_the_average(trained):
     mean = torch.stack([Oracle(m)(x) for m in ens.members]).mean(0)
     assert torch.allclose(s.oracle(x), mean, atol=1e-5)
     assert oracle_accuracy(s.oracle, Split(x, Oracle(trained).predict(x))) > 0.8
+
+
+def test_adversarial_extraction_trains_a_fresh_model_on_the_apis_labels_with_pgd(trained, monkeypatch):
+    from wmlib.attacks import adversarial_training as adv
+    thief = blobs(300, seed=5)
+    wrong = Split(thief.x, (thief.y + 1) % 10)  # the thief's own labels all wrong: only the API's are right
+    seen = []
+    real = adv.pgd_finetune
+    monkeypatch.setattr(adv, "pgd_finetune", lambda *a, **kw: seen.append(a[3:7]) or real(*a, **kw))
+    s = attacks.get("adversarial-extraction").apply(trained, _threat(
+        wrong, extract_epochs=6, extract_lr=3e-3, advtrain_eps=0.05, advtrain_alpha=0.02, advtrain_steps=2, advtrain_mix=0.5,
+        **_RECIPE))
+    assert seen == [(0.05, 0.02, 2, 0.5)] and s.report["api_queries"] == len(thief)
+    assert not any(_same(s.oracle.model, trained))  # a fresh model, not the stolen one fine-tuned
+    api = Split(thief.x, Oracle(trained).predict(thief.x))
+    assert oracle_accuracy(s.oracle, api) > 0.6 and oracle_accuracy(s.oracle, wrong) < 0.2

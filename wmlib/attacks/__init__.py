@@ -8,7 +8,8 @@
 * :mod:`.extraction` — retraining on stolen labels (same or another architecture), distillation, Knockoff Nets,
   retraining on scores averaged over augmented queries, an ensemble on disjoint shares;
 * :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion and unlearning;
-* :mod:`.adversarial_training` — PGD adversarial fine-tuning; :mod:`.jpeg` — JPEG-compressed queries;
+* :mod:`.adversarial_training` — PGD adversarial fine-tuning, and adversarial extraction;
+* :mod:`.jpeg` — JPEG-compressed queries;
 * :mod:`.modification` — the reference toolkit's model modification: FTLL, RTLL, RTAL, weight shifting, label
   smoothing and noising, weight quantisation with fine-tuning, regularisation;
 * :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries,
@@ -36,7 +37,7 @@ from .extraction import (Distillation, Ensemble, EnsembleExtraction, Knockoff, R
                          averaged_labels, extract, knockoff_queries, stolen_labels)
 from .fine_pruning import FinePruning, channel_activations, fine_prune, last_conv, mask_channels
 from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
-from .adversarial_training import AdversarialTraining, pgd_finetune
+from .adversarial_training import AdversarialExtraction, AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
 from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothing, Regularization, WeightQuantization, WeightShifting,
                            last_layer, noised, quantize_bins, reset_last_layer, shift_weights, smoothed)

@@ -63,4 +63,34 @@ class AdversarialTraining(Attack):
         return Suspect(Oracle(out), {"epochs": k["advtrain_epochs"]})
 
 
+class AdversarialExtraction(Attack):
+    """The reference's adversarial model extraction: a fresh model of the stolen architecture trained
+    from scratch (the extraction recipe) on the API's top-1 answers to the thief's images, with PGD
+    examples of itself mixed into every batch (the adversarial-training knobs; the reference: ε 0.01 to
+    0.25, 40 steps of 0.01, 60 epochs on all 50,000 CIFAR-10 images)."""
+    name, side = "adversarial-extraction", "model"
+    about = "a fresh model trained on the API's labels with PGD examples of itself mixed in"
+    knobs = {"extract_epochs": rules.integer(1), "extract_lr": rules.number(0.0, rules.INF, lo_open=True),
+             **{k: v for k, v in AdversarialTraining.knobs.items() if k.startswith("advtrain_") and k != "advtrain_epochs"}}
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        import torch
+
+        from .. import models
+        from ..train import preserved_rng
+        from .extraction import _recipe, stolen_labels
+
+        k, o = threat.settings, Oracle(model)
+        y = stolen_labels(o, threat.thief.x)
+        cfg = _recipe(threat)
+        with preserved_rng():
+            torch.manual_seed(cfg.seed)
+            student = models.build(threat.model_name, threat.spec.channels, threat.spec.num_classes)
+        student = student.to(next(model.parameters()).device)
+        out = pgd_finetune(student, Split(threat.thief.x, y), cfg, k["advtrain_eps"], k["advtrain_alpha"], k["advtrain_steps"],
+                           k["advtrain_mix"], tag=f"{threat.tag}-adversarial-extraction")
+        return Suspect(Oracle(out.eval()), {"api_queries": o.queries, "student": threat.model_name})
+
+
 register(AdversarialTraining())
+register(AdversarialExtraction())
