@@ -322,6 +322,9 @@ _CMP_COMMON = dict(
     # extraction (wmlib.attacks.extraction): the API's scores averaged over 3 augmented queries (WRT's averaging
     # retraining); an ensemble of 3 models on disjoint thirds of the thief's images (WRT: 3 splits)
     smooth_queries=3, ensemble_size=3,
+    # transfer learning in WRT's sense: a clean LeNet pretrained 10 epochs on the thieves' half of the MNIST digits (the
+    # public data here; WRT downloads an ImageNet ResNet-34), its head replaced, fine-tuned 5 epochs (WRT: 5)
+    pretrain_dataset="mnist-5k", pretrain_epochs=10, pretrain_lr=0.05, tl_epochs=5,
     # the verifier
     n_queries=100, alpha=0.01, zoo_confidence=0.99,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)

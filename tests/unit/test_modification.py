@@ -221,3 +221,20 @@ def test_adversarial_extraction_trains_a_fresh_model_on_the_apis_labels_with_pgd
     assert not any(_same(s.oracle.model, trained))  # a fresh model, not the stolen one fine-tuned
     api = Split(thief.x, Oracle(trained).predict(thief.x))
     assert oracle_accuracy(s.oracle, api) > 0.6 and oracle_accuracy(s.oracle, wrong) < 0.2
+
+
+def test_transfer_learning_uses_no_stolen_weight_and_a_backbone_pretrained_elsewhere(trained):
+    from wmlib.attacks import extraction
+    thief = blobs(400, seed=5)
+    knobs = dict(pretrain_dataset="mnist-5k", pretrain_epochs=1, pretrain_lr=3e-3, tl_epochs=4, **_RECIPE)
+    s = attacks.get("transfer-learning").apply(trained, _threat(thief, **knobs))
+    net = s.oracle.model
+    pre = extraction.pretrained_backbone("lenet5", FMNIST, "mnist-5k", train.TrainConfig.from_knobs(
+        knobs, epochs=1, lr=3e-3, seed=3))
+    first = lambda m: next(x for x in m.modules() if isinstance(x, nn.Conv2d)).weight
+    # fine-tuned from the pretrained backbone (close to it), never from the stolen model (far from it)
+    assert float((first(net) - first(pre)).norm()) < float((first(net) - first(trained)).norm())
+    assert s.report["pretrained_on"] == "mnist-5k" and oracle_accuracy(s.oracle, thief) > 0.7  # the thief's true labels
+    with pytest.raises(ValueError, match="task's own distribution"):
+        attacks.get("transfer-learning").check(dict(knobs, pretrain_dataset="fashion-mnist"), FMNIST)
+    assert attacks.get("transfer-learning").public_images(knobs, FMNIST) == [("mnist-5k", True, "thief")]

@@ -1,7 +1,7 @@
 """What a thief does to dodge the proof: one contract (:mod:`.base`), one module per family.
 
 * :mod:`.model` — model-side: fine-tuning, pruning, prune + fine-tune, quantisation, adversarial
-  fine-tuning, transfer learning, overwriting;
+  fine-tuning, transfer to another task (Wen et al.), overwriting;
 * :mod:`.query` — query-side: input noise, score rounding, half-precision scores, score perturbation;
 * :mod:`.query_modification` — Namba & Sakuma's autoencoder query modification;
 * :mod:`.key_detector` — a key-sample detector that answers flagged queries with the runner-up class;
@@ -11,7 +11,8 @@
 * :mod:`.adversarial_training` — PGD adversarial fine-tuning, and adversarial extraction;
 * :mod:`.jpeg` — JPEG-compressed queries;
 * :mod:`.modification` — the reference toolkit's model modification: FTLL, RTLL, RTAL, weight shifting, label
-  smoothing and noising, weight quantisation with fine-tuning, regularisation;
+  smoothing and noising, weight quantisation with fine-tuning, regularisation, transfer learning from a clean
+  pretrained backbone;
 * :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries,
   an always-on autoencoder;
 * :mod:`.combined` — attacks chained.
@@ -34,12 +35,12 @@ from .query_modification import (AutoencoderBank, QueryModification, QueryModifi
                                  rec_loss_detection, train_autoencoder)
 from .key_detector import KeyDetector, KeyDetectorOracle
 from .extraction import (Distillation, Ensemble, EnsembleExtraction, Knockoff, Retraining, SmoothRetraining, Tempered,
-                         averaged_labels, extract, knockoff_queries, stolen_labels)
+                         averaged_labels, extract, knockoff_queries, pretrained_backbone, stolen_labels)
 from .fine_pruning import FinePruning, channel_activations, fine_prune, last_conv, mask_channels
 from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
 from .adversarial_training import AdversarialExtraction, AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
-from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothing, Regularization, WeightQuantization, WeightShifting,
+from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothing, Regularization, TransferLearning, WeightQuantization, WeightShifting,
                            last_layer, noised, quantize_bins, reset_last_layer, shift_weights, smoothed)
 from .input_preprocessing import (PREPROCESSING, InputPreprocessing, InputReconstruction, PreprocessedOracle, squeeze_bits, flip_inputs,
                                   gaussian_smooth, mean_smooth, median_smooth, quantize_inputs)

@@ -247,6 +247,27 @@ class EnsembleExtraction(Attack):
         return Suspect(Oracle(Ensemble(members).eval()), {"api_queries": o.queries, "members": k})
 
 
+def pretrained_backbone(model_name: str, spec: _data.DatasetSpec, dataset: str, cfg: TrainConfig, tag: str = "pretrained",
+                        device: torch.device | None = None) -> nn.Module:
+    """A clean ``model_name`` trained (from ``cfg.seed``) on the thieves' half of a public
+    ``dataset``'s training split, in the task's shape and with its class count: the stand-in for a
+    downloaded pretrained network (none can be downloaded here). Cached like every model."""
+    from ..train import fit, tensor_digest, train_or_load
+
+    x, y = _data.public_share(dataset, True, "thief")
+    if int(y.max()) >= spec.num_classes:
+        raise ValueError(f"the pretraining dataset {dataset!r} has more classes than the task's {spec.num_classes}")
+    data = Split(_data.to_shape(x, spec.channels, spec.image_size), y)
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg.seed)
+        return models.build(model_name, spec.channels, spec.num_classes)
+
+    config = {"model": model_name, "data": tensor_digest(data.x, data.y), "train": cfg.cache_fields(), "dataset": dataset}
+    net, _, _ = train_or_load(tag, config, build, lambda m: fit(m, data, cfg, device=device, progress=False), device)
+    return net
+
+
 register(Retraining())
 register(Retraining("retrain-other-arch", "extract_other_model",
                     "the same with another architecture (the thief does not know the owner's)"))

@@ -18,6 +18,8 @@ model changed and trained on the thief's own images, each with the thief's fine-
 * ``weight-quantization``: every parameter tensor rounded to the middles of ``2^bits`` equal bins
   between its minimum and maximum, then one epoch of fine-tuning (the API's labels; 5 bits);
   beside the suite's post-training ``quantize``;
+* ``transfer-learning`` (the reference's sense, not Wen et al.'s ``transfer``): no stolen weight; a
+  clean network pretrained on public data, head replaced, fine-tuned on the thief's images;
 * ``regularization``: fine-tuned with a strong L2 weight decay (0.1) for a few epochs (5), then
   fine-tuned without it (true labels; the reference fine-tunes up to 50 epochs with a patience of
   5, here a fixed number).
@@ -35,13 +37,14 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from .. import data as _data
 from .. import rules
 from ..data import Split
 from ..models import weight_layers
 from ..train import TrainConfig, fit_cached, preserved_rng
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
-from .extraction import stolen_labels
+from .extraction import pretrained_backbone, stolen_labels
 
 _EPOCHS = rules.integer(1)
 _POS = rules.number(0.0, rules.INF, lo_open=True)
@@ -219,13 +222,52 @@ class Regularization(_Modification):
         return Suspect(Oracle(m), {"thief_images": len(threat.thief)})
 
 
+class TransferLearning(Attack):
+    """The reference's transfer learning: no stolen weights at all. A clean network of the stolen
+    architecture pretrained on public data (the thieves' half of ``pretrain_dataset``, here, where
+    the reference downloads an ImageNet ResNet-34), its last layer replaced, fine-tuned on the
+    thief's images with their true labels for ``tl_epochs`` (the reference: 5) with the thief's
+    fine-tuning recipe. Removal by not copying: it tests whether the thief needs the model at all
+    (its accuracy against the budget), not whether a watermark survives in it."""
+    name, side = "transfer-learning", "model"
+    about = "a clean network pretrained on public data, head replaced, fine-tuned on the thief's images (no stolen weights)"
+    knobs = {"pretrain_dataset": rules.choice(_data.REGISTRY), "pretrain_epochs": _EPOCHS, "pretrain_lr": _POS,
+             "tl_epochs": _EPOCHS}
+
+    def check(self, settings: dict, spec: _data.DatasetSpec) -> None:
+        other = _data.spec(settings["pretrain_dataset"])
+        if other.source == spec.source:
+            raise ValueError(f"pretrain_dataset {settings['pretrain_dataset']!r} is the task's own distribution: the "
+                             "backbone is pretrained on other public data")
+        if other.num_classes > spec.num_classes:
+            raise ValueError(f"pretrain_dataset {settings['pretrain_dataset']!r} has more classes than the task")
+
+    def public_images(self, settings: dict, spec: _data.DatasetSpec) -> list[tuple[str, bool, str]]:
+        return [(settings["pretrain_dataset"], True, "thief")]
+
+    def images(self, threat: Threat) -> torch.Tensor:
+        x, _ = _data.public_share(threat.settings["pretrain_dataset"], True, "thief")
+        return _data.to_shape(x, threat.spec.channels, threat.spec.image_size)
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        k, device = threat.settings, next(model.parameters()).device
+        self.check(k, threat.spec)
+        pre = TrainConfig.from_knobs(k, epochs=k["pretrain_epochs"], lr=k["pretrain_lr"], seed=threat.seed)
+        backbone = pretrained_backbone(threat.model_name, threat.spec, k["pretrain_dataset"], pre,
+                                       tag=f"{threat.tag}-pretrained", device=device)
+        net = reset_last_layer(backbone, threat.seed)
+        _train(net, threat.thief, replace(threat.finetune, epochs=k["tl_epochs"]),
+               {"attack": self.name, "backbone": k["pretrain_dataset"], "pretrain": pre.cache_fields()})
+        return Suspect(Oracle(net.eval()), {"thief_images": len(threat.thief), "pretrained_on": k["pretrain_dataset"]})
+
+
 MODIFICATIONS = (
     LastLayer("ftll", reset=False, train_all=False, stolen=False, about="only the last layer fine-tuned (true labels)"),
     LastLayer("rtll", reset=True, train_all=False, stolen=True, about="the last layer re-initialised and trained alone "
                                                                       "(the API's labels)"),
     LastLayer("rtal", reset=True, train_all=True, stolen=True, about="the last layer re-initialised, every layer "
                                                                      "trained (the API's labels)"),
-    WeightShifting(), LabelSmoothing(), LabelNoising(), WeightQuantization(), Regularization(),
+    WeightShifting(), LabelSmoothing(), LabelNoising(), WeightQuantization(), Regularization(), TransferLearning(),
 )
 for _attack in MODIFICATIONS:
     register(_attack)
