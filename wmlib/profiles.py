@@ -303,6 +303,9 @@ _CMP_COMMON = dict(
     # nc_samples // 32 Adam steps each, over 2,000 thief images (BackdoorBench: 5 % of the training set); unlearning 1
     # epoch (the paper's §6.2) with 20 % of each batch stamped (the paper's share)
     nc_schedule_epochs=1000, nc_samples=2000, nc_share=0.2, nc_unlearn_epochs=1,
+    # Neural Cleanse pruning (WRT's): 10 % of the last conv layer's channels, those the flagged classes' reversed
+    # triggers drive most, then 5 epochs of fine-tuning on the API's labels
+    ncprune_ratio=0.1, ncprune_epochs=5,
     # PGD adversarial fine-tuning: Madry's MNIST eps 0.3 erases most of Fashion-MNIST; eps 0.1, 10 steps of 0.025,
     # half of every batch adversarial, 5 epochs (WRT: 5)
     advtrain_eps=0.1, advtrain_alpha=0.025, advtrain_steps=10, advtrain_mix=0.5, advtrain_epochs=5,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tests.conftest import blobs
-from wmlib import models, train
+from wmlib import attacks, models, train
 from wmlib.attacks import neural_cleanse as nc
 from wmlib.data import REGISTRY, Split
 from wmlib.keys import Key
@@ -231,3 +231,27 @@ def test_cleanse_flags_a_badnets_target_and_one_unlearning_epoch_removes_the_bac
     assert all(len(t.costs) == 10 and t.costs[0] == 0 for t in rep["triggers"])
     assert (Oracle(out).predict(_stamp(test.x)) == 3).float().mean() < 0.5  # the backdoor is unlearned
     assert train.evaluate(out, test) > 0.85
+
+
+def test_nc_pruning_prunes_the_channels_the_reversed_trigger_drives_and_weakens_the_backdoor(backdoored):
+    from wmlib.attacks import fine_pruning as fp
+    thief, test = blobs(400, seed=5), blobs(300, seed=2)
+    triggers = nc.reversed_triggers(backdoored, thief.x[:300], 10, 10, 0, mini_batch=10)
+    assert nc.flagged([t.norm for t in triggers], reached=[t.reached for t in triggers]) == [3]
+    cfg = train.TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-3, seed=0)
+    out, channels = nc.nc_prune(backdoored, thief, [triggers[3]], 0.25, cfg, samples=300)
+    assert len(channels) == 4  # a quarter of LeNet-5's 16 last-conv channels
+    x = train.to_float(thief.x[:300])
+    rise = fp.channel_activations(backdoored, triggers[3].stamp(x)) - fp.channel_activations(backdoored, x)
+    assert sorted(channels) == sorted(rise.argsort(descending=True)[:4].tolist())  # the most trigger-driven ones
+    conv = fp.last_conv(out)[0]
+    assert all(float(conv.weight[c].abs().sum()) == 0.0 for c in channels)  # pruned, and kept at zero while fine-tuning
+    before = float((Oracle(backdoored).predict(_stamp(test.x)) == 3).float().mean())
+    after = float((Oracle(out).predict(_stamp(test.x)) == 3).float().mean())
+    assert after < before - 0.2 and train.evaluate(out, test) > 0.85
+    # the registered attack: the API's labels, its knobs read; nothing flagged leaves the model as it is
+    threat = attacks.Threat(thief=thief, spec=REGISTRY["fashion-mnist"], seed=0, finetune=cfg, budget=0.05,
+                            settings=dict(finetune_lr=1e-3, nc_schedule_epochs=10, nc_samples=300, ncprune_ratio=0.25,
+                                          ncprune_epochs=2), model_name="lenet5", scheme=None)
+    s = attacks.get("nc-pruning").apply(backdoored, threat)
+    assert s.report["pruned"] == 4 and s.report["flagged"] == "3" and s.report["api_queries"] == len(thief)

@@ -7,7 +7,8 @@
 * :mod:`.key_detector` — a key-sample detector that answers flagged queries with the runner-up class;
 * :mod:`.extraction` — retraining on stolen labels (same or another architecture), distillation, Knockoff Nets,
   retraining on scores averaged over augmented queries, an ensemble on disjoint shares;
-* :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion and unlearning;
+* :mod:`.fine_pruning` — Liu et al.'s fine-pruning; :mod:`.neural_cleanse` — trigger inversion, unlearning and
+  pruning;
 * :mod:`.adversarial_training` — PGD adversarial fine-tuning, and adversarial extraction;
 * :mod:`.jpeg` — JPEG-compressed queries;
 * :mod:`.modification` — the reference toolkit's model modification: FTLL, RTLL, RTAL, weight shifting, label
@@ -37,7 +38,8 @@ from .key_detector import KeyDetector, KeyDetectorOracle
 from .extraction import (Distillation, Ensemble, EnsembleExtraction, Knockoff, Retraining, SmoothRetraining, Tempered,
                          averaged_labels, extract, knockoff_queries, pretrained_backbone, stolen_labels)
 from .fine_pruning import FinePruning, channel_activations, fine_prune, last_conv, mask_channels
-from .neural_cleanse import NeuralCleanse, Trigger, anomaly_index, cleanse, flagged, reverse_trigger, unlearn
+from .neural_cleanse import (NeuralCleanse, NeuralCleansePruning, Trigger, anomaly_index, cleanse, flagged, nc_prune,
+                             reverse_trigger, reversed_triggers, unlearn)
 from .adversarial_training import AdversarialExtraction, AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
 from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothing, Regularization, TransferLearning, WeightQuantization, WeightShifting,

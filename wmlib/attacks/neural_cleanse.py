@@ -73,8 +73,10 @@ from ..data import Split
 from ..keys import Key
 from ..train import TrainConfig, fit_cached, tensor_digest, to_float
 from ..verify import Oracle
-from .base import Attack, Suspect, Threat, register
-from .model import mixed_batches
+from .base import Attack, NotApplicable, Suspect, Threat, register
+from .extraction import stolen_labels
+from .fine_pruning import channel_activations, last_conv, mask_channels
+from .model import make_permanent, mixed_batches
 
 MINI_BATCH = 1000 // 32  # the authors' NB_SAMPLE // BATCH_SIZE: optimiser steps per schedule epoch
 MIN_REACHED = 3  # with 2 norms both anomaly indices are 1 / 1.4826: no outlier is possible below 3
@@ -268,6 +270,33 @@ def unlearn(model: nn.Module, thief: Split, triggers: list[Trigger], cfg: TrainC
     return model
 
 
+def reversed_triggers(model: nn.Module, images: torch.Tensor, num_classes: int, epochs: int, seed: int,
+                      **reverse_kw) -> list[Trigger]:
+    """A trigger reversed for every class (:func:`reverse_trigger`, class ``t`` seeded ``seed + t``)."""
+    return [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw) for t in range(num_classes)]
+
+
+def nc_prune(model: nn.Module, thief: Split, triggers: list[Trigger], ratio: float, cfg: TrainConfig,
+             samples: int, tag: str = "nc-pruning") -> tuple[nn.Module, list[int]]:
+    """Neural Cleanse's pruning defence (Wang et al. §6.1) as a thief's attack: the channels of the
+    last convolutional layer (:func:`~wmlib.attacks.fine_pruning.last_conv`) whose mean activation
+    rises most when the first ``samples`` thief images carry the reversed ``triggers`` (over every
+    trigger), ``ratio`` of them, are pruned; then fine-tuned with ``cfg`` on the thief's data, the
+    masks on. Returns the model and the pruned channels, most trigger-driven first."""
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"the pruned share must be in (0, 1), got {ratio}")
+    device = next(model.parameters()).device
+    x = to_float(thief.x[:samples])
+    stamped = torch.cat([t.stamp(x) for t in triggers])
+    rise = channel_activations(model, stamped, device) - channel_activations(model, x, device)
+    k = max(1, int(round(ratio * len(rise))))
+    channels = torch.argsort(rise, descending=True, stable=True)[:k].tolist()
+    pruned = mask_channels(model, channels)
+    fit_cached(pruned, thief, cfg, tag=tag, device=device,
+               describe={"attack": "nc-pruning", "channels": channels})
+    return make_permanent(pruned), channels
+
+
 def cleanse(model: nn.Module, thief: Split, num_classes: int, cfg: TrainConfig, *, samples: int, epochs: int,
             unlearn_epochs: int = 1, share: float = 0.2, seed: int = 0, tag: str = "neural-cleanse",
             **reverse_kw) -> tuple[nn.Module, dict]:
@@ -277,8 +306,7 @@ def cleanse(model: nn.Module, thief: Split, num_classes: int, cfg: TrainConfig, 
     mask norms, anomaly indices (NaN: not converged) and reached flags, the flagged and unreached
     classes, the median norm of the converged masks, the ``outcome`` and the triggers."""
     images = thief.x[:samples]
-    triggers = [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw)
-                for t in range(num_classes)]
+    triggers = reversed_triggers(model, images, num_classes, epochs, seed, **reverse_kw)
     norms, reached = [t.norm for t in triggers], [t.reached for t in triggers]
     flags = flagged(norms, reached=reached)
     if sum(reached) < MIN_REACHED:
@@ -341,4 +369,37 @@ class NeuralCleanse(Attack):
                 "median_norm": report["median_norm"]}
 
 
+class NeuralCleansePruning(Attack):
+    """The reference's Neural Cleanse pruning: triggers reversed for every class as the unlearning
+    attack reverses them; the flagged classes' triggers (none flagged: nothing to prune, the model as
+    it is) pick ``ncprune_ratio`` of the last conv layer's channels to prune (the reference: 10 % of one
+    late layer), then ``ncprune_epochs`` of fine-tuning on the API's labels (the reference: 5)."""
+    name, side = "nc-pruning", "model"
+    about = "the channels a reversed Neural Cleanse trigger drives most pruned, then fine-tuned (the API's labels)"
+    knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True), "nc_schedule_epochs": rules.integer(1),
+             "nc_samples": rules.integer(1), "ncprune_ratio": rules.number(0.0, 1.0, lo_open=True, hi_open=True),
+             "ncprune_epochs": rules.integer(1)}
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        try:
+            last_conv(model)
+        except ValueError as why:
+            raise NotApplicable(str(why)) from None
+        k = threat.settings
+        mini_batch = max(1, min(k["nc_samples"], len(threat.thief)) // 32)
+        triggers = reversed_triggers(model, threat.thief.x[:k["nc_samples"]], threat.spec.num_classes,
+                                     k["nc_schedule_epochs"], threat.seed, mini_batch=mini_batch)
+        flags = flagged([t.norm for t in triggers], reached=[t.reached for t in triggers])
+        if not flags:
+            return Suspect(Oracle(copy.deepcopy(model)), {"flagged": "none", "pruned": 0, "acted": False})
+        o = Oracle(model)
+        thief = Split(threat.thief.x, stolen_labels(o, threat.thief.x))
+        out, channels = nc_prune(model, thief, [triggers[t] for t in flags], k["ncprune_ratio"],
+                                 dataclasses.replace(threat.finetune, epochs=k["ncprune_epochs"]), k["nc_samples"],
+                                 tag=f"{threat.tag}-nc-pruning")
+        return Suspect(Oracle(out), {"flagged": ",".join(map(str, flags)), "pruned": len(channels), "acted": True,
+                                     "api_queries": o.queries})
+
+
 register(NeuralCleanse())
+register(NeuralCleansePruning())
