@@ -306,6 +306,9 @@ _CMP_COMMON = dict(
     # Neural Cleanse pruning (WRT's): 10 % of the last conv layer's channels, those the flagged classes' reversed
     # triggers drive most, then 5 epochs of fine-tuning on the API's labels
     ncprune_ratio=0.1, ncprune_epochs=5,
+    # Neural Attention Distillation (BackdoorBench's defaults): teacher 10 epochs, student 20, SGD 0.01; beta 5,000 (the
+    # authors' CIFAR-10 value) at every attention point
+    nad_teacher_epochs=10, nad_epochs=20, nad_lr=0.01, nad_beta=5000.0,
     # PGD adversarial fine-tuning: Madry's MNIST eps 0.3 erases most of Fashion-MNIST; eps 0.1, 10 steps of 0.025,
     # half of every batch adversarial, 5 epochs (WRT: 5)
     advtrain_eps=0.1, advtrain_alpha=0.025, advtrain_steps=10, advtrain_mix=0.5, advtrain_epochs=5,

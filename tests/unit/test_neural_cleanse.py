@@ -255,3 +255,42 @@ def test_nc_pruning_prunes_the_channels_the_reversed_trigger_drives_and_weakens_
                                           ncprune_epochs=2), model_name="lenet5", scheme=None)
     s = attacks.get("nc-pruning").apply(backdoored, threat)
     assert s.report["pruned"] == 4 and s.report["flagged"] == "3" and s.report["api_queries"] == len(thief)
+
+
+def test_nad_reads_attention_after_each_conv_and_distils_the_backdoor_away(backdoored):
+    from wmlib.attacks import backdoor_defences as bd
+    points = bd.attention_points(backdoored)
+    assert len(points) == 2 and all(isinstance(p, nn.ReLU) for p in points)  # LeNet-5's two conv layers
+    assert len(bd.attention_points(models.build("resnet20", 3, 10))) == 9  # a ResNet-20's residual blocks
+    f = torch.rand(4, 6, 5, 5)
+    a = bd.attention_map(f)
+    assert a.shape == (4, 25) and torch.allclose(a.norm(dim=1), torch.ones(4), atol=1e-4)
+    assert torch.allclose(a, nn.functional.normalize(f.pow(2).sum(1).flatten(1), dim=1), atol=1e-4)
+    # the mechanism: the student's attention moves to the teacher's. A teacher with other attention (a fresh, untrained
+    # LeNet-5; on this toy, clean fine-tuning leaves the backdoor and the maps as they were, so the authors' teacher
+    # would not show it)
+    thief, test = blobs(400, seed=5), blobs(300, seed=2)
+    cfg = train.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", momentum=0.9, lr=0.01, seed=0)
+    torch.manual_seed(1)
+    teacher = models.build("lenet5", 1, 10).eval()
+
+    def gap(m):
+        out = []
+        for mm in (m, teacher):
+            store, handles = bd._capture(bd.attention_points(mm))
+            with torch.no_grad():
+                mm.eval()(train.to_float(thief.x[:200]))
+            for h in handles:
+                h.remove()
+            out.append([bd.attention_map(f) for f in store])
+        return sum(float(nn.functional.mse_loss(a, b)) for a, b in zip(*out))
+    distilled = bd.nad(backdoored, thief, None, cfg, beta=5e4, teacher=teacher)
+    plain = bd.nad(backdoored, thief, None, cfg, beta=0.0, teacher=teacher)  # beta 0: plain fine-tuning
+    assert gap(distilled) < 0.5 * gap(plain)
+    # the attack as registered: the teacher fine-tuned on the thief's images, SGD at nad_lr; the task kept
+    threat = attacks.Threat(thief=thief, spec=REGISTRY["fashion-mnist"], seed=0, finetune=cfg, budget=0.05,
+                            settings=dict(nad_teacher_epochs=2, nad_epochs=2, nad_lr=0.01, nad_beta=5000.0),
+                            model_name="lenet5", scheme=None)
+    assert train.evaluate(attacks.get("nad").apply(backdoored, threat).oracle.model, test) > 0.85
+    with pytest.raises(ValueError, match="no residual block"):
+        bd.attention_points(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))

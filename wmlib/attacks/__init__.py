@@ -16,6 +16,7 @@
   pretrained backbone;
 * :mod:`.input_preprocessing` — smoothing (Gaussian, mean, median), input quantisation, feature squeezing, flipped queries,
   an always-on autoencoder;
+* :mod:`.backdoor_defences` — backdoor defences used as removals: Neural Attention Distillation;
 * :mod:`.combined` — attacks chained.
 
 Each module registers its attacks of the comparison suite (:data:`REGISTRY`, in this order); a new
@@ -46,6 +47,7 @@ from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothin
                            last_layer, noised, quantize_bins, reset_last_layer, shift_weights, smoothed)
 from .input_preprocessing import (PREPROCESSING, InputPreprocessing, InputReconstruction, PreprocessedOracle, squeeze_bits, flip_inputs,
                                   gaussian_smooth, mean_smooth, median_smooth, quantize_inputs)
+from .backdoor_defences import NeuralAttentionDistillation, attention_map, attention_points, nad
 from .combined import Chain
 
 __all__ = [n for n in dir() if not n.startswith("_")]
