@@ -111,10 +111,15 @@ def test_a_chain_hands_each_part_the_model_the_one_before_left():
     assert chain.side == "query" and set(chain.knobs) >= {"sweep_rates", "budget", "detector_fpr", "detector_epochs"}
     both = attacks.REGISTRY["fine-pruning+distillation"]
     assert both.name == "fine-pruning+distillation" and both.side == "model" and "distill_T" in both.knobs
-    assert [a for a in attacks.REGISTRY if "+" in a] == ["fine-pruning+distillation"]  # fixed in advance
+    assert [a for a in attacks.REGISTRY if "+" in a] == [  # fixed in advance: ours, then the reference's five
+        "fine-pruning+distillation", "transfer-learning+input-smoothing-gaussian", "weight-shifting+input-smoothing-gaussian",
+        "weight-shifting+fine-pruning+input-smoothing-gaussian", "weight-shifting+input-flip+input-smoothing-gaussian",
+        "adversarial-training+rtal"]
     assert combined.Chain(["prune-finetune-oracle", "jpeg"]).oracle and not both.oracle  # a chain with a search is one
-    with pytest.raises(ValueError, match="model-side; jpeg is not"):
+    with pytest.raises(ValueError, match="jpeg is not model-side"):
         combined.Chain(["jpeg", "fine-tune"])
+    with pytest.raises(ValueError, match="jpeg is not model-side"):
+        combined.Chain(["jpeg", "input-flip"])  # only input preprocessing may follow a query-side part
     with pytest.raises(ValueError, match="unknown attack"):
         combined.Chain(["fine-tune", "erase"])
 
@@ -172,3 +177,37 @@ def test_bad_attack_settings_are_refused_when_the_knobs_are_read():
         settings.resolve("comparison", "smoke", extract_other_model="lenet7")
     with pytest.raises(ValueError, match="unknown attack 'erase'; choose one of: none, fine-tune"):
         attacks.get("erase")
+
+
+def test_every_reference_toolkit_attack_runs_through_the_matrix_on_the_toy_scheme():
+    """The reference toolkit's attacks (issue: every attack of WRT) each run as a comparison cell, at toy sizes."""
+    from tests.unit.test_compare import ToyNoise
+
+    new = ["input-smoothing-gaussian", "input-smoothing-mean", "input-smoothing-median", "input-quantization",
+           "feature-squeezing", "input-flip", "input-reconstruction", "ftll", "rtll", "rtal", "weight-shifting",
+           "label-smoothing", "label-noising", "weight-quantization", "regularization", "transfer-learning",
+           "smooth-retraining", "ensemble-extraction", "adversarial-extraction", "nc-pruning", "nad",
+           *["+".join(c) for c in combined.REFERENCE_CHAINS]]
+    registry = {"toy": lambda knobs: ToyNoise()}
+    knobs = dict(dataset="fashion-mnist", profile="smoke", entries=["toy"], seeds=[0], model="lenet5",
+                 thief_fraction=0.25, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
+                 lr=3e-3, momentum=0.9, weight_decay=0.0, schedule="none", milestones=[], augment=False,
+                 zoo_confidence=0.99, n_queries=40, alpha=0.01, finetune_epochs=1, finetune_lr=1e-3, budget=0.05,
+                 extract_epochs=1, extract_lr=3e-3, fineprune_max=1.0, nc_schedule_epochs=2, nc_samples=100,
+                 advtrain_eps=0.1, advtrain_alpha=0.05, advtrain_steps=1, advtrain_mix=0.5, advtrain_epochs=1,
+                 smoothing_std=0.5, smoothing_kernel=3, quantization_bins=16, squeeze_bits=4, ae_epochs=1, ae_lr=1e-3,
+                 ftll_epochs=1, rtll_epochs=1, rtal_epochs=1, shift_lambda=1.5, shift_noise=1.0, shift_epochs=1,
+                 label_smoothing_eps=0.3, label_smoothing_epochs=1, label_noise_eps=0.3, label_noising_epochs=1, wq_bits=5,
+                 wq_epochs=1, l2_decay=0.1, l2_epochs=1, l2_recovery_epochs=1, pretrain_dataset="mnist-5k",
+                 pretrain_epochs=1, pretrain_lr=0.01, tl_epochs=1, smooth_queries=2, ensemble_size=2, ncprune_ratio=0.25,
+                 ncprune_epochs=1, nad_teacher_epochs=1, nad_epochs=1, nad_lr=0.01, nad_beta=5000.0)
+    ctx = compare.make_context(knobs, zoo={"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2},
+                               registry=registry)
+    cells = compare.sweep(["toy"], [0], new, ctx, registry=registry, num_cpus=2, progress=False).set_index("attack")
+    assert set(cells.index) >= set(new)
+    acted = cells.drop(index="nc-pruning")  # nc-pruning with nothing flagged hands the model on: no action
+    assert (acted.status == "ok").all(), acted[acted.status != "ok"].T.to_string()
+    assert cells.loc["nc-pruning", "status"] in ("ok", "no action")
+    for a in new:
+        assert 0.0 <= cells.loc[a, "statistic"] <= 1.0 and cells.loc[a, "queries"] == 40, a
+    assert cells.loc["rtal", "report_api_queries"] == 300 and cells.loc["transfer-learning", "report_pretrained_on"] == "mnist-5k"

@@ -147,3 +147,17 @@ def test_input_reconstruction_replaces_each_query_by_the_thiefs_autoencoder_outp
     s = attacks.get("input-reconstruction").apply(net, threat)
     assert key_accuracy(s.oracle, key) == 0.0 and s.oracle.queries == 20
     assert s.report["thief_images"] == 300 and s.report["ae_final_loss"] < 1.0
+
+
+def test_a_chain_of_preprocessing_steps_transforms_each_query_in_its_order():
+    from wmlib.attacks import combined
+    assert combined.Chain(["fine-tune", "input-flip", "input-quantization"]).query_tail == 2
+    net = _PatternNet(_left(), (135 + 3 * (_left() * 2 - 1)).to(torch.uint8)).eval()
+    chain = combined.Chain(["input-flip", "input-quantization"])  # no model-side part: the two steps alone
+    s = chain.apply(net, _threat(quantization_bins=4))
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., :14] = 0.3  # left-bright at 0.3: flipped to the right, then quantised to the middle of its bin (0.375)
+    s.oracle(x)
+    inner = s.oracle.transform(x)
+    assert s.oracle.queries == 1 and torch.equal(inner, ip.quantize_inputs(ip.flip_inputs(x), 4))
+    assert float(inner[0, 0, 0, 20]) == 0.375 and float(inner[0, 0, 0, 3]) == 0.125
