@@ -19,14 +19,20 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def feature_layers(model: nn.Module) -> list[nn.Module]:
-    """Every conv and linear layer but the classifier (the last linear layer, left whole): the layers
-    Wen et al.'s code prunes and masks (``pruning.py``: LeNet-5's conv1, conv2, fc1 and fc2;
-    ResNet-18's convolutions)."""
+def classifier(model: nn.Module) -> nn.Linear:
+    """The classifier: the model's last conv / linear layer, which must be linear."""
     layers = weight_layers(model)
     if not layers or not isinstance(layers[-1], nn.Linear):
         raise ValueError(f"{type(model).__name__}'s last conv / linear layer is not a linear classifier")
-    return layers[:-1]
+    return layers[-1]
+
+
+def feature_layers(model: nn.Module) -> list[nn.Module]:
+    """Every conv and linear layer but the classifier (:func:`classifier`, left whole): the layers
+    Wen et al.'s code prunes and masks (``pruning.py``: LeNet-5's conv1, conv2, fc1 and fc2;
+    ResNet-18's convolutions)."""
+    head = classifier(model)
+    return [m for m in weight_layers(model) if m is not head]
 
 
 class MaxPool2d(nn.MaxPool2d):

@@ -55,8 +55,8 @@ def test_rtll_and_rtal_reset_the_head_and_learn_the_apis_labels(trained):
     wrong = Split(thief.x, (thief.y + 1) % 10)  # the thief's own labels all wrong: only the API's are right
     before = copy.deepcopy(trained)
     reset = mod.reset_last_layer(trained, 3)
-    assert not torch.equal(mod.last_layer(reset).weight, mod.last_layer(trained).weight)
-    assert torch.equal(mod.last_layer(reset).weight, mod.last_layer(mod.reset_last_layer(trained, 3)).weight)  # seeded
+    assert not torch.equal(models.classifier(reset).weight, models.classifier(trained).weight)
+    assert torch.equal(models.classifier(reset).weight, models.classifier(mod.reset_last_layer(trained, 3)).weight)  # seeded
     rtll = attacks.get("rtll").apply(trained, _threat(wrong, rtll_epochs=20))  # the head alone learns slowly at Adam 1e-3
     same = _same(rtll.oracle.model, before)
     assert same[:-2] == [True] * (len(same) - 2) and rtll.report["api_queries"] == len(thief)

@@ -37,16 +37,17 @@ from .query_modification import (AutoencoderBank, QueryModification, QueryModifi
                                  rec_loss_detection, train_autoencoder)
 from .key_detector import KeyDetector, KeyDetectorOracle
 from .extraction import (Distillation, Ensemble, EnsembleExtraction, Knockoff, Retraining, SmoothRetraining, Tempered,
-                         averaged_labels, extract, knockoff_queries, pretrained_backbone, stolen_labels)
+                         averaged_labels, extract, fresh_model, knockoff_queries, pretrained_backbone, stolen_labels)
 from .fine_pruning import FinePruning, channel_activations, fine_prune, last_conv, mask_channels
 from .neural_cleanse import (NeuralCleanse, NeuralCleansePruning, Trigger, anomaly_index, cleanse, flagged, nc_prune,
                              reverse_trigger, reversed_triggers, unlearn)
 from .adversarial_training import AdversarialExtraction, AdversarialTraining, pgd_finetune
 from .jpeg import Jpeg, JpegOracle, jpeg_compress
-from .modification import (MODIFICATIONS, LabelNoising, LastLayer, LabelSmoothing, Regularization, TransferLearning, WeightQuantization, WeightShifting,
-                           last_layer, noised, quantize_bins, reset_last_layer, shift_weights, smoothed)
-from .input_preprocessing import (PREPROCESSING, InputPreprocessing, InputReconstruction, PreprocessedOracle, squeeze_bits, flip_inputs,
-                                  gaussian_smooth, mean_smooth, median_smooth, quantize_inputs)
+from .modification import (MODIFICATIONS, LabelNoising, LabelSmoothing, LastLayer, Regularization, TransferLearning,
+                           WeightQuantization, WeightShifting, noised, quantize_bins, reset_last_layer, shift_weights,
+                           smoothed)
+from .input_preprocessing import (PREPROCESSING, InputPreprocessing, InputReconstruction, PreprocessedOracle, flip_inputs,
+                                  gaussian_smooth, mean_smooth, median_smooth, quantize_inputs, squeeze_bits)
 from .backdoor_defences import NeuralAttentionDistillation, attention_map, attention_points, nad
 from .combined import Chain
 

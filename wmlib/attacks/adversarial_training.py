@@ -74,19 +74,12 @@ class AdversarialExtraction(Attack):
              **{k: v for k, v in AdversarialTraining.knobs.items() if k.startswith("advtrain_") and k != "advtrain_epochs"}}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
-        import torch
-
-        from .. import models
-        from ..train import preserved_rng
-        from .extraction import _recipe, stolen_labels
+        from .extraction import _recipe, fresh_model, stolen_labels
 
         k, o = threat.settings, Oracle(model)
         y = stolen_labels(o, threat.thief.x)
         cfg = _recipe(threat)
-        with preserved_rng():
-            torch.manual_seed(cfg.seed)
-            student = models.build(threat.model_name, threat.spec.channels, threat.spec.num_classes)
-        student = student.to(next(model.parameters()).device)
+        student = fresh_model(threat.model_name, threat.spec, cfg.seed).to(next(model.parameters()).device)
         out = pgd_finetune(student, Split(threat.thief.x, y), cfg, k["advtrain_eps"], k["advtrain_alpha"], k["advtrain_steps"],
                            k["advtrain_mix"], tag=f"{threat.tag}-adversarial-extraction")
         return Suspect(Oracle(out.eval()), {"api_queries": o.queries, "student": threat.model_name})

@@ -60,6 +60,14 @@ def stolen_labels(oracle: Oracle, x: torch.Tensor, labels: str = "top-1", T: flo
     return torch.softmax(p.clamp_min(torch.finfo(torch.float64).tiny).log() / T, dim=1).float()
 
 
+def fresh_model(model_name: str, spec: _data.DatasetSpec, seed: int) -> nn.Module:
+    """A new ``model_name`` for the task, its initial weights from ``seed`` alone (the global random
+    state is left as it was): every student a thief trains from scratch starts here."""
+    with preserved_rng():
+        torch.manual_seed(seed)
+        return models.build(model_name, spec.channels, spec.num_classes)
+
+
 def extract(oracle: Oracle, images: torch.Tensor, model_name: str, spec: _data.DatasetSpec, cfg: TrainConfig, *,
             labels: str = "top-1", T: float = 1.0, tag: str = "extract",
             device: torch.device | None = None) -> tuple[nn.Module, dict]:
@@ -70,9 +78,7 @@ def extract(oracle: Oracle, images: torch.Tensor, model_name: str, spec: _data.D
     before = oracle.queries
     y = stolen_labels(oracle, images, labels, T)
     queries = oracle.queries - before
-    with preserved_rng():
-        torch.manual_seed(cfg.seed)  # the student's initial weights depend on the seed only
-        student = models.build(model_name, spec.channels, spec.num_classes)
+    student = fresh_model(model_name, spec, cfg.seed)
     soft = labels == "scores" and T != 1.0
     net = Tempered(student, T) if soft else student
     fit_kw = {}
@@ -203,9 +209,7 @@ class SmoothRetraining(Attack):
         o = Oracle(model)
         y = averaged_labels(o, threat.thief.x, threat.settings["smooth_queries"], threat.seed)
         cfg = _recipe(threat)
-        with preserved_rng():
-            torch.manual_seed(cfg.seed)
-            student = models.build(threat.model_name, threat.spec.channels, threat.spec.num_classes).to(_device(model))
+        student = fresh_model(threat.model_name, threat.spec, cfg.seed).to(_device(model))
         fit_cached(student, Split(threat.thief.x, y), cfg, tag=f"{threat.tag}-{self.name}", device=_device(model),
                    describe={"student": threat.model_name, "labels": f"scores averaged over {threat.settings['smooth_queries']} "
                                                                       "augmented queries"})

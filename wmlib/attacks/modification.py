@@ -26,7 +26,7 @@ model changed and trained on the thief's own images, each with the thief's fine-
 
 "The API's labels" are the stolen model's top-1 answers to the thief's images (the reference's
 ``true_labels: False``), bought with queries the report counts. Which layer is last: the last
-linear layer (:func:`wmlib.models.weight_layers`), re-initialised with its own ``reset_parameters``
+conv / linear layer, linear (:func:`wmlib.models.classifier`), re-initialised with its own ``reset_parameters``
 under the thief's seed.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from torch import nn
 from .. import data as _data
 from .. import rules
 from ..data import Split
-from ..models import weight_layers
+from ..models import classifier
 from ..train import TrainConfig, fit_cached, preserved_rng
 from ..verify import Oracle
 from .base import Attack, Suspect, Threat, register
@@ -50,20 +50,12 @@ _EPOCHS = rules.integer(1)
 _POS = rules.number(0.0, rules.INF, lo_open=True)
 
 
-def last_layer(model: nn.Module) -> nn.Linear:
-    """The classifier: the model's last linear layer."""
-    layers = weight_layers(model)
-    if not layers or not isinstance(layers[-1], nn.Linear):
-        raise ValueError(f"{type(model).__name__} has no linear classifier last")
-    return layers[-1]
-
-
 def reset_last_layer(model: nn.Module, seed: int) -> nn.Module:
     """A copy whose classifier is re-initialised (its ``reset_parameters``, seeded)."""
     model = copy.deepcopy(model)
     with preserved_rng():
         torch.manual_seed(seed)
-        last_layer(model).reset_parameters()
+        classifier(model).reset_parameters()
     return model
 
 
@@ -111,7 +103,7 @@ def _train(model: nn.Module, data: Split, cfg: TrainConfig, what: dict, only_las
     """Fine-tune ``model`` in place (through the model cache; ``what`` names the attack and its
     settings in the cache key, since which layers train is not in the weights)."""
     if only_last:
-        keep = set(map(id, last_layer(model).parameters()))
+        keep = set(map(id, classifier(model).parameters()))
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     try:

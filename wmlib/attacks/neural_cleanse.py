@@ -322,6 +322,11 @@ def cleanse(model: nn.Module, thief: Split, num_classes: int, cfg: TrainConfig, 
                  "triggers": triggers}
 
 
+def _mini_batch(settings: dict, threat: Threat) -> int:
+    """The authors' schedule epoch: NB_SAMPLE // BATCH_SIZE steps, one pass's worth of the images it reverses on."""
+    return max(1, min(settings["nc_samples"], len(threat.thief)) // 32)
+
+
 def _classes(text: str) -> list[int]:
     """The classes of a report's comma-separated list ("none": no class)."""
     return [] if text == "none" else [int(c) for c in text.split(",")]
@@ -336,8 +341,7 @@ class NeuralCleanse(Attack):
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
         k = threat.settings
-        # the authors' schedule epoch is NB_SAMPLE // BATCH_SIZE steps: one pass's worth of the images it reverses on
-        mini_batch = max(1, min(k["nc_samples"], len(threat.thief)) // 32)
+        mini_batch = _mini_batch(k, threat)
         out, rep = cleanse(model, threat.thief, threat.spec.num_classes, threat.finetune, samples=k["nc_samples"],
                            epochs=k["nc_schedule_epochs"], unlearn_epochs=k["nc_unlearn_epochs"], share=k["nc_share"],
                            seed=threat.seed, tag=f"{threat.tag}-neural-cleanse", mini_batch=mini_batch)
@@ -386,7 +390,7 @@ class NeuralCleansePruning(Attack):
         except ValueError as why:
             raise NotApplicable(str(why)) from None
         k = threat.settings
-        mini_batch = max(1, min(k["nc_samples"], len(threat.thief)) // 32)
+        mini_batch = _mini_batch(k, threat)
         triggers = reversed_triggers(model, threat.thief.x[:k["nc_samples"]], threat.spec.num_classes,
                                      k["nc_schedule_epochs"], threat.seed, mini_batch=mini_batch)
         flags = flagged([t.norm for t in triggers], reached=[t.reached for t in triggers])
