@@ -180,7 +180,11 @@ def main() -> None:
     best = {k: max(v) for k, v in results.items()}
     flops = step_flops(models.build(args.model, channels, classes).to(device), tuple(split.x.shape[1:]), classes,
                        args.batch_size, device)
-    peak = {"float32": matmul_peak(device, torch.float32), "bfloat16": matmul_peak(device, torch.bfloat16)}
+    # the bf16 peak only where bf16 is native (or on CUDA): a CPU without it emulates bf16 matmuls at a few GFLOP/s,
+    # and the 4096-square product alone then runs for many minutes
+    peak = {"float32": matmul_peak(device, torch.float32)}
+    if device.type == "cuda" or train.native_bf16():
+        peak["bfloat16"] = matmul_peak(device, torch.bfloat16)
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     out = {"device": dev_name, "model": args.model, "data": name, "epochs": args.epochs,
            "batch_size": args.batch_size, "images_per_s": best, "ratio": best["wmlib"] / best["plain"],

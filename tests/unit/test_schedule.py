@@ -119,6 +119,9 @@ def test_the_status_page_gives_each_step_the_critical_path_and_labelled_projecti
              "images_per_s": {"plain": 20307.4, "wmlib": 20325.5}, "matmul_peak_gflops": {"float32": 430.4, "bfloat16": 2658.6},
              "bf16_vs_fp32": {"plain": 1.2, "wmlib": 1.25}}
     assert "20,307 images/s" in report.build_times_markdown(_record(), bench)
+    assert "2,659 bfloat16" in report.build_times_markdown(_record(), bench)
+    no_bf16 = {**bench, "matmul_peak_gflops": {"float32": 430.4}, "bf16_vs_fp32": None}  # a CPU without native bf16
+    assert "no native bfloat16 here" in report.build_times_markdown(_record(), no_bf16)
     assert "Machine:" not in text  # no benchmark file: nothing claimed
 
 
