@@ -56,7 +56,9 @@ def test_logo_is_drawn_at_the_input_resolution():
 def test_joint_training_embeds_blind_keys_and_is_cached(toy_splits):
     scheme = Li2019(key_fraction=0.02, w_key=0.5)  # 12 keys; δ (w_key) above the paper's 0.01 so that a toy run embeds
     key, _ = scheme.make_key(toy_splits)
-    cfg = TrainConfig(epochs=20, batch_size=50, optimizer="adam", lr=3e-3)
+    # 30 epochs at 1e-3: at 20 epochs of 3e-3 the encoder's SSIM dipped at the last epoch on some CPUs (one thread on an
+    # AMD EPYC: 0.77, and 9 of 12 keys), as the adversarial training swings; this run ends settled (last six above 0.95)
+    cfg = TrainConfig(epochs=30, batch_size=50, optimizer="adam", lr=1e-3)
     bundle, hist, loaded = scheme.train_or_load("li-test", "lenet5", toy_splits, key, cfg, progress=False)
     assert not loaded and len(hist.monitors["joint:ssim"]) == cfg.epochs
     wm = scheme.watermark(key, bundle.encoder)
