@@ -503,6 +503,24 @@ def removals(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("entry") if rows else pd.DataFrame()
 
 
+def best_removals(attacked: pd.DataFrame) -> pd.DataFrame:
+    """Per entry, the thief's attack that removed it in every seed (Lukas et al.'s rule,
+    :func:`attacked_cells`) at the least mean accuracy loss: the SoK's "best attack". Columns
+    ``attack``, ``accuracy loss``, ``statistic`` and ``threshold`` (means over the seeds); an entry that
+    no attack removes in every seed is absent."""
+    thief = attacked[~worst_case(attacked)]
+    rows = {}
+    for entry, g in thief.groupby("entry", sort=False):
+        per = g.groupby("attack", sort=False).agg(removed=("removed", "all"), loss=("accuracy loss", "mean"),
+                                                  statistic=("statistic", "mean"), threshold=("threshold", "mean"))
+        per = per[per["removed"]]
+        if len(per):
+            best = per["loss"].idxmin()
+            rows[entry] = {"attack": best, "accuracy loss": float(per.loc[best, "loss"]),
+                           "statistic": float(per.loc[best, "statistic"]), "threshold": float(per.loc[best, "threshold"])}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["attack", "accuracy loss", "statistic", "threshold"])
+
+
 def lukas_findings(attacked: pd.DataFrame) -> dict:
     """Lukas et al.'s three findings, measured on this sweep's attacked cells (:func:`attacked_cells`):
     the watermarks that no attack removes in every seed (``unremoved``), the single attacks that
@@ -571,12 +589,23 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                             ("survives prune + fine-tune within the accuracy budget", ["prune-finetune"]),
                             ("survives the autoencoder query modification", ["query-modification"]),
                             ("survives the key-sample detector", ["key-detector"]),
-                            ("survives overwriting", ["overwrite"]), ("survives transfer learning", ["transfer"]),
+                            ("survives overwriting", ["overwrite"]), ("survives transfer to another task", ["task-transfer"]),
                             ("survives model extraction (retraining, distillation, knockoff)",
                              ["retrain-labels", "retrain-other-arch", "distillation", "knockoff"]),
                             ("survives fine-pruning and Neural Cleanse", ["fine-pruning", "neural-cleanse"]),
                             ("survives adversarial training", ["adversarial-training"]),
-                            ("survives JPEG-compressed queries", ["jpeg"])):
+                            ("survives JPEG-compressed queries", ["jpeg"]),
+                            ("survives the reference toolkit's model modifications",
+                             ["ftll", "rtll", "rtal", "weight-shifting", "regularization", "label-smoothing", "label-noising",
+                              "weight-quantization", "neural-laundering", "nc-pruning"]),
+                            ("survives the backdoor defences (NAD, ANP)", ["nad", "anp"]),
+                            ("survives the reference toolkit's extraction",
+                             ["transfer-learning", "smooth-retraining", "adversarial-extraction", "ensemble-extraction"]),
+                            ("survives input preprocessing of the queries",
+                             ["input-smoothing-gaussian", "input-smoothing-mean", "input-smoothing-median",
+                              "input-quantization", "input-flip", "feature-squeezing", "input-reconstruction"]),
+                            ("survives the reference toolkit's five chains",
+                             ["+".join(c) for c in _attacks.combined.REFERENCE_CHAINS])):
         cells = attacked[attacked["attack"].isin(names)]
         if cells.empty:
             continue

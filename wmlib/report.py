@@ -76,7 +76,8 @@ class PaperVsOurs:
         if status in EXPLAINED and not reason:
             raise ValueError(f"row {what!r} has status {status!r}: give the reason")
         prefix = {None: "", "at least": "≥ ", "at most": "≤ "}[bound]
-        shown = fmt.format(ours) + ("" if upper is None else f" (upper bound {fmt.format(upper)})")
+        shown = ("—" if isinstance(ours, float) and math.isnan(ours) else fmt.format(ours)) + \
+            ("" if upper is None else f" (upper bound {fmt.format(upper)})")  # NaN: nothing of ours to show (say why)
         self.rows.append({"what": what, "paper": "—" if paper is None else prefix + fmt.format(paper),
                           "ours": shown, "setting": setting, "status": status, "reason": reason})
 

@@ -187,7 +187,7 @@ def test_every_reference_toolkit_attack_runs_through_the_matrix_on_the_toy_schem
            "feature-squeezing", "input-flip", "input-reconstruction", "ftll", "rtll", "rtal", "weight-shifting",
            "label-smoothing", "label-noising", "weight-quantization", "regularization", "transfer-learning",
            "smooth-retraining", "ensemble-extraction", "adversarial-extraction", "nc-pruning", "nad",
-           *["+".join(c) for c in combined.REFERENCE_CHAINS]]
+           "anp", "neural-laundering", *["+".join(c) for c in combined.REFERENCE_CHAINS]]
     registry = {"toy": lambda knobs: ToyNoise()}
     knobs = dict(dataset="fashion-mnist", profile="smoke", entries=["toy"], seeds=[0], model="lenet5",
                  thief_fraction=0.25, train_limit=1200, test_limit=300, epochs=12, batch_size=64, optimizer="adam",
@@ -200,14 +200,17 @@ def test_every_reference_toolkit_attack_runs_through_the_matrix_on_the_toy_schem
                  label_smoothing_eps=0.3, label_smoothing_epochs=1, label_noise_eps=0.3, label_noising_epochs=1, wq_bits=5,
                  wq_epochs=1, l2_decay=0.1, l2_epochs=1, l2_recovery_epochs=1, pretrain_dataset="mnist-5k",
                  pretrain_epochs=1, pretrain_lr=0.01, tl_epochs=1, smooth_queries=2, ensemble_size=2, ncprune_ratio=0.25,
-                 ncprune_epochs=1, nad_teacher_epochs=1, nad_epochs=1, nad_lr=0.01, nad_beta=5000.0)
+                 ncprune_epochs=1, nad_teacher_epochs=1, nad_epochs=1, nad_lr=0.01, nad_beta=5000.0, anp_eps=0.4,
+                 anp_alpha=0.2, anp_iterations=20, anp_lr=0.2, anp_samples=200, anp_threshold=0.2,
+                 launder_conv_threshold=0.5, launder_dense_threshold=0.2, launder_epochs=1)
     ctx = compare.make_context(knobs, zoo={"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2},
                                registry=registry)
     cells = compare.sweep(["toy"], [0], new, ctx, registry=registry, num_cpus=2, progress=False).set_index("attack")
     assert set(cells.index) >= set(new)
-    acted = cells.drop(index="nc-pruning")  # nc-pruning with nothing flagged hands the model on: no action
+    # nc-pruning with nothing flagged, ANP with no mask below its threshold, hand the model on: no action
+    acted = cells.drop(index=["nc-pruning", "anp"])
     assert (acted.status == "ok").all(), acted[acted.status != "ok"].T.to_string()
-    assert cells.loc["nc-pruning", "status"] in ("ok", "no action")
+    assert cells.loc["nc-pruning", "status"] in ("ok", "no action") and cells.loc["anp", "status"] in ("ok", "no action")
     for a in new:
         assert 0.0 <= cells.loc[a, "statistic"] <= 1.0 and cells.loc[a, "queries"] == 40, a
     assert cells.loc["rtal", "report_api_queries"] == 300 and cells.loc["transfer-learning", "report_pretrained_on"] == "mnist-5k"

@@ -193,7 +193,7 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
                  finetune_lr=1e-3, thief_small=0.1, transfer_dataset="mnist-5k", transfer_epochs=1, transfer_lr=1e-3,
                  overwrite_sources=[2, 4], overwrite_target=5, overwrite_key_fraction=0.05, overwrite_epochs=1,
                  overwrite_lr=1e-3, overwrite_triggers=2, detector_epochs=2, detector_lr=0.01, detector_fpr=0.05, detector_ordinary=200)
-    attacks = ["fine-tune-small", "transfer", "overwrite", "key-detector", "rounding", "toy-constant"]
+    attacks = ["fine-tune-small", "task-transfer", "overwrite", "key-detector", "rounding", "toy-constant"]
     ctx = compare.make_context(knobs, zoo={"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2},
                                registry=registry)
     assert set(ctx["knobs"]).isdisjoint(compare.SWEEP_KNOBS) and set(ctx["entries"]) == {"toy", "dud"}
@@ -203,10 +203,10 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
     assert len(cells) == 2 * (1 + len(attacks)) and list(cells.attack[:7]) == ["none", *attacks]
     toy, dud = cells[cells.entry == "toy"].set_index("attack"), cells[cells.entry == "dud"].set_index("attack")
     assert toy.loc["none", "claimed"] and not dud.loc["none", "claimed"], cells[cells.attack == "none"].T.to_string()
-    assert (dud.drop(index="none").status == "n/a").all() and "did not embed" in dud.loc["transfer", "reason"]
+    assert (dud.drop(index="none").status == "n/a").all() and "did not embed" in dud.loc["task-transfer", "reason"]
     assert "bits" in dud.loc["rounding", "reason"]  # the attack's own reason comes first
     assert toy.loc["fine-tune-small", "report_thief_images"] == 24  # a tenth of the thief's 240 images
-    assert 0.0 <= toy.loc["transfer", "report_transfer_acc"] <= 1.0
+    assert 0.0 <= toy.loc["task-transfer", "report_transfer_acc"] <= 1.0
     assert toy.loc["overwrite", "report_thief_key_acc"] >= 0.0
     assert toy.loc["key-detector", "report_auc"] > 0.9  # uniform noise against clothes: trivially detected
     pairs = toy.loc["none", "false_claim_pairs"]  # each of the 4 zoo models verified once on the owner's key
@@ -218,7 +218,7 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
 
     mat = compare.matrix(cells)
     assert mat.loc[("toy", "none"), ["claimed", "seeds"]].tolist() == [1, 1] and mat.loc[("toy", "none"), "ci low"] == pytest.approx(0.025)
-    assert mat.loc[("dud", "transfer"), "status"] == "n/a"
+    assert mat.loc[("dud", "task-transfer"), "status"] == "n/a"
     emb = compare.embedding_table(cells)
     assert emb.loc["toy", ["embedded", "seeds"]].tolist() == [1, 1] and emb.loc["dud", "embedded"] == 0
     assert emb.loc["toy", ["false claims", "pairs", "zoo models"]].tolist() == [0, 4, 4] and emb.loc["toy", "time overhead"] > 0
@@ -288,6 +288,18 @@ def test_lukas_rule_thief_cost_and_the_cheapest_removal():
     assert lk["unremoved"] == ["b"] and lk["removes_all"] == []
     share, why = lk["chains"]["cheap+slow"]
     assert share == 0.5 and why.startswith("not removed in every seed: b (claimed in 2 of 2 seeds")
+    # the SoK's "best attack": of the removals in every seed, the least accuracy lost; slow (one seed) and ruinous
+    # (20 points) are no removals, and b has none
+    cheap_but_lossy = cells[cells.attack == "cheap"].assign(attack="gentle", test_acc=0.895)
+    best = compare.best_removals(compare.attacked_cells(pd.concat([cells, cheap_but_lossy])))
+    assert list(best.index) == ["a"] and best.loc["a", "attack"] == "gentle"
+    assert best.loc["a", "accuracy loss"] == pytest.approx(0.005) and best.loc["a", "threshold"] == pytest.approx(0.3)
+    assert compare.best_removals(compare.attacked_cells(cells)).loc["a", "attack"] == "cheap"
+    # a family's question asks only about the family's attacks this sweep ran: here the backdoor defences, nad alone
+    nad = cells[cells.attack == "cheap"].assign(attack="nad")
+    when = compare.which_scheme_when(compare.matrix(pd.concat([cells, nad])), emb).set_index("question")
+    assert when.loc["survives the backdoor defences (NAD, ANP)", "answer"] == "b"
+    assert "survives input preprocessing of the queries" not in when.index  # none of that family ran
 
 
 def test_no_function_coupled_entry_no_target_and_no_triggers():

@@ -1,6 +1,7 @@
 """Neural Cleanse as the authors run it (wmlib.attacks.neural_cleanse): their λ schedule in their
 schedule epochs, detection on the converged masks only, the unlearning epochs, the outcome labels and
 what the owner reads off the report with its key."""
+import copy
 import math
 from types import SimpleNamespace
 
@@ -294,3 +295,101 @@ def test_nad_reads_attention_after_each_conv_and_distils_the_backdoor_away(backd
     assert train.evaluate(attacks.get("nad").apply(backdoored, threat).oracle.model, test) > 0.85
     with pytest.raises(ValueError, match="no residual block"):
         bd.attention_points(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
+
+
+def test_anp_perturbs_neurons_as_the_authors_and_prunes_the_ones_the_backdoor_needs(backdoored):
+    from wmlib.attacks import backdoor_defences as bd
+    # the neurons: LeNet-5 has no batch norm, so the output channels of its conv and linear layers but the classifier;
+    # a ResNet-20's are its batch norms' channels (the authors' NoisyBatchNorm2d)
+    assert [type(m) for m in bd.neuron_layers(backdoored)] == [nn.Conv2d, nn.Conv2d, nn.Linear, nn.Linear]
+    assert all(isinstance(m, nn.BatchNorm2d) for m in bd.neuron_layers(models.build("resnet20", 3, 10)))
+    # the arithmetic: (m + δ)·(y − b) + (1 + ξ)·b while perturbed, m·(y − b) + b otherwise
+    lin = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(5, 3)
+    y, b = lin[0](x), lin[0].bias
+    pert = bd.NeuronPerturbation(lin, torch.device("cpu"))
+    with torch.no_grad():
+        pert.masks[0].copy_(torch.tensor([1.0, 0.5, 0.0, 1.0]))
+        pert.deltas[0].copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+        pert.xis[0].copy_(torch.tensor([0.0, 0.4, -0.4, 0.1]))
+    with torch.no_grad():
+        assert torch.allclose(lin[0](x), pert.masks[0] * (y - b) + b)
+        pert.perturbed = True
+        assert torch.allclose(lin[0](x), (pert.masks[0] + pert.deltas[0]) * (y - b) + (1 + pert.xis[0]) * b)
+    pert.remove()
+    assert torch.allclose(lin[0](x), y)
+    # the paper's observation (its Fig. 1), through the attack's own perturbation: perturbed adversarially at eps 0.4, the
+    # backdoored model sends clean images to the backdoor's class (measured: 98 %), a clean one spreads its errors
+    thief, test = blobs(500, seed=5), blobs(300, seed=2)
+    x, y = train.to_float(thief.x[:256]), thief.y[:256]
+
+    def perturbed_shares(model):
+        net = copy.deepcopy(model).eval().requires_grad_(False)
+        pert = bd.NeuronPerturbation(net, torch.device("cpu"))
+        bd.perturb_neurons(net, pert, x, y, 0.4, steps=5, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            shares = torch.bincount(net(x).argmax(1), minlength=10).float() / len(x)
+        pert.remove()
+        return shares
+    torch.manual_seed(0)
+    clean = models.build("lenet5", 1, 10)
+    train.fit(clean, blobs(900, seed=11), train.TrainConfig(epochs=6, batch_size=64, optimizer="adam", lr=3e-3), progress=False)
+    assert perturbed_shares(backdoored)[3] > 0.8 and perturbed_shares(clean).max() < 0.5
+    # end to end (500 clean thief images, the authors' 1 %): the perturbation is what finds the backdoor's neurons; without
+    # it (eps 0) the masks see only clean cross-entropy and prune nothing. On this toy ANP weakens the backdoor without
+    # removing it (measured: 300 iterations 100 % -> 91 %, 1,000 -> 63 %, 2,000 -> 89 %, at 20 of 226 neurons pruned)
+    masks = bd.anp_masks(backdoored, thief.x, thief.y, eps=0.4, alpha=0.2, iterations=300, lr=0.2, seed=0)
+    assert [len(m) for m in masks] == [6, 16, 120, 84] and all(0 <= float(m.min()) and float(m.max()) <= 1 for m in masks)
+    pruned, n = bd.prune_neurons(backdoored, masks, 0.2)
+    calm, n0 = bd.prune_neurons(backdoored, bd.anp_masks(backdoored, thief.x, thief.y, eps=0.0, iterations=300, seed=0), 0.2)
+    asr = lambda m: float((Oracle(m).predict(_stamp(test.x)) == 3).float().mean())  # noqa: E731
+    assert n > 0 and n0 == 0, (n, n0)
+    assert asr(pruned) < asr(backdoored) - 0.05 and train.evaluate(pruned, test) > 0.95, (asr(backdoored), asr(pruned))
+    zeroed = [int((layer.weight.flatten(1).abs().sum(1) == 0).sum()) for layer in bd.neuron_layers(pruned)]
+    assert sum(zeroed) == n and float(backdoored[0].weight.abs().sum()) > 0  # pruned on a copy
+    # the attack as registered reads its knobs: its first anp_samples images, anp_iterations, the threshold
+    threat = attacks.Threat(thief=thief, spec=REGISTRY["fashion-mnist"], seed=0, finetune=None, budget=0.05,
+                            settings=dict(anp_eps=0.4, anp_alpha=0.2, anp_iterations=5, anp_lr=0.2, anp_samples=300,
+                                          anp_threshold=0.6), model_name="lenet5", scheme=None)
+    s = attacks.get("anp").apply(backdoored, threat)
+    short = bd.anp_masks(backdoored, thief.x[:300], thief.y[:300], eps=0.4, alpha=0.2, iterations=5, lr=0.2, seed=0)
+    assert s.report["pruned"] == bd.prune_neurons(backdoored, short, 0.6)[1] != bd.prune_neurons(backdoored, short, 0.2)[1]
+    assert s.report["neurons"] == 226 and s.report["thief_images"] == 300
+
+
+def test_neural_laundering_resets_the_units_the_reversed_trigger_drives_then_unlearns_it(backdoored):
+    thief, test = blobs(400, seed=5), blobs(300, seed=2)
+    triggers = nc.reversed_triggers(backdoored, thief.x[:300], 10, 10, 0, mini_batch=300 // 32)  # the attack's schedule
+    trigger = min([t for t in triggers if t.reached], key=lambda t: t.norm)
+    assert trigger.target == 3  # the smallest reversed mask is the backdoor's
+    x = train.to_float(thief.x[:300])
+    shift = nc.unit_shift(backdoored, x, trigger.stamp(x))
+    assert [tuple(d.shape) for d in shift] == [(6,), (16,), (120,), (84,)]
+    # the reset: exactly the units above the threshold output zero afterwards. The reference's thresholds (0.5 for a
+    # channel, 0.2 for a neuron: its CIFAR-10 ResNets) reset 13 of 16 conv2 channels and 96 of 204 neurons of this toy
+    # LeNet-5, which then answers 10 %: thresholds in activation units are the model's own, here 2 and 10 (4 channels,
+    # a few neurons)
+    units = [d > (2.0 if conv else 10.0) for d, conv in zip(shift, nc._conv_layers(backdoored))]
+    reset, count = nc.reset_units(backdoored, units)
+    assert count == sum(int(u.sum()) for u in units) > 0
+    from wmlib.attacks.backdoor_defences import neuron_layers
+    after = nc.unit_shift(reset, x, trigger.stamp(x))
+    for d, u, layer in zip(after, units, neuron_layers(reset)):
+        assert not u.any() or float(d[u].abs().max()) == 0.0
+        assert float(layer.weight[u].abs().sum() + layer.bias[u].abs().sum()) == 0.0  # the unit outputs exactly zero
+        assert float(layer.weight[~u].abs().sum(dim=tuple(range(1, layer.weight.dim()))).min()) > 0  # the others untouched
+    cfg = train.TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-3, seed=0)
+    out, rep = nc.launder(backdoored, thief, trigger, cfg, conv_threshold=2.0, dense_threshold=10.0, samples=300)
+    assert rep["reset"] == count
+    asr = lambda m: float((Oracle(m).predict(_stamp(test.x)) == 3).float().mean())  # noqa: E731
+    assert asr(out) < 0.5 < asr(backdoored) and train.evaluate(out, test) > 0.85
+    # thresholds that reset nothing leave only the unlearning: the reset is what the thresholds decide
+    _, none = nc.launder(backdoored, thief, trigger, cfg, conv_threshold=1e9, dense_threshold=1e9, samples=300)
+    assert none["reset"] == 0
+    # the attack as registered: the API's labels, the smallest converged trigger, its knobs read
+    threat = attacks.Threat(thief=thief, spec=REGISTRY["fashion-mnist"], seed=0, finetune=cfg, budget=0.05,
+                            settings=dict(finetune_lr=1e-3, nc_schedule_epochs=10, nc_samples=300,
+                                          launder_conv_threshold=2.0, launder_dense_threshold=10.0, launder_epochs=2),
+                            model_name="lenet5", scheme=None)
+    s = attacks.get("neural-laundering").apply(backdoored, threat)
+    assert s.report["trigger_class"] == 3 and s.report["reset"] == count and s.report["api_queries"] == len(thief)

@@ -118,7 +118,7 @@ def test_an_attack_on_a_keys_images_is_refused_when_the_knobs_are_read():
     from wmlib.schemes import Zhang2018
 
     entries = {"zhang-unrelated": Zhang2018(kind="unrelated", unrelated_dataset="mnist-5k", unrelated_class=1)}
-    suite = {"knockoff": attacks.REGISTRY["knockoff"], "transfer": attacks.REGISTRY["transfer"]}
+    suite = {"knockoff": attacks.REGISTRY["knockoff"], "task-transfer": attacks.REGISTRY["task-transfer"]}
     compare.check_public_images(entries, suite, {"knockoff_dataset": "mnist-5k", "transfer_dataset": "mnist-5k"},
                                 "fashion-mnist")  # the thieves' half: fine
     with pytest.raises(ValueError, match="knockoff.*may share images with entry 'zhang-unrelated'"):

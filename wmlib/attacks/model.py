@@ -380,10 +380,12 @@ class Quantize(Attack):
 
 
 class Transfer(Attack):
-    """Wen et al. §5: fine-tuned on another task with as many classes; the head is kept. The other
+    """Wen et al. §5: fine-tuned on another task with as many classes; the head is kept. Named
+    ``task-transfer``: the reference toolkit's ``transfer-learning`` (a clean pretrained backbone, no
+    stolen weights) is another attack. The other
     task's images are the thieves' half of its public dataset (:func:`wmlib.data.public_share`):
     its training split trains, its test split measures the new task."""
-    name, side, about = "transfer", "model", "fine-tuned to another task with as many classes (the head is kept)"
+    name, side, about = "task-transfer", "model", "fine-tuned to another task with as many classes (the head is kept)"
     knobs = {"transfer_dataset": rules.choice(_data.REGISTRY), "transfer_epochs": _COUNT, "transfer_lr": _POS}
 
     def check(self, settings: dict, spec: _data.DatasetSpec) -> None:

@@ -52,6 +52,12 @@ thief has nothing to unlearn and serves the model as it is; the report's ``outco
 its key (was the key's target class flagged?) is :meth:`NeuralCleanse.owner_report`, outside the
 thief's view.
 
+Neural Cleanse's triggers serve two more attacks of the reference toolkit: ``nc-pruning`` (the channels
+a flagged class's trigger drives most pruned, then fine-tuned) and ``neural-laundering`` (Aiken et al.,
+"Neural network laundering", Computers & Security 2021): the units whose mean output the smallest
+reversed trigger raises beyond a threshold are reset to zero, then the model is fine-tuned with the
+trigger unlearnt.
+
 Libraries considered: the Adversarial Robustness Toolbox's ``NeuralCleanse`` takes Keras classifiers
 only; TrojanZoo's (``trojanvision.defenses.NeuralCleanse``) and BackdoorBench's (``defense/nc.py``)
 run on their own model, dataset and trainer classes and are not packaged for this environment's
@@ -405,5 +411,111 @@ class NeuralCleansePruning(Attack):
                                      "api_queries": o.queries})
 
 
+def unit_shift(model: nn.Module, clean: torch.Tensor, stamped: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
+    """Per layer of :func:`~wmlib.attacks.backdoor_defences.neuron_layers` (the units that
+    :func:`reset_units` silences), the mean output on ``stamped`` less the mean on ``clean`` (float
+    images): per channel the largest over positions for a conv map (the reference: ``max`` over the
+    spatial axes of the mean difference), per neuron for a vector."""
+    from .backdoor_defences import neuron_layers
+    device = next(model.parameters()).device
+    layers = neuron_layers(model)
+    model = model.eval()
+
+    def means(x: torch.Tensor) -> list[torch.Tensor]:
+        sums: list = [0.0] * len(layers)
+        handles = []
+        for i, layer in enumerate(layers):
+            def hook(module, inputs, out, i=i):
+                sums[i] = sums[i] + out.detach().float().sum(0)
+            handles.append(layer.register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                for b in x.split(batch_size):
+                    model(b.to(device))
+        finally:
+            for h in handles:
+                h.remove()
+        return [t / len(x) for t in sums]
+    out = []
+    for a, b in zip(means(stamped), means(clean)):
+        d = a - b
+        out.append(d.flatten(1).amax(1) if d.dim() == 3 else d)
+    return out
+
+
+def reset_units(model: nn.Module, units: list[torch.Tensor]) -> tuple[nn.Module, int]:
+    """A copy of ``model`` whose units ``units[i]`` (a boolean per channel of the i-th layer of
+    :func:`~wmlib.attacks.backdoor_defences.neuron_layers`) output zero: their weights and bias (a
+    batch norm's scale and shift) set to zero; nothing keeps them there when the model is trained on.
+    Returns it and the number reset."""
+    from .backdoor_defences import neuron_layers
+    model = copy.deepcopy(model)
+    count = 0
+    with torch.no_grad():
+        for layer, off in zip(neuron_layers(model), units):
+            off = off.to(layer.weight.device)
+            layer.weight[off] = 0.0
+            if getattr(layer, "bias", None) is not None:
+                layer.bias[off] = 0.0
+            count += int(off.sum())
+    return model, count
+
+
+def launder(model: nn.Module, thief: Split, trigger: Trigger, cfg: TrainConfig, *, conv_threshold: float,
+            dense_threshold: float, samples: int, share: float = 0.5, tag: str = "neural-laundering") -> tuple[nn.Module, dict]:
+    """Neural network laundering (Aiken et al. 2021) with one reversed ``trigger``: the units whose
+    mean output rises on the first ``samples`` thief images stamped with it by more than the
+    threshold (:func:`unit_shift`: ``conv_threshold`` for a conv channel, ``dense_threshold`` for a
+    neuron) are reset (:func:`reset_units`), then the model is fine-tuned with ``cfg`` on ``thief``, a
+    ``share`` of every batch stamped with the trigger, labels kept (:func:`unlearn`)."""
+    device = next(model.parameters()).device
+    x = to_float(thief.x[:samples])
+    shift = unit_shift(model, x, trigger.stamp(x))
+    units = [d.cpu() > (conv_threshold if model_is_conv else dense_threshold)
+             for d, model_is_conv in zip(shift, _conv_layers(model))]
+    reset, count = reset_units(model, units)
+    out = unlearn(reset.to(device), thief, [trigger], cfg, share, tag, epochs=cfg.epochs)
+    return out, {"reset": count, "units": sum(len(u) for u in units),
+                 "reset_per_layer": [int(u.sum()) for u in units]}
+
+
+def _conv_layers(model: nn.Module) -> list[bool]:
+    """Per layer of :func:`~wmlib.attacks.backdoor_defences.neuron_layers`: whether its output is a
+    feature map (a conv or a 2-d batch norm) rather than a vector."""
+    from .backdoor_defences import neuron_layers
+    return [isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in neuron_layers(model)]
+
+
+class NeuralLaundering(Attack):
+    """The reference's neural laundering: triggers reversed for every class as the unlearning attack
+    reverses them, the one with the smallest mask (among those that reached the success threshold;
+    the reference sorts all by norm) drives the reset, then ``launder_epochs`` of fine-tuning on the
+    API's labels (the reference: 5 epochs, labels from the stolen model) with half of every batch
+    stamped (the reference adds a stamped copy of each image). Thresholds: the reference's 0.5 for a
+    conv channel, 0.2 for a neuron, on the unit's output before its activation."""
+    name, side = "neural-laundering", "model"
+    about = "units a reversed trigger drives reset, then fine-tuned with the trigger unlearnt (Aiken et al.)"
+    knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True), "nc_schedule_epochs": rules.integer(1),
+             "nc_samples": rules.integer(1), "launder_conv_threshold": rules.number(0.0, rules.INF),
+             "launder_dense_threshold": rules.number(0.0, rules.INF), "launder_epochs": rules.integer(1)}
+
+    def apply(self, model: nn.Module, threat: Threat) -> Suspect:
+        k = threat.settings
+        mini_batch = _mini_batch(k, threat)
+        triggers = reversed_triggers(model, threat.thief.x[:k["nc_samples"]], threat.spec.num_classes,
+                                     k["nc_schedule_epochs"], threat.seed, mini_batch=mini_batch)
+        pool = [t for t in triggers if t.reached] or triggers
+        trigger = min(pool, key=lambda t: t.norm)
+        o = Oracle(model)
+        thief = Split(threat.thief.x, stolen_labels(o, threat.thief.x))
+        out, rep = launder(model, thief, trigger, dataclasses.replace(threat.finetune, epochs=k["launder_epochs"]),
+                           conv_threshold=k["launder_conv_threshold"], dense_threshold=k["launder_dense_threshold"],
+                           samples=k["nc_samples"], tag=f"{threat.tag}-neural-laundering")
+        return Suspect(Oracle(out), {"trigger_class": trigger.target, "trigger_reached": trigger.reached,
+                                     "reset": rep["reset"], "units": rep["units"], "acted": True,
+                                     "api_queries": o.queries})
+
+
 register(NeuralCleanse())
 register(NeuralCleansePruning())
+register(NeuralLaundering())
