@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
+import torch
 from torch import nn
 
 from . import attacks as _attacks
@@ -82,7 +83,7 @@ same knobs (2: the thief's own seed and data; 3: the unattacked cell records eac
 pair, 2026-12-07), so that no result of the old meaning is reloaded."""
 
 # which cells run, the entries' own settings (in ``entries``) and the knockoff's budget curve (cells of its own)
-SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets")
+SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets", "reference_thief_attacks")
 
 
 def pick_fc_target(knobs: dict, zoo, splits: data.Splits) -> tuple[int | None, list[str]]:
@@ -184,16 +185,48 @@ def thief_seed(owner_seed: int) -> int:
     return int(hashlib.sha256(f"thief of owner {owner_seed}".encode()).hexdigest()[:8], 16)
 
 
+THIEF_VIEWS = ("book", "reference")
+"""Who the thief is: the book's (its own share of the training images, ``thief_fraction``) or the
+reference toolkit's (:func:`reference_thief`), set by a context's ``thief_view`` knob (absent: the book's)."""
+
+
+def reference_thief(owner: Owner, extraction: bool, key_images: set[str]) -> data.Split:
+    """The reference toolkit's thief (Lukas et al.'s WRT): the first third of the task's training
+    images for an attack that fine-tunes the stolen model, all of them for model extraction
+    (``extraction``), true labels kept. The training images are the owner's and the book thief's
+    shares together, in the owner split's seeded order (the thief's share first), less every image
+    of the owner's keys (``key_images``, :func:`image_digests`): WRT's thief holds images the owner
+    trained on, and a key built from a training image (Namba & Sakuma's relabelled ones) is never
+    the thief's."""
+    pool = data.Split(torch.cat([owner.splits.thief.x, owner.splits.owner.x]),
+                      torch.cat([owner.splits.thief.y, owner.splits.owner.y]))
+    flat = pool.x.contiguous().view(len(pool), -1).numpy()
+    keep = torch.tensor([hashlib.sha1(row.tobytes()).hexdigest() not in key_images for row in flat])
+    pool = pool.subset(keep.nonzero().flatten())
+    return pool if extraction else pool.subset(slice(0, len(pool) // 3))
+
+
 def threat(cell: Cell, owner: Owner, scheme: Scheme, knobs: dict, attack: _attacks.Attack | None = None,
-           queried=None) -> _attacks.Threat:
+           queried=None, key_images: set[str] | None = None) -> _attacks.Threat:
     """What the thief of ``cell`` has: the owner's thief split (with its true labels), its own seed
-    (:func:`thief_seed`), its fine-tuning recipe and budget, the public scheme. A worst-case search
-    (``attack.oracle``) gets an :class:`~wmlib.attacks.OracleThreat`, which adds the owner's
-    statistic on the ``queried`` key."""
+    (:func:`thief_seed`), its fine-tuning recipe and budget, the public scheme. With ``thief_view``
+    'reference' in ``knobs``, the reference toolkit's thief (:func:`reference_thief`, which needs the
+    owner's ``key_images``) instead of the book's share. A worst-case search (``attack.oracle``) gets
+    an :class:`~wmlib.attacks.OracleThreat`, which adds the owner's statistic on the ``queried`` key."""
     seed = thief_seed(cell.seed)
-    fields = dict(thief=owner.splits.thief, spec=owner.splits.spec, seed=seed,
+    view = knobs.get("thief_view", "book")
+    if view not in THIEF_VIEWS:
+        raise ValueError(f"thief_view must be one of {', '.join(THIEF_VIEWS)}; got {view!r}")
+    if view == "reference":
+        if key_images is None:
+            raise ValueError("the reference thief's images leave out the owner's keys: give key_images")
+        thief = reference_thief(owner, attack is not None and attack.extraction, key_images)
+    else:
+        thief = owner.splits.thief
+    fields = dict(thief=thief, spec=owner.splits.spec, seed=seed,
                   finetune=_attacks.finetune_config(knobs, seed=seed), budget=knobs.get("budget"), settings=knobs,
-                  model_name=knobs["model"], scheme=scheme, tag=f"compare-thief-{cell.entry}-s{cell.seed}")
+                  model_name=knobs["model"], scheme=scheme,
+                  tag=f"compare-{'ref' if view == 'reference' else ''}thief-{cell.entry}-s{cell.seed}")
     if attack is not None and attack.oracle:
         return _attacks.OracleThreat(**fields, hit_rate=lambda oracle: float(scheme.hits(oracle, queried).float().mean()))
     return _attacks.Threat(**fields)
@@ -254,8 +287,8 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     full = owner.marked.verify_key
     null = zoo.null(full, scheme, confidence=knobs["zoo_confidence"])
     queried = scheme.queries(full, knobs["n_queries"], cell.seed)
-    t = threat(cell, owner, scheme, knobs, attack, queried)
     key_images = image_digests(owner.marked.key.x) | image_digests(owner.marked.held_out.x)
+    t = threat(cell, owner, scheme, knobs, attack, queried, key_images)
     check_disjoint(key_images, cell_images(attack, t))
     try:
         suspect = attack.apply(owner.marked.model, t)
@@ -501,6 +534,38 @@ def removals(cells: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
                      "removing attacks": ", ".join(always.index),
                      "in some seeds only": ", ".join(f"{a} ({int(r.removed)} / {int(r.seeds)})" for a, r in some.iterrows())})
     return pd.DataFrame(rows).set_index("entry") if rows else pd.DataFrame()
+
+
+def thief_views(book: pd.DataFrame, reference: pd.DataFrame, max_loss: float = 0.05) -> pd.DataFrame:
+    """The same attacks run by the book's thief (``book``'s cells) and by the reference toolkit's
+    (``reference``'s, a sweep with ``thief_view`` 'reference'): per attack and thief, the
+    watermarks it removed in every seed (Lukas et al.'s rule, :func:`attacked_cells`), the mean claim
+    rate over its cells and the accuracy it lost (against the same owner's unattacked model). The book's thief's removals are a lower bound
+    against the reference's; the difference says by how much."""
+    rows = []
+    for name, cells in (("book", book), ("reference", reference)):
+        att = attacked_cells(cells, max_loss)
+        att = att[~att["oracle"] & att["attack"].isin(set(reference["attack"]) - {"none"})]
+        for attack, g in att.groupby("attack", sort=False):
+            per = g.groupby("entry", sort=False)["removed"].all()
+            rows.append({"attack": attack, "thief": name, "removed (every seed)": int(per.sum()), "watermarks": len(per),
+                         "claim rate": float(g["claimed"].astype(float).mean()),
+                         "accuracy loss": float(g["accuracy loss"].mean())})
+    return pd.DataFrame(rows, columns=["attack", "thief", "removed (every seed)", "watermarks", "claim rate", "accuracy loss"])
+
+
+def thief_views_text(views: pd.DataFrame) -> str:
+    """One sentence from :func:`thief_views`: per attack, the watermarks each thief removed."""
+    if views.empty:
+        return "the reference toolkit's thief did not run in this profile (`full` runs it)"
+    parts = []
+    for attack, g in views.groupby("attack", sort=False):
+        r = g.set_index("thief")
+        if {"book", "reference"} <= set(r.index):
+            parts.append(f"{attack}: {int(r.loc['book', 'removed (every seed)'])} of {int(r.loc['book', 'watermarks'])} "
+                         f"removed by the book's thief, {int(r.loc['reference', 'removed (every seed)'])} by the reference's "
+                         f"(mean claim rate {r.loc['book', 'claim rate']:.0%} against {r.loc['reference', 'claim rate']:.0%})")
+    return "; ".join(parts)
 
 
 def best_removals(attacked: pd.DataFrame) -> pd.DataFrame:

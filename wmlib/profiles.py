@@ -363,6 +363,10 @@ _CMP_COMMON = dict(
     # extraction (wmlib.attacks.extraction): the API's scores averaged over 3 augmented queries (WRT's averaging
     # retraining); an ensemble of 3 models on disjoint thirds of the thief's images (WRT: 3 splits)
     smooth_queries=3, ensemble_size=3,
+    # the reference toolkit's thief (wmlib.compare.reference_thief: a third of the training images for fine-tuning, all of
+    # them for extraction) beside the book's, on the attacks that train on the thief's data
+    reference_thief_attacks=["fine-tune", "prune-finetune", "fine-pruning", "neural-cleanse", "retrain-labels", "distillation",
+                             "ftll", "rtal", "weight-shifting", "transfer-learning", "smooth-retraining"],
     # transfer learning in WRT's sense: a clean LeNet pretrained 10 epochs on the thieves' half of the MNIST digits (the
     # public data here; WRT downloads an ImageNet ResNet-34), its head replaced, fine-tuned 5 epochs (WRT: 5)
     pretrain_dataset="mnist-5k", pretrain_epochs=10, pretrain_lr=0.05, tl_epochs=5,
@@ -378,7 +382,7 @@ COMPARISON = {
                                       "prune-finetune", "prune-finetune-oracle", "fine-pruning+distillation"],
                   schemes=_schemes(retrain_epochs=15, key_per_batch=16), finetune_epochs=2,
                   extract_epochs=5, knockoff_budget=1000, knockoff_budgets=[250, 1000], nc_schedule_epochs=10, nc_samples=300,
-                  advtrain_epochs=1, advtrain_steps=3),
+                  advtrain_epochs=1, advtrain_steps=3, reference_thief_attacks=["fine-tune"]),
     "full": dict(_CMP_COMMON),
     # CIFAR-10 with ResNet-20 (GradSigns' and Zhang's CIFAR setting) on a GPU, 5 seeds; the chapters' paper epochs are
     # 50-200: 30 epochs of SGD 0.1 with two decays, to keep the 5 x 11 models near the hour (an estimate, see the page)
@@ -500,7 +504,7 @@ _TIER_CMP = dict(dataset=_RGB, **_TIER_TASK, **_TIER_ZOO["rgb32"], **_TIER_ATTAC
                           "neural-cleanse"],
                  transfer_dataset="mnist5k-rgb32-standin", knockoff_dataset="mnist5k-rgb32-standin", knockoff_budget=500,
                  knockoff_budgets=[250, 500], overwrite_triggers=20, extract_epochs=2, nc_schedule_epochs=6, nc_samples=100, ae_epochs=5, folds=2,
-                 advtrain_epochs=1, advtrain_steps=2)
+                 advtrain_epochs=1, advtrain_steps=2, reference_thief_attacks=["fine-tune"])
 PAPER_SMOKE = {
     # 25 epochs of C&W's net, at the machine's threads (2 here; make test runs it so, after the rest): at one thread the
     # noise key was not learned (12.2 % < 18.9 %: it is learned abruptly, late); at 35 epochs every key was, at 1 and 2
@@ -617,6 +621,12 @@ DEFAULT_CUTS = {
                                "weight shifting, NAD, transfer learning, Gaussian input smoothing and its chain #1 "
                                f"(full: all {len(_REFERENCE_ATTACKS)} of them, {len(_BOOK_ATTACKS + _REFERENCE_ATTACKS)} "
                                "attacks in all)"),
+                   "reference_thief_attacks": (["fine-tune"],
+                                               "the reference toolkit's thief fine-tunes only (on a third of the "
+                                               "training images: 5,000 where the book's thief holds 1,500); full: also "
+                                               "prune + fine-tune, fine-pruning, Neural Cleanse, FTLL, RTAL, weight "
+                                               "shifting, and extraction on all the training images (retraining, "
+                                               "distillation, transfer learning, smooth retraining)"),
                    "seeds": ([0], "one owner per watermark: every cell rests on one model, and the page draws no "
                                   "'in every seed' conclusion from it (full: seeds 0, 1, 2)"),
                    "nc_samples": (1000, "Neural Cleanse's images: two thirds of the thief's 1,500, as 2,000 of 3,000 in "

@@ -163,6 +163,7 @@ def _rules(chapter: str) -> dict:
         # the comparison
         "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "knockoff_budgets": _list(pos_int, nonempty=False),
+        "reference_thief_attacks": _list(_choice(attacks.REGISTRY), nonempty=False),
         "schemes": _settings(compare.ENTRIES),  # each entry's own settings: its scheme checks them
         # the integrity chapter
         "accuser_seeds": _list(_int(0, 99)), "accuser_surrogates": _counts(models.REGISTRY), "judge_zoo": _counts(models.REGISTRY),
@@ -263,6 +264,14 @@ def validate(chapter: str, cfg: dict) -> None:
                 attacks.REGISTRY[name].check(cfg, data.spec(cfg["dataset"]))
             except ValueError as err:
                 raise ValueError(f"comparison attack {name!r}: {err}") from None
+        # the reference toolkit's thief runs a thief's model-side attacks, on its data (those that 'attacks' holds: the
+        # two thieves side by side)
+        for name in cfg.get("reference_thief_attacks", []):
+            a = attacks.REGISTRY[name]
+            if a.side != "model" or a.oracle:
+                raise ValueError(f"knob 'reference_thief_attacks': {name!r} is not a thief's model-side attack (it is "
+                                 f"{'a worst-case search' if a.oracle else a.side + '-side'}): the reference thief's data "
+                                 "changes only what an attack trains on")
         # no attack trains or queries on an image that is a chosen entry's key (data.public_share)
         compare.check_public_images(chosen, {n: attacks.REGISTRY[n] for n in cfg["attacks"]}, cfg, cfg["dataset"])
     if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:

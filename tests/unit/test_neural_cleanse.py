@@ -112,9 +112,10 @@ NORMS = {  # per scenario: the reversed masks' norms, and which reached the succ
 
 
 @pytest.fixture
-def fake_inversion(monkeypatch):
+def fake_inversion(monkeypatch, tmp_path):
     """Stands in reversed triggers of given norms and reached flags for the inversion, and records
-    every fine-tuning (its configured epochs, the epochs its history holds)."""
+    every fine-tuning (its configured epochs, the epochs its history holds). Each scenario its own
+    cache: the reversal's cache knows the model and settings, not which fake stands in for it."""
     runs = []
     real_fit = nc.fit_cached
 
@@ -125,6 +126,7 @@ def fake_inversion(monkeypatch):
 
     def use(scenario):
         norms, reached = NORMS[scenario]
+        monkeypatch.setenv("WMLIB_CACHE", str(tmp_path / scenario))
 
         def fake(model, images, target, *, epochs, seed, **kw):
             c, h, w = images.shape[1:]
@@ -386,10 +388,37 @@ def test_neural_laundering_resets_the_units_the_reversed_trigger_drives_then_unl
     # thresholds that reset nothing leave only the unlearning: the reset is what the thresholds decide
     _, none = nc.launder(backdoored, thief, trigger, cfg, conv_threshold=1e9, dense_threshold=1e9, samples=300)
     assert none["reset"] == 0
-    # the attack as registered: the API's labels, the smallest converged trigger, its knobs read
+    # the reference's thresholds wreck the toy (most units reset); a thief with a 5-point budget on its own held-out
+    # images scales them up until the reset keeps its accuracy, then launders
+    wrecked, rep = nc.launder(backdoored, thief, trigger, cfg, conv_threshold=0.5, dense_threshold=0.2, samples=300)
+    assert rep["scale"] == 1.0 and train.evaluate(wrecked, test) < 0.5
+    val = thief.subset(slice(320, None))
+    kept, rep = nc.launder(backdoored, thief, trigger, cfg, conv_threshold=0.5, dense_threshold=0.2, samples=300,
+                           val=val, budget=0.05)
+    assert rep["scale"] > 1.0 and 0 < rep["reset"] and train.evaluate(kept, test) > 0.85 and asr(kept) < 0.5
+    smaller = [d > rep["scale"] / 2 * (0.5 if conv else 0.2) for d, conv in zip(shift, nc._conv_layers(backdoored))]
+    assert train.evaluate(nc.reset_units(backdoored, smaller)[0], val) < train.evaluate(backdoored, val) - 0.05
+    # the attack as registered: the API's labels, the smallest converged trigger, its knobs and the thief's budget read
     threat = attacks.Threat(thief=thief, spec=REGISTRY["fashion-mnist"], seed=0, finetune=cfg, budget=0.05,
                             settings=dict(finetune_lr=1e-3, nc_schedule_epochs=10, nc_samples=300,
-                                          launder_conv_threshold=2.0, launder_dense_threshold=10.0, launder_epochs=2),
+                                          launder_conv_threshold=0.5, launder_dense_threshold=0.2, launder_epochs=2),
                             model_name="lenet5", scheme=None)
     s = attacks.get("neural-laundering").apply(backdoored, threat)
-    assert s.report["trigger_class"] == 3 and s.report["reset"] == count and s.report["api_queries"] == len(thief)
+    assert s.report["trigger_class"] == 3 and s.report["api_queries"] == len(thief)
+    assert s.report["threshold_scale"] == rep["scale"] and s.report["reset"] == rep["reset"]  # held out: the same 80 images
+    assert train.evaluate(s.oracle.model, test) > 0.85
+
+
+def test_the_three_neural_cleanse_attacks_share_one_cached_reversal(backdoored, tmp_path, monkeypatch):
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    images = blobs(100, seed=5).x
+    first = nc.reversed_triggers(backdoored, images, 10, 2, 0, mini_batch=3)
+    files = list((tmp_path / "neural-cleanse").glob("triggers-*.pt"))
+    assert len(files) == 1
+    calls = []
+    monkeypatch.setattr(nc, "reverse_trigger", lambda *a, **k: calls.append(a) or first[0])
+    again = nc.reversed_triggers(backdoored, images, 10, 2, 0, mini_batch=3)
+    assert not calls and all(torch.equal(a.mask, b.mask) and a.costs == b.costs and a.reached == b.reached
+                             for a, b in zip(first, again))
+    nc.reversed_triggers(backdoored, images, 10, 2, 1, mini_batch=3)  # another seed: reversed anew
+    assert len(calls) == 10 and len(list((tmp_path / "neural-cleanse").glob("triggers-*.pt"))) == 2

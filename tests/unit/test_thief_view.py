@@ -411,3 +411,56 @@ def test_lis_thief_encoder_trains_on_the_thiefs_images_only(monkeypatch, toy_spl
     assert seen["seed"] == 777 and seen["owner"] is task.owner.x
     assert compare.image_digests(seen["key"]) <= compare.image_digests(toy_splits.thief.x)
     assert not compare.image_digests(seen["key"]) & compare.image_digests(toy_splits.owner.x)
+
+
+# --------------------------------------------------------------------------- the reference toolkit's thief
+
+def test_the_reference_thief_fine_tunes_on_a_third_extracts_on_everything_and_never_holds_a_key(toy_splits):
+    from wmlib.cells import Cell
+
+    owner = compare.Owner(toy_splits, None, 0.0, None)
+    keys = compare.image_digests(toy_splits.owner.x[:30])  # a key made of training images (Namba & Sakuma's relabelled)
+    pool = len(toy_splits.owner) + len(toy_splits.thief) - 30
+    third = compare.reference_thief(owner, False, keys)
+    everything = compare.reference_thief(owner, True, keys)
+    assert len(third) == pool // 3 and len(everything) == pool
+    assert not (compare.image_digests(everything.x) & keys)
+    assert compare.image_digests(toy_splits.owner.x[30:]) <= compare.image_digests(everything.x)  # the owner's images too
+    assert torch.equal(third.x, everything.x[:pool // 3])  # the first third, in the split's order
+    knobs = {"model": "lenet5", "finetune_epochs": 1, "finetune_lr": 1e-3, "batch_size": 64, "budget": 0.05}
+    cell = Cell("toy", 0, "fine-tune")
+    book = compare.threat(cell, owner, None, knobs, attacks.get("fine-tune"))
+    assert book.thief is toy_splits.thief and "refthief" not in book.tag
+    ref = {**knobs, "thief_view": "reference"}
+    tuned = compare.threat(cell, owner, None, ref, attacks.get("fine-tune"), key_images=keys)
+    stolen = compare.threat(cell, owner, None, ref, attacks.get("retrain-labels"), key_images=keys)
+    chained = compare.threat(cell, owner, None, ref, attacks.get("transfer-learning+input-smoothing-gaussian"), key_images=keys)
+    assert len(tuned.thief) == pool // 3 and len(stolen.thief) == len(chained.thief) == pool and "refthief" in tuned.tag
+    with pytest.raises(ValueError, match="give key_images"):
+        compare.threat(cell, owner, None, ref, attacks.get("fine-tune"))
+    with pytest.raises(ValueError, match="thief_view must be one of"):
+        compare.threat(cell, owner, None, {**knobs, "thief_view": "wrt"}, attacks.get("fine-tune"), key_images=keys)
+
+
+def test_the_two_thieves_side_by_side_and_the_knob_that_chooses_the_attacks():
+    from wmlib import settings
+
+    def cells(claimed_after):
+        rows = []
+        for entry in ("a", "b"):
+            rows.append(dict(entry=entry, seed=0, attack="none", status="ok", claimed=True, statistic=1.0, threshold=0.3,
+                             test_acc=0.90, seconds=1.0, queries=40))
+            rows.append(dict(entry=entry, seed=0, attack="fine-tune", status="ok", claimed=claimed_after[entry],
+                             statistic=0.9 if claimed_after[entry] else 0.1, threshold=0.3, test_acc=0.89, seconds=1.0,
+                             queries=40))
+        return pd.DataFrame(rows)
+    views = compare.thief_views(cells({"a": True, "b": True}), cells({"a": False, "b": True})).set_index("thief")
+    assert views.loc["book", "removed (every seed)"] == 0 and views.loc["reference", "removed (every seed)"] == 1
+    assert views.loc["reference", "claim rate"] == 0.5 and views.loc["book", "watermarks"] == 2
+    text = compare.thief_views_text(views.reset_index())
+    assert text.startswith("fine-tune: 0 of 2 removed by the book's thief, 1 by the reference's")
+    assert "did not run" in compare.thief_views_text(pd.DataFrame())
+    with pytest.raises(ValueError, match="reference_thief_attacks.*query-side"):
+        settings.resolve("comparison", "smoke", reference_thief_attacks=["rounding"])
+    with pytest.raises(ValueError, match="reference_thief_attacks.*worst-case search"):
+        settings.resolve("comparison", "smoke", reference_thief_attacks=["prune-finetune-oracle"])

@@ -69,6 +69,7 @@ class AdversarialExtraction(Attack):
     examples of itself mixed into every batch (the adversarial-training knobs; the reference: ε 0.01 to
     0.25, 40 steps of 0.01, 60 epochs on all 50,000 CIFAR-10 images)."""
     name, side = "adversarial-extraction", "model"
+    extraction = True
     about = "a fresh model trained on the API's labels with PGD examples of itself mixed in"
     knobs = {"extract_epochs": rules.integer(1), "extract_lr": rules.number(0.0, rules.INF, lo_open=True),
              **{k: v for k, v in AdversarialTraining.knobs.items() if k.startswith("advtrain_") and k != "advtrain_epochs"}}

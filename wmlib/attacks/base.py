@@ -106,7 +106,9 @@ class Attack(ABC):
     """One attack: ``name`` (how profiles and the matrix call it), ``side`` ('model', 'query' or
     'none'), ``about`` (one line for the book), ``only`` (the kind of verification trial it is
     defined for, e.g. 'bits'; None: every scheme), ``oracle`` (True: a worst-case search that uses
-    the owner's statistic, reported as an upper bound and never as a removal) and ``knobs``, the
+    the owner's statistic, reported as an upper bound and never as a removal), ``extraction`` (True:
+    model extraction, which the reference toolkit's thief runs on every training image where its
+    fine-tuning attacks get a third) and ``knobs``, the
     rule (:mod:`wmlib.rules`) of every setting it reads from ``threat.settings``, which
     :func:`wmlib.settings.resolve` applies."""
     name: str = "attack"
@@ -114,6 +116,7 @@ class Attack(ABC):
     about: str = ""
     only: str | None = None
     oracle: bool = False
+    extraction: bool = False  # trains a model of its own from the API (no stolen weights kept): WRT's thief gives it every image
     knobs: dict = {}
 
     def applies_to(self, scheme) -> str | None:

@@ -45,6 +45,7 @@ class Chain(Attack):
         return None
 
     oracle = property(lambda self: any(REGISTRY[p].oracle for p in self.parts))
+    extraction = property(lambda self: any(REGISTRY[p].extraction for p in self.parts))
 
     def public_images(self, settings, spec):
         return [i for p in self.parts for i in REGISTRY[p].public_images(settings, spec)]

@@ -116,6 +116,7 @@ class Retraining(Attack):
     """Tramèr et al.: the thief labels its own images with the API's top-1 answers and trains a model
     from scratch; ``model_knob`` names another architecture (None: the stolen model's)."""
     side = "model"
+    extraction = True
 
     def __init__(self, name: str = "retrain-labels", model_knob: str | None = None, about: str = ""):
         self.name, self.model_knob = name, model_knob
@@ -132,6 +133,7 @@ class Retraining(Attack):
 class Distillation(Attack):
     """Hinton et al.: a fresh student of the stolen architecture trained on the API's scores at temperature T."""
     name, side = "distillation", "model"
+    extraction = True
     about = "a fresh model trained on the API's scores softened at temperature T (Hinton et al.)"
     knobs = {**_RECIPE, "distill_T": _POS, "distill_lr": _POS}
 
@@ -161,6 +163,7 @@ class Knockoff(Attack):
     another dataset (``knockoff_dataset``, the thieves' half of it), answered with the API's scores,
     train a fresh model."""
     name, side = "knockoff", "model"
+    extraction = True
     about = "a fresh model trained on the API's scores for another dataset's images (no task data; a query budget)"
     knobs = {**_RECIPE, "knockoff_dataset": rules.choice(_data.REGISTRY), "knockoff_budget": _COUNT}
 
@@ -202,6 +205,7 @@ class SmoothRetraining(Attack):
     """The reference's averaging retraining: a fresh model of the stolen architecture trained on the
     API's scores averaged over ``smooth_queries`` augmented queries of each of the thief's images."""
     name, side = "smooth-retraining", "model"
+    extraction = True
     about = "a fresh model trained on the API's scores averaged over augmented queries of each image"
     knobs = {**_RECIPE, "smooth_queries": _COUNT}
 
@@ -234,6 +238,7 @@ class EnsembleExtraction(Attack):
     on its own disjoint share of the thief's images with the API's top-1 answers; the thief serves
     their averaged probabilities."""
     name, side = "ensemble-extraction", "model"
+    extraction = True
     about = "fresh models on disjoint shares of the thief's images (the API's labels), their average served"
     knobs = {**_RECIPE, "ensemble_size": rules.integer(2)}
 

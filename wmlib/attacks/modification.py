@@ -222,6 +222,7 @@ class TransferLearning(Attack):
     fine-tuning recipe. Removal by not copying: it tests whether the thief needs the model at all
     (its accuracy against the budget), not whether a watermark survives in it."""
     name, side = "transfer-learning", "model"
+    extraction = True
     about = "a clean network pretrained on public data, head replaced, fine-tuned on the thief's images (no stolen weights)"
     knobs = {"pretrain_dataset": rules.choice(_data.REGISTRY), "pretrain_epochs": _EPOCHS, "pretrain_lr": _POS,
              "tl_epochs": _EPOCHS}

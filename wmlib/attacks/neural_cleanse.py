@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -77,7 +78,7 @@ from torch import nn
 from .. import rules
 from ..data import Split
 from ..keys import Key
-from ..train import TrainConfig, fit_cached, tensor_digest, to_float
+from ..train import TrainConfig, evaluate, fit_cached, tensor_digest, to_float
 from ..verify import Oracle
 from .base import Attack, NotApplicable, Suspect, Threat, register
 from .extraction import stolen_labels
@@ -278,8 +279,25 @@ def unlearn(model: nn.Module, thief: Split, triggers: list[Trigger], cfg: TrainC
 
 def reversed_triggers(model: nn.Module, images: torch.Tensor, num_classes: int, epochs: int, seed: int,
                       **reverse_kw) -> list[Trigger]:
-    """A trigger reversed for every class (:func:`reverse_trigger`, class ``t`` seeded ``seed + t``)."""
-    return [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw) for t in range(num_classes)]
+    """A trigger reversed for every class (:func:`reverse_trigger`, class ``t`` seeded ``seed + t``).
+    Cached (``$WMLIB_CACHE/neural-cleanse``) under the model's weights, the images and every setting:
+    the unlearning, pruning and laundering attacks reverse the same triggers of the same model, and
+    the reversal is most of their cost."""
+    from ..train import cache_dir, config_hash, model_digest
+    key = config_hash({"model": model_digest(model), "images": tensor_digest(images), "classes": num_classes,
+                       "epochs": epochs, "seed": seed, **reverse_kw})
+    path = cache_dir() / "neural-cleanse" / f"triggers-{key}.pt"
+    if path.exists():
+        try:
+            return [Trigger(**t) for t in torch.load(path, weights_only=True)]
+        except Exception:  # noqa: BLE001 - a truncated file: reverse again and overwrite it
+            pass
+    triggers = [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw) for t in range(num_classes)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save([dataclasses.asdict(t) for t in triggers], tmp)
+    os.replace(tmp, path)
+    return triggers
 
 
 def nc_prune(model: nn.Module, thief: Split, triggers: list[Trigger], ratio: float, cfg: TrainConfig,
@@ -461,21 +479,43 @@ def reset_units(model: nn.Module, units: list[torch.Tensor]) -> tuple[nn.Module,
     return model, count
 
 
+LAUNDER_SCALES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""The multiples of the thresholds a thief with an accuracy budget tries, smallest (most units reset) first."""
+
+
 def launder(model: nn.Module, thief: Split, trigger: Trigger, cfg: TrainConfig, *, conv_threshold: float,
-            dense_threshold: float, samples: int, share: float = 0.5, tag: str = "neural-laundering") -> tuple[nn.Module, dict]:
+            dense_threshold: float, samples: int, share: float = 0.5, tag: str = "neural-laundering",
+            val: Split | None = None, budget: float | None = None) -> tuple[nn.Module, dict]:
     """Neural network laundering (Aiken et al. 2021) with one reversed ``trigger``: the units whose
     mean output rises on the first ``samples`` thief images stamped with it by more than the
     threshold (:func:`unit_shift`: ``conv_threshold`` for a conv channel, ``dense_threshold`` for a
     neuron) are reset (:func:`reset_units`), then the model is fine-tuned with ``cfg`` on ``thief``, a
-    ``share`` of every batch stamped with the trigger, labels kept (:func:`unlearn`)."""
+    ``share`` of every batch stamped with the trigger, labels kept (:func:`unlearn`).
+
+    With ``val`` and ``budget`` (the thief's validation images and the accuracy points it may lose),
+    the thresholds are scaled by the smallest multiple of :data:`LAUNDER_SCALES` whose reset keeps the
+    validation accuracy within the budget of the stolen model's, before fine-tuning (the rule of
+    fine-pruning's thief): thresholds in activation units are the model's own, and the reference's
+    were set for CIFAR-10 ResNets. No multiple within the budget: nothing is reset, only unlearnt."""
     device = next(model.parameters()).device
     x = to_float(thief.x[:samples])
-    shift = unit_shift(model, x, trigger.stamp(x))
-    units = [d.cpu() > (conv_threshold if model_is_conv else dense_threshold)
-             for d, model_is_conv in zip(shift, _conv_layers(model))]
+    shift = [d.cpu() for d in unit_shift(model, x, trigger.stamp(x))]
+    convs = _conv_layers(model)
+
+    def pick(scale: float) -> list[torch.Tensor]:
+        return [d > scale * (conv_threshold if is_conv else dense_threshold) for d, is_conv in zip(shift, convs)]
+    scale = 1.0
+    if val is not None and budget is not None:
+        base = evaluate(model, val, device)
+        scale = float("inf")
+        for s in LAUNDER_SCALES:
+            if evaluate(reset_units(model, pick(s))[0], val, device) >= base - budget - 1e-6:  # float32: the budget is in
+                scale = float(s)
+                break
+    units = pick(scale)
     reset, count = reset_units(model, units)
     out = unlearn(reset.to(device), thief, [trigger], cfg, share, tag, epochs=cfg.epochs)
-    return out, {"reset": count, "units": sum(len(u) for u in units),
+    return out, {"reset": count, "units": sum(len(u) for u in units), "scale": scale,
                  "reset_per_layer": [int(u.sum()) for u in units]}
 
 
@@ -492,11 +532,13 @@ class NeuralLaundering(Attack):
     the reference sorts all by norm) drives the reset, then ``launder_epochs`` of fine-tuning on the
     API's labels (the reference: 5 epochs, labels from the stolen model) with half of every batch
     stamped (the reference adds a stamped copy of each image). Thresholds: the reference's 0.5 for a
-    conv channel, 0.2 for a neuron, on the unit's output before its activation."""
+    conv channel, 0.2 for a neuron, on the unit's output before its activation, scaled up by the
+    thief's accuracy budget on its own held-out images (:func:`launder`): on a LeNet-5 the reference's
+    values reset most units and leave a model that answers 10 %."""
     name, side = "neural-laundering", "model"
     about = "units a reversed trigger drives reset, then fine-tuned with the trigger unlearnt (Aiken et al.)"
     knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True), "nc_schedule_epochs": rules.integer(1),
-             "nc_samples": rules.integer(1), "launder_conv_threshold": rules.number(0.0, rules.INF),
+             "budget": rules.number(0.0, 1.0, hi_open=True), "nc_samples": rules.integer(1), "launder_conv_threshold": rules.number(0.0, rules.INF),
              "launder_dense_threshold": rules.number(0.0, rules.INF), "launder_epochs": rules.integer(1)}
 
     def apply(self, model: nn.Module, threat: Threat) -> Suspect:
@@ -508,12 +550,13 @@ class NeuralLaundering(Attack):
         trigger = min(pool, key=lambda t: t.norm)
         o = Oracle(model)
         thief = Split(threat.thief.x, stolen_labels(o, threat.thief.x))
+        val = threat.splits.test  # the thief's own held-out images, true labels: they choose the thresholds' scale
         out, rep = launder(model, thief, trigger, dataclasses.replace(threat.finetune, epochs=k["launder_epochs"]),
                            conv_threshold=k["launder_conv_threshold"], dense_threshold=k["launder_dense_threshold"],
-                           samples=k["nc_samples"], tag=f"{threat.tag}-neural-laundering")
+                           samples=k["nc_samples"], tag=f"{threat.tag}-neural-laundering", val=val, budget=threat.budget)
         return Suspect(Oracle(out), {"trigger_class": trigger.target, "trigger_reached": trigger.reached,
-                                     "reset": rep["reset"], "units": rep["units"], "acted": True,
-                                     "api_queries": o.queries})
+                                     "reset": rep["reset"], "units": rep["units"], "threshold_scale": rep["scale"],
+                                     "acted": True, "api_queries": o.queries})
 
 
 register(NeuralCleanse())
