@@ -376,6 +376,9 @@ def removal_panels(attacked: pd.DataFrame, attacks: list[str], max_loss: float =
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.tick_params(labelbottom=True)
     g.set_titles("{col_name}")
+    for attack, ax in g.axes_dict.items():  # a chain's long name breaks at its '+' (one part a line)
+        if len(attack) > 24:
+            ax.set_title(attack.replace("+", "+\n"), fontsize="small")
     g.set_axis_labels("test accuracy the thief lost", "statistic − threshold")
     g.tight_layout()  # the grid's own layout keeps the legend outside the panels
     return g.figure

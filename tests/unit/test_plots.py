@@ -81,3 +81,6 @@ def test_a_wide_attack_suite_runs_down_the_page_and_each_removal_panel_spans_its
     fig = plots.removal_panels(att, ["small", "large", "absent"])
     small, large = fig.axes[:2]
     assert small.get_xlim()[1] == pytest.approx(0.10) and large.get_xlim()[1] == pytest.approx(0.51)
+    chain = "weight-shifting+fine-pruning+input-smoothing-gaussian"  # a long chain's title, one part a line
+    fig = plots.removal_panels(att.assign(attack=["small", "small", chain]), ["small", chain])
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["small", chain.replace("+", "+\n")]
