@@ -615,6 +615,12 @@ def seed_note(seeds: list[int]) -> str:
     return f"this run has {len(seeds)} owner seeds per watermark"
 
 
+_FAMILIES = ("survives the reference toolkit's model modifications", "survives the backdoor defences",
+             "survives the reference toolkit's extraction", "survives input preprocessing of the queries",
+             "survives the reference toolkit's five chains")
+"""Which-scheme-when's questions about a family of attacks: each names the members its sweep ran."""
+
+
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix's thieves (never a worst-case
@@ -663,7 +669,7 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                             ("survives the reference toolkit's model modifications",
                              ["ftll", "rtll", "rtal", "weight-shifting", "regularization", "label-smoothing", "label-noising",
                               "weight-quantization", "neural-laundering", "nc-pruning"]),
-                            ("survives the backdoor defences (NAD, ANP)", ["nad", "anp"]),
+                            ("survives the backdoor defences", ["nad", "anp"]),
                             ("survives the reference toolkit's extraction",
                              ["transfer-learning", "smooth-retraining", "adversarial-extraction", "ensemble-extraction"]),
                             ("survives input preprocessing of the queries",
@@ -675,6 +681,8 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
         if cells.empty:
             continue
         swept = cells["attack"].nunique()  # the attacks of the question that this sweep ran
+        if question in _FAMILIES:  # a family asks about the members this sweep ran, and names them
+            question = f"{question} ({', '.join(a for a in names if a in set(cells['attack']))})"
         full_rows = cells.groupby("entry").filter(lambda g: len(g) == swept and g["held"].all())
         winners = list(dict.fromkeys(full_rows["entry"]))
         rows.append({"question": question, "answer": ", ".join(winners) or "no scheme",

@@ -298,8 +298,8 @@ def test_lukas_rule_thief_cost_and_the_cheapest_removal():
     # a family's question asks only about the family's attacks this sweep ran: here the backdoor defences, nad alone
     nad = cells[cells.attack == "cheap"].assign(attack="nad")
     when = compare.which_scheme_when(compare.matrix(pd.concat([cells, nad])), emb).set_index("question")
-    assert when.loc["survives the backdoor defences (NAD, ANP)", "answer"] == "b"
-    assert "survives input preprocessing of the queries" not in when.index  # none of that family ran
+    assert when.loc["survives the backdoor defences (nad)", "answer"] == "b"  # names what ran: no ANP here
+    assert not when.index.str.startswith("survives input preprocessing").any()  # none of that family ran
 
 
 def test_no_function_coupled_entry_no_target_and_no_triggers():
