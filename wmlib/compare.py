@@ -200,8 +200,7 @@ def reference_thief(owner: Owner, extraction: bool, key_images: set[str]) -> dat
     the thief's."""
     pool = data.Split(torch.cat([owner.splits.thief.x, owner.splits.owner.x]),
                       torch.cat([owner.splits.thief.y, owner.splits.owner.y]))
-    flat = pool.x.contiguous().view(len(pool), -1).numpy()
-    keep = torch.tensor([hashlib.sha1(row.tobytes()).hexdigest() not in key_images for row in flat])
+    keep = torch.tensor([d not in key_images for d in row_digests(pool.x)])
     pool = pool.subset(keep.nonzero().flatten())
     return pool if extraction else pool.subset(slice(0, len(pool) // 3))
 
@@ -232,10 +231,15 @@ def threat(cell: Cell, owner: Owner, scheme: Scheme, knobs: dict, attack: _attac
     return _attacks.Threat(**fields)
 
 
-def image_digests(x) -> set[str]:
-    """One digest per uint8 image of ``x`` (its exact pixels)."""
+def row_digests(x) -> list[str]:
+    """The digest of each uint8 image of ``x`` (its exact pixels), in order."""
     flat = x.contiguous().view(len(x), -1).numpy()
-    return {hashlib.sha1(row.tobytes()).hexdigest() for row in flat}
+    return [hashlib.sha1(row.tobytes()).hexdigest() for row in flat]
+
+
+def image_digests(x) -> set[str]:
+    """One digest per uint8 image of ``x`` (:func:`row_digests`), as a set."""
+    return set(row_digests(x))
 
 
 def check_public_images(entries: dict[str, Scheme], suite: Suite, knobs: dict, task: str) -> None:
@@ -615,10 +619,17 @@ def seed_note(seeds: list[int]) -> str:
     return f"this run has {len(seeds)} owner seeds per watermark"
 
 
-_FAMILIES = ("survives the reference toolkit's model modifications", "survives the backdoor defences",
-             "survives the reference toolkit's extraction", "survives input preprocessing of the queries",
-             "survives the reference toolkit's five chains")
-"""Which-scheme-when's questions about a family of attacks: each names the members its sweep ran."""
+_FAMILIES = (("survives the reference toolkit's model modifications",
+              ["ftll", "rtll", "rtal", "weight-shifting", "regularization", "label-smoothing", "label-noising",
+               "weight-quantization", "neural-laundering", "nc-pruning"]),
+             ("survives the backdoor defences", ["nad", "anp"]),
+             ("survives the reference toolkit's extraction",
+              ["transfer-learning", "smooth-retraining", "adversarial-extraction", "ensemble-extraction"]),
+             ("survives input preprocessing of the queries",
+              ["input-smoothing-gaussian", "input-smoothing-mean", "input-smoothing-median", "input-quantization",
+               "input-flip", "feature-squeezing", "input-reconstruction"]),
+             ("survives the reference toolkit's five chains", ["+".join(c) for c in _attacks.combined.REFERENCE_CHAINS]))
+"""Which-scheme-when's questions about a family of attacks (question, members): each names the members its sweep ran."""
 
 
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
@@ -666,22 +677,12 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                             ("survives fine-pruning and Neural Cleanse", ["fine-pruning", "neural-cleanse"]),
                             ("survives adversarial training", ["adversarial-training"]),
                             ("survives JPEG-compressed queries", ["jpeg"]),
-                            ("survives the reference toolkit's model modifications",
-                             ["ftll", "rtll", "rtal", "weight-shifting", "regularization", "label-smoothing", "label-noising",
-                              "weight-quantization", "neural-laundering", "nc-pruning"]),
-                            ("survives the backdoor defences", ["nad", "anp"]),
-                            ("survives the reference toolkit's extraction",
-                             ["transfer-learning", "smooth-retraining", "adversarial-extraction", "ensemble-extraction"]),
-                            ("survives input preprocessing of the queries",
-                             ["input-smoothing-gaussian", "input-smoothing-mean", "input-smoothing-median",
-                              "input-quantization", "input-flip", "feature-squeezing", "input-reconstruction"]),
-                            ("survives the reference toolkit's five chains",
-                             ["+".join(c) for c in _attacks.combined.REFERENCE_CHAINS])):
+                            *_FAMILIES):
         cells = attacked[attacked["attack"].isin(names)]
         if cells.empty:
             continue
         swept = cells["attack"].nunique()  # the attacks of the question that this sweep ran
-        if question in _FAMILIES:  # a family asks about the members this sweep ran, and names them
+        if (question, names) in _FAMILIES:  # a family asks about the members this sweep ran, and names them
             question = f"{question} ({', '.join(a for a in names if a in set(cells['attack']))})"
         full_rows = cells.groupby("entry").filter(lambda g: len(g) == swept and g["held"].all())
         winners = list(dict.fromkeys(full_rows["entry"]))

@@ -35,6 +35,14 @@ def feature_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in weight_layers(model) if m is not head]
 
 
+def neuron_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers whose output channels are a backdoor defence's neurons (ANP's, neural laundering's):
+    every ``BatchNorm2d`` / ``BatchNorm1d`` where the model has batch norm (ANP's ``NoisyBatchNorm``),
+    else every conv and linear layer but the classifier (:func:`feature_layers`)."""
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))]
+    return norms or feature_layers(model)
+
+
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` (same module, same state) whose 2x2 / stride-2 case on even CPU inputs, where
     no gradient is needed (evaluation, queries), is two halving maxima: the same values, and about 5x

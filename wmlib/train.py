@@ -483,11 +483,16 @@ def _load_or_train(path: Path, config: dict, build: Callable[[], nn.Module], tra
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"config": json.loads(json.dumps(config, default=str)), "state_dict": state,
                "digest": _state_digest(state), "history": hist.as_dict(), **({"rng": rng} if replay_rng else {})}
+    save_atomic(payload, path)
+    return model.to(device).eval(), hist, False, rng
+
+
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file: readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-    return model.to(device).eval(), hist, False, rng
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 _HOOKS = ("extra_loss", "weight_transform", "batch_hook", "epoch_hook")

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import rules
-from ..models import BasicBlock, feature_layers
+from ..models import BasicBlock, neuron_layers
 from ..train import fit_cached, to_float
 from ..verify import Oracle
 from .base import Attack, NotApplicable, Suspect, Threat, register
@@ -144,14 +144,6 @@ class NeuralAttentionDistillation(Attack):
 
 
 register(NeuralAttentionDistillation())
-
-
-def neuron_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers whose output channels are ANP's neurons: every ``BatchNorm2d`` / ``BatchNorm1d``
-    where the model has batch norm (the authors' ``NoisyBatchNorm``), else every conv and linear
-    layer but the classifier (:func:`~wmlib.models.feature_layers`)."""
-    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))]
-    return norms or feature_layers(model)
 
 
 def _width(layer: nn.Module) -> int:

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -78,7 +77,9 @@ from torch import nn
 from .. import rules
 from ..data import Split
 from ..keys import Key
-from ..train import TrainConfig, evaluate, fit_cached, tensor_digest, to_float
+from ..models import neuron_layers
+from ..train import (TrainConfig, cache_dir, config_hash, evaluate, fit_cached, model_digest, save_atomic,
+                     tensor_digest, to_float)
 from ..verify import Oracle
 from .base import Attack, NotApplicable, Suspect, Threat, register
 from .extraction import stolen_labels
@@ -283,7 +284,6 @@ def reversed_triggers(model: nn.Module, images: torch.Tensor, num_classes: int, 
     Cached (``$WMLIB_CACHE/neural-cleanse``) under the model's weights, the images and every setting:
     the unlearning, pruning and laundering attacks reverse the same triggers of the same model, and
     the reversal is most of their cost."""
-    from ..train import cache_dir, config_hash, model_digest
     key = config_hash({"model": model_digest(model), "images": tensor_digest(images), "classes": num_classes,
                        "epochs": epochs, "seed": seed, **reverse_kw})
     path = cache_dir() / "neural-cleanse" / f"triggers-{key}.pt"
@@ -293,10 +293,7 @@ def reversed_triggers(model: nn.Module, images: torch.Tensor, num_classes: int, 
         except Exception:  # noqa: BLE001 - a truncated file: reverse again and overwrite it
             pass
     triggers = [reverse_trigger(model, images, t, epochs=epochs, seed=seed + t, **reverse_kw) for t in range(num_classes)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save([dataclasses.asdict(t) for t in triggers], tmp)
-    os.replace(tmp, path)
+    save_atomic([dataclasses.asdict(t) for t in triggers], path)
     return triggers
 
 
@@ -430,11 +427,10 @@ class NeuralCleansePruning(Attack):
 
 
 def unit_shift(model: nn.Module, clean: torch.Tensor, stamped: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
-    """Per layer of :func:`~wmlib.attacks.backdoor_defences.neuron_layers` (the units that
+    """Per layer of :func:`~wmlib.models.neuron_layers` (the units that
     :func:`reset_units` silences), the mean output on ``stamped`` less the mean on ``clean`` (float
     images): per channel the largest over positions for a conv map (the reference: ``max`` over the
     spatial axes of the mean difference), per neuron for a vector."""
-    from .backdoor_defences import neuron_layers
     device = next(model.parameters()).device
     layers = neuron_layers(model)
     model = model.eval()
@@ -463,10 +459,9 @@ def unit_shift(model: nn.Module, clean: torch.Tensor, stamped: torch.Tensor, bat
 
 def reset_units(model: nn.Module, units: list[torch.Tensor]) -> tuple[nn.Module, int]:
     """A copy of ``model`` whose units ``units[i]`` (a boolean per channel of the i-th layer of
-    :func:`~wmlib.attacks.backdoor_defences.neuron_layers`) output zero: their weights and bias (a
+    :func:`~wmlib.models.neuron_layers`) output zero: their weights and bias (a
     batch norm's scale and shift) set to zero; nothing keeps them there when the model is trained on.
     Returns it and the number reset."""
-    from .backdoor_defences import neuron_layers
     model = copy.deepcopy(model)
     count = 0
     with torch.no_grad():
@@ -520,9 +515,8 @@ def launder(model: nn.Module, thief: Split, trigger: Trigger, cfg: TrainConfig, 
 
 
 def _conv_layers(model: nn.Module) -> list[bool]:
-    """Per layer of :func:`~wmlib.attacks.backdoor_defences.neuron_layers`: whether its output is a
+    """Per layer of :func:`~wmlib.models.neuron_layers`: whether its output is a
     feature map (a conv or a 2-d batch norm) rather than a vector."""
-    from .backdoor_defences import neuron_layers
     return [isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in neuron_layers(model)]
 
 
