@@ -193,6 +193,10 @@ _FC_COMMON = dict(
     # overwriting: the paper's thief fine-tunes "with the selected watermark samples in a small learning rate of 1e-4"; the
     # optimiser is not given, and the authors' code uses SGD (momentum 0.9) throughout
     overwrite_sources=[2, 4], overwrite_target=5, overwrite_lr=1e-4, overwrite_epochs=5, overwrite_optimizer="sgd",
+    # the untested causes' ablations: the invisible watermarks at these r embedded again with [code]'s 40 epochs (the run
+    # scales them to its own), and the digits run's clean model on these shares of its owner's digits (Table 1's accuracy
+    # against the training-set size)
+    code_epochs_r_values=[0.9], curve_shares=[0.25, 0.5, 1.0],
     compare=["zhang-content", "ew", "afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
     n_queries=90, alpha=0.01, zoo_confidence=0.99, benchmark_steps=30, seed=0,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
@@ -215,7 +219,7 @@ FUNCTION_COUPLED = {
                   trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1, compare=["zhang-content"],
                   retrain_epochs=2, n_queries=40, benchmark_steps=5, digits_epochs=10,
                   digits_verify_triggers=40, digits_n_queries=40, digits_thief_samples=200,
-                  digits_overwrite_epochs=1),
+                  digits_overwrite_epochs=1, code_epochs_r_values=[], curve_shares=[0.5, 1.0]),
     # real Fashion-MNIST, LeNet-5, 27,000 owner images, 10 epochs: 2 CPU cores in <= 12 min
     "full": dict(_FC_COMMON),
     # §5: MNIST LeNet-5 (-p dataset cifar10 -p model resnet18, or cifar100 / vgg16), the paper's
@@ -543,7 +547,8 @@ PAPER_SMOKE = {
                              verify_triggers=20,
                              milestones=[10, 13], r_values=[0.5], replicates=1, mask_sweep=[0.0, 0.05], ft_samples=200,
                              trials=2, thief_samples=100, trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1,
-                             compare=["zhang-content"], retrain_epochs=2, n_queries=20, benchmark_steps=3),
+                             compare=["zhang-content"], retrain_epochs=2, n_queries=20, benchmark_steps=3,
+                             code_epochs_r_values=[]),
     "comparison": _TIER_CMP,
     "integrity": dict(_TIER_CMP, accuser_surrogates={"resnet20": 2, "vgg11": 1}, accuser_key_size=50, accuser_steps=10,
                       accuser_eps_sweep=[16 / 255, 64 / 255], judge_zoo={"resnet20": 3}, judge_sizes=[2, 3],

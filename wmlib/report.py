@@ -156,13 +156,15 @@ def load_record(chapter: str, profile: str, dataset: str) -> dict:
 def ablation_reason(paper: float, ours: float, tol: float, ablation: float | None, same: bool = False,
                     note: str = "", where: str = "on MNIST digits", missing: str = "no digits run of this key type",
                     fmt: str = "{:.3f}", within: bool = False, what: str = "the same attack",
-                    cause: str = "the dataset") -> str:
+                    cause: str = "the dataset", next_test: str = "") -> str:
     """For a row outside ``tol`` of the paper, what an ablation run in the paper's setting says
     (``ablation``: its number, None if it did not run): the setting explains the gap, or it does not.
     Empty for a row within tolerance or in the paper's own setting, unless ``within``: then the
     ablation's number is still said beside ours. ``note`` is said first; ``fmt`` formats the number,
     ``what`` names the measurement (an attack, or e.g. "the clean model's accuracy"), ``cause`` what the
-    ablation changed (an ablation that also changes the recipe tests both together)."""
+    ablation changed (an ablation that also changes the recipe tests both together); ``next_test``:
+    what a further ablation measured, said when this one does not explain the gap (else "cause
+    untested")."""
     if same:
         return ""
     if abs(ours - paper) <= tol:
@@ -172,7 +174,8 @@ def ablation_reason(paper: float, ours: float, tol: float, ablation: float | Non
     a = fmt.format(float(ablation))
     if abs(float(ablation) - paper) <= tol:
         return note + f"; tested: {where} {what} gives {a}, so {cause} explains the gap"
-    return note + f"; tested: {where} it is still {a}, so {cause} does not explain it (cause untested)"
+    return note + f"; tested: {where} it is still {a}, so {cause} does not explain it" + (
+        f"; {next_test}" if next_test else " (cause untested)")
 
 
 def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...] = ("model",)) -> tuple[dict, torch.device, Run]:

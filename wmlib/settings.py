@@ -160,6 +160,8 @@ def _rules(chapter: str) -> dict:
         "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
         "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
         "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int, "overwrite_optimizer": _choice(OPTIMIZERS),
+        "code_epochs_r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True), nonempty=False),
+        "curve_shares": _list(_real(0.0, 1.0, lo_open=True), nonempty=False),
         # the comparison
         "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "knockoff_budgets": _list(pos_int, nonempty=False),

@@ -323,3 +323,32 @@ def test_function_coupled_reads_the_cost_against_the_control_and_names_each_prot
         for what, row in rows.items():
             if what.startswith((f"Table 2: test-accuracy change, {name}", f"Table 2: ASR, {name} (")):
                 assert "under the protocol" in row["reason"] and "from scratch" in row["reason"], what
+
+
+def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
+    """Issue 34, third slice: each cause left untested before has an ablation, and its rows say what it measured —
+    Table 1 the digits' learning curve, the largest r's ASR the code's 40 epochs, Fig. 7 SGD transfer, Table 3 a thief
+    training on its triggers alone and with Adam, Fig. 10 both thieves and both embeddings, Table 4 the code's thief."""
+    from wmlib.schemes import function_coupled as fc
+
+    r = _load("function_coupled")
+    m, cfg, rows = r["metrics"], r["config"], {row["what"]: row for row in r["paper_vs_ours"]}
+    said = lambda prefix, *words: [w for w, row in rows.items() if w.startswith(prefix)
+                                   and not all(word in row["reason"] for word in words)]
+    assert {row["watermark"] for row in m["code_epochs"]} == set(fc.code_epochs_names(cfg))
+    for name in fc.code_epochs_names(cfg):
+        assert not said(f"Table 2: ASR, {name} (selected triggers)", "with the code's 40 epochs"), name
+    if m["digits"] is not None and cfg["curve_shares"]:
+        assert len(m["digits"]["curve"]) == len(set(cfg["curve_shares"]))
+        assert all("the clean model on" in row["reason"] or "explains the gap" in row["reason"] or row["status"] != "deviates"
+                   for w, row in rows.items() if w.startswith("Table 1:")), [rows[w]["reason"] for w in rows if w.startswith("Table 1:")]
+    assert set(m["transfer_sgd"]) and not said("Fig. 7:", "with SGD at the same rate")
+    for name in ("direct #1", "invisible r = 0.5"):
+        if any(w.startswith(f"Table 3: original ASR after overwriting, {name},") for w in rows):
+            assert not said(f"Table 3: original ASR after overwriting, {name},", "triggers alone", "Adam at the same rate")
+            assert not said(f"Table 3: the thief's new ASR, {name},", "triggers alone")
+    assert {g["embedding"] for g in m["gains"]} == {"fine-tuned into the clean model", "trained from scratch"}
+    assert not said("Fig. 10:", "trained from scratch", "code's thief")
+    assert set(m["table4_code"]) == {"fine-tune (code's thief)", "transfer (SGD)"}
+    assert not said("Table 4:", "") and all(
+        ("code's thief" in row["reason"]) == w.endswith(", fine-tune") for w, row in rows.items() if w.startswith("Table 4:"))

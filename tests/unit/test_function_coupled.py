@@ -169,6 +169,8 @@ def test_cifar_shaped_path(cifar_splits):
     (dict(mask_ratio=1.0), r"\[0.0, 1.0\)"),
     (dict(transfer_dataset="emnist-letters"), "must keep the class count"),
     (dict(transfer_dataset="fashion-mnist"), "another task"),
+    (dict(code_epochs_r_values=[1.0]), r"\(0.0, 1.0\)"),
+    (dict(curve_shares=[0.0]), r"\(0.0, 1.0\]"),
 ])
 def test_chapter_knobs_are_checked_when_read(kw, match):
     from wmlib import settings
@@ -377,3 +379,79 @@ def test_the_selected_triggers_are_the_ones_the_model_is_surest_of(toy, trained)
     assert len(fc.most_confident(trained, key, 10_000)) == len(key)  # asking for more than there are gives them all
     with pytest.raises(ValueError, match="at least one"):
         fc.most_confident(trained, key, 0)
+
+
+def test_the_trigger_alone_thief_fine_tunes_on_its_triggers_and_nothing_else(toy, trained, monkeypatch):
+    """§5.3's "fine-tune the watermarked models with the selected watermark samples": ``data='triggers'`` trains on
+    the thief's own key alone (every image a trigger labelled with its target), ``'mixed'`` as the thief's scheme
+    embeds (its clean data with the triggers appended)."""
+    from wmlib import attacks
+    from wmlib.attacks import model as attack_model
+    thief = FunctionCoupled(sources=(2, 4), target=5, key_fraction=0.05, verify_triggers=40)
+    key = thief.make_key(toy.thief_task(), seed=100)[0]
+    seen = []
+    monkeypatch.setattr(attack_model, "fit", lambda m, split, cfg, **kw: seen.append(("fit", split)))
+    monkeypatch.setattr(FunctionCoupled, "train", lambda self, m, task, k, cfg, **kw: seen.append(("scheme", task.owner)))
+    attacks.overwrite(trained, thief, toy.thief_task(), CFG, 100, data="triggers")
+    (how, split), = seen
+    assert how == "fit" and torch.equal(split.x, key.x) and (split.y == 5).all() and len(split) == len(toy.thief) // 20
+    seen.clear()
+    attacks.overwrite(trained, thief, toy.thief_task(), CFG, 100)
+    assert [(h, len(s)) for h, s in seen] == [("scheme", len(toy.thief))]
+    with pytest.raises(ValueError, match="mixed, triggers"):
+        attacks.overwrite(trained, thief, toy.thief_task(), CFG, 100, data="trigger")
+
+
+def test_the_learning_curve_trains_on_the_first_shares_of_the_owner_images(toy, monkeypatch):
+    import pandas as pd
+    sizes = []
+
+    def train_classifier(tag, model, splits, cfg, **kw):
+        sizes.append((len(splits.owner), torch.equal(splits.owner.x, toy.owner.x[:len(splits.owner)]), cfg.epochs))
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(10)).eval(), None, False
+    monkeypatch.setattr(train, "train_classifier", train_classifier)
+    curve = fc.learning_curve(dict(CHAPTER, epochs=3), toy, [1.0, 0.25], device=torch.device("cpu"))
+    assert sizes == [(200, True, 3), (800, True, 3)] and list(curve["owner images"]) == [200, 800]
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        fc.learning_curve(CHAPTER, toy, [1.5])
+    # a power law through the curve: error 0.1 at 100 images falling as n^-1/2 gives 0.01 at 10,000
+    law = pd.DataFrame({"owner images": [100, 400, 1600], "test accuracy": [0.9, 0.95, 0.975]})
+    assert fc.extrapolate_accuracy(law, 10_000) == pytest.approx(0.99)
+    assert fc.curve_text(law, 10_000, "digits") == (
+        "the clean model on 100 / 400 / 1,600 digits: 90.00% / 95.00% / 97.50%, rising with every size: the training-set "
+        "size is a measured cause; a power law through them gives 99.00% at 10,000 (a model, not a measurement)")
+    flat = law.assign(**{"test accuracy": [0.9, 0.95, 0.94]})
+    assert "not rising with every size: the size is not shown to be a cause" in fc.curve_text(flat, 10_000)
+
+
+def test_the_enhancement_gain_compares_each_watermark_with_its_plain_twin_both_ways(toy, monkeypatch):
+    knobs = dict(CHAPTER, embed_from="clean")
+    variants = fc.chapter_variants(knobs, target=1)
+    keys = {name: s.make_key(toy, seed=kseed) for name, (s, kseed) in variants.items()}
+    models_ = {}
+
+    def embed_one(k, splits, scheme, key, clean, tag, device=None, progress=True):
+        label = (k["embed_from"], scheme.mask_ratio > 0 and scheme.ft_lr > 0, scheme.fusion)
+        models_[label] = nn.Identity()
+        return models_[label], None
+    monkeypatch.setattr(fc, "embed_one", embed_one)
+    protocol = nn.Identity()
+    embedded = fc.Embedded(None, 0.9, 0.9, None, {"direct #1": protocol}, {}, {}, None, {})
+    asr = {}
+    attack = lambda m, k: asr.setdefault(id(m), 0.1 * (len(asr) + 1))
+    frame = fc.enhancement_gain(knobs, toy, variants, keys, embedded, ["direct #1"], {"thief": attack})
+    # the protocol's enhanced model is the chapter's own, not embedded again; its plain twin and both from scratch are
+    assert set(models_) == {("clean", False, "direct"), ("scratch", True, "direct"), ("scratch", False, "direct")}
+    assert list(frame.index) == [("direct #1", "fine-tuned into the clean model", "thief"),
+                                 ("direct #1", "trained from scratch", "thief")]
+    assert frame["with masking + fine-tune"].iloc[0] == asr[id(protocol)]
+    assert frame["without"].iloc[0] == asr[id(models_[("clean", False, "direct")])]
+    assert frame["gain"].tolist() == pytest.approx((frame["with masking + fine-tune"] - frame["without"]).tolist())
+
+
+def test_the_code_epochs_ablation_names_watermarks_the_run_has():
+    assert fc.code_epochs_names(dict(r_values=[0.5, 0.9], code_epochs_r_values=[0.9])) == ["invisible r = 0.9"]
+    assert fc.code_epochs_names(dict(r_values=[0.5], code_epochs_r_values=[])) == []
+    with pytest.raises(ValueError, match=r"\[0.7\] are not among r_values"):
+        fc.code_epochs_names(dict(r_values=[0.5], code_epochs_r_values=[0.7]))
+    assert fc.CODE_EPOCHS_ABLATION["the code's 40 epochs"][0] == {"embed_epochs": 40}

@@ -21,7 +21,7 @@ from .. import rules
 from ..data import Split
 from ..keys import Key, fgsm
 from ..models import feature_layers, weight_layers
-from ..train import TrainConfig, evaluate, fit_cached
+from ..train import TrainConfig, evaluate, fit, fit_cached
 from ..verify import Oracle, key_accuracy, verify_key
 from .base import Attack, OracleThreat, Suspect, Threat, register
 
@@ -241,27 +241,43 @@ def adversarial_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: f
     return model, hist.as_dict()
 
 
-def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int) -> tuple[nn.Module, Key]:
+OVERWRITE_DATA = ("mixed", "triggers")
+
+
+def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int, data: str = "mixed") -> tuple[nn.Module, Key]:
     """Overwriting (Wen et al. §5, Table 3): the thief embeds a watermark of its own with ``thief``
-    (a public scheme) into a copy of ``model``, fine-tuning with ``cfg`` on ``task``, its own data
-    as a task (:meth:`wmlib.data.Splits.thief_task`), its key drawn with ``seed``. Returns the
-    overwritten model and the thief's held-out key (its own watermark's success, for reports)."""
+    (a public scheme) into a copy of ``model``, fine-tuning with ``cfg``, its key drawn with ``seed``
+    from ``task``, its own data as a task (:meth:`wmlib.data.Splits.thief_task`). ``data``:
+    ``"mixed"`` trains as ``thief`` embeds (its triggers mixed into its clean data); ``"triggers"``
+    fine-tunes on the thief's triggers alone, one reading of the paper's "fine-tune the watermarked
+    models with the selected watermark samples" (§5.3), whose "smaller changing impact [...] due to
+    the training data scale" suggests a small set. Returns the overwritten model and the thief's
+    held-out key (its own watermark's success, for reports)."""
+    if data not in OVERWRITE_DATA:
+        raise ValueError(f"unknown overwriting data {data!r}; choose one of: {', '.join(OVERWRITE_DATA)}")
     key, held_out = thief.make_key(task, seed=seed)
     m = copy.deepcopy(model)
-    thief.train(m, task, key, cfg, progress=False, device=next(m.parameters()).device)
+    device = next(m.parameters()).device
+    if data == "triggers":
+        fit(m, key.split, cfg, progress=False, device=device)
+        m.eval()
+    else:
+        thief.train(m, task, key, cfg, progress=False, device=device)
     return m, held_out
 
 
 def overwrite_table(targets: dict, task, cfg: TrainConfig, thief_seed: int, test: Split, n_queries: int, alpha: float,
-                    seed: int = 0, also: dict[str, dict[str, Key]] | None = None) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+                    seed: int = 0, also: dict[str, dict[str, Key]] | None = None,
+                    data: str = "mixed") -> tuple[dict[str, nn.Module], pd.DataFrame]:
     """Wen et al. Table 3: per name, ``targets[name] = (model, owner's held-out key, its null,
     thief scheme)``; the model overwritten by the thief (:func:`overwrite`, its key drawn with
     ``thief_seed``), then the owner's ASR, the thief's, whether the shared verifier still claims the
     model for the owner, and its test accuracy; ``also[name]`` (column -> owner's key) adds the
-    owner's ASR on other keys, as ``original ASR (column)``. Returns the overwritten models and the table."""
+    owner's ASR on other keys, as ``original ASR (column)``; ``data``: the thief's training data
+    (:func:`overwrite`). Returns the overwritten models and the table."""
     overwritten, rows = {}, []
     for name, (model, key, null, thief) in targets.items():
-        overwritten[name], thief_held_out = overwrite(model, thief, task, cfg, thief_seed)
+        overwritten[name], thief_held_out = overwrite(model, thief, task, cfg, thief_seed, data)
         o = Oracle(overwritten[name])
         rows.append({"model": name, "original ASR": key_accuracy(o, key),
                      **{f"original ASR ({col})": key_accuracy(o, k) for col, k in (also or {}).get(name, {}).items()},

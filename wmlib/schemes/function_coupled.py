@@ -455,6 +455,25 @@ ABLATIONS = {
     "5 % triggers": ({"key_fraction": 0.05}, "5 % of the owner's images as triggers (the paper: fewer than 1 %; [code]: 30)"),
     "classifier masked": ({"mask_scope": "all"}, "the classifier masked too (the paper and [code] mask the other layers)"),
 }
+# the chapter's run scales [code]'s 40 embedding epochs to its own; this one puts them back
+CODE_EPOCHS_ABLATION = {
+    "the code's 40 epochs": ({"embed_epochs": CODE_EMBED_EPOCHS}, f"fine-tuned into the clean model for [code]'s "
+                                                                  f"{CODE_EMBED_EPOCHS} epochs, its steps unscaled"),
+}
+
+
+def code_epochs_names(knobs: dict) -> list[str]:
+    """The watermarks that get :data:`CODE_EPOCHS_ABLATION`: the invisible ones at
+    ``code_epochs_r_values``, each of which must be one of ``r_values``."""
+    missing = [r for r in knobs["code_epochs_r_values"] if r not in knobs["r_values"]]
+    if missing:
+        raise ValueError(f"code_epochs_r_values {missing} are not among r_values {knobs['r_values']}: the ablation re-embeds "
+                         "watermarks the run has")
+    return [f"invisible r = {r:g}" for r in knobs["code_epochs_r_values"]]
+
+
+ABLATION_WORDS = {"protocol": "under the protocol", "from scratch": "from scratch", "5 % triggers": "with 5 % triggers",
+                  "classifier masked": "with the classifier masked", "the code's 40 epochs": "with the code's 40 epochs"}
 
 
 def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Embedded, names, prune,
@@ -503,6 +522,8 @@ def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Em
                          f"ASR (selected) at {rate:.0%} pruning": key_accuracy(Oracle(pruned), sel),
                          f"ASR (held-out) at {rate:.0%} pruning": key_accuracy(Oracle(pruned), held_out),
                          f"test accuracy at {rate:.0%} pruning": evaluate(pruned, splits.test, device)})
+    if not rows:  # no watermark named: an empty table with the same index
+        return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["watermark", "training"]))
     return pd.DataFrame(rows).set_index(["watermark", "training"])
 
 
@@ -511,8 +532,7 @@ def ablation_text(frame: "pd.DataFrame", name: str, column: str, fmt: str = "{:.
     "p under the protocol; a from scratch; b with 5 % triggers; ..."; with ``paper``, the training
     whose number is closest to it is named."""
     rows = frame.loc[name, column]
-    words = {"protocol": "under the protocol", "from scratch": "from scratch", "5 % triggers": "with 5 % triggers",
-             "classifier masked": "with the classifier masked"}
+    words = ABLATION_WORDS
     text = "; ".join(f"{fmt.format(v)} {words.get(label, label)}" for label, v in rows.items())
     if paper is not None:
         text += f" (closest to the paper's: {words.get((closest := (rows - paper).abs().idxmin()), closest)})"
@@ -538,3 +558,84 @@ def mnist_rows(clean_accuracy: float, table, finetuned: dict, pruned: dict, over
             **{f"Figs. 8-9: ASR at {prune_rate:.0%} pruning, {n}": v for n, v in pruned.items()},
             **{f"Table 3: original ASR after overwriting, {n}": overwritten.loc[n, "original ASR (selected)"] for n in names},
             **{f"Table 3: the thief's new ASR, {n}": overwritten.loc[n, "new ASR"] for n in names}}
+
+
+def learning_curve(knobs: dict, splits: Splits, shares, tag: str = "fc", device=None) -> "pd.DataFrame":
+    """Table 1's question, how much the clean model's accuracy owes to its training-set size: the
+    clean model trained again (the chapter's recipe) on the first ``shares`` of the owner's images
+    (already shuffled by :func:`wmlib.data.owner_thief_split`), share 1 the chapter's own. One row
+    per size: owner images and test accuracy."""
+    import pandas as pd
+
+    from ..train import evaluate, train_classifier
+
+    rows = []
+    for share in sorted(set(shares)):
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"learning-curve shares must be in (0, 1], got {share}")
+        n = max(1, int(round(share * len(splits.owner))))
+        sub = replace(splits, owner=splits.owner.subset(slice(0, n)))
+        m = train_classifier(f"{tag}-clean" + ("" if n == len(splits.owner) else f"-n{n}"), knobs["model"], sub,
+                             TrainConfig.from_knobs(knobs), device=device, progress=False)[0]
+        rows.append({"owner images": n, "test accuracy": evaluate(m, splits.test, device)})
+    return pd.DataFrame(rows)
+
+
+def extrapolate_accuracy(curve: "pd.DataFrame", n: int) -> float:
+    """The test accuracy a power law ``error = a · n^-b``, fitted (least squares in log-log) to a
+    :func:`learning_curve`, gives at ``n`` training images: a model, not a measurement. Needs two
+    sizes with error above zero."""
+    import numpy as np
+
+    c = curve[curve["test accuracy"] < 1.0]
+    if len(c) < 2:
+        raise ValueError("a power law needs two sizes whose test error is above zero")
+    b, log_a = np.polyfit(np.log(c["owner images"].to_numpy(float)), np.log(1.0 - c["test accuracy"].to_numpy(float)), 1)
+    return float(1.0 - np.exp(log_a) * float(n) ** b)
+
+
+def curve_text(curve: "pd.DataFrame", n: int, what: str = "images") -> str:
+    """A :func:`learning_curve` in words, for a Table 1 row: the accuracies by size, whether they
+    rise with every size (then the size is a measured cause of a shortfall), and, with two sizes or
+    more, what :func:`extrapolate_accuracy` gives at ``n`` (a model, said so)."""
+    acc = curve["test accuracy"]
+    text = (f"the clean model on {' / '.join(f'{k:,}' for k in curve['owner images'])} {what}: "
+            f"{' / '.join(f'{v:.2%}' for v in acc)}, "
+            + ("rising with every size: the training-set size is a measured cause" if len(acc) > 1 and acc.is_monotonic_increasing
+               and acc.is_unique else "not rising with every size: the size is not shown to be a cause"))
+    if len(curve) > 1 and (acc < 1.0).sum() > 1:
+        text += f"; a power law through them gives {extrapolate_accuracy(curve, n):.2%} at {n:,} (a model, not a measurement)"
+    return text
+
+
+def enhancement_gain(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Embedded, names, attacks: dict,
+                     tag: str = "fc", device=None) -> "pd.DataFrame":
+    """Fig. 10's question under each reading: the watermarks ``names`` with and without the
+    enhancements (masking and the train-time fine-tune: ``mask_ratio`` and ``ft_lr`` set to 0),
+    each embedded as the chapter embeds (``embed_from``: ``embedded``'s models) and the other way
+    (fine-tuned into the clean model or trained from scratch, as Algorithm 1 does), then each of
+    ``attacks`` (label -> ``f(model, held-out key) -> ASR``; the chapter passes its fine-tuning
+    thieves: a scheme imports no attack). One row per (watermark, embedding, attack): the held-out
+    ASR with and without, and the gain."""
+    import pandas as pd
+
+    other = {"clean": "scratch", "scratch": "clean"}[knobs["embed_from"]]
+    words = {"clean": "fine-tuned into the clean model", "scratch": "trained from scratch"}
+    rows = []
+    for name in names:
+        s, kseed = variants[name]
+        plain_s = replace(s, mask_ratio=0.0, ft_lr=0.0)
+        for start in (knobs["embed_from"], other):
+            k = {**knobs, "embed_from": start}
+            label = f"{name.replace(' ', '')}-{start}"
+            enhanced = (embedded.marked[name] if start == knobs["embed_from"] else
+                        embed_one(k, splits, s, s.make_key(splits, seed=kseed)[0], embedded.clean, f"{tag}-{label}", device,
+                                  False)[0])
+            plain = embed_one(k, splits, plain_s, plain_s.make_key(splits, seed=kseed)[0], embedded.clean,
+                              f"{tag}-{name.replace(' ', '')}-plain" + ("" if start == knobs["embed_from"] else f"-{start}"),
+                              device, False)[0]
+            for attack, run in attacks.items():
+                with_, without = run(enhanced, keys[name][1]), run(plain, keys[name][1])
+                rows.append({"watermark": name, "embedding": words[start], "attack": attack,
+                             "with masking + fine-tune": with_, "without": without, "gain": with_ - without})
+    return pd.DataFrame(rows).set_index(["watermark", "embedding", "attack"])
