@@ -340,7 +340,7 @@ def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
         assert not said(f"Table 2: ASR, {name} (selected triggers)", "with the code's 40 epochs"), name
     if m["digits"] is not None and cfg["curve_shares"]:
         assert len(m["digits"]["curve"]) == len(set(cfg["curve_shares"]))
-        assert all("the clean model on" in row["reason"] or "explains the gap" in row["reason"] or row["status"] != "deviates"
+        assert all("at equal steps the clean model gets" in row["reason"] or "explains the gap" in row["reason"] or row["status"] != "deviates"
                    for w, row in rows.items() if w.startswith("Table 1:")), [rows[w]["reason"] for w in rows if w.startswith("Table 1:")]
     assert set(m["transfer_sgd"]) and not said("Fig. 7:", "with SGD at the same rate")
     for name in ("direct #1", "invisible r = 0.5"):
@@ -348,7 +348,13 @@ def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
             assert not said(f"Table 3: original ASR after overwriting, {name},", "triggers alone", "Adam at the same rate")
             assert not said(f"Table 3: the thief's new ASR, {name},", "triggers alone")
     assert {g["embedding"] for g in m["gains"]} == {"fine-tuned into the clean model", "trained from scratch"}
-    assert not said("Fig. 10:", "trained from scratch", "code's thief")
+    assert not said("Fig. 10:", "trained from scratch", "fine-tuned into the clean model", "stronger thief")
     assert set(m["table4_code"]) == {"fine-tune (code's thief)", "transfer (SGD)"}
-    assert not said("Table 4:", "") and all(
-        ("code's thief" in row["reason"]) == w.endswith(", fine-tune") for w, row in rows.items() if w.startswith("Table 4:"))
+    table4 = {w: row for w, row in rows.items() if w.startswith("Table 4:")}
+    assert table4 and not said("Table 4:", "CIFAR-10 ResNet-18")
+    for w, row in table4.items():
+        name, col = w[len("Table 4: "):].rsplit(", ", 1)
+        assert ("the code's thief (SGD 1e-5), as in Figs. 5-6" in row["reason"]) == (col == "fine-tune"), w
+        assert ("with SGD transfer" in row["reason"]) == (col == "transfer"), w
+        if col == "fine-tune":  # the row's number is the code's thief's
+            assert row["ours"] == f"{m['table4_code']['fine-tune (code' + chr(39) + 's thief)'][name]:.2%}", w

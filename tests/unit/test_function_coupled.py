@@ -383,45 +383,58 @@ def test_the_selected_triggers_are_the_ones_the_model_is_surest_of(toy, trained)
 
 def test_the_trigger_alone_thief_fine_tunes_on_its_triggers_and_nothing_else(toy, trained, monkeypatch):
     """§5.3's "fine-tune the watermarked models with the selected watermark samples": ``data='triggers'`` trains on
-    the thief's own key alone (every image a trigger labelled with its target), ``'mixed'`` as the thief's scheme
-    embeds (its clean data with the triggers appended)."""
+    the thief's own key alone (every image a trigger labelled with its target) for as many steps as the mixed thief
+    takes; ``'mixed'`` as the thief's scheme embeds (its clean data with the triggers appended)."""
     from wmlib import attacks
     from wmlib.attacks import model as attack_model
     thief = FunctionCoupled(sources=(2, 4), target=5, key_fraction=0.05, verify_triggers=40)
     key = thief.make_key(toy.thief_task(), seed=100)[0]
     seen = []
-    monkeypatch.setattr(attack_model, "fit", lambda m, split, cfg, **kw: seen.append(("fit", split)))
-    monkeypatch.setattr(FunctionCoupled, "train", lambda self, m, task, k, cfg, **kw: seen.append(("scheme", task.owner)))
-    attacks.overwrite(trained, thief, toy.thief_task(), CFG, 100, data="triggers")
-    (how, split), = seen
-    assert how == "fit" and torch.equal(split.x, key.x) and (split.y == 5).all() and len(split) == len(toy.thief) // 20
+    monkeypatch.setattr(attack_model, "fit", lambda m, split, cfg, **kw: seen.append(("fit", split, cfg)))
+    monkeypatch.setattr(FunctionCoupled, "train", lambda self, m, task, k, cfg, **kw: seen.append(("scheme", task.owner, cfg)))
+    cfg = replace(CFG, epochs=3, batch_size=64, lr=1e-4)
+    attacks.overwrite(trained, thief, toy.thief_task(), cfg, 100, data="triggers")
+    (how, split, used), = seen
+    assert how == "fit" and torch.equal(split.x, key.x) and (split.y == 5).all() and len(split) == len(toy.thief) // 20 == 10
+    # the mixed thief: 200 images in batches of 64 = 4 steps an epoch, 12 in 3 epochs; its 10 triggers are one step
+    assert used == replace(cfg, epochs=12)
     seen.clear()
-    attacks.overwrite(trained, thief, toy.thief_task(), CFG, 100)
-    assert [(h, len(s)) for h, s in seen] == [("scheme", len(toy.thief))]
+    attacks.overwrite(trained, thief, toy.thief_task(), replace(cfg, batch_size=4), 100, data="triggers")
+    assert seen[0][2].epochs == 50  # 50 steps of 4 images an epoch, 150 in 3; 10 triggers are 3 steps: 50 epochs
+    seen.clear()
+    attacks.overwrite(trained, thief, toy.thief_task(), cfg, 100)
+    assert [(h, len(x), c) for h, x, c in seen] == [("scheme", len(toy.thief), cfg)]
     with pytest.raises(ValueError, match="mixed, triggers"):
         attacks.overwrite(trained, thief, toy.thief_task(), CFG, 100, data="trigger")
 
 
-def test_the_learning_curve_trains_on_the_first_shares_of_the_owner_images(toy, monkeypatch):
+def test_the_learning_curve_gives_every_share_the_same_steps(toy, monkeypatch):
     import pandas as pd
     sizes = []
 
     def train_classifier(tag, model, splits, cfg, **kw):
-        sizes.append((len(splits.owner), torch.equal(splits.owner.x, toy.owner.x[:len(splits.owner)]), cfg.epochs))
+        sizes.append((len(splits.owner), torch.equal(splits.owner.x, toy.owner.x[:len(splits.owner)]), cfg.epochs, cfg.milestones))
         return nn.Sequential(nn.Flatten(), nn.LazyLinear(10)).eval(), None, False
     monkeypatch.setattr(train, "train_classifier", train_classifier)
-    curve = fc.learning_curve(dict(CHAPTER, epochs=3), toy, [1.0, 0.25], device=torch.device("cpu"))
-    assert sizes == [(200, True, 3), (800, True, 3)] and list(curve["owner images"]) == [200, 800]
+    knobs = dict(CHAPTER, epochs=3, schedule="step", milestones=[2])
+    curve = fc.learning_curve(knobs, toy, [1.0, 0.25, 0.2501], device=torch.device("cpu"))  # 0.2501 is 200 images too
+    assert sizes == [(200, True, 12, (8,)), (800, True, 3, (2,))]
+    assert list(curve["owner images"]) == [200, 800] and list(curve["epochs"]) == [12, 3]
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         fc.learning_curve(CHAPTER, toy, [1.5])
     # a power law through the curve: error 0.1 at 100 images falling as n^-1/2 gives 0.01 at 10,000
     law = pd.DataFrame({"owner images": [100, 400, 1600], "test accuracy": [0.9, 0.95, 0.975]})
     assert fc.extrapolate_accuracy(law, 10_000) == pytest.approx(0.99)
     assert fc.curve_text(law, 10_000, "digits") == (
-        "the clean model on 100 / 400 / 1,600 digits: 90.00% / 95.00% / 97.50%, rising with every size: the training-set "
-        "size is a measured cause; a power law through them gives 99.00% at 10,000 (a model, not a measurement)")
+        "at equal steps the clean model gets 90.00% / 95.00% / 97.50% on 100 / 400 / 1,600 digits (one seed each): accuracy "
+        "rises over 100–1,600 digits; a power law through them, without an error floor, gives 99.00% at 10,000 (an "
+        "optimistic model, not a measurement)")
     flat = law.assign(**{"test accuracy": [0.9, 0.95, 0.94]})
-    assert "not rising with every size: the size is not shown to be a cause" in fc.curve_text(flat, 10_000)
+    assert fc.curve_text(flat, 10_000).endswith("does not rise with every size, so the size is not shown to matter here")
+    assert "power law" not in fc.curve_text(law.iloc[1:], 10_000)  # two points: nothing to fit
+    assert fc.extrapolate_accuracy(law.iloc[1:], 10_000) != fc.extrapolate_accuracy(law.iloc[1:], 10_000)  # NaN
+    assert fc.extrapolate_accuracy(law.assign(**{"test accuracy": [0.95, 0.9, 0.85]}), 10_000) != 1  # error rising: NaN
+    assert fc.curve_text(law.iloc[:1], 10_000, "digits") == "the training-set size untested (one size: 100 digits, 90.00%)"
 
 
 def test_the_enhancement_gain_compares_each_watermark_with_its_plain_twin_both_ways(toy, monkeypatch):
@@ -431,27 +444,48 @@ def test_the_enhancement_gain_compares_each_watermark_with_its_plain_twin_both_w
     models_ = {}
 
     def embed_one(k, splits, scheme, key, clean, tag, device=None, progress=True):
-        label = (k["embed_from"], scheme.mask_ratio > 0 and scheme.ft_lr > 0, scheme.fusion)
+        assert torch.equal(key.x, keys["direct #1"][0].x) and clean is embedded.clean  # the same triggers, the same start
+        label = (k["embed_from"], (scheme.mask_ratio, scheme.ft_lr), scheme.fusion)
+        assert scheme == replace(variants["direct #1"][0], mask_ratio=label[1][0], ft_lr=label[1][1])  # nothing else differs
         models_[label] = nn.Identity()
         return models_[label], None
     monkeypatch.setattr(fc, "embed_one", embed_one)
     protocol = nn.Identity()
-    embedded = fc.Embedded(None, 0.9, 0.9, None, {"direct #1": protocol}, {}, {}, None, {})
+    embedded = fc.Embedded(nn.Identity(), 0.9, 0.9, None, {"direct #1": protocol}, {}, {}, None, {})
     asr = {}
-    attack = lambda m, k: asr.setdefault(id(m), 0.1 * (len(asr) + 1))
+
+    def attack(m, k):
+        assert k is keys["direct #1"][1]  # the owner's held-out triggers
+        return asr.setdefault(id(m), 0.1 * (len(asr) + 1))
     frame = fc.enhancement_gain(knobs, toy, variants, keys, embedded, ["direct #1"], {"thief": attack})
-    # the protocol's enhanced model is the chapter's own, not embedded again; its plain twin and both from scratch are
-    assert set(models_) == {("clean", False, "direct"), ("scratch", True, "direct"), ("scratch", False, "direct")}
+    # the protocol's enhanced model is the chapter's own, not embedded again; its plain twin (p = 0, no train-time
+    # fine-tune) and both from scratch are
+    enhanced = (CHAPTER["mask_ratio"], CHAPTER["ft_lr"])
+    assert set(models_) == {("clean", (0.0, 0.0), "direct"), ("scratch", enhanced, "direct"), ("scratch", (0.0, 0.0), "direct")}
     assert list(frame.index) == [("direct #1", "fine-tuned into the clean model", "thief"),
                                  ("direct #1", "trained from scratch", "thief")]
     assert frame["with masking + fine-tune"].iloc[0] == asr[id(protocol)]
-    assert frame["without"].iloc[0] == asr[id(models_[("clean", False, "direct")])]
+    assert frame["without"].iloc[0] == asr[id(models_[("clean", (0.0, 0.0), "direct")])]
+    assert frame["with masking + fine-tune"].iloc[1] == asr[id(models_[("scratch", enhanced, "direct")])]
     assert frame["gain"].tolist() == pytest.approx((frame["with masking + fine-tune"] - frame["without"]).tolist())
 
 
-def test_the_code_epochs_ablation_names_watermarks_the_run_has():
-    assert fc.code_epochs_names(dict(r_values=[0.5, 0.9], code_epochs_r_values=[0.9])) == ["invisible r = 0.9"]
-    assert fc.code_epochs_names(dict(r_values=[0.5], code_epochs_r_values=[])) == []
+def test_the_code_epochs_ablation_names_watermarks_the_run_has_and_only_where_it_changes_something(toy, monkeypatch):
+    clean = dict(CHAPTER, r_values=[0.5, 0.9], code_epochs_r_values=[0.9], embed_from="clean", embed_epochs=None, epochs=10)
+    assert fc.code_epochs_names(clean) == ["invisible r = 0.9"]
+    assert fc.code_epochs_names(dict(clean, code_epochs_r_values=[])) == []
+    assert fc.code_epochs_names(dict(clean, embed_from="scratch")) == []  # the code's epochs are its fine-tuning's
+    assert fc.code_epochs_names(dict(clean, epochs=40)) == []  # the paper profile fine-tunes 40 epochs already
     with pytest.raises(ValueError, match=r"\[0.7\] are not among r_values"):
-        fc.code_epochs_names(dict(r_values=[0.5], code_epochs_r_values=[0.7]))
-    assert fc.CODE_EPOCHS_ABLATION["the code's 40 epochs"][0] == {"embed_epochs": 40}
+        fc.code_epochs_names(dict(clean, code_epochs_r_values=[0.7]))
+    # through ablate: in a run that trains from scratch, embed_epochs changes nothing, so nothing is embedded again
+    knobs = dict(CHAPTER, epochs=2, key_fraction=0.02)
+    variants = fc.chapter_variants(knobs, target=1)
+    keys = {name: s.make_key(toy, seed=kseed) for name, (s, kseed) in variants.items()}
+    out = fc.embed_variants(knobs, toy, {"direct #1": variants["direct #1"]}, keys, _FlatZoo(0.1), progress=False)
+    calls = []
+    monkeypatch.setattr(fc, "embed_one", lambda k, *a, **kw: calls.append(fc.embed_config(k).epochs) or (out.marked["direct #1"], None))
+    frame = fc.ablate(knobs, toy, variants, keys, out, ["direct #1"], lambda m: m, fc.CODE_EPOCHS_ABLATION)
+    assert calls == [] and list(frame.index) == [("direct #1", "protocol")]
+    fc.ablate(dict(knobs, embed_from="clean"), toy, variants, keys, out, ["direct #1"], lambda m: m, fc.CODE_EPOCHS_ABLATION)
+    assert calls == [40]

@@ -251,15 +251,18 @@ def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int, data: 
     ``"mixed"`` trains as ``thief`` embeds (its triggers mixed into its clean data); ``"triggers"``
     fine-tunes on the thief's triggers alone, one reading of the paper's "fine-tune the watermarked
     models with the selected watermark samples" (§5.3), whose "smaller changing impact [...] due to
-    the training data scale" suggests a small set. Returns the overwritten model and the thief's
-    held-out key (its own watermark's success, for reports)."""
+    the training data scale" suggests a small set, for as many optimiser steps as the mixed thief
+    takes (``cfg.epochs`` over its clean data: the epochs over the triggers scaled up to match).
+    Returns the overwritten model and the thief's held-out key (its own watermark's success, for
+    reports)."""
     if data not in OVERWRITE_DATA:
         raise ValueError(f"unknown overwriting data {data!r}; choose one of: {', '.join(OVERWRITE_DATA)}")
     key, held_out = thief.make_key(task, seed=seed)
     m = copy.deepcopy(model)
     device = next(m.parameters()).device
     if data == "triggers":
-        fit(m, key.split, cfg, progress=False, device=device)
+        steps = -(-len(task.owner) // cfg.batch_size) * cfg.epochs  # the mixed thief's
+        fit(m, key.split, replace(cfg, epochs=-(-steps // -(-len(key) // cfg.batch_size))), progress=False, device=device)
         m.eval()
     else:
         thief.train(m, task, key, cfg, progress=False, device=device)

@@ -464,11 +464,15 @@ CODE_EPOCHS_ABLATION = {
 
 def code_epochs_names(knobs: dict) -> list[str]:
     """The watermarks that get :data:`CODE_EPOCHS_ABLATION`: the invisible ones at
-    ``code_epochs_r_values``, each of which must be one of ``r_values``."""
+    ``code_epochs_r_values``, each of which must be one of ``r_values``; none when the run does not
+    fine-tune into the clean model (the code's epochs are its fine-tuning's) or already fine-tunes
+    for the code's epochs (the ``paper`` profile)."""
     missing = [r for r in knobs["code_epochs_r_values"] if r not in knobs["r_values"]]
     if missing:
         raise ValueError(f"code_epochs_r_values {missing} are not among r_values {knobs['r_values']}: the ablation re-embeds "
                          "watermarks the run has")
+    if knobs["embed_from"] != "clean" or embed_config(knobs).epochs == CODE_EMBED_EPOCHS:
+        return []
     return [f"invisible r = {r:g}" for r in knobs["code_epochs_r_values"]]
 
 
@@ -503,8 +507,8 @@ def ablate(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Em
                 raise ValueError(f"ablation {label!r} changes unknown knobs: {', '.join(sorted(unknown))}")
             sa = replace(s, **{k: v for k, v in change.items() if k in own})
             ka = {**knobs, **{k: v for k, v in change.items() if k not in own}}
-            if sa == s and ka == knobs:
-                continue  # the protocol already does this: nothing to ablate
+            if sa == s and ka["embed_from"] == knobs["embed_from"] and embed_config(ka) == embed_config(knobs):
+                continue  # the protocol already trains this way (e.g. embed_epochs, which training from scratch ignores)
             key = sa.make_key(splits, seed=kseed)[0]
             m = embed_one(ka, splits, sa, key, embedded.clean, f"{tag}-{name.replace(' ', '')}-{label.replace(' ', '')}", device,
                           progress)[0]
@@ -563,48 +567,61 @@ def mnist_rows(clean_accuracy: float, table, finetuned: dict, pruned: dict, over
 def learning_curve(knobs: dict, splits: Splits, shares, tag: str = "fc", device=None) -> "pd.DataFrame":
     """Table 1's question, how much the clean model's accuracy owes to its training-set size: the
     clean model trained again (the chapter's recipe) on the first ``shares`` of the owner's images
-    (already shuffled by :func:`wmlib.data.owner_thief_split`), share 1 the chapter's own. One row
-    per size: owner images and test accuracy."""
+    (already shuffled by :func:`wmlib.data.owner_thief_split`), share 1 the chapter's own. Every size
+    gets the same number of optimiser steps (the epochs, and any schedule's milestones, scaled by
+    the full set over the share), so that a smaller set is not also a shorter training. One row per
+    distinct size: owner images, epochs and test accuracy; one seed each."""
     import pandas as pd
 
     from ..train import evaluate, train_classifier
 
-    rows = []
-    for share in sorted(set(shares)):
+    full, cfg = len(splits.owner), TrainConfig.from_knobs(knobs)
+    sizes = {}
+    for share in shares:
         if not 0.0 < share <= 1.0:
             raise ValueError(f"learning-curve shares must be in (0, 1], got {share}")
-        n = max(1, int(round(share * len(splits.owner))))
+        sizes[max(1, int(round(share * full)))] = share
+    rows = []
+    for n in sorted(sizes):
+        scale = full / n
+        c = replace(cfg, epochs=max(1, round(cfg.epochs * scale)), milestones=tuple(round(m * scale) for m in cfg.milestones))
         sub = replace(splits, owner=splits.owner.subset(slice(0, n)))
-        m = train_classifier(f"{tag}-clean" + ("" if n == len(splits.owner) else f"-n{n}"), knobs["model"], sub,
-                             TrainConfig.from_knobs(knobs), device=device, progress=False)[0]
-        rows.append({"owner images": n, "test accuracy": evaluate(m, splits.test, device)})
+        m = train_classifier(f"{tag}-clean" + ("" if n == full else f"-n{n}"), knobs["model"], sub, c, device=device,
+                             progress=False)[0]
+        rows.append({"owner images": n, "epochs": c.epochs, "test accuracy": evaluate(m, splits.test, device)})
     return pd.DataFrame(rows)
 
 
 def extrapolate_accuracy(curve: "pd.DataFrame", n: int) -> float:
-    """The test accuracy a power law ``error = a · n^-b``, fitted (least squares in log-log) to a
-    :func:`learning_curve`, gives at ``n`` training images: a model, not a measurement. Needs two
-    sizes with error above zero."""
+    """The test accuracy a power law ``error = a · n^-b`` without an error floor, fitted (least
+    squares in log-log) to a :func:`learning_curve`, gives at ``n`` training images: a model, not a
+    measurement, and an optimistic one (a real curve flattens). NaN unless three sizes or more
+    have an error above zero and the error falls with the size (b > 0)."""
     import numpy as np
 
     c = curve[curve["test accuracy"] < 1.0]
-    if len(c) < 2:
-        raise ValueError("a power law needs two sizes whose test error is above zero")
+    if len(c) < 3:
+        return float("nan")
     b, log_a = np.polyfit(np.log(c["owner images"].to_numpy(float)), np.log(1.0 - c["test accuracy"].to_numpy(float)), 1)
-    return float(1.0 - np.exp(log_a) * float(n) ** b)
+    return float(1.0 - np.exp(log_a) * float(n) ** b) if b < 0 else float("nan")
 
 
 def curve_text(curve: "pd.DataFrame", n: int, what: str = "images") -> str:
-    """A :func:`learning_curve` in words, for a Table 1 row: the accuracies by size, whether they
-    rise with every size (then the size is a measured cause of a shortfall), and, with two sizes or
-    more, what :func:`extrapolate_accuracy` gives at ``n`` (a model, said so)."""
-    acc = curve["test accuracy"]
-    text = (f"the clean model on {' / '.join(f'{k:,}' for k in curve['owner images'])} {what}: "
-            f"{' / '.join(f'{v:.2%}' for v in acc)}, "
-            + ("rising with every size: the training-set size is a measured cause" if len(acc) > 1 and acc.is_monotonic_increasing
-               and acc.is_unique else "not rising with every size: the size is not shown to be a cause"))
-    if len(curve) > 1 and (acc < 1.0).sum() > 1:
-        text += f"; a power law through them gives {extrapolate_accuracy(curve, n):.2%} at {n:,} (a model, not a measurement)"
+    """A :func:`learning_curve` in words, for a Table 1 row: the accuracies by size (one seed each),
+    whether they rise over every size, and, with three sizes or more rising, what
+    :func:`extrapolate_accuracy` gives at ``n`` (said to be an optimistic model)."""
+    acc, sizes = curve["test accuracy"], curve["owner images"]
+    if len(curve) < 2:
+        return f"the training-set size untested (one size: {sizes.iloc[0]:,} {what}, {acc.iloc[0]:.2%})"
+    rising = bool((acc.diff().dropna() > 0).all())
+    text = (f"at equal steps the clean model gets {' / '.join(f'{v:.2%}' for v in acc)} on "
+            f"{' / '.join(f'{k:,}' for k in sizes)} {what} (one seed each): "
+            + (f"accuracy rises over {sizes.iloc[0]:,}–{sizes.iloc[-1]:,} {what}" if rising
+               else "accuracy does not rise with every size, so the size is not shown to matter here"))
+    at = extrapolate_accuracy(curve, n) if rising else float("nan")
+    if at == at:
+        text += (f"; a power law through them, without an error floor, gives {at:.2%} at {n:,} (an optimistic model, "
+                 "not a measurement)")
     return text
 
 
