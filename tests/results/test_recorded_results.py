@@ -358,3 +358,17 @@ def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
         assert ("with SGD transfer" in row["reason"]) == (col == "transfer"), w
         if col == "fine-tune":  # the row's number is the code's thief's
             assert row["ours"] == f"{m['table4_code']['fine-tune (code' + chr(39) + 's thief)'][name]:.2%}", w
+
+
+def test_comparison_sets_backdoorbench_beside_every_defence_it_ran_on_the_backdoor_like_keys():
+    """Issue 35: BackdoorBench's published ASR (fine-tuning, fine-pruning, Neural Cleanse, NAD, ANP) beside our
+    content (BadNets-like) and noise (Blended-like) keys, for every one of those attacks the sweep ran."""
+    from wmlib import papers
+
+    r = _load("comparison")
+    cells, rows = r["metrics"]["cells"], {row["what"] for row in r["paper_vs_ours"]}
+    for entry, backdoor in (("zhang-content", "badnets"), ("zhang-noise", "blended")):
+        for attack in papers.backdoorbench.ASR[backdoor]:
+            ran = any(c["entry"] == entry and c["attack"] == attack and c["status"] in ("ok", "no action") for c in cells)
+            what = f"BackdoorBench: {backdoor} ASR {'unattacked' if attack == 'none' else 'after ' + attack} (ours: {entry})"
+            assert (what in rows) == ran, what
