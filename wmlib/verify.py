@@ -333,7 +333,12 @@ def require_claimed(claimed: dict[str, "bool | Verdict"], remedy: str) -> None:
     failed = [name + (f" ({v.statistic:.1%} < {v.threshold:.1%})" if isinstance(v, Verdict) else "")
               for name, v in claimed.items() if not ok(v)]
     if failed:
-        raise RuntimeError(f"not embedded (the zoo null does not claim {', '.join(failed)} on their own keys): {remedy}")
+        out_of_reach = [name for name, v in claimed.items() if isinstance(v, Verdict) and v.threshold > 1.0]
+        raise RuntimeError(f"not embedded (the zoo null does not claim {', '.join(failed)} on their own keys): {remedy}"
+                           + ("" if not out_of_reach else
+                              f". No count can be claimed for {', '.join(out_of_reach)}: the zoo's clean models answer that "
+                              "key so variously that the null's threshold lies above every hit at this size; more training "
+                              "does not help, a larger key (more samples or bits) or a larger zoo does"))
 
 
 def check_not_in_null(oracle: Oracle, null: Null, hint: str = "Zoo.null(key, exclude=name)") -> None:

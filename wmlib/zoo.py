@@ -255,13 +255,17 @@ class Zoo:
         return Null.from_hits(hits, exclude=exclude, digests=self.digests, floor=self._floor(scheme), confidence=confidence)
 
     def gate(self, marked: dict[str, tuple[Oracle, Key]], n_queries: int | None, alpha: float, remedy: str,
-             confidence: float | None = 0.99, seed: int = 0, scheme: LabelTrials = LABELS) -> pd.DataFrame:
+             confidence: float | None = 0.99, seed: int = 0, scheme: LabelTrials = LABELS,
+             keep_out_of_reach: bool = False) -> pd.DataFrame:
         """The embedding gate of :func:`wmlib.verify.require_claimed`: verify every watermarked
         model (name -> its oracle and its own key) against this zoo's null; returns the verdicts,
-        or raises naming the models that were not claimed and ``remedy`` (the knobs to raise)."""
+        or raises naming the models that were not claimed and ``remedy`` (the knobs to raise).
+        ``keep_out_of_reach``: a model whose key no count could get claimed (the null's threshold
+        above 100 % at this size: a fact about the key and the zoo, not an embedding that more
+        training mends) is returned unclaimed instead, for the caller to leave out and say so."""
         verdicts = {name: verify_trials(o, k, scheme, self.null(k, scheme, confidence=confidence), alpha, n_queries, seed)
                     for name, (o, k) in marked.items()}
-        require_claimed(verdicts, remedy)
+        require_claimed({n: v for n, v in verdicts.items() if not (keep_out_of_reach and v.threshold > 1.0)}, remedy)
         return pd.DataFrame({name: v.as_dict() for name, v in verdicts.items()}).T
 
     def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,

@@ -352,6 +352,12 @@ def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
     assert set(m["table4_code"]) == {"fine-tune (code's thief)", "transfer (SGD)"}
     table4 = {w: row for w, row in rows.items() if w.startswith("Table 4:")}
     assert table4 and not said("Table 4:", "CIFAR-10 ResNet-18")
+    # a rival no count of whose key could be claimed against the zoo is left out of the attacks, and its row says so
+    gate = m["table4_gate"]
+    for name, claimed in gate["claimed"].items():
+        auth = f"Table 4: {name}, authentication (claimed before any attack)"
+        assert (auth in rows) == (not claimed), name
+        assert claimed or (gate["threshold"][name] > 1 and not any(w.startswith(f"Table 4: {name}, ") and w != auth for w in rows))
     for w, row in table4.items():
         name, col = w[len("Table 4: "):].rsplit(", ", 1)
         assert ("the code's thief (SGD 1e-5), as in Figs. 5-6" in row["reason"]) == (col == "fine-tune"), w
