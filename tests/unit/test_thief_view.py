@@ -248,7 +248,7 @@ def _run_toy_cell(attack: attacks.Attack) -> dict:
                  optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01,
                  finetune_epochs=1, finetune_lr=1e-3, budget=0.05)
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
-           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1},
+           "zoo": {"train_limit": 600, "test_limit": 200, "archs": {"lenet1": 3}, "epochs": 1, "dead_below": 0.0},  # not meant to learn
            "entries": {"toy": {"settings": {}, "scheme": "ToyNoise"}}}
     return compare.run_cell(Cell("toy", 0, attack.name), ctx, {"toy": lambda s: ToyNoise()}, {attack.name: attack})
 
