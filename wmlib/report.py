@@ -163,19 +163,20 @@ def ablation_reason(paper: float, ours: float, tol: float, ablation: float | Non
     ablation's number is still said beside ours. ``note`` is said first; ``fmt`` formats the number,
     ``what`` names the measurement (an attack, or e.g. "the clean model's accuracy"), ``cause`` what the
     ablation changed (an ablation that also changes the recipe tests both together); ``next_test``:
-    what a further ablation measured, said when this one does not explain the gap (else "cause
-    untested")."""
+    what a further ablation measured, said in place of "cause untested" when this one does not
+    explain the gap, and after the verdict otherwise."""
     if same:
-        return ""
-    if abs(ours - paper) <= tol:
-        return note + f"; {where}: {fmt.format(float(ablation))}" if within and ablation is not None else ""
-    if ablation is None:
-        return note + f"; untested ({missing})"
-    a = fmt.format(float(ablation))
-    if abs(float(ablation) - paper) <= tol:
-        return note + f"; tested: {where} {what} gives {a}, so {cause} explains the gap"
-    return note + f"; tested: {where} it is still {a}, so {cause} does not explain it" + (
-        f"; {next_test}" if next_test else " (cause untested)")
+        said = ""
+    elif abs(ours - paper) <= tol:
+        said = note + f"; {where}: {fmt.format(float(ablation))}" if within and ablation is not None else ""
+    elif ablation is None:
+        said = note + f"; untested ({missing})"
+    elif abs(float(ablation) - paper) <= tol:
+        said = note + f"; tested: {where} {what} gives {fmt.format(float(ablation))}, so {cause} explains the gap"
+    else:
+        return (note + f"; tested: {where} it is still {fmt.format(float(ablation))}, so {cause} does not explain it"
+                + (f"; {next_test}" if next_test else " (cause untested)"))
+    return said + (f"; {next_test}" if next_test else "")
 
 
 def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...] = ("model",)) -> tuple[dict, torch.device, Run]:

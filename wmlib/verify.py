@@ -258,6 +258,11 @@ class Verdict:
     def p0(self) -> float:
         return self.null["mean"]
 
+    @property
+    def out_of_reach(self) -> bool:
+        """No count of this many trials could be claimed: the null's threshold lies above 100 %."""
+        return self.threshold > 1.0
+
     def as_dict(self) -> dict:
         """The flat fields a results table shows (the full null stays in ``null``)."""
         d = {k: v for k, v in asdict(self).items() if k != "null"}
@@ -333,7 +338,7 @@ def require_claimed(claimed: dict[str, "bool | Verdict"], remedy: str) -> None:
     failed = [name + (f" ({v.statistic:.1%} < {v.threshold:.1%})" if isinstance(v, Verdict) else "")
               for name, v in claimed.items() if not ok(v)]
     if failed:
-        out_of_reach = [name for name, v in claimed.items() if isinstance(v, Verdict) and v.threshold > 1.0]
+        out_of_reach = [name for name, v in claimed.items() if isinstance(v, Verdict) and v.out_of_reach]
         raise RuntimeError(f"not embedded (the zoo null does not claim {', '.join(failed)} on their own keys): {remedy}"
                            + ("" if not out_of_reach else
                               f". No count can be claimed for {', '.join(out_of_reach)}: the zoo's clean models answer that "

@@ -128,7 +128,6 @@ def _check_seed_base(seed_base) -> None:
         raise ValueError(f"seed_base must be an integer >= 100 (the owners' seeds are 0, 1, ...), got {seed_base!r}")
 
 
-
 def _member(dataset: str, recipe: dict, pool: Split, test: Split, spec: data.DatasetSpec, arch: str, s: int,
             seed_base: int, tag: str, device: torch.device) -> tuple[nn.Module, dict]:
     """Train-or-load member ``s`` of ``arch``: its model and its row of the zoo's summary (a run
@@ -281,7 +280,7 @@ class Zoo:
         training mends) is returned unclaimed instead, for the caller to leave out and say so."""
         verdicts = {name: verify_trials(o, k, scheme, self.null(k, scheme, confidence=confidence), alpha, n_queries, seed)
                     for name, (o, k) in marked.items()}
-        require_claimed({n: v for n, v in verdicts.items() if not (keep_out_of_reach and v.threshold > 1.0)}, remedy)
+        require_claimed({n: v for n, v in verdicts.items() if not (keep_out_of_reach and v.out_of_reach)}, remedy)
         return pd.DataFrame({name: v.as_dict() for name, v in verdicts.items()}).T
 
     def claims(self, key: Key, suspects: dict[str, torch.Tensor], n_queries: int, alpha: float = 0.01,

@@ -218,6 +218,9 @@ def test_an_ablation_says_whether_the_setting_explains_a_gap():
     # a further ablation that did measure something is said instead of "cause untested"
     assert report.ablation_reason(0.99, 0.5, 0.1, 0.4, next_test="size: 0.3 / 0.4").endswith(
         "so the dataset does not explain it; size: 0.3 / 0.4")
+    # and after the verdict otherwise, once
+    assert report.ablation_reason(0.99, 0.5, 0.1, 0.95, next_test="size: 0.9").endswith("explains the gap; size: 0.9")
+    assert report.ablation_reason(0.99, 0.97, 0.1, None, next_test="size: 0.9") == "; size: 0.9"
     # within tolerance the digits number can still be said beside ours, in the row's format
     assert report.ablation_reason(0.99, 0.97, 0.1, 0.985, note="; x", within=True, fmt="{:.1%}") == "; x; on MNIST digits: 98.5%"
     assert report.ablation_reason(0.99, 0.97, 0.1, None, within=True) == ""

@@ -6,6 +6,7 @@ overwriting with the thief's own watermark."""
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 from typing import Callable
 
@@ -261,8 +262,9 @@ def overwrite(model: nn.Module, thief, task, cfg: TrainConfig, seed: int, data: 
     m = copy.deepcopy(model)
     device = next(m.parameters()).device
     if data == "triggers":
-        steps = -(-len(task.owner) // cfg.batch_size) * cfg.epochs  # the mixed thief's
-        fit(m, key.split, replace(cfg, epochs=-(-steps // -(-len(key) // cfg.batch_size))), progress=False, device=device)
+        steps = math.ceil(len(task.owner) / cfg.batch_size) * cfg.epochs  # the mixed thief's
+        fit(m, key.split, replace(cfg, epochs=math.ceil(steps / math.ceil(len(key) / cfg.batch_size))), progress=False,
+            device=device)
         m.eval()
     else:
         thief.train(m, task, key, cfg, progress=False, device=device)

@@ -536,10 +536,9 @@ def ablation_text(frame: "pd.DataFrame", name: str, column: str, fmt: str = "{:.
     "p under the protocol; a from scratch; b with 5 % triggers; ..."; with ``paper``, the training
     whose number is closest to it is named."""
     rows = frame.loc[name, column]
-    words = ABLATION_WORDS
-    text = "; ".join(f"{fmt.format(v)} {words.get(label, label)}" for label, v in rows.items())
+    text = "; ".join(f"{fmt.format(v)} {ABLATION_WORDS.get(label, label)}" for label, v in rows.items())
     if paper is not None:
-        text += f" (closest to the paper's: {words.get((closest := (rows - paper).abs().idxmin()), closest)})"
+        text += f" (closest to the paper's: {ABLATION_WORDS.get((closest := (rows - paper).abs().idxmin()), closest)})"
     return text
 
 
@@ -576,11 +575,11 @@ def learning_curve(knobs: dict, splits: Splits, shares, tag: str = "fc", device=
     from ..train import evaluate, train_classifier
 
     full, cfg = len(splits.owner), TrainConfig.from_knobs(knobs)
-    sizes = {}
+    sizes = set()
     for share in shares:
         if not 0.0 < share <= 1.0:
             raise ValueError(f"learning-curve shares must be in (0, 1], got {share}")
-        sizes[max(1, int(round(share * full)))] = share
+        sizes.add(max(1, int(round(share * full))))
     rows = []
     for n in sorted(sizes):
         scale = full / n
