@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from wmlib import compare, data, settings, train
+from wmlib import compare, data, schemes, settings, train
 from wmlib.zoo import Zoo
 
 ONE_PER_CHAPTER = ["zhang-content", "namba-proposal", "li2019", "gradsigns", "fc-invisible"]
@@ -25,8 +25,9 @@ def main() -> int:
         print("error: this CPU has no native bf16 (AMX or AVX-512 BF16): nothing to compare", file=sys.stderr)
         return 2
     knobs = settings.resolve("comparison", args.profile, entries=args.entries)
-    # the function-coupled entries' target, as the comparison picks it: the class the clean zoo gives least to the triggers
-    compare.pick_fc_target(knobs, Zoo.for_chapter(knobs, progress=False), data.task_splits(knobs, seed=knobs["seeds"][0]))
+    # what the clean zoo decides, as the comparison settles it (the function-coupled target)
+    schemes.settle(knobs["entries"], knobs["schemes"], Zoo.for_chapter(knobs, progress=False),
+                   data.task_splits(knobs, seed=knobs["seeds"][0]), knobs["seeds"][0])
     t0 = time.time()
     runs = compare.precision_runs(args.entries, args.seeds, compare.make_context(knobs))
     spread = compare.precision_spread(runs)

@@ -1,7 +1,7 @@
 """The comparison chapter: every registered watermark under one attack suite and one verifier.
 
-An *entry* is a name and a function that builds its configured :class:`~wmlib.schemes.Scheme` from
-the comparison's settings (:func:`register`; the book's ten are registered below). A cell (entry x
+An *entry* is a watermark of the catalogue (:data:`wmlib.schemes.CATALOGUE`): its name, and its
+configured :class:`~wmlib.schemes.Scheme` built from the comparison's settings. A cell (entry x
 owner seed x attack, :class:`~wmlib.cells.Cell`) embeds the entry's watermark for that owner
 (train-or-load, :func:`wmlib.schemes.watermark`), applies the attack from
 :data:`wmlib.attacks.REGISTRY` to it and verifies the suspect with the scheme's own trials against
@@ -16,7 +16,6 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -24,26 +23,11 @@ from torch import nn
 
 from . import attacks as _attacks
 from . import data, timing
-from .schemes import FineTuneKeys, FunctionCoupled, GradSigns, Li2019, Namba2019, Scheme, Zhang2018
+from .schemes import CATALOGUE, Make, Scheme, build
 from .schemes.base import Watermarked, watermark
-from .schemes.function_coupled import least_answered_target
 from .cells import Cell, cell_context, claim_rate, run
 from .train import TrainConfig, evaluate, train_classifier
 from .verify import Oracle, false_claim_pairs, oracle_accuracy, pair_rate, verify_trials
-
-Make = Callable[[dict], Scheme]  # an entry's settings -> its configured scheme
-ENTRIES: dict[str, Make] = {}
-
-
-def register(name: str, make: Make) -> Make:
-    """Add a watermark to the comparison (see the book's "Add your own scheme"): ``make(settings)``
-    builds its scheme from its settings (``schemes[name]`` of the comparison's knobs, ``{}`` if
-    none); every attack that applies to it then runs on it. A name is registered once."""
-    if name in ENTRIES:
-        raise ValueError(f"a comparison entry named {name!r} exists already; registered: {', '.join(sorted(ENTRIES))}")
-    ENTRIES[name] = make
-    return make
-
 
 Suite = dict[str, _attacks.Attack]
 
@@ -52,7 +36,7 @@ def grid(entries: list[str], seeds: list[int], attacks: list[str], registry: dic
          suite: Suite | None = None) -> list[Cell]:
     """Every (entry, seed, attack) cell; unknown entry or attack names list the valid ones. ``registry``
     and ``suite`` default to the registered entries and attacks."""
-    registry = ENTRIES if registry is None else registry
+    registry = CATALOGUE if registry is None else registry
     suite = _attacks.REGISTRY if suite is None else suite
     for names, valid, what in ((entries, registry, "entry"), (attacks, suite, "attack")):
         unknown = [n for n in names if n not in valid]
@@ -61,20 +45,12 @@ def grid(entries: list[str], seeds: list[int], attacks: list[str], registry: dic
     return [Cell(e, int(s), a) for e in entries for s in seeds for a in attacks]
 
 
-def build(name: str, make: Make, settings: dict) -> Scheme:
-    """``make(settings)``; a setting the scheme refuses is named with the entry."""
-    try:
-        return make(settings)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"comparison entry {name!r}: {err}") from None
-
-
 def entry_context(entries: dict[str, Make], schemes: dict[str, dict]) -> dict[str, dict]:
     """Each entry's settings (``schemes[name]``, ``{}`` if none) and what its scheme is under them
     (its repr, every field): the sweep's context holds them, so that a changed scheme does not
     reuse saved results, and a cell builds its scheme from them."""
-    return {name: {"settings": schemes.get(name, {}), "scheme": repr(build(name, make, schemes.get(name, {})))}
-            for name, make in entries.items()}
+    return {name: {"settings": schemes.get(name, {}), "scheme": repr(build(name, schemes.get(name, {}), entries))}
+            for name in entries}
 
 
 RESULTS_VERSION = 3
@@ -86,34 +62,12 @@ pair, 2026-12-07), so that no result of the old meaning is reloaded."""
 SWEEP_KNOBS = ("entries", "seeds", "attacks", "schemes", "knockoff_budgets", "reference_thief_attacks")
 
 
-def pick_fc_target(knobs: dict, zoo, splits: data.Splits) -> tuple[int | None, list[str]]:
-    """As in the function-coupled chapter: when the function-coupled entries' ``target`` is None,
-    set it (in ``knobs["schemes"]``, for both fusions) to the non-source class that the clean ``zoo``'s
-    probe gives least often to their triggers (made on ``splits`` with the first owner seed), and name
-    the probe (``target_chosen_on``: no false-claim rate counts its members on these keys). Returns
-    the target (None: no function-coupled entry is chosen, and no trigger is made) and the members
-    that chose it (none when the settings gave it)."""
-    fcs = {f: knobs["schemes"][f"fc-{f}"] for f in ("direct", "invisible")
-           if f"fc-{f}" in knobs.get("schemes", {}) and f"fc-{f}" in knobs["entries"]}
-    if not fcs:
-        return None, []
-    first = next(iter(fcs.values()))
-    if first["target"] is None:
-        placeholder = next(c for c in range(splits.spec.num_classes) if c not in first["sources"])  # images only
-        triggers = {f: ENTRIES[f"fc-{f}"]({**s, "target": placeholder}).make_key(splits, seed=knobs["seeds"][0])[1].x
-                    for f, s in fcs.items()}
-        target, _, probe = least_answered_target(zoo, triggers, first["sources"])
-        for s in fcs.values():
-            s["target"], s["target_chosen_on"] = target, probe  # the probe's false claims on these keys are in sample
-    return first["target"], list(first.get("target_chosen_on", []))
-
-
 def make_context(knobs: dict, zoo: dict | None = None, registry: dict[str, Make] | None = None) -> dict:
     """The setting every cell of a sweep shares (and its results' cache key): the task, the knobs
     that decide a cell (not which cells run), the zoo (Zoo.load arguments; None: the book's shared
     zoo) and what each chosen entry's scheme is."""
     from .zoo import KNOBS, recipe_overrides, shared_limits
-    registry = ENTRIES if registry is None else registry
+    registry = CATALOGUE if registry is None else registry
     cell_knobs = {k: v for k, v in knobs.items() if k not in SWEEP_KNOBS and k not in KNOBS}  # the zoo's: in "zoo"
     cut = recipe_overrides(knobs)
     if zoo is None and cut:  # the shared zoo, cut by the knobs: its Zoo.load arguments
@@ -281,7 +235,7 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     claims on the zoo (each member against a null fitted on the others)."""
     t0, work = time.perf_counter(), timing.snapshot()
     knobs = context["knobs"]
-    scheme = build(cell.entry, entries[cell.entry], context["entries"][cell.entry]["settings"])
+    scheme = build(cell.entry, context["entries"][cell.entry]["settings"], entries)
     attack = (_attacks.REGISTRY if suite is None else suite)[cell.attack]
     why_not = attack.applies_to(scheme)
     if why_not:
@@ -327,11 +281,11 @@ def precision_runs(entries: list[str], seeds: list[int], context: dict, precisio
     training precision, and verified unattacked: one row per (entry, precision, seed) with the
     watermarked model's test accuracy, its hit rate on the verification key and whether the zoo's
     null claims it. Evaluation is float32 at every precision (:func:`wmlib.train.fit`)."""
-    registry = ENTRIES if registry is None else registry
+    registry = CATALOGUE if registry is None else registry
     zoo = _zoo(context["dataset"], context["profile"], json.dumps(context.get("zoo"), sort_keys=True))
     rows = []
     for name in entries:
-        scheme = build(name, registry[name], context["entries"][name]["settings"])
+        scheme = build(name, context["entries"][name]["settings"], registry)
         for precision in precisions:
             ctx = {**context, "knobs": {**context["knobs"], "precision": precision}}
             for seed in seeds:
@@ -374,14 +328,14 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
     nothing to act on, e.g. Neural Cleanse flagged no class: the model is served as it was, which is
     not a survival); ``oracle`` marks a worst-case search. ``registry`` and ``suite``
     (the entries and attacks; default: the registered ones) travel with the tasks to the workers."""
-    registry = ENTRIES if registry is None else registry
+    registry = CATALOGUE if registry is None else registry
     suite = _attacks.REGISTRY if suite is None else suite
     fn = functools.partial(run_cell, entries=registry, suite=suite)
     context = {**context, "owned_knobs": _attacks.owned_knobs(suite)}  # a cell's result: its attack's knobs only
     attacks = [a for a in attacks if a != "none"]  # 'none' is the first stage
     first = run(grid(entries, seeds, ["none"], registry, suite), fn, context, **run_kw)
     embedded = {(c.entry, c.seed) for c, r in first.items() if r.get("claimed")}
-    schemes = {e: build(e, registry[e], context["entries"][e]["settings"]) for e in entries}
+    schemes = {e: build(e, context["entries"][e]["settings"], registry) for e in entries}
 
     def reason(c: Cell) -> str | None:
         return suite[c.attack].applies_to(schemes[c.entry])
@@ -403,7 +357,7 @@ def knob_curve(entry: str, seed: int, attack: str, knob: str, values: list, cont
     """One cell run again at each value of one of its attack's knobs (e.g. the knockoff's query
     budget), in this process: one row per value with the verdict, the thief's test accuracy and its
     report. Its models go through the model cache; the rows are not saved."""
-    registry = ENTRIES if registry is None else registry
+    registry = CATALOGUE if registry is None else registry
     suite = _attacks.REGISTRY if suite is None else suite
     if knob not in suite[attack].knobs:
         raise ValueError(f"{knob!r} is not a knob of the attack {attack!r}; its knobs: {', '.join(sorted(suite[attack].knobs))}")
@@ -698,26 +652,3 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                  ", ".join(f"{e} ({c} of {n:,} zoo model–key pairs)" for e, (c, n) in fc.items() if c),
                  "evidence": "; ".join(f"{e}: {c} / {n}" for e, (c, n) in fc.items())})
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- the book's schemes
-
-def _book_entries() -> dict[str, Make]:
-    """Every watermark of the book's chapters, built from its own settings (``schemes`` of the comparison's profile)."""
-    def fc(fusion):
-        def make(s):
-            if s.get("target") is None:
-                raise ValueError("setting 'target' is None: pick it first (function_coupled.least_answered_target)")
-            return FunctionCoupled(fusion=fusion, **{**s, "sources": tuple(s["sources"])})
-        return make
-
-    return {
-        "zhang-content": lambda s: Zhang2018(kind="content", **s), "zhang-unrelated": lambda s: Zhang2018(kind="unrelated", **s),
-        "zhang-noise": lambda s: Zhang2018(kind="noise", **s), "namba-proposal": lambda s: Namba2019(**s),
-        "namba-afs": lambda s: FineTuneKeys(kind="afs", **s), "namba-ds": lambda s: FineTuneKeys(kind="ds", **s),
-        "li2019": Li2019.from_knobs, "gradsigns": GradSigns.from_knobs,
-        "fc-direct": fc("direct"), "fc-invisible": fc("invisible"),
-    }
-
-
-ENTRIES.update(_book_entries())

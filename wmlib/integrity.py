@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from . import compare, data, models
+from . import compare, data, models, schemes
 from .accuser import TooFewExamples, liu_key, random_targets, transfer_key
 from .attacks.extraction import extract
 from .attacks.model import prune_magnitude
@@ -357,28 +357,22 @@ def owners(knobs: dict, zoo: Zoo, progress: bool = True) -> dict[tuple[str, int]
     """Every comparison entry's owner per seed, trained or loaded exactly as the comparison does
     (:func:`wmlib.compare.embed_entry`, the function-coupled target picked from ``zoo``): (entry,
     seed) -> (its scheme, the :class:`~wmlib.compare.Owner`)."""
-    compare.pick_fc_target(knobs, zoo, data.task_splits(knobs, seed=knobs["seeds"][0]))
+    schemes.settle(knobs["entries"], knobs["schemes"], zoo, data.task_splits(knobs, seed=knobs["seeds"][0]), knobs["seeds"][0])
     context = compare.make_context(knobs)
     out = {}
     pairs = [(e, s) for e in knobs["entries"] for s in knobs["seeds"]]
     for e, s in tqdm(pairs, desc="the comparison's owners", disable=not progress, leave=False):
-        scheme = compare.build(e, compare.ENTRIES[e], context["entries"][e]["settings"])
+        scheme = schemes.build(e, context["entries"][e]["settings"])
         out[(e, s)] = (scheme, compare.embed_entry(e, scheme, s, context))
     return out
 
 
 # --------------------------------------------------------------------------- the false-claim attack, measured
 
-def is_label_scheme(scheme: LabelTrials) -> bool:
-    """Does one trial of ``scheme`` count a key query answered with the key's label (the generic
-    trigger-set protocol Liu et al. attack)? GradSigns counts signature bits instead."""
-    return type(scheme).hits is LabelTrials.hits
-
-
 def label_owners(owners: dict, knobs: dict):
     """(entry, scheme, owner) of every label-key entry's first owner seed (``knobs['seeds'][0]``)."""
     for (entry, seed), (scheme, owner) in owners.items():
-        if seed == knobs["seeds"][0] and is_label_scheme(scheme):
+        if seed == knobs["seeds"][0] and scheme.trials == "labels":
             yield entry, scheme, owner
 
 
@@ -636,7 +630,7 @@ def suspect_false_claims(owners: dict, suspects: Zoo, zoo: Zoo, knobs: dict, alp
         for j, (name, h) in enumerate(suspects.hits(full, scheme).items()):
             if name in exclude:
                 continue
-            use = controlled(null, full, rates[name]) if rates is not None and is_label_scheme(scheme) else null
+            use = controlled(null, full, rates[name]) if rates is not None and scheme.trials == "labels" else null
             rows.append({"entry": entry, "seed": seed, "suspect": name, "key": f"{entry} / seed {seed}",
                          "hit rate": float(h.float().mean()), **verify_pair(h, use, n, alpha, 1000 * i + j)})
     return pd.DataFrame(rows)
@@ -734,7 +728,7 @@ def judge_power(owners: dict, judge: Zoo, keys: dict[str, tuple], suspects: Zoo,
         use = names[:size]
         owned, claimed = 0, 0
         for (entry, seed), (scheme, owner) in owners.items():
-            if not is_label_scheme(scheme):
+            if not scheme.trials == "labels":
                 continue
             full = owner.marked.verify_key
             hits_ = judge.hits(full, scheme)
@@ -931,7 +925,7 @@ def owner_power(owners: dict, zoo: Zoo, knobs: dict, alpha: float, ordinary: Spl
     against the same null with its own control (:func:`controlled`); label-key entries only."""
     rows = []
     for (entry, seed), (scheme, owner) in owners.items():
-        if not is_label_scheme(scheme):
+        if not scheme.trials == "labels":
             continue
         full = owner.marked.verify_key
         queried = scheme.queries(full, knobs["n_queries"], seed)
@@ -1004,12 +998,6 @@ def false_claims_at(owners: dict, zoo: Zoo, suspects: Zoo, knobs: dict, alphas: 
                      "suspect claims": f"{sr['claimed']} / {sr['pairs']}", "rate (suspects)": sr["claim rate"],
                      "upper bound (suspects)": sr["upper bound"], "suspect bound over": sr["bound over"]})
     return pd.DataFrame(rows)
-
-
-def gradsigns_scheme(knobs: dict):
-    """The comparison's GradSigns entry built from its settings (for GradSigns' false claim when the
-    run's entries leave it out)."""
-    return compare.build("gradsigns", compare.ENTRIES["gradsigns"], knobs["schemes"]["gradsigns"])
 
 
 def owner_models(owners: dict, model_name: str, epochs: int) -> Zoo:

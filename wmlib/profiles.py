@@ -303,7 +303,7 @@ _CMP_COMMON = dict(
              "gradsigns", "fc-direct", "fc-invisible"],
     seeds=[0, 1, 2],
     attacks=_BOOK_ATTACKS + _REFERENCE_ATTACKS,
-    # each watermark's own settings, from its chapter (wmlib.compare builds its scheme from them)
+    # each watermark's own settings, from its chapter (wmlib.schemes.build makes its scheme from them)
     schemes=_schemes(),
     # the attacks
     # the prune + fine-tune sweep: Namba's 0-90 % without 10, 30 and 50 % (the budget binds at the high rates; 30 minutes).

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from . import accuser, attacks, compare, data, integrity, models, zoo
+from . import accuser, attacks, compare, data, integrity, models, schemes, zoo
 from .profiles import CHAPTERS, DEFAULT_CUTS, ENV_VAR, PROFILES, TABLED
 from .rules import INF as _INF
 from .rules import choice as _choice
@@ -163,10 +163,10 @@ def _rules(chapter: str) -> dict:
         "code_epochs_r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True), nonempty=False),
         "curve_shares": _list(_real(0.0, 1.0, lo_open=True), nonempty=False),
         # the comparison
-        "entries": _list(_choice(compare.ENTRIES)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
+        "entries": _list(_choice(schemes.CATALOGUE)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "knockoff_budgets": _list(pos_int, nonempty=False),
         "reference_thief_attacks": _list(_choice(attacks.REGISTRY), nonempty=False),
-        "schemes": _settings(compare.ENTRIES),  # each entry's own settings: its scheme checks them
+        "schemes": _settings(schemes.CATALOGUE),  # each entry's own settings: its scheme checks them
         # the integrity chapter
         "accuser_seeds": _list(_int(0, 99)), "accuser_surrogates": _counts(models.REGISTRY), "judge_zoo": _counts(models.REGISTRY),
         "accuser_key_size": _int(2), "accuser_method": _choice(accuser.METHODS), "accuser_steps": pos_int,
@@ -250,8 +250,8 @@ def validate(chapter: str, cfg: dict) -> None:
             s = cfg["schemes"].get(name, {})
             if s.get("target", 0) is None and "sources" in s:  # picked from the zoo later: probe with a valid class
                 s = dict(s, target=next(c for c in range(k) if c not in s["sources"]))
-            scheme = compare.build(name, compare.ENTRIES[name], s)
-            label_keys += name in cfg["entries"] and integrity.is_label_scheme(scheme)
+            scheme = schemes.build(name, s)
+            label_keys += name in cfg["entries"] and scheme.trials == "labels"
             if name in cfg["entries"]:
                 chosen[name] = scheme
             try:

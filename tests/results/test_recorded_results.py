@@ -172,8 +172,9 @@ def test_comparison_claims_no_clean_model_every_watermark_embedded_and_every_cel
     r = _load("comparison")
     m, cfg = r["metrics"], r["config"]
     keys = len(cfg["entries"]) * len(cfg["seeds"])  # every owner's key, each zoo model verified once on it
-    fc_keys = sum(e.startswith("fc-") for e in cfg["entries"]) * len(cfg["seeds"])  # less the probe on the fc keys
-    _pairs_are_the_zoo_once(m["false_claims"], m["zoo"], keys, "every owner key", len(m["fc_target_chosen_on"]) * fc_keys)
+    # less the zoo models that settled an entry's setting (the function-coupled target), on every key of that entry
+    in_sample = sum(len(s.get("target_chosen_on", [])) for s in m["settled"].values()) * len(cfg["seeds"])
+    _pairs_are_the_zoo_once(m["false_claims"], m["zoo"], keys, "every owner key", in_sample)
     assert m["false_claims"]["claimed"] == 0
     assert len(m["cells"]) == len(cfg["entries"]) * len(cfg["seeds"]) * (1 + len(cfg["attacks"]))
     for c in m["cells"]:

@@ -182,7 +182,7 @@ def test_check_generated_needs_the_committed_seed_and_data(splits):
 
 
 def test_the_verifiability_table_holds_for_every_book_entry(splits):
-    from wmlib.compare import ENTRIES
+    from wmlib.schemes import CATALOGUE as ENTRIES
     from wmlib.profiles import COMPARISON
 
     table = cm.verifiability(ENTRIES).set_index("entry")

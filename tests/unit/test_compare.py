@@ -11,7 +11,7 @@ import torch
 
 from wmlib import attacks as wm_attacks
 from wmlib import cells as engine
-from wmlib import compare, keys, train
+from wmlib import compare, keys, schemes, train
 from wmlib.cells import Cell
 from wmlib.schemes import Scheme
 from wmlib.verify import Oracle
@@ -129,9 +129,9 @@ class ToyNoise(Scheme):
 
 
 def test_a_registered_toy_scheme_runs_through_the_matrix():
-    compare.register("toy-noise-test", lambda knobs: ToyNoise())
-    with pytest.raises(ValueError, match="exists already"):
-        compare.register("toy-noise-test", lambda knobs: ToyNoise())
+    schemes.register("toy-noise-test", lambda knobs: ToyNoise())
+    with pytest.raises(ValueError, match="in the catalogue already"):
+        schemes.register("toy-noise-test", lambda knobs: ToyNoise())
     knobs = dict(model="lenet5", thief_fraction=0.1, train_limit=1200, test_limit=300, epochs=12, batch_size=64,
                  optimizer="adam", lr=3e-3, zoo_confidence=0.99, n_queries=40, alpha=0.01, prune_rate=0.5,
                  quant_bits=8,
@@ -140,9 +140,9 @@ def test_a_registered_toy_scheme_runs_through_the_matrix():
     ctx = {"dataset": "fashion-mnist", "profile": "smoke", "knobs": knobs,
            "zoo": {"train_limit": 1200, "test_limit": 300, "archs": {"lenet1": 4}, "epochs": 2}}
     cells = compare.grid(["toy-noise-test"], [0], ["none", "quantize", "rounding", "prune-finetune", "query-modification"])
-    ctx["entries"] = compare.entry_context({"toy-noise-test": compare.ENTRIES["toy-noise-test"]}, {})
+    ctx["entries"] = compare.entry_context({"toy-noise-test": schemes.CATALOGUE["toy-noise-test"]}, {})
     assert ctx["entries"]["toy-noise-test"]["scheme"].startswith("ToyNoise(n=40)")
-    out = engine.run(cells, functools.partial(compare.run_cell, entries=compare.ENTRIES), ctx, num_cpus=2, progress=False)
+    out = engine.run(cells, functools.partial(compare.run_cell, entries=schemes.CATALOGUE), ctx, num_cpus=2, progress=False)
     none, quantized, rounding, pruned, modified = (out[c] for c in cells)
     assert pruned["test_acc"] >= 0.9 * none["test_acc"] - 0.05  # within the thief's budget (on its own test split)
     assert modified["applies"] and modified["queries"] == 40 and 0 <= modified["statistic"] <= 1
@@ -231,22 +231,22 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
 
 def test_the_book_entries_build_their_chapters_schemes():
     from wmlib import settings
-    from wmlib.schemes import FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
+    from wmlib.schemes import CATALOGUE, FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
 
     knobs = settings.resolve("comparison", "full", schemes={"fc-direct": {"target": 7}, "fc-invisible": {"target": 7}})
-    schemes = {n: make(knobs["schemes"][n]) for n, make in compare.ENTRIES.items() if n in knobs["entries"]}
-    assert set(schemes) == set(knobs["entries"]) and len(schemes) == 10
-    assert isinstance(schemes["zhang-noise"], Zhang2018) and schemes["zhang-noise"].kind == "noise"
-    assert isinstance(schemes["namba-proposal"], Namba2019) and schemes["namba-proposal"].T == 2.0
-    assert isinstance(schemes["li2019"], Li2019) and schemes["li2019"].key_fraction == knobs["schemes"]["li2019"]["key_fraction"] == 0.01
-    assert isinstance(schemes["gradsigns"], GradSigns) and schemes["gradsigns"].trials == "bits"
-    assert schemes["gradsigns"].key_per_batch == 10 and schemes["gradsigns"].carriers == 256
-    assert isinstance(schemes["fc-invisible"], FunctionCoupled) and schemes["fc-invisible"].target == 7
-    assert schemes["fc-direct"].verifies_held_out and not schemes["zhang-content"].verifies_held_out
-    assert schemes["namba-afs"].retrains and schemes["namba-afs"].retrain_epochs == 10
-    assert schemes["zhang-noise"].target == 0 and schemes["fc-invisible"].r == 0.5 and schemes["fc-direct"].mask_ratio == 0.05
+    built = {n: make(knobs["schemes"][n]) for n, make in CATALOGUE.items() if n in knobs["entries"]}
+    assert set(built) == set(knobs["entries"]) and len(built) == 10
+    assert isinstance(built["zhang-noise"], Zhang2018) and built["zhang-noise"].kind == "noise"
+    assert isinstance(built["namba-proposal"], Namba2019) and built["namba-proposal"].T == 2.0
+    assert isinstance(built["li2019"], Li2019) and built["li2019"].key_fraction == knobs["schemes"]["li2019"]["key_fraction"] == 0.01
+    assert isinstance(built["gradsigns"], GradSigns) and built["gradsigns"].trials == "bits"
+    assert built["gradsigns"].key_per_batch == 10 and built["gradsigns"].carriers == 256
+    assert isinstance(built["fc-invisible"], FunctionCoupled) and built["fc-invisible"].target == 7
+    assert built["fc-direct"].verifies_held_out and not built["zhang-content"].verifies_held_out
+    assert built["namba-afs"].retrains and built["namba-afs"].retrain_epochs == 10
+    assert built["zhang-noise"].target == 0 and built["fc-invisible"].r == 0.5 and built["fc-direct"].mask_ratio == 0.05
     with pytest.raises(ValueError, match="'target' is None"):
-        compare.ENTRIES["fc-direct"]({**knobs["schemes"]["fc-direct"], "target": None})
+        CATALOGUE["fc-direct"]({**knobs["schemes"]["fc-direct"], "target": None})
 
 
 def test_lukas_rule_thief_cost_and_the_cheapest_removal():
@@ -311,7 +311,7 @@ def test_no_function_coupled_entry_no_target_and_no_triggers():
 
     knobs = settings.resolve("comparison", "smoke")
     assert not any(e.startswith("fc-") for e in knobs["entries"])
-    assert compare.pick_fc_target(knobs, Untouchable(), None) == (None, [])
+    assert schemes.settle(knobs["entries"], knobs["schemes"], Untouchable(), None, 0) == {}
     assert knobs["schemes"]["fc-direct"]["target"] is None  # left to a run that chooses it
 
 

@@ -3,9 +3,9 @@ the one helper the chapters and the comparison use (schemes.watermark), smoke-si
 import pytest
 import torch
 
-from wmlib import compare, data, settings
+from wmlib import data, settings
 from wmlib.keys import Key
-from wmlib.schemes import Scheme, watermark
+from wmlib.schemes import CATALOGUE, Scheme, build, watermark
 from wmlib.schemes.base import Watermarked
 from wmlib.train import TrainConfig
 from wmlib.verify import Null, Oracle, Verdict
@@ -27,9 +27,9 @@ def _settings(name: str) -> dict:
     return s
 
 
-@pytest.mark.parametrize("name", sorted(compare.ENTRIES))
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_every_registered_scheme_keeps_the_contract(name, splits):
-    scheme = compare.ENTRIES[name](_settings(name))
+    scheme = build(name, _settings(name))
     assert isinstance(scheme, Scheme) and scheme.trials in ("labels", "bits")
     assert scheme.config()["scheme"] == scheme.name  # what the model cache hashes
     scheme.check(splits.spec)

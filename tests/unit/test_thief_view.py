@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tests.conftest import blobs
-from wmlib import attacks, compare, data, models, train
+from wmlib import attacks, compare, data, models, schemes, train
 from wmlib.attacks import extraction
 from wmlib.attacks import model as model_attacks
 from wmlib.data import REGISTRY as DATASETS
@@ -389,7 +389,7 @@ def test_the_key_detectors_thief_can_make_its_keys_at_the_default_thiefs_size(en
     s = dict(cfg["schemes"].get(entry, {}))
     if "sources" in s and s.get("target") is None:
         s["target"] = next(c for c in range(10) if c not in s["sources"])
-    scheme = compare.build(entry, compare.ENTRIES[entry], s)
+    scheme = schemes.build(entry, s)
     t = dataclasses.replace(_threat(blobs(1500, seed=4)), scheme=scheme)
     key, _ = scheme.make_key(attacks.KeyDetector.task(t), seed=t.seed)
     assert len(key) > 0

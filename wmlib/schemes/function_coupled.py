@@ -40,6 +40,7 @@ from ..keys import Key
 from ..models import feature_layers, weight_layers
 from ..train import History, TrainConfig, fit, predict_proba, to_float
 from .base import Generation, Scheme
+from .catalogue import CATALOGUE, register
 
 FUSIONS = ("direct", "invisible")
 MASK_SCOPES = ("features", "all")  # every conv / linear layer but the classifier ([code]), or every one
@@ -655,3 +656,33 @@ def enhancement_gain(knobs: dict, splits: Splits, variants: dict, keys: dict, em
                 rows.append({"watermark": name, "embedding": words[start], "attack": attack,
                              "with masking + fine-tune": with_, "without": without, "gain": with_ - without})
     return pd.DataFrame(rows).set_index(["watermark", "embedding", "attack"])
+
+
+# --------------------------------------------------------------------------- the catalogue's entries
+
+def _make(fusion: str):
+    def make(s: dict) -> FunctionCoupled:
+        if s.get("target") is None:
+            raise ValueError("setting 'target' is None: the clean zoo picks it (wmlib.schemes.settle)")
+        return FunctionCoupled(fusion=fusion, **{**s, "sources": tuple(s["sources"])})
+    return make
+
+
+def settle_target(settings: dict[str, dict], zoo, splits: Splits, seed: int) -> None:
+    """The catalogue's hook for the function-coupled entries, as in the chapter: when their ``target``
+    is None, set it (one for every entry of ``settings``) to the non-source class that the clean
+    ``zoo``'s probe gives least often to their held-out triggers (made on ``splits`` with ``seed``),
+    and name the probe (``target_chosen_on``: no false-claim rate counts its members on these keys)."""
+    first = next(iter(settings.values()))
+    if first["target"] is not None:
+        return
+    placeholder = next(c for c in range(splits.spec.num_classes) if c not in first["sources"])  # images only
+    triggers = {name: CATALOGUE[name]({**s, "target": placeholder}).make_key(splits, seed=seed)[1].x
+                for name, s in settings.items()}
+    target, _, probe = least_answered_target(zoo, triggers, first["sources"])
+    for s in settings.values():
+        s["target"], s["target_chosen_on"] = target, probe  # the probe's false claims on these keys are in sample
+
+
+for _fusion in FUSIONS:
+    register(f"fc-{_fusion}", _make(_fusion), settle=settle_target)

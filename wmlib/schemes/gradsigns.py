@@ -32,6 +32,7 @@ from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict
 from .base import Generation, Scheme
+from .catalogue import register
 
 REDUCTIONS = ("mean", "sum")
 SECRET = ("bits", "carriers", "matrix")
@@ -383,3 +384,8 @@ class GradSigns(Scheme):
         forged = copy.deepcopy(model)
         hist = self.train(forged, splits, key, cfg, progress=False, device=next(model.parameters()).device)
         return forged, key, hist
+
+
+# --------------------------------------------------------------------------- the catalogue's entry
+
+register("gradsigns", GradSigns.from_knobs)

@@ -35,6 +35,7 @@ from ..train import (History, TrainConfig, _map_batches, evaluate, fit, float32_
                      train_classifier, train_or_load)
 from ..verify import Oracle, key_accuracy
 from .base import Generation, Scheme, Watermarked
+from .catalogue import register
 
 LABEL_RULES = ("any", "other")
 
@@ -452,3 +453,8 @@ class JointStep:
             self._sums.zero_()
             self._steps = 0
         return torch.cat([xb, key.detach()]), torch.cat([yb, t])
+
+
+# --------------------------------------------------------------------------- the catalogue's entry
+
+register("li2019", Li2019.from_knobs)

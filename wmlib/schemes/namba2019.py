@@ -30,6 +30,7 @@ from ..keys import Key, fgsm_frontier, label_change, uniform_noise
 from ..models import weight_layers
 from ..train import History, TrainConfig, fit, train_classifier
 from .base import Generation, Scheme, Watermarked, retrain_config, watermark
+from .catalogue import register
 
 
 class ExponentialWeighting(nn.Module):
@@ -261,3 +262,10 @@ def embedding_remedy(knobs: dict, prefix: str = "") -> str:
             f"{knobs['retrain_epochs']}) or -p key_per_batch (now {knobs['key_per_batch']}) for AFS, DS and the "
             f"proposal; each key sample is seen about retrain_epochs x key_per_batch x (owner images / batch_size) "
             f"/ n_keys times")
+
+
+# --------------------------------------------------------------------------- the catalogue's entries
+
+register("namba-proposal", lambda s: Namba2019(**s))
+register("namba-afs", lambda s: FineTuneKeys(kind="afs", **s))
+register("namba-ds", lambda s: FineTuneKeys(kind="ds", **s))

@@ -26,6 +26,7 @@ from ..keys import Key, gaussian_noise, shape_mask, stamp, text_mask
 from ..train import History, TrainConfig, fit, train_classifier
 from ..verify import Oracle, key_accuracy
 from .base import Generation, Scheme
+from .catalogue import register
 
 KINDS = ("content", "unrelated", "noise")
 SHAPES = ("heart", "star")
@@ -201,3 +202,9 @@ def key_accuracy_table(oracles: dict[str, Oracle], keys: dict[str, Key], held_ou
                              "watermarks (new)": key_accuracy(oracles[k], held_out[k]),
                              "clean model, trained keys": key_accuracy(oracles["none"], keys[k]),
                              "clean model, new keys": key_accuracy(oracles["none"], held_out[k])} for k in keys})
+
+
+# --------------------------------------------------------------------------- the catalogue's entries
+
+for _kind in ("content", "unrelated", "noise"):
+    register(f"zhang-{_kind}", lambda s, kind=_kind: Zhang2018(kind=kind, **s))
