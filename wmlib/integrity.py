@@ -242,6 +242,11 @@ def pair_text(row: dict, verb: str = "") -> str:
                       verb=verb) + where
 
 
+def share_text(claimed: int, suspects: int) -> str:
+    """``claimed`` of ``suspects`` suspects, and the share, in words."""
+    return f"{claimed} of {suspects} suspects ({claimed / suspects:.1%})"
+
+
 def level_reasons(row: dict, alpha: float, judge: dict | None = None) -> dict[str, str]:
     """:func:`wmlib.verify.level_texts` for a :func:`rate_row` (or :func:`rule_row`); ``judge``: the
     same keys under the judge's private zoo, said beside a row that misses the level (a dishonest
@@ -571,6 +576,14 @@ def judge_rules(keys: dict[int, Key], zoo: Zoo, judge: Zoo, num_classes: int, al
 def suspect_hits(keys: dict[int, Key], suspects: Zoo) -> dict[tuple[int, str], torch.Tensor]:
     """(accuser, suspect) -> the suspect's hits on that accuser's key."""
     return {(a, name): h for a, key in keys.items() for name, h in suspects.hits(key).items()}
+
+
+def key_claims(keys: dict[int, Key], suspects: Zoo, zoo: Zoo, judge: Zoo, protocols: dict[str, Protocol],
+               num_classes: int, alpha: float, confidence: float | None) -> pd.DataFrame:
+    """Every accuser key of ``keys`` presented against every suspect and judged under the five rules
+    (:func:`judge_rules`) with each entry's protocol: :func:`claims_table` of the suspects' hits."""
+    rules = judge_rules(keys, zoo, judge, num_classes, alpha, confidence)
+    return claims_table(suspect_hits(keys, suspects), rules, protocols)
 
 
 def forged_signature(scheme, oracle: Oracle, key: Key, gradient: torch.Tensor | None = None) -> Key:

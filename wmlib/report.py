@@ -179,6 +179,23 @@ def ablation_reason(paper: float, ours: float, tol: float, ablation: float | Non
     return said + (f"; {next_test}" if next_test else "")
 
 
+@dataclass(frozen=True)
+class Ablated:
+    """An ablation run's numbers by paper-vs-ours row (``numbers``; empty: it did not run), said beside
+    a row by :func:`ablation_reason` (``where`` it ran, ``missing``: why it has no number, ``same``:
+    the row is in the paper's own setting)."""
+    numbers: dict
+    same: bool
+    where: str
+    missing: str
+
+    def said(self, row: str, paper: float, ours: float, tol: float, fmt: str = "{:.2%}", what: str = "the same attack",
+             next_test: str = "", cause: str = "the dataset") -> str:
+        """:func:`ablation_reason` for ``row``, its ablation number said beside ours even within ``tol``."""
+        return ablation_reason(paper, ours, tol, self.numbers.get(row), self.same, where=self.where, fmt=fmt, within=True,
+                               what=what, missing=self.missing, next_test=next_test, cause=cause)
+
+
 def start(chapter: str, profile: str | None, params: dict, show: tuple[str, ...] = ("model",)) -> tuple[dict, torch.device, Run]:
     """A chapter's first call: its knobs (the profile with every knob of ``params``, the notebook's
     parameters, that is not None; :func:`wmlib.settings.resolve`), the device, the seed set, the

@@ -187,9 +187,9 @@ def _rules(chapter: str) -> dict:
 
 def validate(chapter: str, cfg: dict) -> None:
     """Check every knob of a resolved config (range, type, valid names) and the knobs that must
-    agree with each other; the first problem raises a ValueError that says what is allowed."""
-    for prefix in ABLATIONS:
-        variant(chapter, cfg, prefix)
+    agree with each other; the first problem raises a ValueError that says what is allowed. The
+    main run's knobs are checked before an ablation run's (which inherits them), so that a bad knob is
+    reported as the main run's."""
     rules = _rules(chapter)
     for name, value in cfg.items():
         rule = rules.get(name)
@@ -288,6 +288,8 @@ def validate(chapter: str, cfg: dict) -> None:
             and cfg["unrelated_class"] >= data.spec(unrelated).num_classes:
         raise ValueError(f"knob 'unrelated_class' must be in [0, {data.spec(unrelated).num_classes - 1}] "
                          f"for {unrelated}; got {cfg['unrelated_class']}")
+    for prefix in ABLATIONS:
+        variant(chapter, cfg, prefix)
 
 
 # --------------------------------------------------------------------------- the paper profile on this machine (make paper)

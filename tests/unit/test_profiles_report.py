@@ -344,3 +344,11 @@ def test_a_row_the_paper_has_no_number_for_says_so_and_what_it_measures():
         t.add_ours("x", 0.5, "s", "")
     # a number the paper has but our copy lacks stays apart from one the paper never gives
     assert report.compare(None, 0.5, 0.02, True) == "not in our copy"
+
+
+@pytest.mark.parametrize("chapter,knob,value", [("zhang2018", "kinds", ["contnet"]), ("namba2019", "epochs", 0),
+                                                ("function_coupled", "r_values", [1.5])])
+def test_a_bad_knob_of_the_main_run_is_the_main_runs_error_not_the_digits_ablations(chapter, knob, value):
+    assert settings.resolve(chapter, "default")["digits_dataset"] not in (None, "off")  # the ablation inherits the knob
+    with pytest.raises(ValueError, match=rf"^knob '{knob}' must be"):
+        settings.resolve(chapter, "default", **{knob: value})

@@ -73,3 +73,34 @@ def test_profiles_import_nothing_of_wmlib_and_layers_point_down():
     for low in ("wmlib.train", "wmlib.verify", "wmlib.zoo", "wmlib.keys", "wmlib.data", "wmlib.plots"):
         assert not {m for m in graph[low] if m.startswith(("wmlib.schemes", "wmlib.attacks", "wmlib.compare"))}, low
     assert not any(m.startswith("wmlib.attacks") for s in graph if s.startswith("wmlib.schemes") for m in graph[s])
+
+
+NOTEBOOKS = sorted((ROOT.parent / "notebooks").glob("*.ipynb"))
+
+
+def notebook_findings(cells: list[str]) -> list[str]:
+    """What keeps a notebook from being thin: a function or class it defines (``def``, ``class`` or a
+    name bound to a lambda: the logic lives in wmlib) and a code cell of 60 lines or more."""
+    found = []
+    for i, src in enumerate(cells):
+        if len(src.splitlines()) >= 60:
+            found.append(f"cell {i}: {len(src.splitlines())} lines")
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                found.append(f"cell {i}: defines {node.name}")
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+                found.append(f"cell {i}: binds {ast.unparse(node.targets[0])} to a lambda")
+    return found
+
+
+def test_notebooks_define_no_function_and_keep_code_cells_under_60_lines():
+    import json
+    assert len(NOTEBOOKS) == 7
+    for path in NOTEBOOKS:
+        cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert notebook_findings(cells) == [], path.name
+
+
+def test_the_notebook_check_finds_a_function_a_lambda_and_a_long_cell():
+    assert notebook_findings(["def f():\n    return 1", "g = lambda x: x", "x = 1\n" * 60, "y = [lambda: 0]"]) == [
+        "cell 0: defines f", "cell 1: binds g to a lambda", "cell 2: 60 lines"]

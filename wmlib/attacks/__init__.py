@@ -26,7 +26,8 @@ attack is one more module (or one file of your own) that subclasses :class:`Atta
 from .base import REGISTRY, THREAT_KNOBS, Attack, NotApplicable, OracleThreat, OwnerView, Suspect, Threat, get, owned_knobs, register
 from .model import (PRUNE_SCOPES, FineTune, Measure, Overwrite, Prune, PruneFineTune, Quantize, Transfer,
                     WorstPruneFineTune, thief_prune_finetune,
-                    adversarial_finetune, finetune, finetune_config, finetune_trials, make_permanent, measure, overwrite,
+                    adversarial_finetune, finetune, finetune_config, finetune_trials, last_trial_asr, make_permanent, measure,
+                    overwrite,
                     overwrite_table,
                     prune_finetune, prune_finetune_sweep, prune_magnitude, prune_sweep, pruning_probe, quantize_weights,
                     sparsity, worst_prune_finetune, worst_within_budget)

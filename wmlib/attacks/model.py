@@ -125,6 +125,13 @@ def finetune_trials(model: nn.Module, pool: Split, cfg: TrainConfig, trials: int
     return current, pd.DataFrame(rows)
 
 
+def last_trial_asr(model: nn.Module, key: Key, pool: Split, cfg: TrainConfig, trials: int, samples: int, test: Split,
+                   seed: int = 0) -> float:
+    """``key``'s accuracy after the last of :func:`finetune_trials` on ``model`` (the function-coupled
+    chapter's thief, as a measure of one model and key)."""
+    return float(finetune_trials(model, pool, cfg, trials, samples, {"ASR": key}, test, seed=seed)[1]["ASR"].iloc[-1])
+
+
 def prune_sweep(model: nn.Module, test: Split, keys: dict[str, Measure], rates, scope: str = "global") -> pd.DataFrame:
     """Magnitude pruning alone (no fine-tuning) at each rate: sparsity, test accuracy and each of
     ``keys`` (see :func:`measure`)."""

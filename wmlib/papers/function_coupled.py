@@ -12,3 +12,14 @@ TABLE4 = {"Zhang content": {"fine-tune": 0.89, "transfer": 0.70, "pruning": 0.89
           "Namba EW": {"fine-tune": 0.82, "transfer": 0.38, "pruning": 0.8375, "overwriting": 0.833},
           "frontier stitching (AFS)": {"fine-tune": 0.431, "transfer": 0.30, "pruning": 0.8362, "overwriting": 0.684},
           "ours direct": {"fine-tune": 1.0, "transfer": 0.782, "pruning": 1.0, "overwriting": 1.0}}
+
+
+def paper_value(row: str) -> float:
+    """The paper's number for one of the chapter's MNIST rows (:func:`wmlib.schemes.function_coupled.mnist_rows`):
+    Table 1's clean accuracy, Table 2's accuracy change of the watermark the row names (NaN if the paper has none), or
+    the ASR every other row keeps."""
+    if row.startswith("Table 1"):
+        return CLEAN_ACCURACY
+    if "change" in row:
+        return FIDELITY.get(row.split(", ", 1)[1], float("nan")) - CLEAN_ACCURACY
+    return ASR

@@ -543,6 +543,38 @@ def ablation_text(frame: "pd.DataFrame", name: str, column: str, fmt: str = "{:.
     return text
 
 
+def digits_ablation_text(frame: "pd.DataFrame | None", name: str, column: str, fmt: str = "{:.1%}",
+                         paper: float | None = None) -> str:
+    """The digits run's ablations of watermark ``name`` on ``column`` (:func:`ablation_text`), as a
+    reason's clause; empty when the run is off (``frame`` None) or did not ablate ``name``."""
+    if frame is None or name not in frame.index.get_level_values(0):
+        return ""
+    return f"; the digits' ablations: {ablation_text(frame, name, column, fmt, paper)}"
+
+
+def code_epochs_text(frame: "pd.DataFrame", name: str, knobs: dict, paper: float) -> str:
+    """What the 40-epoch ablation (:data:`CODE_EPOCHS_ABLATION`, in ``frame``) measured for ``name``
+    in words; empty when it did not run for it."""
+    if (name, "the code's 40 epochs") not in frame.index:
+        return ""
+    return (f"embedded with the code's {CODE_EMBED_EPOCHS} epochs instead of {embed_config(knobs).epochs}: "
+            f"{ablation_text(frame, name, 'ASR (selected)', paper=paper)} (selected triggers; held-out: "
+            f"{ablation_text(frame, name, 'ASR (held-out)')})")
+
+
+def protocol_text(table: "pd.DataFrame", keys: dict, selected: dict, name: str) -> str:
+    """Watermark ``name``'s ASR on the three kinds of trigger (the chapter's Table 2 columns), in words."""
+    return (f"on all {len(keys[name][0])} embedded triggers {table.loc[name, 'ASR (embedded triggers)']:.1%}, on the "
+            f"{len(selected[name])} selected {table.loc[name, 'ASR (selected triggers)']:.1%}, on the {len(keys[name][1])} "
+            f"held-out {table.loc[name, 'ASR (held-out triggers)']:.1%}")
+
+
+def took_text(row) -> str:
+    """Whether an overwriting thief's own watermark took (a Table 3 row), and what it kept, in words."""
+    return (f"its own watermark {row['new ASR']:.0%}" + ("" if row["new ASR"] >= 0.5 else ", so it did not take")
+            + f"; test accuracy {row['test accuracy']:.1%}")
+
+
 def mnist_rows(clean_accuracy: float, table, finetuned: dict, pruned: dict, overwritten, trials: int,
                prune_rate: float) -> dict[str, float]:
     """A run's numbers that the paper reports on MNIST, by paper-vs-ours row, every ASR on the
