@@ -585,6 +585,18 @@ IN_CI_BESIDE = ("comparison",)
 CHAPTERS = {"zhang2018": ZHANG2018, "namba2019": NAMBA2019, "li2019": LI2019, "gradsigns": GRADSIGNS,
             "function_coupled": FUNCTION_COUPLED, "comparison": COMPARISON, "integrity": INTEGRITY}
 
+# the chapters as the book's tables name them (wmlib.settings.profiles_table)
+TITLES = {"zhang2018": "Zhang et al. 2018", "namba2019": "Namba & Sakuma 2019", "li2019": "Li et al. 2019",
+          "gradsigns": "GradSigns 2021", "function_coupled": "Wen et al. (function-coupled)", "comparison": "comparison",
+          "integrity": "integrity (dishonest accuser)"}
+# beside the task and the training recipe: the knobs that say what each chapter's watermark does
+HIGHLIGHTS = {"zhang2018": ("kinds", "key_fraction"), "namba2019": ("n_keys", "T", "key_per_batch", "retrain_epochs",
+                                                                    "ae_epochs", "folds"),
+              "li2019": ("hosts", "key_fraction", "host_steps"), "gradsigns": ("bits", "target", "lam"),
+              "function_coupled": ("sources", "target", "key_fraction", "embed_from", "mask_ratio", "mask_scope", "ft_lr"),
+              "comparison": ("seeds", "entries", "attacks"),
+              "integrity": ("accuser_seeds", "accuser_surrogates", "accuser_eps", "judge_zoo", "suspects")}
+
 # `default`, the book a reader builds on a 2-core laptop: `full` with these knobs cut, so that a cold `make book` fits an
 # hour on 2 CPU cores (about 3 hours at full strength, measured 2026-12-06; each step's time is on the status page). The
 # cuts shrink where the time goes (images, seeds, repeated sweeps) and keep what decides a result's fidelity (epochs,

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import accuser, attacks, compare, data, integrity, models, schemes, zoo
-from .profiles import CHAPTERS, DEFAULT_CUTS, ENV_VAR, PROFILES, TABLED
+from .profiles import CHAPTERS, DEFAULT_CUTS, ENV_VAR, HIGHLIGHTS, PROFILES, TABLED, TITLES
 from .rules import INF as _INF
 from .rules import choice as _choice
 from .rules import counts as _counts
@@ -22,7 +22,6 @@ from .rules import pair as _pair
 from .rules import settings_of as _settings
 from .rules import text as _text
 from .rules import weights as _weights
-from .schemes import function_coupled, gradsigns, namba2019, zhang2018
 from .train import OPTIMIZERS, SCHEDULES, check_precision
 
 
@@ -105,63 +104,31 @@ def variant(chapter: str, cfg: dict, prefix: str) -> dict | None:
 
 # --------------------------------------------------------------------------- knob validation
 
-# the rival watermarks a chapter compares with
-COMPARE = {"gradsigns": ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds"),  # its Fig. 2
-           "function_coupled": ("zhang-content", "ew", "afs")}  # its Table 4 (EW: Namba's proposal)
-
-
 def _rules(chapter: str) -> dict:
-    kinds = {"zhang2018": zhang2018.KINDS, "namba2019": namba2019.KEY_KINDS}.get(chapter, ())
+    """Every knob's rule: those the scheme modules declare (the chapter's own module's winning where two read a knob of
+    the same name differently), the task's, the comparison's and the integrity chapter's, and each attack's."""
+    others, own = schemes.knob_rules(chapter)
     pos_int, pos = _int(1), _real(0.0, _INF, lo_open=True)
     return {
-        # function-coupled: target None picks the class the clean zoo gives least to the triggers
-        "target": _int(0, none=chapter == "function_coupled"),
-        "compare": _list(_choice(COMPARE.get(chapter, ())), nonempty=False),
-        "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY),
-        "unrelated_dataset": _choice(data.REGISTRY, none=True), "unrelated_class": _int(0, none=True),
-        "kinds": _list(_choice(kinds)), "source": _int(0, none=True),
+        **others,
+        "dataset": _choice(data.REGISTRY), "model": _choice(models.REGISTRY), "target": _int(0),
         "train_limit": _int(10, none=True), "test_limit": _int(10, none=True),
         "thief_fraction": _real(0.0, 1.0, lo_open=True, hi_open=True), "key_fraction": _real(0.0, 1.0, lo_open=True),
-        "epochs": pos_int, "batch_size": pos_int, "finetune_epochs": pos_int, "retrain_epochs": pos_int,
-        "ae_epochs": pos_int, "ae_sweep": _list(pos_int), "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
+        "epochs": pos_int, "batch_size": pos_int, "finetune_epochs": pos_int,
+        "ae_epochs": pos_int, "folds": _int(2), "optimizer": _choice(OPTIMIZERS), "finetune_optimizer": _choice(OPTIMIZERS),
         "schedule": _choice(SCHEDULES), "milestones": _list(_int(1), nonempty=False),
-        "lr": pos, "finetune_lr": pos, "retrain_lr": pos, "ae_lr": pos,
+        "lr": pos, "finetune_lr": pos, "ae_lr": pos,
         "momentum": _real(0.0, 1.0, hi_open=True), "weight_decay": _real(0.0, _INF), "precision": check_precision,
-        "augment": _choice((True, False)), "noise_std": _real(0.0, _INF, lo_open=True),
-        "input_noise_std": _real(0.0, _INF), "afs_eps": _real(0.0, 1.0, lo_open=True),
-        "T": _real(0.0, _INF, lo_open=True, none=True), "n_keys": pos_int, "key_per_batch": pos_int,
-        "percentile": _real(0.0, 100.0, lo_open=True, hi_open=True), "detection_samples": pos_int,
+        "augment": _choice((True, False)), "input_noise_std": _real(0.0, _INF), "key_per_batch": pos_int,
+        "percentile": _real(0.0, 100.0, lo_open=True, hi_open=True),
         "prune_rates": _list(_real(0.0, 1.0, hi_open=True)), "sweep_rates": _list(_real(0.0, 1.0, hi_open=True)),
-        "budget": _real(0.0, 1.0, hi_open=True), "quant_bits": _int(2, 8),
-        "auc_sizes": _list(pos_int), "auc_repeats": pos_int, "n_queries": pos_int,
+        "budget": _real(0.0, 1.0, hi_open=True), "quant_bits": _int(2, 8), "n_queries": pos_int,
         "alpha": _real(0.0, 1.0, lo_open=True, hi_open=True),
         "zoo_confidence": _real(0.5, 1.0, hi_open=True, none=True), "seed": _int(0),
-        "hosts": _list(_choice(models.REGISTRY)), "labels": _choice(("any", "other")), "logo": _text(),
-        "loss_weights": _weights(), "code_weights": _weights(), "key_batch": pos_int, "host_steps": pos_int,
-        "t_acc": _real(0.0, 1.0, lo_open=True), "leak_seeds": _int(2), "detector_epochs": pos_int, "detector_lr": pos,
-        # GradSigns
-        "bits": pos_int, "bits_list": _list(pos_int), "carriers": _int(1, none=True), "samples": pos_int,
-        "lam": _real(0.0, _INF, lo_open=True, none=True), "lam_sweep": _list(_real(0.0, _INF, lo_open=True)),
-        "reduction": _choice(gradsigns.REDUCTIONS), "h": pos,
-        "thief_per_class": _list(pos_int), "patience": _int(1, none=True), "fgsm_eps": _real(0.0, 1.0, lo_open=True),
-        "fgsm_mix": _real(0.0, 1.0, lo_open=True), "fgsm_epochs": pos_int,
-        "fgsm_ablation": _list(_real(0.0, 1.0, lo_open=True), nonempty=False), "sweep_test": _int(10, none=True),
-        "wm_samples": pos_int, "noise_stds": _list(_real(0.0, _INF)),
-        "noise_trials": pos_int, "decimals": _list(_int(0, 7)), "h_sweep": _list(pos), "perturb_attempts": pos_int,
-        "perturb_h": pos, "perturb_M": pos_int, "perturb_eps": _real(0.0, _INF), "forge_per_class": _list(pos_int),
-        "forge_lam_factors": _list(pos), "forge_epochs": _int(1, none=True), "forge_target": _int(0),
-        "benchmark_steps": pos_int,
-        # function-coupled
-        "sources": _pair(), "r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True)), "replicates": pos_int,
-        "mask_ratio": _real(0.0, 1.0, hi_open=True), "mask_sweep": _list(_real(0.0, 1.0, hi_open=True)),
-        "mask_scope": _choice(function_coupled.MASK_SCOPES), "embed_from": _choice(function_coupled.EMBED_FROM),
-        "embed_lr": pos, "embed_epochs": _int(1, none=True),
-        "ft_lr": _real(0.0, _INF), "ft_samples": pos_int, "verify_triggers": pos_int, "selected_triggers": pos_int, "trials": pos_int,
-        "thief_samples": pos_int, "trial_epochs": pos_int, "strong_lr": pos, "transfer_dataset": _choice(data.REGISTRY),
-        "transfer_lr": pos, "table4_prune": _real(0.0, 1.0, hi_open=True), "overwrite_sources": _pair(),
-        "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int, "overwrite_optimizer": _choice(OPTIMIZERS),
-        "code_epochs_r_values": _list(_real(0.0, 1.0, lo_open=True, hi_open=True), nonempty=False),
-        "curve_shares": _list(_real(0.0, 1.0, lo_open=True), nonempty=False),
+        "detector_epochs": pos_int, "detector_lr": pos, "patience": _int(1, none=True),
+        "perturb_M": pos_int, "perturb_eps": _real(0.0, _INF),
+        "transfer_dataset": _choice(data.REGISTRY), "transfer_lr": pos, "overwrite_sources": _pair(),
+        "overwrite_target": _int(0), "overwrite_lr": pos, "overwrite_epochs": pos_int,
         # the comparison
         "entries": _list(_choice(schemes.CATALOGUE)), "attacks": _list(_choice(attacks.REGISTRY)), "seeds": _list(_int(0)),
         "knockoff_budgets": _list(pos_int, nonempty=False),
@@ -180,6 +147,7 @@ def _rules(chapter: str) -> dict:
         "keys_per_claimant": pos_int, "key_counts": _list(pos_int), "honest_keys": pos_int, "judge_sizes": _list(_int(2)),
         # the clean zoo's recipe, cut (None: the profile's; the zoo's own recipe check follows in validate)
         "zoo_archs": _counts(models.REGISTRY, none=True), "zoo_epochs": _int(1, none=True),
+        **own,
         # the comparison's attacks check the knobs they read (Attack.knobs); a chapter knob of the same name too
         **{name: rule for attack in attacks.REGISTRY.values() for name, rule in attack.knobs.items()},
     }
@@ -200,17 +168,7 @@ def validate(chapter: str, cfg: dict) -> None:
     for name in ("source", "target", "forge_target", "overwrite_target"):
         if cfg.get(name) is not None and cfg[name] >= k:
             raise ValueError(f"knob {name!r} must be a class index in [0, {k - 1}] for {cfg['dataset']}; got {cfg[name]}")
-    if cfg.get("source") is not None and cfg["source"] == cfg.get("target"):
-        raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {cfg['source']}")
-    if "bits_list" in cfg:
-        gradsigns.check_knobs(cfg, data.spec(cfg["dataset"]))
-    if chapter == "namba2019":
-        namba2019.check_kinds(cfg["kinds"], data.spec(cfg["dataset"]))
-    if "unrelated" in cfg.get("kinds", ()) or "zhang-unrelated" in cfg.get("compare", ()):  # its images, before any training
-        try:
-            zhang2018.Zhang2018.from_knobs("unrelated", {**cfg, "source": None}).check(data.spec(cfg["dataset"]))
-        except ValueError as err:
-            raise ValueError(f"the unrelated key: {err}") from None
+    schemes.check_knobs(chapter, cfg, data.spec(cfg["dataset"]))  # the scheme modules' knobs that must agree
     if "transfer_dataset" in cfg and data.spec(cfg["transfer_dataset"]).num_classes != k:
         raise ValueError(f"knob 'transfer_dataset' must keep the class count of {cfg['dataset']} ({k}), so the thief keeps "
                          f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")
@@ -244,7 +202,7 @@ def validate(chapter: str, cfg: dict) -> None:
             integrity.check_suspects(cfg["suspects"])
         except ValueError as err:
             raise ValueError(f"knob 'suspects': {err}") from None
-    if chapter in ("comparison", "integrity"):  # every entry with settings, and every chosen one, accepts them and fits the task
+    if "entries" in cfg:  # every entry with settings, and every chosen one, accepts them and fits the task
         label_keys, chosen = 0, {}
         for name in dict.fromkeys([*cfg["entries"], *cfg["schemes"]]):
             s = cfg["schemes"].get(name, {})
@@ -258,7 +216,7 @@ def validate(chapter: str, cfg: dict) -> None:
                 scheme.check(data.spec(cfg["dataset"]))
             except ValueError as err:
                 raise ValueError(f"comparison entry {name!r}: {err}") from None
-        if chapter == "integrity" and not label_keys:
+        if "accuser_seeds" in cfg and not label_keys:  # the integrity chapter's false-claim attack
             raise ValueError(f"knob 'entries' must hold at least one label-key entry for the false-claim attack (any "
                              f"entry but gradsigns); got {cfg['entries']}")
         for name in cfg["attacks"]:  # and every chosen attack accepts its settings on the task
@@ -276,18 +234,6 @@ def validate(chapter: str, cfg: dict) -> None:
                                  "changes only what an attack trains on")
         # no attack trains or queries on an image that is a chosen entry's key (data.public_share)
         compare.check_public_images(chosen, {n: attacks.REGISTRY[n] for n in cfg["attacks"]}, cfg, cfg["dataset"])
-    if "hosts" in cfg and cfg["model"] not in cfg["hosts"]:
-        raise ValueError(f"knob 'model' ({cfg['model']!r}) is the host the attacks use: it must be one of "
-                         f"'hosts' ({', '.join(cfg['hosts'])})")
-    unrelated = cfg.get("unrelated_dataset")
-    if unrelated is not None and data.spec(unrelated).source == data.spec(cfg["dataset"]).source:
-        raise ValueError(f"unrelated_dataset {unrelated!r} is drawn from the task's own distribution "
-                         f"({cfg['dataset']!r}): unrelated keys must come from another dataset, "
-                         f"e.g. -p unrelated_dataset fashion-mnist -p unrelated_class 1")
-    if unrelated is not None and cfg.get("unrelated_class") is not None \
-            and cfg["unrelated_class"] >= data.spec(unrelated).num_classes:
-        raise ValueError(f"knob 'unrelated_class' must be in [0, {data.spec(unrelated).num_classes - 1}] "
-                         f"for {unrelated}; got {cfg['unrelated_class']}")
     for prefix in ABLATIONS:
         variant(chapter, cfg, prefix)
 
@@ -301,7 +247,7 @@ SUBSTITUTES = {"cifar10": "fashion-rgb32-standin", "svhn": "mnist5k-rgb32-standi
                "mnist": "mnist-5k", "emnist-letters": "fashion-mnist"}
 _SUBSTITUTE_CLASS = {"emnist-letters": 1}  # the unrelated class in the substitute (the letter "m" is class 12 of 26)
 DATASET_KNOBS = ("dataset", "unrelated_dataset", "transfer_dataset", "knockoff_dataset")
-PAPER_ORDER = ("zhang2018", "namba2019", "li2019", "gradsigns", "function_coupled", "comparison", "integrity")
+PAPER_ORDER = tuple(CHAPTERS)  # the book's order
 
 
 def paper_plan(chapter: str, present=None) -> tuple[dict, list[str]]:
@@ -312,7 +258,7 @@ def paper_plan(chapter: str, present=None) -> tuple[dict, list[str]]:
     present = present or data.present
     cfg = resolve(chapter, "paper")
     if "unrelated" in cfg.get("kinds", ()) and cfg.get("unrelated_dataset") is None:  # the paper's choice for the task
-        cfg["unrelated_dataset"], cfg["unrelated_class"] = zhang2018.Zhang2018.from_knobs(
+        cfg["unrelated_dataset"], cfg["unrelated_class"] = schemes.Zhang2018.from_knobs(
             "unrelated", {**cfg, "source": None}).unrelated_source(cfg["dataset"])
     over, said = {}, []
     for knob in DATASET_KNOBS:
@@ -336,18 +282,6 @@ def paper_plan(chapter: str, present=None) -> tuple[dict, list[str]]:
 
 # --------------------------------------------------------------------------- the profiles as the book shows them
 
-_TITLES = {"zhang2018": "Zhang et al. 2018", "namba2019": "Namba & Sakuma 2019", "li2019": "Li et al. 2019",
-           "gradsigns": "GradSigns 2021", "function_coupled": "Wen et al. (function-coupled)", "comparison": "comparison",
-           "integrity": "integrity (dishonest accuser)"}
-# beside the task and the training recipe: the knobs that say what each chapter's watermark does
-_HIGHLIGHTS = {"zhang2018": ("kinds", "key_fraction"), "namba2019": ("n_keys", "T", "key_per_batch", "retrain_epochs",
-                                                                     "ae_epochs", "folds"),
-               "li2019": ("hosts", "key_fraction", "host_steps"), "gradsigns": ("bits", "target", "lam"),
-               "function_coupled": ("sources", "target", "key_fraction", "embed_from", "mask_ratio", "mask_scope", "ft_lr"),
-               "comparison": ("seeds", "entries", "attacks"),
-               "integrity": ("accuser_seeds", "accuser_surrogates", "accuser_eps", "judge_zoo", "suspects")}
-
-
 def _show(v) -> str:
     if isinstance(v, dict):
         return "/".join(f"{k}×{n}" for k, n in v.items()) if all(isinstance(n, int) for n in v.values()) else f"{len(v)}"
@@ -362,7 +296,7 @@ def describe(chapter: str, profile: str) -> str:
     images = "all" if k.get("train_limit") is None else f"{k['train_limit']:,}"
     parts = [f"{k['dataset']} ({images} training images, thief share {_show(k['thief_fraction'])})", k["model"],
              f"{k['epochs']} epochs of {k['optimizer']} {_show(k['lr'])} ({k['schedule']})"]
-    parts += [f"{n} {_show(k[n])}" for n in _HIGHLIGHTS[chapter] if n in k]
+    parts += [f"{n} {_show(k[n])}" for n in HIGHLIGHTS[chapter] if n in k]
     return "; ".join(parts)
 
 
@@ -385,7 +319,7 @@ def full_adds(chapter: str, profile: str) -> list[str]:
 def profiles_table() -> str:
     """A Markdown table: every chapter under every profile (the book's how-to-run page and the README)."""
     rows = ["| chapter | " + " | ".join(f"`{p}`" for p in TABLED) + " |", "|---|" + "---|" * len(TABLED)]
-    rows += [f"| {_TITLES[c]} | " + " | ".join(describe(c, p) for p in TABLED) + " |" for c in CHAPTERS]
+    rows += [f"| {TITLES[c]} | " + " | ".join(describe(c, p) for p in TABLED) + " |" for c in CHAPTERS]
     return "\n".join(rows) + "\n"
 
 

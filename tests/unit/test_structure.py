@@ -104,3 +104,19 @@ def test_notebooks_define_no_function_and_keep_code_cells_under_60_lines():
 def test_the_notebook_check_finds_a_function_a_lambda_and_a_long_cell():
     assert notebook_findings(["def f():\n    return 1", "g = lambda x: x", "x = 1\n" * 60, "y = [lambda: 0]"]) == [
         "cell 0: defines f", "cell 1: binds g to a lambda", "cell 2: 60 lines"]
+
+
+def test_the_generic_modules_name_no_watermark_and_settings_asks_no_chapter_name():
+    """The catalogue (wmlib.schemes) is where a watermark is named: the comparison, the settings and the
+    integrity chapter ask only the contract, and settings ask a knob's presence, never which chapter runs."""
+    from wmlib import schemes
+    names = set(schemes.CATALOGUE) | {"afs", "ds", "ew", "proposal", "function-coupled"}
+    for module in ("compare", "settings", "integrity"):
+        tree = ast.parse((ROOT / f"{module}.py").read_text())
+        said = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names})
+        assert said == [], module
+    validate = next(n for n in ast.walk(ast.parse((ROOT / "settings.py").read_text()))
+                    if isinstance(n, ast.FunctionDef) and n.name == "validate")
+    asks = [ast.unparse(n) for n in ast.walk(validate) if isinstance(n, ast.Compare)
+            and any(isinstance(x, ast.Name) and x.id == "chapter" for x in (n.left, *n.comparators))]
+    assert asks == []

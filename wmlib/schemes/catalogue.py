@@ -4,6 +4,9 @@ integrity chapter, the book's tables), and a function from that watermark's sett
 
 A setting that needs the clean zoo (the function-coupled target: the class no innocent model gives
 the triggers) is the entry's ``settle`` hook, called by :func:`settle` before anything is built.
+
+Each scheme's module also declares the rules of the knobs its chapter reads (:func:`register_knobs`),
+as each attack declares its own: :mod:`wmlib.settings` checks a chapter's knobs with them.
 """
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ chosen entry that shares the hook (``settings``: entry name -> its settings; ``s
 
 CATALOGUE: dict[str, Make] = {}
 _SETTLE: dict[str, Settle] = {}
+Check = Callable[[dict, object, bool], None]
+"""``check(knobs, spec, own)``: raise a ValueError for knobs that must agree with each other or with the task ``spec``;
+``own``: the knobs are the module's own chapter's (a knob two chapters read differently is checked in its own)."""
+_KNOBS: dict[str, tuple[dict, Check | None]] = {}
 
 
 def register(name: str, make: Make, settle: Settle | None = None) -> Make:
@@ -59,3 +66,26 @@ def settle(entries: list[str], settings: dict[str, dict], zoo, splits, seed: int
         hook(group, zoo, splits, seed)
     changed = {name: {k: v for k, v in settings[name].items() if k not in old or old[k] != v} for name, old in before.items()}
     return {name: c for name, c in changed.items() if c}
+
+
+def register_knobs(chapter: str, rules: dict, check: Check | None = None) -> None:
+    """A scheme module's knobs: the rule of each knob its chapter ``chapter`` (and a chapter that embeds
+    its scheme as a rival) reads (:mod:`wmlib.rules`), and ``check`` for those that must agree."""
+    if chapter in _KNOBS:
+        raise ValueError(f"the knobs of chapter {chapter!r} are registered already")
+    _KNOBS[chapter] = (rules, check)
+
+
+def knob_rules(chapter: str) -> tuple[dict, dict]:
+    """``(others, own)``: the rules every other scheme module declares, and those of ``chapter``'s own
+    (empty for a chapter without one): a caller lets ``own`` win where two modules read a knob of the
+    same name differently (Zhang et al.'s and Namba & Sakuma's ``kinds``)."""
+    others = {k: rule for c, (rules, _) in _KNOBS.items() if c != chapter for k, rule in rules.items()}
+    return others, dict(_KNOBS.get(chapter, ({}, None))[0])
+
+
+def check_knobs(chapter: str, knobs: dict, spec) -> None:
+    """Every scheme module's check of the knobs that must agree (``own`` for ``chapter``'s module)."""
+    for c, (_, check) in _KNOBS.items():
+        if check is not None:
+            check(knobs, spec, c == chapter)

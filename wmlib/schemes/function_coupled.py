@@ -35,12 +35,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+from .. import rules
 from ..data import Split, Splits
 from ..keys import Key
 from ..models import feature_layers, weight_layers
-from ..train import History, TrainConfig, fit, predict_proba, to_float
+from ..train import OPTIMIZERS, History, TrainConfig, fit, predict_proba, to_float
 from .base import Generation, Scheme
-from .catalogue import CATALOGUE, register
+from .catalogue import CATALOGUE, register, register_knobs
 
 FUSIONS = ("direct", "invisible")
 MASK_SCOPES = ("features", "all")  # every conv / linear layer but the classifier ([code]), or every one
@@ -718,3 +719,19 @@ def settle_target(settings: dict[str, dict], zoo, splits: Splits, seed: int) -> 
 
 for _fusion in FUSIONS:
     register(f"fc-{_fusion}", _make(_fusion), settle=settle_target)
+
+
+RIVALS = ("zhang-content", "ew", "afs")  # the chapter's rivals (its Table 4; EW: Namba & Sakuma's proposal)
+_POS, _POS_INT = rules.number(0.0, rules.INF, lo_open=True), rules.integer(1)
+_OPEN = rules.number(0.0, 1.0, lo_open=True, hi_open=True)
+_RATE = rules.number(0.0, 1.0, hi_open=True)
+register_knobs("function_coupled", {
+    "target": rules.integer(0, none=True),  # None: the class the clean zoo gives least to the triggers (pick_target)
+    "compare": rules.list_of(rules.choice(RIVALS), nonempty=False),
+    "sources": rules.pair(), "r_values": rules.list_of(_OPEN), "replicates": _POS_INT, "mask_ratio": _RATE,
+    "mask_sweep": rules.list_of(_RATE), "mask_scope": rules.choice(MASK_SCOPES), "embed_from": rules.choice(EMBED_FROM),
+    "embed_lr": _POS, "embed_epochs": rules.integer(1, none=True), "ft_lr": rules.number(0.0, rules.INF), "ft_samples": _POS_INT,
+    "verify_triggers": _POS_INT, "selected_triggers": _POS_INT, "trials": _POS_INT, "thief_samples": _POS_INT,
+    "trial_epochs": _POS_INT, "strong_lr": _POS, "table4_prune": _RATE, "overwrite_optimizer": rules.choice(OPTIMIZERS),
+    "code_epochs_r_values": rules.list_of(_OPEN, nonempty=False),
+    "curve_shares": rules.list_of(rules.number(0.0, 1.0, lo_open=True), nonempty=False)})

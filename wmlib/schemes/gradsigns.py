@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import rules
 from .. import train as _train
 from ..data import Split, Splits
 from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict
 from .base import Generation, Scheme
-from .catalogue import register
+from .catalogue import register, register_knobs
 
 REDUCTIONS = ("mean", "sum")
 SECRET = ("bits", "carriers", "matrix")
@@ -53,9 +54,11 @@ def default_carriers(bits: int) -> int | None:
     return DEFAULT_CARRIERS.get(bits)
 
 
-def check_knobs(knobs: dict, spec) -> None:
+def check_knobs(knobs: dict, spec, own: bool = True) -> None:
     """A chapter's GradSigns knobs that must agree with each other and with the task (``spec``):
     every signature length of ``bits`` and ``bits_list`` has a carrier count that fits the image."""
+    if "bits_list" not in knobs:
+        return
     positions = spec.channels * spec.image_size ** 2
     for n in sorted({knobs["bits"], *knobs["bits_list"]}):
         c = knobs["carriers"] if knobs["carriers"] is not None else default_carriers(n)
@@ -389,3 +392,18 @@ class GradSigns(Scheme):
 # --------------------------------------------------------------------------- the catalogue's entry
 
 register("gradsigns", GradSigns.from_knobs)
+
+
+RIVALS = ("zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds")  # the chapter's rivals (its Fig. 2)
+_POS, _POS_INT = rules.number(0.0, rules.INF, lo_open=True), rules.integer(1)
+_SHARE = rules.number(0.0, 1.0, lo_open=True)
+register_knobs("gradsigns", {
+    "compare": rules.list_of(rules.choice(RIVALS), nonempty=False),
+    "bits": _POS_INT, "bits_list": rules.list_of(_POS_INT), "carriers": rules.integer(1, none=True), "samples": _POS_INT,
+    "lam": rules.number(0.0, rules.INF, lo_open=True, none=True), "lam_sweep": rules.list_of(_POS), "reduction": rules.choice(REDUCTIONS),
+    "h": _POS, "thief_per_class": rules.list_of(_POS_INT), "fgsm_eps": _SHARE, "fgsm_mix": _SHARE, "fgsm_epochs": _POS_INT,
+    "fgsm_ablation": rules.list_of(_SHARE, nonempty=False), "sweep_test": rules.integer(10, none=True), "wm_samples": _POS_INT,
+    "noise_stds": rules.list_of(rules.number(0.0, rules.INF)), "noise_trials": _POS_INT, "decimals": rules.list_of(rules.integer(0, 7)),
+    "h_sweep": rules.list_of(_POS), "perturb_attempts": _POS_INT, "perturb_h": _POS, "forge_per_class": rules.list_of(_POS_INT),
+    "forge_lam_factors": rules.list_of(_POS), "forge_epochs": rules.integer(1, none=True), "forge_target": rules.integer(0),
+    "benchmark_steps": _POS_INT}, check_knobs)

@@ -29,13 +29,14 @@ import torch
 from pytorch_msssim import ssim
 from torch import nn
 
+from .. import models, rules
 from ..data import Split, Splits
 from ..keys import Key, text_mask
 from ..train import (History, TrainConfig, _map_batches, evaluate, fit, float32_inference, tensor_digest, to_float,
                      train_classifier, train_or_load)
 from ..verify import Oracle, key_accuracy
 from .base import Generation, Scheme, Watermarked
-from .catalogue import register
+from .catalogue import register, register_knobs
 
 LABEL_RULES = ("any", "other")
 
@@ -234,7 +235,6 @@ class Li2019(Scheme):
                       monitor: dict[str, Split] | None = None, device: torch.device | None = None,
                       progress: bool = True) -> tuple[BlindWatermark, History, bool]:
         """Train host, encoder and discriminator together, or load all three from the cache."""
-        from .. import models
         from ..train import default_device, seed_everything
 
         s, device = splits.spec, device or default_device()
@@ -458,3 +458,15 @@ class JointStep:
 # --------------------------------------------------------------------------- the catalogue's entry
 
 register("li2019", Li2019.from_knobs)
+
+
+def _check_knobs(knobs: dict, spec, own: bool) -> None:
+    if "hosts" in knobs and knobs["model"] not in knobs["hosts"]:
+        raise ValueError(f"knob 'model' ({knobs['model']!r}) is the host the attacks use: it must be one of "
+                         f"'hosts' ({', '.join(knobs['hosts'])})")
+
+
+register_knobs("li2019", {
+    "hosts": rules.list_of(rules.choice(models.REGISTRY)), "labels": rules.choice(("any", "other")), "logo": rules.text(),
+    "loss_weights": rules.weights(), "code_weights": rules.weights(), "key_batch": rules.integer(1), "host_steps": rules.integer(1),
+    "t_acc": rules.number(0.0, 1.0, lo_open=True), "leak_seeds": rules.integer(2)}, _check_knobs)

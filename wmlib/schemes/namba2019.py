@@ -25,12 +25,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import rules
 from ..data import Split, Splits
 from ..keys import Key, fgsm_frontier, label_change, uniform_noise
 from ..models import weight_layers
 from ..train import History, TrainConfig, fit, train_classifier
 from .base import Generation, Scheme, Watermarked, retrain_config, watermark
-from .catalogue import register
+from .catalogue import register, register_knobs
 
 
 class ExponentialWeighting(nn.Module):
@@ -269,3 +270,16 @@ def embedding_remedy(knobs: dict, prefix: str = "") -> str:
 register("namba-proposal", lambda s: Namba2019(**s))
 register("namba-afs", lambda s: FineTuneKeys(kind="afs", **s))
 register("namba-ds", lambda s: FineTuneKeys(kind="ds", **s))
+
+
+def _check_knobs(knobs: dict, spec, own: bool) -> None:
+    if own:  # the chapter's key kinds (Zhang et al.'s chapter has kinds of its own)
+        check_kinds(knobs["kinds"], spec)
+
+
+_POSITIVE = rules.number(0.0, rules.INF, lo_open=True)
+register_knobs("namba2019", {
+    "kinds": rules.list_of(rules.choice(KEY_KINDS)), "n_keys": rules.integer(1), "T": rules.number(0.0, rules.INF, lo_open=True, none=True),
+    "afs_eps": rules.number(0.0, 1.0, lo_open=True), "retrain_epochs": rules.integer(1), "retrain_lr": _POSITIVE,
+    "ae_sweep": rules.list_of(rules.integer(1)), "detection_samples": rules.integer(1), "auc_sizes": rules.list_of(rules.integer(1)),
+    "auc_repeats": rules.integer(1)}, _check_knobs)

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from .. import data
+from .. import rules
 from ..data import Split, Splits
 from ..keys import Key, gaussian_noise, shape_mask, stamp, text_mask
 from ..train import History, TrainConfig, fit, train_classifier
 from ..verify import Oracle, key_accuracy
 from .base import Generation, Scheme
-from .catalogue import register
+from .catalogue import register, register_knobs
 
 KINDS = ("content", "unrelated", "noise")
 SHAPES = ("heart", "star")
@@ -208,3 +209,30 @@ def key_accuracy_table(oracles: dict[str, Oracle], keys: dict[str, Key], held_ou
 
 for _kind in ("content", "unrelated", "noise"):
     register(f"zhang-{_kind}", lambda s, kind=_kind: Zhang2018(kind=kind, **s))
+
+
+def check_knobs(knobs: dict, spec, own: bool) -> None:
+    """Zhang et al.'s knobs that must agree: source and target differ, and the unrelated key's images
+    (chosen as a key kind or a rival) exist and come from another distribution than the task's."""
+    if knobs.get("source") is not None and knobs["source"] == knobs.get("target"):
+        raise ValueError(f"knobs 'source' and 'target' must differ (Zhang et al. Algorithm 1); both are {knobs['source']}")
+    if "unrelated" in knobs.get("kinds", ()) or "zhang-unrelated" in knobs.get("compare", ()):  # its images, before any training
+        try:
+            Zhang2018.from_knobs("unrelated", {**knobs, "source": None}).check(spec)
+        except ValueError as err:
+            raise ValueError(f"the unrelated key: {err}") from None
+    unrelated = knobs.get("unrelated_dataset")
+    if unrelated is not None and data.spec(unrelated).source == spec.source:
+        raise ValueError(f"unrelated_dataset {unrelated!r} is drawn from the task's own distribution "
+                         f"({knobs['dataset']!r}): unrelated keys must come from another dataset, "
+                         f"e.g. -p unrelated_dataset fashion-mnist -p unrelated_class 1")
+    if unrelated is not None and knobs.get("unrelated_class") is not None \
+            and knobs["unrelated_class"] >= data.spec(unrelated).num_classes:
+        raise ValueError(f"knob 'unrelated_class' must be in [0, {data.spec(unrelated).num_classes - 1}] "
+                         f"for {unrelated}; got {knobs['unrelated_class']}")
+
+
+register_knobs("zhang2018", {
+    "kinds": rules.list_of(rules.choice(KINDS)), "source": rules.integer(0, none=True),
+    "unrelated_dataset": rules.choice(data.REGISTRY, none=True), "unrelated_class": rules.integer(0, none=True),
+    "noise_std": rules.number(0.0, rules.INF, lo_open=True)}, check_knobs)
