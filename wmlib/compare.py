@@ -573,25 +573,26 @@ def seed_note(seeds: list[int]) -> str:
     return f"this run has {len(seeds)} owner seeds per watermark"
 
 
-_FAMILIES = (("survives the reference toolkit's model modifications",
-              ["ftll", "rtll", "rtal", "weight-shifting", "regularization", "label-smoothing", "label-noising",
-               "weight-quantization", "neural-laundering", "nc-pruning"]),
-             ("survives the backdoor defences", ["nad", "anp"]),
-             ("survives the reference toolkit's extraction",
-              ["transfer-learning", "smooth-retraining", "adversarial-extraction", "ensemble-extraction"]),
-             ("survives input preprocessing of the queries",
-              ["input-smoothing-gaussian", "input-smoothing-mean", "input-smoothing-median", "input-quantization",
-               "input-flip", "feature-squeezing", "input-reconstruction"]),
-             ("survives the reference toolkit's five chains", ["+".join(c) for c in _attacks.combined.REFERENCE_CHAINS]))
-"""Which-scheme-when's questions about a family of attacks (question, members): each names the members its sweep ran."""
+def questions(suite: Suite) -> list[tuple[str, bool, list[str]]]:
+    """Which-scheme-when's questions about attacks (``Attack.question``), each with whether it asks a
+    family and the attacks that ask it, in the suite's order: the book's own questions first, then the
+    families."""
+    asked: dict[str, tuple[bool, list[str]]] = {}
+    for a in suite.values():
+        if a.question:
+            asked.setdefault(a.question, (a.family, []))[1].append(a.name)
+    order = sorted(asked, key=lambda q: asked[q][0])  # stable: the suite's order within each kind
+    return [(q, *asked[q]) for q in order]
 
 
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
-                      removed: pd.DataFrame | None = None) -> pd.DataFrame:
+                      removed: pd.DataFrame | None = None, suite: Suite | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix's thieves (never a worst-case
     search) and citing its cells: a cell counts as survived when its claim rate over the seeds it
-    acted on is at least ``full`` and it acted on every seed; with ``removed`` (:func:`removals`),
-    which schemes no attack removes by Lukas et al.'s rule, and each one's cheapest removal."""
+    acted on is at least ``full`` and it acted on every seed; each question the ``suite``'s attacks
+    ask (:func:`questions`; default: the registered attacks) that the matrix ran; with ``removed``
+    (:func:`removals`), which schemes no attack removes by Lukas et al.'s rule, and each one's
+    cheapest removal."""
     ok = mat[mat["status"] == "ok"].reset_index()
     attacked = ok[(ok["attack"] != "none") & ~worst_case(ok)].copy()
     # survived: claimed in every seed, and acted on in every seed (a seed the attack left alone is no evidence);
@@ -621,22 +622,12 @@ def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
         few = min(embedded, key=lambda e: emb.loc[e, "queries"])
         rows.append({"question": "fewest queries per verification", "answer": few,
                      "evidence": f"{emb.loc[few, 'queries']:.0f} queries"})
-    for question, names in (("survives fine-tuning (both thief sizes)", ["fine-tune", "fine-tune-small"]),
-                            ("survives prune + fine-tune within the accuracy budget", ["prune-finetune"]),
-                            ("survives the autoencoder query modification", ["query-modification"]),
-                            ("survives the key-sample detector", ["key-detector"]),
-                            ("survives overwriting", ["overwrite"]), ("survives transfer to another task", ["task-transfer"]),
-                            ("survives model extraction (retraining, distillation, knockoff)",
-                             ["retrain-labels", "retrain-other-arch", "distillation", "knockoff"]),
-                            ("survives fine-pruning and Neural Cleanse", ["fine-pruning", "neural-cleanse"]),
-                            ("survives adversarial training", ["adversarial-training"]),
-                            ("survives JPEG-compressed queries", ["jpeg"]),
-                            *_FAMILIES):
+    for question, family, names in questions(_attacks.REGISTRY if suite is None else suite):
         cells = attacked[attacked["attack"].isin(names)]
         if cells.empty:
             continue
         swept = cells["attack"].nunique()  # the attacks of the question that this sweep ran
-        if (question, names) in _FAMILIES:  # a family asks about the members this sweep ran, and names them
+        if family:  # a family asks about the members this sweep ran, and names them
             question = f"{question} ({', '.join(a for a in names if a in set(cells['attack']))})"
         full_rows = cells.groupby("entry").filter(lambda g: len(g) == swept and g["held"].all())
         winners = list(dict.fromkeys(full_rows["entry"]))

@@ -325,3 +325,21 @@ def test_precision_spread_holds_bf16_to_the_fp32_seeds_range():
     assert acc["fp32 spread"] == pytest.approx(0.04) and acc["bf16 - fp32 (means)"] == pytest.approx(0.02)
     assert bool(acc["within spread"]) and not bool(hits["within spread"])  # 0.6 vs 0.967: beyond a 0.1 spread
     assert hits["claimed (fp32 / bf16)"] == "3/3 / 2/3"
+
+
+def test_which_scheme_when_asks_what_each_attack_declares_in_the_suites_order_families_last():
+    qs = compare.questions(wm_attacks.REGISTRY)
+    asked = {q: (family, names) for q, family, names in qs}
+    assert asked["survives fine-tuning (both thief sizes)"] == (False, ["fine-tune", "fine-tune-small"])
+    assert asked["survives model extraction (retraining, distillation, knockoff)"][1] == [
+        "retrain-labels", "retrain-other-arch", "distillation", "knockoff"]
+    assert asked["survives the backdoor defences"] == (True, ["nad", "anp"])
+    assert len(asked["survives the reference toolkit's five chains"][1]) == 5
+    assert not any("prune-finetune-oracle" in names for _, _, names in qs)  # a worst-case search is asked nothing
+    kinds = [family for _, family, _ in qs]
+    assert kinds == sorted(kinds) and qs[0][0] == "survives fine-tuning (both thief sizes)"
+    # an attack of one's own asks its own question, after the book's
+    own = dict(wm_attacks.REGISTRY)
+    own["blur"] = type("Blur", (wm_attacks.Attack,), {"name": "blur", "question": "survives blurred queries",
+                                                      "apply": lambda self, m, t: None})()
+    assert [q for q, family, _ in compare.questions(own) if not family][-1] == "survives blurred queries"

@@ -109,12 +109,15 @@ def test_the_notebook_check_finds_a_function_a_lambda_and_a_long_cell():
 def test_the_generic_modules_name_no_watermark_and_settings_asks_no_chapter_name():
     """The catalogue (wmlib.schemes) is where a watermark is named: the comparison, the settings and the
     integrity chapter ask only the contract, and settings ask a knob's presence, never which chapter runs."""
-    from wmlib import schemes
+    from wmlib import attacks, schemes
     names = set(schemes.CATALOGUE) | {"afs", "ds", "ew", "proposal", "function-coupled"}
     for module in ("compare", "settings", "integrity"):
         tree = ast.parse((ROOT / f"{module}.py").read_text())
         said = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names})
         assert said == [], module
+    # nor does the comparison name an attack but the unattacked 'none': each attack says what it is asked (Attack.question)
+    tree = ast.parse((ROOT / "compare.py").read_text())
+    assert {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in attacks.REGISTRY} == {"none"}
     validate = next(n for n in ast.walk(ast.parse((ROOT / "settings.py").read_text()))
                     if isinstance(n, ast.FunctionDef) and n.name == "validate")
     asks = [ast.unparse(n) for n in ast.walk(validate) if isinstance(n, ast.Compare)

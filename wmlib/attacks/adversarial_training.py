@@ -49,6 +49,7 @@ def pgd_finetune(model: nn.Module, data: Split, cfg: TrainConfig, eps: float, al
 
 
 class AdversarialTraining(Attack):
+    question = "survives adversarial training"
     name, side = "adversarial-training", "model"
     about = "fine-tuned on PGD examples of itself mixed with clean images (Madry et al.)"
     knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True), "advtrain_epochs": rules.integer(1),
@@ -68,6 +69,7 @@ class AdversarialExtraction(Attack):
     from scratch (the extraction recipe) on the API's top-1 answers to the thief's images, with PGD
     examples of itself mixed into every batch (the adversarial-training knobs; the reference: ε 0.01 to
     0.25, 40 steps of 0.01, 60 epochs on all 50,000 CIFAR-10 images)."""
+    question, family = "survives the reference toolkit's extraction", True
     name, side = "adversarial-extraction", "model"
     extraction = True
     about = "a fresh model trained on the API's labels with PGD examples of itself mixed in"

@@ -125,6 +125,7 @@ def nad(model: nn.Module, thief, teacher_cfg, student_cfg, beta: float, p: float
 
 
 class NeuralAttentionDistillation(Attack):
+    question, family = "survives the backdoor defences", True
     name, side = "nad", "model"
     about = "Neural Attention Distillation: the model trained to match the attention of itself fine-tuned (Li et al.)"
     knobs = {"nad_teacher_epochs": rules.integer(1), "nad_epochs": rules.integer(1),
@@ -258,6 +259,7 @@ def prune_neurons(model: nn.Module, masks: list[torch.Tensor], threshold: float)
 
 
 class AdversarialNeuronPruning(Attack):
+    question, family = "survives the backdoor defences", True
     name, side = "anp", "model"
     about = "Adversarial Neuron Pruning: the neurons whose perturbation breaks the model pruned (Wu & Wang)"
     knobs = {"anp_eps": rules.number(0.0, 1.0), "anp_alpha": rules.number(0.0, 1.0),

@@ -108,9 +108,11 @@ class Attack(ABC):
     defined for, e.g. 'bits'; None: every scheme), ``oracle`` (True: a worst-case search that uses
     the owner's statistic, reported as an upper bound and never as a removal), ``extraction`` (True:
     model extraction, which the reference toolkit's thief runs on every training image where its
-    fine-tuning attacks get a third) and ``knobs``, the
+    fine-tuning attacks get a third), ``knobs``, the
     rule (:mod:`wmlib.rules`) of every setting it reads from ``threat.settings``, which
-    :func:`wmlib.settings.resolve` applies."""
+    :func:`wmlib.settings.resolve` applies, and ``question``, what the comparison's which-scheme-when
+    asks of it (with every attack that asks the same; ``family``: the question asks a family of attacks
+    and names the members a sweep ran)."""
     name: str = "attack"
     side: str = "model"
     about: str = ""
@@ -118,6 +120,8 @@ class Attack(ABC):
     oracle: bool = False
     extraction: bool = False  # trains a model of its own from the API (no stolen weights kept): WRT's thief gives it every image
     knobs: dict = {}
+    question: str = ""  # empty: which-scheme-when asks nothing of it
+    family: bool = False
 
     def applies_to(self, scheme) -> str | None:
         """None when the attack applies to ``scheme``, else the reason it does not."""

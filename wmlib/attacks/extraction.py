@@ -115,6 +115,7 @@ def _device(model: nn.Module) -> torch.device:
 class Retraining(Attack):
     """Tramèr et al.: the thief labels its own images with the API's top-1 answers and trains a model
     from scratch; ``model_knob`` names another architecture (None: the stolen model's)."""
+    question = "survives model extraction (retraining, distillation, knockoff)"
     side = "model"
     extraction = True
 
@@ -132,6 +133,7 @@ class Retraining(Attack):
 
 class Distillation(Attack):
     """Hinton et al.: a fresh student of the stolen architecture trained on the API's scores at temperature T."""
+    question = "survives model extraction (retraining, distillation, knockoff)"
     name, side = "distillation", "model"
     extraction = True
     about = "a fresh model trained on the API's scores softened at temperature T (Hinton et al.)"
@@ -162,6 +164,7 @@ class Knockoff(Attack):
     """Orekondy et al., the random policy: no task data; ``knockoff_budget`` queries drawn from
     another dataset (``knockoff_dataset``, the thieves' half of it), answered with the API's scores,
     train a fresh model."""
+    question = "survives model extraction (retraining, distillation, knockoff)"
     name, side = "knockoff", "model"
     extraction = True
     about = "a fresh model trained on the API's scores for another dataset's images (no task data; a query budget)"
@@ -204,6 +207,7 @@ def averaged_labels(oracle: Oracle, x: torch.Tensor, n: int, seed: int) -> torch
 class SmoothRetraining(Attack):
     """The reference's averaging retraining: a fresh model of the stolen architecture trained on the
     API's scores averaged over ``smooth_queries`` augmented queries of each of the thief's images."""
+    question, family = "survives the reference toolkit's extraction", True
     name, side = "smooth-retraining", "model"
     extraction = True
     about = "a fresh model trained on the API's scores averaged over augmented queries of each image"
@@ -237,6 +241,7 @@ class EnsembleExtraction(Attack):
     """The reference's ensemble: ``ensemble_size`` fresh models of the stolen architecture, each trained
     on its own disjoint share of the thief's images with the API's top-1 answers; the thief serves
     their averaged probabilities."""
+    question, family = "survives the reference toolkit's extraction", True
     name, side = "ensemble-extraction", "model"
     extraction = True
     about = "fresh models on disjoint shares of the thief's images (the API's labels), their average served"

@@ -166,6 +166,7 @@ def fine_prune(model: nn.Module, thief: Split, cfg: TrainConfig, budget: float, 
 
 
 class FinePruning(Attack):
+    question = "survives fine-pruning and Neural Cleanse"
     name, side = "fine-pruning", "model"
     about = ("the last conv layer's dormant channels pruned while the thief's validation accuracy stays within the "
              "budget (accuracy points), then fine-tuned (Liu et al.)")

@@ -108,6 +108,7 @@ class PreprocessedOracle(Oracle):
 class InputPreprocessing(Attack):
     """One input-preprocessing attack: ``make(settings)`` gives the transform (its knobs are read
     and checked there, before any query)."""
+    question, family = "survives input preprocessing of the queries", True
     side = "query"
 
     def __init__(self, name: str, about: str, knobs: dict, make: Callable[[dict], Callable[[torch.Tensor], torch.Tensor]]):
@@ -143,6 +144,7 @@ PREPROCESSING = (
     InputPreprocessing("input-flip", "every query mirrored left to right (no training)", {}, lambda s: flip_inputs),
 )
 class InputReconstruction(Attack):
+    question, family = "survives input preprocessing of the queries", True
     name, side = "input-reconstruction", "query"
     about = "every query replaced by its reconstruction through the thief's autoencoder (always on)"
     knobs = {"ae_epochs": rules.integer(1), "ae_lr": rules.number(0.0, rules.INF, lo_open=True)}

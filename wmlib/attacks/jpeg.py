@@ -59,6 +59,7 @@ class JpegOracle(Oracle):
 
 
 class Jpeg(Attack):
+    question = "survives JPEG-compressed queries"
     name, side, about = "jpeg", "query", "every query JPEG-compressed at a stated quality (Pillow's libjpeg)"
     knobs = {"jpeg_quality": rules.integer(1, 95)}
 

@@ -48,6 +48,7 @@ class KeyDetectorOracle(Oracle):
 class KeyDetector(Attack):
     """Li et al. §6.3: a detector trained on keys the thief made itself with the public scheme
     (:meth:`~wmlib.schemes.Scheme.thief_key`) gates the API."""
+    question = "survives the key-sample detector"
     name, side = "key-detector", "query"
     about = "a detector trained on keys the thief made itself; flagged queries get the runner-up class"
     knobs = {"detector_epochs": rules.integer(1), "detector_lr": rules.number(0.0, rules.INF, lo_open=True),

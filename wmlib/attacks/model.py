@@ -315,6 +315,7 @@ _FINETUNE = {"finetune_epochs": _COUNT, "finetune_lr": _POS}
 
 class FineTune(Attack):
     """All layers fine-tuned on the thief's data (or a ``share`` of it) with its fine-tuning recipe."""
+    question = "survives fine-tuning (both thief sizes)"
     side = "model"
 
     def __init__(self, name: str = "fine-tune", share_knob: str | None = None, about: str = ""):
@@ -373,6 +374,7 @@ def thief_prune_finetune(model: nn.Module, thief: Split, cfg: TrainConfig, rates
 class PruneFineTune(Attack):
     """The thief's prune + fine-tune: the highest pruning rate whose fine-tuned model keeps the
     thief's own validation accuracy within its budget (:func:`thief_prune_finetune`)."""
+    question = "survives prune + fine-tune within the accuracy budget"
     name, side = "prune-finetune", "model"
     about = "the highest pruning rate, then fine-tuning, that keeps the thief's own validation accuracy within its budget"
     knobs = {"sweep_rates": rules.list_of(_SHARE), "budget": _SHARE, **_FINETUNE}
@@ -391,6 +393,7 @@ class WorstPruneFineTune(PruneFineTune):
     owner's statistic scores lowest (it reads the owner's key: an upper bound on what pruning and
     fine-tuning can do within the budget, never a removal)."""
     name, oracle = "prune-finetune-oracle", True
+    question = ""  # a worst-case search answers no question about a thief
     about = "worst case (reads the owner's key): the affordable pruning rate the owner's statistic scores lowest"
 
     def _measure(self, threat: Threat):
@@ -413,6 +416,7 @@ class Transfer(Attack):
     stolen weights) is another attack. The other
     task's images are the thieves' half of its public dataset (:func:`wmlib.data.public_share`):
     its training split trains, its test split measures the new task."""
+    question = "survives transfer to another task"
     name, side, about = "task-transfer", "model", "fine-tuned to another task with as many classes (the head is kept)"
     knobs = {"transfer_dataset": rules.choice(_data.REGISTRY), "transfer_epochs": _COUNT, "transfer_lr": _POS}
 
@@ -445,6 +449,7 @@ class Transfer(Attack):
 
 class Overwrite(Attack):
     """The thief embeds a function-coupled watermark of its own by fine-tuning (Wen et al. §5)."""
+    question = "survives overwriting"
     name, side, about = "overwrite", "model", "the thief fine-tunes its own function-coupled watermark in"
     knobs = {"overwrite_sources": rules.pair(), "overwrite_target": rules.integer(0), "overwrite_epochs": _COUNT,
              "overwrite_lr": _POS, "overwrite_key_fraction": rules.number(0.0, 1.0, lo_open=True, hi_open=True),

@@ -115,6 +115,7 @@ def _train(model: nn.Module, data: Split, cfg: TrainConfig, what: dict, only_las
 
 
 class _Modification(Attack):
+    question, family = "survives the reference toolkit's model modifications", True
     side = "model"
 
     def _labels(self, model: nn.Module, threat: Threat, stolen: bool) -> tuple[Split, dict]:
@@ -221,6 +222,7 @@ class TransferLearning(Attack):
     thief's images with their true labels for ``tl_epochs`` (the reference: 5) with the thief's
     fine-tuning recipe. Removal by not copying: it tests whether the thief needs the model at all
     (its accuracy against the budget), not whether a watermark survives in it."""
+    question, family = "survives the reference toolkit's extraction", True
     name, side = "transfer-learning", "model"
     extraction = True
     about = "a clean network pretrained on public data, head replaced, fine-tuned on the thief's images (no stolen weights)"

@@ -354,6 +354,7 @@ def _classes(text: str) -> list[int]:
 
 
 class NeuralCleanse(Attack):
+    question = "survives fine-pruning and Neural Cleanse"
     name, side = "neural-cleanse", "model"
     about = "a trigger reversed for every class; outliers by the anomaly index unlearned by fine-tuning (Wang et al.)"
     knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True),
@@ -399,6 +400,7 @@ class NeuralCleansePruning(Attack):
     attack reverses them; the flagged classes' triggers (none flagged: nothing to prune, the model as
     it is) pick ``ncprune_ratio`` of the last conv layer's channels to prune (the reference: 10 % of one
     late layer), then ``ncprune_epochs`` of fine-tuning on the API's labels (the reference: 5)."""
+    question, family = "survives the reference toolkit's model modifications", True
     name, side = "nc-pruning", "model"
     about = "the channels a reversed Neural Cleanse trigger drives most pruned, then fine-tuned (the API's labels)"
     knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True), "nc_schedule_epochs": rules.integer(1),
@@ -529,6 +531,7 @@ class NeuralLaundering(Attack):
     conv channel, 0.2 for a neuron, on the unit's output before its activation, scaled up by the
     thief's accuracy budget on its own held-out images (:func:`launder`): on a LeNet-5 the reference's
     values reset most units and leave a model that answers 10 %."""
+    question, family = "survives the reference toolkit's model modifications", True
     name, side = "neural-laundering", "model"
     about = "units a reversed trigger drives reset, then fine-tuned with the trigger unlearnt (Aiken et al.)"
     knobs = {"finetune_lr": rules.number(0.0, rules.INF, lo_open=True), "nc_schedule_epochs": rules.integer(1),

@@ -200,6 +200,7 @@ def background_error(ae: nn.Module, x: torch.Tensor, device: torch.device | None
 class QueryModificationAttack(Attack):
     """Namba & Sakuma's autoencoder in front of the API, detection on; the paper's always-on variant
     (every key query through the autoencoder, its Table 2) is reported beside it."""
+    question = "survives the autoencoder query modification"
     name, side = "query-modification", "query"
     about = "Namba & Sakuma's autoencoder: queries it flags are answered on their reconstruction"
     knobs = {"ae_epochs": rules.integer(1), "ae_lr": rules.number(0.0, rules.INF, lo_open=True), "folds": rules.integer(2),
