@@ -144,7 +144,7 @@ _GS_COMMON = dict(
     lam_sweep=[0.01, 0.03, 0.1, 0.3, 1.0], reduction="mean", key_per_batch=10, h=1e-4,
     epochs=10, batch_size=90, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
     milestones=[], augment=False, precision="fp32", alpha=3e-3, zoo_confidence=0.99,
-    compare=["zhang-content", "zhang-unrelated", "zhang-noise", "afs", "ds"], unrelated_dataset="mnist-5k",
+    compare=["zhang-content", "zhang-unrelated", "zhang-noise", "namba-afs", "namba-ds"], unrelated_dataset="mnist-5k",
     unrelated_class=1, noise_std=0.2, n_keys=30, afs_eps=0.1, retrain_epochs=5, retrain_lr=0.01,
     thief_per_class=[25, 50, 100, 200], sweep_rates=[i / 10 for i in range(10)], finetune_epochs=10,
     finetune_lr=5e-4, patience=2, budget=0.10, quant_bits=8, fgsm_eps=0.1, fgsm_ablation=[0.01, 0.03], fgsm_mix=0.5,
@@ -160,7 +160,7 @@ GRADSIGNS = {
     # as the rival (the smoke zoo answers 30-57 % of AFS keys correctly: 30 keys cannot be claimed). One N and two lambdas
     # (the sweeps' code runs all the same): 61 s less of make test's one-thread time (measured 2026-12-07)
     "smoke": dict(_GS_COMMON, train_limit=8000, test_limit=2000, epochs=8, bits=64, bits_list=[64], lam_sweep=[1.0, 3.0],
-                  compare=["zhang-content", "ds"], thief_per_class=[20, 40], sweep_rates=[0.0, 0.5, 0.9],
+                  compare=["zhang-content", "namba-ds"], thief_per_class=[20, 40], sweep_rates=[0.0, 0.5, 0.9],
                   finetune_epochs=2, fgsm_epochs=1, fgsm_ablation=[0.03], retrain_epochs=5, retrain_lr=0.05, noise_stds=[0.001, 0.1], noise_trials=2,
                   decimals=[1, 4], h_sweep=[1e-4, 1e-1], perturb_attempts=3, forge_per_class=[20, 40],
                   forge_lam_factors=[1.0], benchmark_steps=5),
@@ -197,7 +197,7 @@ _FC_COMMON = dict(
     # scales them to its own), and the digits run's clean model on these shares of its owner's digits (Table 1's accuracy
     # against the training-set size)
     code_epochs_r_values=[0.9], curve_shares=[0.25, 0.5, 1.0],
-    compare=["zhang-content", "ew", "afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
+    compare=["zhang-content", "namba-proposal", "namba-afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
     n_queries=90, alpha=0.01, zoo_confidence=0.99, benchmark_steps=30, seed=0,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
     # the digits run (see settings.variant): Tables 1-3, the code's fine-tuning thief and pruning again on real MNIST digits (the

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from wmlib import profiles, report
+from wmlib import papers, profiles, report
 
 pytestmark = pytest.mark.skipif(not os.environ.get("WMLIB_CHECK_RESULTS"),
                                 reason="run by scripts/test.sh after the notebooks")
@@ -354,13 +354,15 @@ def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
     table4 = {w: row for w, row in rows.items() if w.startswith("Table 4:")}
     assert table4 and not said("Table 4:", "CIFAR-10 ResNet-18")
     # a rival no count of whose key could be claimed against the zoo is left out of the attacks, and its row says so
-    gate = m["table4_gate"]
+    gate, paper_names = m["table4_gate"], papers.function_coupled.TABLE4_NAMES  # a rival's row says the paper's name
     for name, claimed in gate["claimed"].items():
-        auth = f"Table 4: {name}, authentication (claimed before any attack)"
+        label = f"{name} (the paper's {paper_names[name]})"
+        auth = f"Table 4: {label}, authentication (claimed before any attack)"
         assert (auth in rows) == (not claimed), name
-        assert claimed or (gate["threshold"][name] > 1 and not any(w.startswith(f"Table 4: {name}, ") and w != auth for w in rows))
+        assert claimed or (gate["threshold"][name] > 1 and not any(w.startswith(f"Table 4: {label}, ") and w != auth for w in rows))
     for w, row in table4.items():
         name, col = w[len("Table 4: "):].rsplit(", ", 1)
+        name = name.split(" (the paper's ")[0]
         assert ("the code's thief (SGD 1e-5), as in Figs. 5-6" in row["reason"]) == (col == "fine-tune"), w
         assert ("with SGD transfer" in row["reason"]) == (col == "transfer"), w
         if col == "fine-tune":  # the row's number is the code's thief's
@@ -370,8 +372,6 @@ def test_function_coupled_rows_name_the_ablation_that_tests_their_cause():
 def test_comparison_sets_backdoorbench_beside_every_defence_it_ran_on_the_backdoor_like_keys():
     """Issue 35: BackdoorBench's published ASR (fine-tuning, fine-pruning, Neural Cleanse, NAD, ANP) beside our
     content (BadNets-like) and noise (Blended-like) keys, for every one of those attacks the sweep ran."""
-    from wmlib import papers
-
     r = _load("comparison")
     cells, rows = r["metrics"]["cells"], {row["what"] for row in r["paper_vs_ours"]}
     for entry, backdoor in (("zhang-content", "badnets"), ("zhang-noise", "blended")):

@@ -70,3 +70,25 @@ def test_the_function_coupled_target_is_settled_once_for_both_fusions_from_the_z
     assert schemes.build("fc-invisible", fc["fc-invisible"]).chosen_on() == ("zoo-0", "zoo-1")
     given = {n: dict(s, target=2) for n, s in fc.items() if n == "fc-direct"}
     assert schemes.settle(["fc-direct"], given, ProbeZoo(shares), splits, seed=0) == {}  # a target given stays
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+def test_the_chapters_rivals_are_catalogue_entries_with_the_settings_their_chapters_gave_them(profile):
+    """The GradSigns and function-coupled chapters embed their rivals through the catalogue; each rival is the scheme
+    the chapter built by hand before (the same fields: only how it is embedded changed, through schemes.watermark)."""
+    from wmlib.schemes import FineTuneKeys, Namba2019, Zhang2018
+    from wmlib.schemes import function_coupled as fc
+    from wmlib.schemes import gradsigns
+
+    cfg = settings.resolve("gradsigns", profile)
+    for name, s in gradsigns.rival_settings(cfg).items():
+        before = (Zhang2018.from_knobs(name.split("-")[1], cfg) if name.startswith("zhang-") else
+                  FineTuneKeys(kind=name.split("-")[1], n_keys=cfg["n_keys"], eps=cfg["afs_eps"], key_per_batch=4,
+                               retrain_epochs=cfg["retrain_epochs"], retrain_lr=cfg["retrain_lr"]))
+        assert schemes.build(name, s) == before, name
+    cfg = settings.resolve("function_coupled", profile)
+    retrain = dict(n_keys=cfg["n_keys"], retrain_epochs=cfg["retrain_epochs"], retrain_lr=cfg["retrain_lr"])
+    before = {"zhang-content": Zhang2018(kind="content"), "namba-proposal": Namba2019(T=cfg["T"], **retrain),
+              "namba-afs": FineTuneKeys(kind="afs", eps=cfg["afs_eps"], **retrain)}
+    for name, s in fc.rival_settings(cfg).items():
+        assert schemes.build(name, s) == before[name], name

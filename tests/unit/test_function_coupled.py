@@ -165,7 +165,7 @@ def test_cifar_shaped_path(cifar_splits):
     (dict(sources=[1, 1]), "two different class indices"),
     (dict(target=3), r"must not be one of 'sources'"),
     (dict(overwrite_sources=[2, 11]), r"\[0, 9\]"),
-    (dict(compare=["ds"]), "afs, ew, zhang-content"),
+    (dict(compare=["ew"]), "namba-afs, namba-proposal, zhang-content"),  # catalogue names only
     (dict(mask_ratio=1.0), r"\[0.0, 1.0\)"),
     (dict(transfer_dataset="emnist-letters"), "must keep the class count"),
     (dict(transfer_dataset="fashion-mnist"), "another task"),

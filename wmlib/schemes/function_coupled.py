@@ -721,7 +721,18 @@ for _fusion in FUSIONS:
     register(f"fc-{_fusion}", _make(_fusion), settle=settle_target)
 
 
-RIVALS = ("zhang-content", "ew", "afs")  # the chapter's rivals (its Table 4; EW: Namba & Sakuma's proposal)
+RIVALS = ("zhang-content", "namba-proposal", "namba-afs")  # the chapter's rivals (its Table 4)
+
+
+def rival_settings(knobs: dict) -> dict[str, dict]:
+    """The settings of the chapter's rivals (knob ``compare``, catalogue names), as its Table 4 sets them up:
+    Zhang et al.'s content key as in their chapter (its defaults: "TEST" on class 1, labelled 0), Namba & Sakuma's
+    proposal (``n_keys``, ``T``) and AFS keys (``afs_eps``), each retrained ``retrain_epochs`` at ``retrain_lr``."""
+    retrain = dict(n_keys=knobs["n_keys"], retrain_epochs=knobs["retrain_epochs"], retrain_lr=knobs["retrain_lr"])
+    made = {"zhang-content": {}, "namba-proposal": dict(T=knobs["T"], **retrain), "namba-afs": dict(eps=knobs["afs_eps"], **retrain)}
+    return {name: made[name] for name in knobs["compare"]}
+
+
 _POS, _POS_INT = rules.number(0.0, rules.INF, lo_open=True), rules.integer(1)
 _OPEN = rules.number(0.0, 1.0, lo_open=True, hi_open=True)
 _RATE = rules.number(0.0, 1.0, hi_open=True)
