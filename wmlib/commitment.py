@@ -50,7 +50,7 @@ from torch import nn
 from .data import Splits
 from .keys import Key
 from .schemes.base import Scheme
-from .schemes.catalogue import build
+from .schemes.catalogue import build_unsettled
 from .train import config_hash, tensor_digest
 from .verify import LabelTrials, Null, Oracle, Verdict, verify_trials
 
@@ -297,18 +297,18 @@ def check_generated(scheme: Scheme, key: Key, splits: Splits, record: Commitment
             f"data). Present the key rederive(scheme, splits, seed) makes, with the seed and data it was made from.{note}")
 
 
-def verifiability(entries, schemes: dict[str, dict] | None = None) -> pd.DataFrame:
-    """One row per entry (names of :data:`wmlib.schemes.CATALOGUE`): its scheme, which part of ``make_key`` :func:`rederive` returns, what the generator needs, whether the committed seed and
-    data re-derive the key the owner queries, and why. ``schemes`` holds each entry's settings (default: the
-    comparison's smoke profile)."""
+def verifiability(entries, schemes: dict[str, dict] | None = None, num_classes: int = 10) -> pd.DataFrame:
+    """One row per entry (names of :data:`wmlib.schemes.CATALOGUE`): its scheme, which part of
+    ``make_key`` :func:`rederive` returns, what the generator needs, whether the committed seed and
+    data re-derive the key the owner queries, and why. ``schemes`` holds each entry's settings
+    (default: the comparison's smoke profile), for a task of ``num_classes`` classes."""
     if schemes is None:
         from .profiles import COMPARISON
         schemes = COMPARISON["smoke"]["schemes"]
     rows = []
     for name in entries:
-        # the comparison picks the function-coupled target from the zoo; any class shows how its keys are made
-        settings = {k: (1 if k == "target" and v is None else v) for k, v in schemes.get(name, {}).items()}
-        scheme = build(name, settings)
+        # what the zoo settles (the function-coupled target) takes a stand-in: any class shows how its keys are made
+        scheme = build_unsettled(name, schemes.get(name, {}), num_classes)
         how, kind = scheme.key_generation(), getattr(scheme, "kind", None)
         rows.append({"entry": name, "scheme": scheme.name + (f" ({kind})" if kind else ""),
                      "rederive returns": "the held-out key" if scheme.verifies_held_out else "the embedded key",

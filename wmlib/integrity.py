@@ -36,7 +36,7 @@ from .attacks.model import prune_magnitude
 from .data import Split, Splits
 from .keys import Key
 from .train import TrainConfig, default_device, evaluate, model_digest, to_float, train_classifier
-from .verify import (LabelTrials, Null, Oracle, false_claim_pairs, key_accuracy, level_texts, pair_rate, pairs_text,
+from .verify import (Null, Oracle, false_claim_pairs, key_accuracy, level_texts, pair_rate, pairs_text,
                      verify_counts, verify_once, verify_pair, verify_trials)
 from .zoo import Zoo, member_share, recipe_overrides, shared_limits, task_pool, zoo_recipe
 

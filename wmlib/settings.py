@@ -20,8 +20,6 @@ from .rules import list_of as _list
 from .rules import number as _real
 from .rules import pair as _pair
 from .rules import settings_of as _settings
-from .rules import text as _text
-from .rules import weights as _weights
 from .train import OPTIMIZERS, SCHEDULES, check_precision
 
 
@@ -174,14 +172,6 @@ def validate(chapter: str, cfg: dict) -> None:
                          f"the head (Wen et al. §5); {cfg['transfer_dataset']} has {data.spec(cfg['transfer_dataset']).num_classes}")
     if cfg.get("transfer_dataset") == cfg["dataset"]:
         raise ValueError(f"knob 'transfer_dataset' must be another task than {cfg['dataset']!r}")
-    for pair, t in (("sources", "target"), ("overwrite_sources", "overwrite_target")):
-        if pair in cfg:
-            bad = [c for c in cfg[pair] if c >= k]
-            if bad:
-                raise ValueError(f"knob {pair!r} must hold class indices in [0, {k - 1}] for {cfg['dataset']}; got {cfg[pair]}")
-            if cfg.get(t) is not None and cfg[t] in cfg[pair]:
-                raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {cfg[t]} "
-                                 f"and {cfg[pair]}")
     cut = zoo.recipe_overrides(cfg)
     if cut:  # the chapter's zoo: the zoo's own checks of its recipe
         try:
@@ -205,10 +195,7 @@ def validate(chapter: str, cfg: dict) -> None:
     if "entries" in cfg:  # every entry with settings, and every chosen one, accepts them and fits the task
         label_keys, chosen = 0, {}
         for name in dict.fromkeys([*cfg["entries"], *cfg["schemes"]]):
-            s = cfg["schemes"].get(name, {})
-            if s.get("target", 0) is None and "sources" in s:  # picked from the zoo later: probe with a valid class
-                s = dict(s, target=next(c for c in range(k) if c not in s["sources"]))
-            scheme = schemes.build(name, s)
+            scheme = schemes.build_unsettled(name, cfg["schemes"].get(name, {}), k)  # what the zoo settles: a stand-in
             label_keys += name in cfg["entries"] and scheme.trials == "labels"
             if name in cfg["entries"]:
                 chosen[name] = scheme
@@ -217,8 +204,9 @@ def validate(chapter: str, cfg: dict) -> None:
             except ValueError as err:
                 raise ValueError(f"comparison entry {name!r}: {err}") from None
         if "accuser_seeds" in cfg and not label_keys:  # the integrity chapter's false-claim attack
-            raise ValueError(f"knob 'entries' must hold at least one label-key entry for the false-claim attack (any "
-                             f"entry but gradsigns); got {cfg['entries']}")
+            raise ValueError(f"knob 'entries' must hold at least one label-key entry for the false-claim attack (one whose "
+                             f"trial is a key's label, not {', '.join(sorted({sc.trials for sc in chosen.values()}))}); "
+                             f"got {cfg['entries']}")
         for name in cfg["attacks"]:  # and every chosen attack accepts its settings on the task
             try:
                 attacks.REGISTRY[name].check(cfg, data.spec(cfg["dataset"]))

@@ -19,7 +19,7 @@ def test_the_book_catalogue_holds_each_watermark_once_in_the_books_order():
                                             "namba-afs", "namba-ds", "li2019", "gradsigns", "fc-direct", "fc-invisible"]
     with pytest.raises(ValueError, match="unknown watermark 'contnet'; the catalogue holds: zhang-content"):
         schemes.build("contnet")
-    with pytest.raises(ValueError, match="comparison entry 'gradsigns': carriers is None"):
+    with pytest.raises(ValueError, match="catalogue entry .gradsigns.: carriers is None"):
         schemes.build("gradsigns", {"bits": 7})
 
 
@@ -32,8 +32,10 @@ def test_settle_calls_each_hook_once_for_the_chosen_entries_that_share_it(scratc
             s["target"] = seed + len(group)
 
     for name in ("a", "b", "c"):
-        scratch.register(name, dict, settle=hook)
+        scratch.register(name, dict, settle=hook, unsettled=lambda s, k: dict(s, target=0))
     scratch.register("plain", dict)
+    with pytest.raises(ValueError, match="needs both settle= and unsettled="):
+        scratch.register("half", dict, settle=hook)
     knobs = {"a": {"target": None}, "b": {"target": None, "other": 1}, "c": {"target": None}}
     settled = scratch.settle(["a", "b", "plain"], knobs, zoo=None, splits=None, seed=5)
     assert calls == [["a", "b"]]  # once, with the chosen entries only
@@ -92,3 +94,16 @@ def test_the_chapters_rivals_are_catalogue_entries_with_the_settings_their_chapt
               "namba-afs": FineTuneKeys(kind="afs", eps=cfg["afs_eps"], **retrain)}
     for name, s in fc.rival_settings(cfg).items():
         assert schemes.build(name, s) == before[name], name
+
+
+def test_the_function_coupled_entries_share_one_target_and_a_stand_in_until_the_zoo_settles_it():
+    knobs = settings.resolve("comparison", "smoke")
+    fc = {n: dict(knobs["schemes"][n]) for n in ("fc-direct", "fc-invisible")}
+    i, j = fc["fc-direct"]["sources"]
+    stand_in = schemes.build_unsettled("fc-invisible", fc["fc-invisible"], 10)
+    assert stand_in.target not in (i, j) and fc["fc-invisible"]["target"] is None  # the settings are left as they were
+    assert schemes.build_unsettled("zhang-content", {}, 10) == schemes.build("zhang-content")
+    mixed = {"fc-invisible": dict(fc["fc-invisible"]), "fc-direct": dict(fc["fc-direct"], target=2)}
+    with pytest.raises(ValueError, match="share one target"):  # the zoo would overwrite the given 2
+        schemes.settle(["fc-invisible", "fc-direct"], mixed, ProbeZoo({}), None, seed=0)
+    assert mixed["fc-direct"]["target"] == 2 and mixed["fc-invisible"]["target"] is None

@@ -148,7 +148,7 @@ def test_the_digits_ablation_is_the_main_run_with_its_prefixed_knobs():
 
 
 def test_a_comparison_scheme_that_refuses_its_knobs_is_named():
-    with pytest.raises(ValueError, match="comparison entry 'gradsigns': carriers is None"):
+    with pytest.raises(ValueError, match="catalogue entry .gradsigns.: carriers is None"):
         settings.resolve("comparison", "smoke", entries=["gradsigns"], schemes={"gradsigns": {"bits": 100}})
     cfg = settings.resolve("comparison", "full", schemes={"gradsigns": {"bits": 64}})
     assert cfg["schemes"]["gradsigns"]["bits"] == 64 and cfg["schemes"]["gradsigns"]["lam"] == 0.3  # only bits changed

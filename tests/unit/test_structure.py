@@ -78,10 +78,18 @@ def test_profiles_import_nothing_of_wmlib_and_layers_point_down():
 NOTEBOOKS = sorted((ROOT.parent / "notebooks").glob("*.ipynb"))
 
 
+def _bound(node) -> list[str]:
+    """The names an assignment, a loop or a ``with`` binds."""
+    targets = (node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For))
+               else [i.optional_vars for i in node.items if i.optional_vars] if isinstance(node, ast.With) else [])
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
 def notebook_findings(cells: list[str]) -> list[str]:
-    """What keeps a notebook from being thin: a function or class it defines (``def``, ``class`` or a
-    name bound to a lambda: the logic lives in wmlib) and a code cell of 60 lines or more."""
-    found = []
+    """What keeps a notebook from being thin and plain: a function or class it defines (``def``, ``class``
+    or a name bound to a lambda: the logic lives in wmlib), a code cell of 60 lines or more, and a name
+    it imported that a cell binds again (a later cell then calls the wrong thing)."""
+    found, imported = [], set()
     for i, src in enumerate(cells):
         if len(src.splitlines()) >= 60:
             found.append(f"cell {i}: {len(src.splitlines())} lines")
@@ -90,6 +98,9 @@ def notebook_findings(cells: list[str]) -> list[str]:
                 found.append(f"cell {i}: defines {node.name}")
             elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
                 found.append(f"cell {i}: binds {ast.unparse(node.targets[0])} to a lambda")
+            found += [f"cell {i}: binds the imported name {n}" for n in _bound(node) if n in imported]
+        imported |= {(a.asname or a.name).split(".")[0] for node in ast.walk(ast.parse(src))
+                     if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
     return found
 
 
@@ -104,16 +115,25 @@ def test_notebooks_define_no_function_and_keep_code_cells_under_60_lines():
 def test_the_notebook_check_finds_a_function_a_lambda_and_a_long_cell():
     assert notebook_findings(["def f():\n    return 1", "g = lambda x: x", "x = 1\n" * 60, "y = [lambda: 0]"]) == [
         "cell 0: defines f", "cell 1: binds g to a lambda", "cell 2: 60 lines"]
+    assert notebook_findings(["from wmlib import schemes\nimport pandas as pd", "schemes, k = {}, 1\nfor pd in []: pass",
+                              "out = schemes.build('x')"]) == ["cell 1: binds the imported name schemes",
+                                                              "cell 1: binds the imported name pd"]
 
 
 def test_the_generic_modules_name_no_watermark_and_settings_asks_no_chapter_name():
     """The catalogue (wmlib.schemes) is where a watermark is named: the comparison, the settings and the
     integrity chapter ask only the contract, and settings ask a knob's presence, never which chapter runs."""
+    import re
+
     from wmlib import attacks, schemes
-    names = set(schemes.CATALOGUE) | {"afs", "ds", "ew", "proposal", "function-coupled"}
-    for module in ("compare", "settings", "integrity"):
+    names = sorted(set(schemes.CATALOGUE) | {"afs", "ds", "ew", "proposal", "function-coupled", "zhang", "namba"}, key=len,
+                   reverse=True)
+    named = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])", re.I)
+    for module in ("compare", "settings", "integrity"):  # in any string of the code, messages and f-strings too (not prose)
         tree = ast.parse((ROOT / f"{module}.py").read_text())
-        said = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names})
+        prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        said = sorted({m.group(0) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                       and id(n) not in prose for m in named.finditer(n.value)})
         assert said == [], module
     # nor does the comparison name an attack but the unattacked 'none': each attack says what it is asked (Attack.question)
     tree = ast.parse((ROOT / "compare.py").read_text())

@@ -4,13 +4,14 @@ configured watermark under its one name (each module registers its own, in the b
 from __future__ import annotations
 
 from .base import Scheme, Watermarked, watermark
-from .catalogue import CATALOGUE, Make, build, check_knobs, knob_rules, register, settle
+from .catalogue import CATALOGUE, Make, build, build_unsettled, check_knobs, knob_rules, register, settle
 from .zhang2018 import Zhang2018
 from .namba2019 import FineTuneKeys, Namba2019
 from .li2019 import Li2019
 from .gradsigns import GradSigns
 from .function_coupled import FunctionCoupled
 
-__all__ = ["Scheme", "Watermarked", "watermark", "CATALOGUE", "Make", "build", "check_knobs", "knob_rules", "register", "settle",
+__all__ = ["Scheme", "Watermarked", "watermark", "CATALOGUE", "Make", "build", "build_unsettled", "check_knobs", "knob_rules",
+           "register", "settle",
            "Zhang2018",
            "Namba2019", "FineTuneKeys", "GradSigns", "Li2019", "FunctionCoupled"]

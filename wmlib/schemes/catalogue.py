@@ -19,24 +19,31 @@ Make = Callable[[dict], Scheme]
 Settle = Callable[[dict[str, dict], object, object, int], None]
 """``settle(settings, zoo, splits, seed)``: fill in, in place, the settings that the clean ``zoo`` decides, for every
 chosen entry that shares the hook (``settings``: entry name -> its settings; ``splits``: the first owner's data)."""
+Unsettled = Callable[[dict, int], dict]
+"""``unsettled(settings, num_classes)``: the settings with a stand-in where the zoo would decide (e.g. a class that is
+no source for the function-coupled target): enough to check them and to make keys' images, never to embed."""
 
 CATALOGUE: dict[str, Make] = {}
 _SETTLE: dict[str, Settle] = {}
+_UNSETTLED: dict[str, Unsettled] = {}
 Check = Callable[[dict, object, bool], None]
 """``check(knobs, spec, own)``: raise a ValueError for knobs that must agree with each other or with the task ``spec``;
 ``own``: the knobs are the module's own chapter's (a knob two chapters read differently is checked in its own)."""
 _KNOBS: dict[str, tuple[dict, Check | None]] = {}
 
 
-def register(name: str, make: Make, settle: Settle | None = None) -> Make:
+def register(name: str, make: Make, settle: Settle | None = None, unsettled: Unsettled | None = None) -> Make:
     """Add a watermark to the catalogue (see the book's "Add your own scheme"): ``make(settings)``
     builds its scheme from its settings (the comparison's ``schemes[name]``, ``{}`` if none);
-    ``settle`` fills in the settings that need the clean zoo. A name is registered once."""
+    ``settle`` fills in the settings that need the clean zoo, and ``unsettled`` puts a stand-in there
+    until then (:func:`build_unsettled`). A name is registered once."""
     if name in CATALOGUE:
         raise ValueError(f"a watermark named {name!r} is in the catalogue already; registered: {', '.join(sorted(CATALOGUE))}")
+    if (settle is None) != (unsettled is None):
+        raise ValueError(f"watermark {name!r}: a setting the zoo settles needs both settle= and unsettled=")
     CATALOGUE[name] = make
     if settle is not None:
-        _SETTLE[name] = settle
+        _SETTLE[name], _UNSETTLED[name] = settle, unsettled
     return make
 
 
@@ -49,7 +56,14 @@ def build(name: str, settings: dict | None = None, catalogue: dict[str, Make] | 
     try:
         return catalogue[name]({} if settings is None else settings)
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"comparison entry {name!r}: {err}") from None
+        raise ValueError(f"catalogue entry {name!r}: {err}") from None
+
+
+def build_unsettled(name: str, settings: dict | None, num_classes: int) -> Scheme:
+    """:func:`build` before the zoo settled the entry's settings: a stand-in where it will decide (the
+    entry's ``unsettled`` hook), for checking the settings and making keys' images, never for embedding."""
+    settings = {} if settings is None else settings
+    return build(name, _UNSETTLED[name](settings, num_classes) if name in _UNSETTLED else settings)
 
 
 def settle(entries: list[str], settings: dict[str, dict], zoo, splits, seed: int) -> dict[str, dict]:

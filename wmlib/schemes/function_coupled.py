@@ -335,7 +335,7 @@ def pick_target(knobs: dict, splits: Splits, zoo) -> tuple[int, "pd.DataFrame", 
     t, the probe's answer shares (one row per fusion, one column per class) and the members that
     chose t (none when the knob gave it)."""
     i, j = knobs["sources"]
-    probe_t = next(c for c in range(splits.spec.num_classes) if c not in (i, j))  # labels do not change the images
+    probe_t = placeholder_target((i, j), splits.spec.num_classes)  # labels do not change the images
     fusions = {"direct": dict(fusion="direct"), **{f"invisible r = {r:g}": dict(fusion="invisible", r=r) for r in knobs["r_values"]}}
     least, shares, probe = least_answered_target(zoo, {name: FunctionCoupled(
         **kw, sources=(i, j), target=probe_t, key_fraction=knobs["key_fraction"], verify_triggers=knobs["verify_triggers"],
@@ -701,15 +701,36 @@ def _make(fusion: str):
     return make
 
 
+def placeholder_target(sources, num_classes: int) -> int:
+    """A class that is no source: a stand-in target for making triggers' images before the zoo chose t
+    (labels do not change the images)."""
+    return next(c for c in range(num_classes) if c not in tuple(sources))
+
+
+def unsettled(settings: dict, num_classes: int) -> dict:
+    """The catalogue's stand-in for a target the zoo has yet to choose (:func:`placeholder_target`)."""
+    if settings.get("target", 0) is None and "sources" in settings:
+        return dict(settings, target=placeholder_target(settings["sources"], num_classes))
+    return settings
+
+
 def settle_target(settings: dict[str, dict], zoo, splits: Splits, seed: int) -> None:
     """The catalogue's hook for the function-coupled entries, as in the chapter: when their ``target``
     is None, set it (one for every entry of ``settings``) to the non-source class that the clean
     ``zoo``'s probe gives least often to their held-out triggers (made on ``splits`` with ``seed``),
-    and name the probe (``target_chosen_on``: no false-claim rate counts its members on these keys)."""
+    and name the probe (``target_chosen_on``: no false-claim rate counts its members on these keys).
+    The entries share one target: their sources and targets must agree (a target given stays)."""
+    targets = {s.get("target") for s in settings.values()}
+    sources = {tuple(s.get("sources", ())) for s in settings.values()}
+    if len(targets) > 1 or len(sources) > 1:
+        raise ValueError(f"the function-coupled entries {', '.join(settings)} share one target, which the zoo chooses when it "
+                         f"is None: give them the same sources and the same target (got targets "
+                         f"{', '.join(str(s.get('target')) for s in settings.values())} and sources "
+                         f"{', '.join(str(tuple(s.get('sources', ()))) for s in settings.values())})")
     first = next(iter(settings.values()))
     if first["target"] is not None:
         return
-    placeholder = next(c for c in range(splits.spec.num_classes) if c not in first["sources"])  # images only
+    placeholder = placeholder_target(first["sources"], splits.spec.num_classes)  # images only
     triggers = {name: CATALOGUE[name]({**s, "target": placeholder}).make_key(splits, seed=seed)[1].x
                 for name, s in settings.items()}
     target, _, probe = least_answered_target(zoo, triggers, first["sources"])
@@ -718,7 +739,23 @@ def settle_target(settings: dict[str, dict], zoo, splits: Splits, seed: int) -> 
 
 
 for _fusion in FUSIONS:
-    register(f"fc-{_fusion}", _make(_fusion), settle=settle_target)
+    register(f"fc-{_fusion}", _make(_fusion), settle=settle_target, unsettled=unsettled)
+
+
+def check_pair(knobs: dict, pair: str, t: str, num_classes: int) -> None:
+    """Knobs ``pair`` (two source classes) and ``t`` (the target): class indices of the task, and t no source."""
+    bad = [c for c in knobs[pair] if c >= num_classes]
+    if bad:
+        raise ValueError(f"knob {pair!r} must hold class indices in [0, {num_classes - 1}] for {knobs['dataset']}; got {knobs[pair]}")
+    if knobs.get(t) is not None and knobs[t] in knobs[pair]:
+        raise ValueError(f"knob {t!r} must not be one of {pair!r} (Wen et al. §4.1: t ∉ {{i, j}}); got {knobs[t]} "
+                         f"and {knobs[pair]}")
+
+
+def _check_knobs(knobs: dict, spec, own: bool) -> None:
+    for pair, t in (("sources", "target"), ("overwrite_sources", "overwrite_target")):  # the overwriting thief's triggers too
+        if pair in knobs:
+            check_pair(knobs, pair, t, spec.num_classes)
 
 
 RIVALS = ("zhang-content", "namba-proposal", "namba-afs")  # the chapter's rivals (its Table 4)
@@ -745,4 +782,4 @@ register_knobs("function_coupled", {
     "verify_triggers": _POS_INT, "selected_triggers": _POS_INT, "trials": _POS_INT, "thief_samples": _POS_INT,
     "trial_epochs": _POS_INT, "strong_lr": _POS, "table4_prune": _RATE, "overwrite_optimizer": rules.choice(OPTIMIZERS),
     "code_epochs_r_values": rules.list_of(_OPEN, nonempty=False),
-    "curve_shares": rules.list_of(rules.number(0.0, 1.0, lo_open=True), nonempty=False)})
+    "curve_shares": rules.list_of(rules.number(0.0, 1.0, lo_open=True), nonempty=False)}, _check_knobs)
