@@ -104,12 +104,29 @@ def notebook_findings(cells: list[str]) -> list[str]:
     return found
 
 
+def imported_names(cells: list[str]) -> set[str]:
+    """The names a notebook's imports bind."""
+    return {(a.asname or a.name).split(".")[0] for src in cells for node in ast.walk(ast.parse(src))
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+
+
 def test_notebooks_define_no_function_and_keep_code_cells_under_60_lines():
     import json
     assert len(NOTEBOOKS) == 7
     for path in NOTEBOOKS:
         cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         assert notebook_findings(cells) == [], path.name
+
+
+def test_no_notebook_imports_a_name_that_is_one_of_its_knobs():
+    """report.start reads a chapter's knobs from the notebook's globals by name (papermill's parameters): an
+    imported module of a knob's name would be read as that knob (``schemes`` is the comparison's)."""
+    import json
+
+    from wmlib import settings
+    for path in NOTEBOOKS:
+        cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert imported_names(cells) & set(settings.names(path.stem)) == set(), path.name
 
 
 def test_the_notebook_check_finds_a_function_a_lambda_and_a_long_cell():
