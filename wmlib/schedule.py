@@ -330,11 +330,14 @@ def tasks(record: dict) -> list[Task]:
         span = max(c["done_at"] for c in batches[-1]) - min(float(b[0]["batch"]) for b in batches)
         driver = max(secs - span, 0.0)
         out.append(Task(f"{s['name']} (driver)", driver, 1.0, after))
-        prev = (f"{s['name']} (driver)",)
-        for batch in batches:
-            names = tuple(f"{s['name']} cell {c['cell']}" for c in batch)
+        prev, seen = (f"{s['name']} (driver)",), {}
+        for batch in batches:  # a cell run again in a later batch (the reference thief's sweep reruns 'none') is a task of its own
+            names = []
+            for c in batch:
+                seen[c["cell"]] = seen.get(c["cell"], 0) + 1
+                names.append(f"{s['name']} cell {c['cell']}" + (f" (run {seen[c['cell']]})" if seen[c["cell"]] > 1 else ""))
             out += [Task(n, float(c["seconds"]), 1.0, prev) for n, c in zip(names, batch)]
-            prev = names
+            prev = tuple(names)
         out.append(Task(s["name"], 0.0, 0.0, prev))  # the step is done when its last batch is
     return out
 

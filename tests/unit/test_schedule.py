@@ -91,6 +91,19 @@ def _record(cells=True):
             "cells": cl if cells else []}
 
 
+def test_a_cell_run_again_in_a_later_batch_is_a_task_of_its_own():
+    """The reference thief's sweep reruns the unattacked cells (loaded from their saved results) in a batch of its
+    own: the projection needs one task per run (the cold build of e26bf0a stopped at its summary with a KeyError)."""
+    r = _record()
+    t = r["start"]
+    r["cells"].append({"cell": "e / seed 0 / none", "batch": t + 590, "done_at": t + 595, "seconds": 5.0})
+    r["steps"][-1]["end"] = t + 600
+    ts = {t.name: t for t in schedule.tasks(r)}
+    assert ts["comparison.ipynb cell e / seed 0 / none (run 2)"].after == ("comparison.ipynb cell e / seed 0 / prune",)
+    s = schedule.summary(r, (1, 2))
+    assert s["projected"][1] == pytest.approx(s["work"]) and s["work"] == pytest.approx(60 + 40 + 300 + 15 + 100 + 80 + 120 + 5)
+
+
 def test_the_comparison_unfolds_into_its_cells_in_the_batches_its_driver_sent():
     ts = {t.name: t for t in schedule.tasks(_record())}
     assert ts["comparison.ipynb (driver)"].seconds == pytest.approx(240 - 220)  # its span minus the cells' batches
