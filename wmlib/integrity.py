@@ -741,7 +741,7 @@ def judge_power(owners: dict, judge: Zoo, keys: dict[str, tuple], suspects: Zoo,
         use = names[:size]
         owned, claimed = 0, 0
         for (entry, seed), (scheme, owner) in owners.items():
-            if not scheme.trials == "labels":
+            if scheme.trials != "labels":
                 continue
             full = owner.marked.verify_key
             hits_ = judge.hits(full, scheme)
@@ -938,7 +938,7 @@ def owner_power(owners: dict, zoo: Zoo, knobs: dict, alpha: float, ordinary: Spl
     against the same null with its own control (:func:`controlled`); label-key entries only."""
     rows = []
     for (entry, seed), (scheme, owner) in owners.items():
-        if not scheme.trials == "labels":
+        if scheme.trials != "labels":
             continue
         full = owner.marked.verify_key
         queried = scheme.queries(full, knobs["n_queries"], seed)

@@ -41,7 +41,7 @@ from ..keys import Key
 from ..models import feature_layers, weight_layers
 from ..train import OPTIMIZERS, History, TrainConfig, fit, predict_proba, to_float
 from .base import Generation, Scheme
-from .catalogue import CATALOGUE, register, register_knobs
+from .catalogue import build_unsettled, register, register_knobs
 
 FUSIONS = ("direct", "invisible")
 MASK_SCOPES = ("features", "all")  # every conv / linear layer but the classifier ([code]), or every one
@@ -730,8 +730,7 @@ def settle_target(settings: dict[str, dict], zoo, splits: Splits, seed: int) -> 
     first = next(iter(settings.values()))
     if first["target"] is not None:
         return
-    placeholder = placeholder_target(first["sources"], splits.spec.num_classes)  # images only
-    triggers = {name: CATALOGUE[name]({**s, "target": placeholder}).make_key(splits, seed=seed)[1].x
+    triggers = {name: build_unsettled(name, s, splits.spec.num_classes).make_key(splits, seed=seed)[1].x  # images only
                 for name, s in settings.items()}
     target, _, probe = least_answered_target(zoo, triggers, first["sources"])
     for s in settings.values():

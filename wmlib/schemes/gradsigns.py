@@ -34,6 +34,7 @@ from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict
 from .base import Generation, Scheme
 from .catalogue import register, register_knobs
+from .zhang2018 import Zhang2018
 
 REDUCTIONS = ("mean", "sum")
 SECRET = ("bits", "carriers", "matrix")
@@ -395,14 +396,13 @@ register("gradsigns", GradSigns.from_knobs)
 
 
 RIVALS = ("zhang-content", "zhang-unrelated", "zhang-noise", "namba-afs", "namba-ds")  # the chapter's rivals (its Fig. 2)
-_ZHANG_KNOBS = ("source", "target", "key_fraction", "noise_std", "unrelated_dataset", "unrelated_class")
 
 
 def rival_settings(knobs: dict) -> dict[str, dict]:
     """The settings of the chapter's rivals (knob ``compare``, catalogue names), as its Fig. 2 sets them up:
     Zhang et al.'s keys with this chapter's knobs of theirs (the target class, the unrelated images), Namba &
     Sakuma's AFS and DS keys (``n_keys``, ``afs_eps``) retrained ``retrain_epochs`` at ``retrain_lr``, 4 keys a batch."""
-    zhang = {k: knobs[k] for k in _ZHANG_KNOBS if k in knobs}
+    zhang = Zhang2018.knob_settings(knobs)
     namba = dict(n_keys=knobs["n_keys"], eps=knobs["afs_eps"], key_per_batch=4, retrain_epochs=knobs["retrain_epochs"],
                  retrain_lr=knobs["retrain_lr"])
     return {name: dict(zhang if name.startswith("zhang-") else namba) for name in knobs["compare"]}

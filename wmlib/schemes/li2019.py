@@ -467,6 +467,6 @@ def _check_knobs(knobs: dict, spec, own: bool) -> None:
 
 
 register_knobs("li2019", {
-    "hosts": rules.list_of(rules.choice(models.REGISTRY)), "labels": rules.choice(("any", "other")), "logo": rules.text(),
+    "hosts": rules.list_of(rules.choice(models.REGISTRY)), "labels": rules.choice(LABEL_RULES), "logo": rules.text(),
     "loss_weights": rules.weights(), "code_weights": rules.weights(), "key_batch": rules.integer(1), "host_steps": rules.integer(1),
     "t_acc": rules.number(0.0, 1.0, lo_open=True), "leak_seeds": rules.integer(2)}, _check_knobs)

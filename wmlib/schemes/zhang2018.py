@@ -81,7 +81,12 @@ class Zhang2018(Scheme):
     @classmethod
     def from_knobs(cls, kind: str, knobs: dict) -> "Zhang2018":
         """The scheme for ``kind`` with the fields a profile's knobs set (other knobs are ignored)."""
-        return cls(kind=kind, **{k: v for k, v in knobs.items() if k in cls.__dataclass_fields__ and k != "kind"})
+        return cls(kind=kind, **cls.knob_settings(knobs))
+
+    @classmethod
+    def knob_settings(cls, knobs: dict) -> dict:
+        """The settings a profile's knobs give the scheme: the knobs named like its fields, but ``kind``."""
+        return {k: v for k, v in knobs.items() if k in cls.__dataclass_fields__ and k != "kind"}
 
     def check(self, spec) -> None:
         bad = [c for c in (self.source, self.target) if c is not None and not 0 <= c < spec.num_classes]
