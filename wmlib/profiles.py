@@ -197,6 +197,9 @@ _FC_COMMON = dict(
     # scales them to its own), and the digits run's clean model on these shares of its owner's digits (Table 1's accuracy
     # against the training-set size)
     code_epochs_r_values=[0.9], curve_shares=[0.25, 0.5, 1.0],
+    # Fig. 10's enhancements apart, on the digits run (neither value is in the paper): the direct watermark embedded with
+    # every masking ratio p and train-time fine-tune rate η' of these (0 and the run's own always among them)
+    enhance_ps=[0.0, 0.05, 0.2], enhance_lrs=[0.0, 1e-3, 1e-2],
     compare=["zhang-content", "namba-proposal", "namba-afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
     n_queries=90, alpha=0.01, zoo_confidence=0.99, benchmark_steps=30, seed=0,
     zoo_archs=None, zoo_epochs=None,  # the clean zoo: architectures -> seeds, epochs (None: the profile's wmlib.zoo.RECIPES)
@@ -219,7 +222,8 @@ FUNCTION_COUPLED = {
                   trial_epochs=1, prune_rates=[0.5, 0.8], overwrite_epochs=1, compare=["zhang-content"],
                   retrain_epochs=2, n_queries=40, benchmark_steps=5, digits_epochs=10,
                   digits_verify_triggers=40, digits_n_queries=40, digits_thief_samples=200,
-                  digits_overwrite_epochs=1, code_epochs_r_values=[], curve_shares=[0.5, 1.0]),
+                  digits_overwrite_epochs=1, code_epochs_r_values=[], curve_shares=[0.5, 1.0], enhance_ps=[0.0],
+                  enhance_lrs=[0.0]),
     # real Fashion-MNIST, LeNet-5, 27,000 owner images, 10 epochs: 2 CPU cores in <= 12 min
     "full": dict(_FC_COMMON),
     # §5: MNIST LeNet-5 (-p dataset cifar10 -p model resnet18, or cifar100 / vgg16), the paper's

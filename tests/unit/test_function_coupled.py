@@ -489,3 +489,53 @@ def test_the_code_epochs_ablation_names_watermarks_the_run_has_and_only_where_it
     assert calls == [] and list(frame.index) == [("direct #1", "protocol")]
     fc.ablate(dict(knobs, embed_from="clean"), toy, variants, keys, out, ["direct #1"], lambda m: m, fc.CODE_EPOCHS_ABLATION)
     assert calls == [40]
+
+
+def test_the_enhancement_grid_embeds_every_p_and_eta_pair_with_the_same_triggers(toy, monkeypatch):
+    knobs = dict(CHAPTER, enhance_ps=[0.3], enhance_lrs=[0.05])  # 0 and the run's own (0.1, 0.01) are added
+    variants = fc.chapter_variants(knobs, target=1)
+    keys = {name: s.make_key(toy, seed=kseed) for name, (s, kseed) in variants.items()}
+    made = {}
+
+    def embed_one(k, splits, scheme, key, clean, tag, device=None, progress=True):
+        assert torch.equal(key.x, keys["direct #1"][0].x) and clean is embedded.clean  # the same triggers, the same start
+        pair = (scheme.mask_ratio, scheme.ft_lr)
+        assert scheme == replace(variants["direct #1"][0], mask_ratio=pair[0], ft_lr=pair[1])  # nothing else differs
+        made[pair] = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        return made[pair], None
+    monkeypatch.setattr(fc, "embed_one", embed_one)
+    own = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    embedded = fc.Embedded(nn.Identity(), 0.9, 0.9, None, {"direct #1": own}, {}, {}, None, {})
+    asr = {}
+
+    def attack(m, k):
+        assert k is keys["direct #1"][1]  # the owner's held-out triggers
+        return asr.setdefault(id(m), 0.9 - 0.05 * len(asr))  # falling: the plain twin, drawn first, is not the lowest
+    frame = fc.enhancement_grid(knobs, toy, variants, keys, embedded, "direct #1", {"thief": attack})
+    pairs = [(p, lr) for p in (0.0, 0.1, 0.3) for lr in (0.0, 0.01, 0.05)]
+    assert list(frame.index) == pairs
+    assert set(made) == set(pairs) - {(0.1, 0.01)}  # the run's own model is not embedded again
+    assert frame.loc[(0.1, 0.01), "ASR, thief"] == asr[id(own)]
+    assert frame.loc[(0.3, 0.05), "ASR, thief"] == asr[id(made[(0.3, 0.05)])]
+    plain = asr[id(made[(0.0, 0.0)])]
+    assert frame["gain, thief"].tolist() == pytest.approx([a - plain for a in frame["ASR, thief"]])
+    assert frame.loc[(0.0, 0.0), "gain, thief"] == 0.0
+    assert len(fc.enhancement_grid(dict(knobs, enhance_lrs=[]), toy, variants, keys, embedded, "direct #1", {"thief": attack})) == 0
+
+
+def test_the_enhancement_text_bounds_the_gain_by_what_the_thief_leaves_the_plain_twin():
+    import pandas as pd
+
+    grid = pd.DataFrame({"p": [0.0, 0.0, 0.05, 0.05], "η′": [0.0, 1e-3, 0.0, 1e-3], "ASR, code": [0.97, 0.99, 1.0, 0.98],
+                         "ASR, strong": [0.4, 0.5, 0.7, 0.6]}).set_index(["p", "η′"])
+    for col in ("code", "strong"):
+        grid[f"gain, {col}"] = grid[f"ASR, {col}"] - grid.loc[(0.0, 0.0), f"ASR, {col}"]
+    text = fc.enhancement_text(grid, "code", 0.10, left_here=0.95)
+    assert "leaves the plain twins 95.0% here, so at most +5.0% could be gained: the headroom explains the row" in text
+    assert "the code leaves the plain twin 97.0%" in text
+    assert "under the code is +3.0% (p = 0.05, η′ = 0)" in text and "under the strong is +30.0% (p = 0.05, η′ = 0)" in text
+    assert "a pair reaches the paper's +10%" in text
+    # the row's own headroom decides, not the digits': 81 % left here leaves 19 % open
+    roomy = fc.enhancement_text(grid.assign(**{"gain, strong": [0.0, 0.02, 0.05, 0.01]}), "code", 0.10, left_here=0.81)
+    assert "the headroom does not explain the row" in roomy and "no pair reaches the paper's +10% under any thief" in roomy
+    assert "not ablated" in fc.enhancement_text(pd.DataFrame(), "code", 0.10, left_here=0.5)

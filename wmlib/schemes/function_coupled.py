@@ -691,6 +691,67 @@ def enhancement_gain(knobs: dict, splits: Splits, variants: dict, keys: dict, em
     return pd.DataFrame(rows).set_index(["watermark", "embedding", "attack"])
 
 
+def enhancement_grid(knobs: dict, splits: Splits, variants: dict, keys: dict, embedded: Embedded, name: str, attacks: dict,
+                     tag: str = "fc", device=None) -> "pd.DataFrame":
+    """Fig. 10's two enhancements apart, neither of whose values the paper gives: the watermark
+    ``name`` embedded again, as ``embedded``'s models are, with each masking ratio p of
+    ``knobs['enhance_ps']`` and each train-time fine-tune rate η′ of ``knobs['enhance_lrs']`` (every
+    pair; 0 and the run's own value are always among them; the run's own pair is ``embedded``'s model,
+    not embedded again), then each of ``attacks`` (label -> ``f(model, held-out key) -> ASR``). One row
+    per (p, η′): test accuracy, the held-out ASR before any attack and after each, and each attack's
+    gain over the plain twin (p = 0, η′ = 0). Empty when either list is."""
+    import pandas as pd
+
+    from ..train import evaluate
+    from ..verify import Oracle, key_accuracy
+
+    if not knobs["enhance_ps"] or not knobs["enhance_lrs"]:
+        return pd.DataFrame()
+    s, kseed = variants[name]
+    held = keys[name][1]
+    ps = sorted({0.0, s.mask_ratio, *map(float, knobs["enhance_ps"])})
+    lrs = sorted({0.0, s.ft_lr, *map(float, knobs["enhance_lrs"])})
+    rows = []
+    for p in ps:
+        for lr in lrs:
+            twin = replace(s, mask_ratio=p, ft_lr=lr)
+            m = (embedded.marked[name] if (p, lr) == (s.mask_ratio, s.ft_lr) else
+                 embed_one(knobs, splits, twin, twin.make_key(splits, seed=kseed)[0], embedded.clean,
+                           f"{tag}-{name.replace(' ', '')}-p{p:g}-lr{lr:g}", device, False)[0])
+            row = {"p": p, "η′": lr, "test accuracy": evaluate(m, splits.test, device), "ASR, no attack": key_accuracy(Oracle(m), held)}
+            row.update({f"ASR, {label}": run(m, held) for label, run in attacks.items()})
+            rows.append(row)
+    frame = pd.DataFrame(rows).set_index(["p", "η′"])
+    for label in attacks:
+        frame[f"gain, {label}"] = frame[f"ASR, {label}"] - frame.loc[(0.0, 0.0), f"ASR, {label}"]
+    return frame
+
+
+def enhancement_text(grid: "pd.DataFrame", code: str, paper_gain: float, left_here: float, where: str = "on MNIST digits") -> str:
+    """Fig. 10's row, what bounds it and what :func:`enhancement_grid` measured. A gain cannot exceed
+    what the ``code`` thief (the paper's fine-tuning attack) removes from the plain watermark:
+    ``left_here`` is the ASR that thief leaves the row's own plain twins, so the headroom explains the
+    row when ``1 - left_here`` is below the paper's ``paper_gain``. Then, ``where``, the grid: what
+    the thief leaves the plain twin there, each attack's largest gain and at which (p, η′), and
+    whether any pair reaches the paper's gain."""
+    text = (f"; the {code} leaves the plain twins {left_here:.1%} here, so at most {1 - left_here:+.1%} could be gained: "
+            + ("the headroom explains the row" if 1 - left_here < paper_gain else "the headroom does not explain the row"))
+    if grid is None or not len(grid):
+        return text + "; p and η′ not ablated (-p enhance_ps / enhance_lrs empty, or the digits run off)"
+    left = float(grid.loc[(0.0, 0.0), f"ASR, {code}"])
+    ps = " / ".join(f"{v:g}" for v in grid.index.get_level_values("p").unique())
+    lrs = " / ".join(f"{v:g}" for v in grid.index.get_level_values("η′").unique())
+    text += (f"; {where}, the {code} leaves the plain twin {left:.1%}; over p ∈ {{{ps}}} × η′ ∈ {{{lrs}}} ({len(grid)} "
+             "embeddings)")
+    gains = [c for c in grid if c.startswith("gain, ")]
+    for col in gains:
+        (p, lr), g = grid[col].idxmax(), float(grid[col].max())
+        text += f", the largest gain under the {col[len('gain, '):]} is {g:+.1%} (p = {p:g}, η′ = {lr:g})"
+    reached = max(float(grid[c].max()) for c in gains) >= paper_gain if gains else False
+    return text + (f": a pair reaches the paper's {paper_gain:+.0%}" if reached else
+                   f": no pair reaches the paper's {paper_gain:+.0%} under any thief")
+
+
 # --------------------------------------------------------------------------- the catalogue's entries
 
 def _make(fusion: str):
@@ -781,4 +842,5 @@ register_knobs("function_coupled", {
     "verify_triggers": _POS_INT, "selected_triggers": _POS_INT, "trials": _POS_INT, "thief_samples": _POS_INT,
     "trial_epochs": _POS_INT, "strong_lr": _POS, "table4_prune": _RATE, "overwrite_optimizer": rules.choice(OPTIMIZERS),
     "code_epochs_r_values": rules.list_of(_OPEN, nonempty=False),
+    "enhance_ps": rules.list_of(_RATE, nonempty=False), "enhance_lrs": rules.list_of(rules.number(0.0, rules.INF), nonempty=False),
     "curve_shares": rules.list_of(rules.number(0.0, 1.0, lo_open=True), nonempty=False)}, _check_knobs)
