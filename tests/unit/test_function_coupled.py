@@ -523,19 +523,24 @@ def test_the_enhancement_grid_embeds_every_p_and_eta_pair_with_the_same_triggers
     assert len(fc.enhancement_grid(dict(knobs, enhance_lrs=[]), toy, variants, keys, embedded, "direct #1", {"thief": attack})) == 0
 
 
-def test_the_enhancement_text_bounds_the_gain_by_what_the_thief_leaves_the_plain_twin():
+def test_the_enhancement_text_bounds_the_gain_by_what_the_thief_takes_from_the_plain_twin():
     import pandas as pd
 
-    grid = pd.DataFrame({"p": [0.0, 0.0, 0.05, 0.05], "η′": [0.0, 1e-3, 0.0, 1e-3], "ASR, code": [0.97, 0.99, 1.0, 0.98],
-                         "ASR, strong": [0.4, 0.5, 0.7, 0.6]}).set_index(["p", "η′"])
+    grid = pd.DataFrame({"p": [0.0, 0.0, 0.05, 0.05], "η′": [0.0, 1e-3, 0.0, 1e-3], "ASR, no attack": [1.0, 1.0, 1.0, 1.0],
+                         "ASR, code": [0.97, 0.99, 1.0, 0.98], "ASR, strong": [0.4, 0.5, 0.55, 0.6]}).set_index(["p", "η′"])
     for col in ("code", "strong"):
         grid[f"gain, {col}"] = grid[f"ASR, {col}"] - grid.loc[(0.0, 0.0), f"ASR, {col}"]
-    text = fc.enhancement_text(grid, "code", 0.10, left_here=0.95)
-    assert "leaves the plain twins 95.0% here, so at most +5.0% could be gained: the headroom explains the row" in text
-    assert "the code leaves the plain twin 97.0%" in text
-    assert "under the code is +3.0% (p = 0.05, η′ = 0)" in text and "under the strong is +30.0% (p = 0.05, η′ = 0)" in text
-    assert "a pair reaches the paper's +10%" in text
-    # the row's own headroom decides, not the digits': 81 % left here leaves 19 % open
-    roomy = fc.enhancement_text(grid.assign(**{"gain, strong": [0.0, 0.02, 0.05, 0.01]}), "code", 0.10, left_here=0.81)
-    assert "the headroom does not explain the row" in roomy and "no pair reaches the paper's +10% under any thief" in roomy
-    assert "not ablated" in fc.enhancement_text(pd.DataFrame(), "code", 0.10, left_here=0.5)
+    # the row: the code's thief takes 2 points from the plain twins (0.83 -> 0.81): the paper's +10 % cannot show
+    text = fc.enhancement_text(grid, "code", 0.10, (0.83, 0.81), (-0.03, -0.04), 80)
+    assert "takes +2.0% from the plain twins' held-out ASR here (83.0% before, 81.0% after)" in text
+    assert "so the headroom explains the row; -4.0% of the row's -3.0% is there before any attack" in text
+    # the grid: the code's thief takes 3 points from the plain twin (too little); the strong one 60, and the largest gain
+    # of the other pairs, not the plain twin's own 0, is reported with its standard error (sqrt(0.5 / 80) = 7.9 %)
+    assert "the code takes +3.0% from the plain twin, too little to test the paper's +10%" in text
+    assert "the strong takes +60.0% from the plain twin, the largest gain of the other pairs is +20.0% (p = 0.05, η′ = 0.001" in text
+    assert "standard error up to 7.9%), reaching the paper's +10%" in text
+    short = fc.enhancement_text(grid.assign(**{"gain, strong": [0.0, -0.02, 0.05, 0.01]}), "code", 0.10, (0.9, 0.6),
+                                (0.0, 0.0), 80)
+    assert "the headroom does not explain the row" in short and "is +5.0% (p = 0.05, η′ = 0;" in short
+    assert "short of the paper's +10%" in short
+    assert "not ablated" in fc.enhancement_text(pd.DataFrame(), "code", 0.10, (1.0, 1.0), (0.0, 0.0), 80)
