@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data import DatasetSpec, Split, Splits
 from ..keys import Key
-from ..train import History, TrainConfig, train_classifier
+from ..train import History, TrainConfig, fit, train_classifier
 from ..verify import LabelTrials, Null, Oracle, Verdict, verify_trials
 
 
@@ -126,6 +126,29 @@ class Scheme(LabelTrials, ABC):
         """Black-box verification through the one verifier (:func:`wmlib.verify.verify_trials`):
         this scheme's trials on ``key`` tested against ``null`` (None: the paper's own null)."""
         return verify_trials(oracle, key, self, null if null is not None else self.paper_null(key), alpha, n_queries, seed)
+
+
+class Retrains(Scheme):
+    """A scheme that embeds by retraining the owner's trained model for ``retrain_epochs`` at a
+    constant ``retrain_lr`` (Namba & Sakuma §6.1.2), with ``key_per_batch`` key samples in every
+    minibatch (:func:`embed_by_finetuning`)."""
+    retrains = True
+
+    def train_config(self, cfg: TrainConfig) -> TrainConfig:
+        return retrain_config(cfg, self.retrain_epochs, self.retrain_lr)
+
+
+def embed_by_finetuning(model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, key_per_batch: int,
+                        weight_transform=None, **fit_kw) -> History:
+    """Retrain a trained ``model`` on the owner's data with ``key_per_batch`` key samples mixed into
+    every minibatch; a key made of owner images (``meta['owner_indices']``: a label change) leaves
+    those images out of the ordinary data."""
+    owner = splits.owner
+    if "owner_indices" in key.meta:
+        keep = torch.ones(len(owner), dtype=torch.bool)
+        keep[torch.tensor(key.meta["owner_indices"])] = False
+        owner = owner.subset(keep)
+    return fit(model, owner, cfg, key=key.split, key_per_batch=key_per_batch, weight_transform=weight_transform, **fit_kw)
 
 
 def retrain_config(cfg: TrainConfig, epochs: int, lr: float) -> TrainConfig:

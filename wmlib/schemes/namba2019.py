@@ -26,11 +26,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import rules
-from ..data import Split, Splits
+from ..data import Splits
 from ..keys import Key, fgsm_frontier, label_change, uniform_noise
 from ..models import weight_layers
-from ..train import History, TrainConfig, fit, train_classifier
-from .base import Generation, Scheme, Watermarked, retrain_config, watermark
+from ..train import History, TrainConfig, train_classifier
+from .base import Generation, Retrains, Scheme, Watermarked, embed_by_finetuning, watermark
 from .catalogue import register, register_knobs
 
 
@@ -64,32 +64,10 @@ def fold_exponential_weighting(model: nn.Module) -> nn.Module:
     return model
 
 
-def _without(split: Split, idx: torch.Tensor) -> Split:
-    keep = torch.ones(len(split), dtype=torch.bool)
-    keep[idx] = False
-    return split.subset(keep)
-
-
-def _embed_by_finetuning(model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, key_per_batch: int,
-                         weight_transform=None, **fit_kw) -> History:
-    """Retrain a trained ``model`` on the owner's data with ``key_per_batch`` key samples mixed into
-    every minibatch; the key's own images (label change) are left out of the ordinary data."""
-    owner = splits.owner
-    if "owner_indices" in key.meta:
-        owner = _without(owner, torch.tensor(key.meta["owner_indices"]))
-    return fit(model, owner, cfg, key=key.split, key_per_batch=key_per_batch, weight_transform=weight_transform,
-               **fit_kw)
-
-
-class _Retrains(Scheme):
-    """A scheme that embeds by retraining the owner's trained model for ``retrain_epochs`` at a
-    constant ``retrain_lr`` (§6.1.2), with ``key_per_batch`` key samples in every minibatch."""
-    retrains = True
+class _Retrains(Retrains):
+    """Namba & Sakuma's retrained keys, verified by their rule."""
     paper_rule = "§3: watermark accuracy above τ_acc, 'a threshold parameter close to 1'"
     accuracy_threshold = True
-
-    def train_config(self, cfg: TrainConfig) -> TrainConfig:
-        return retrain_config(cfg, self.retrain_epochs, self.retrain_lr)
 
 
 @dataclass
@@ -120,7 +98,7 @@ class Namba2019(_Retrains):
         """§5.2 steps (2)-(3): ``model`` is already trained on X; switch on EW, retrain on X ∪ K,
         then fold EW into the weights."""
         transform = None if self.T is None else (lambda m: apply_exponential_weighting(m, self.T))
-        hist = _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, weight_transform=transform, **fit_kw)
+        hist = embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, weight_transform=transform, **fit_kw)
         fold_exponential_weighting(model)
         return hist
 
@@ -170,7 +148,7 @@ class FineTuneKeys(_Retrains):
 
     def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """Retrain the trained ``model`` on X ∪ K (key samples mixed into every minibatch)."""
-        return _embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, **fit_kw)
+        return embed_by_finetuning(model, splits, key, cfg, self.key_per_batch, **fit_kw)
 
 
 # §3.1's key types: Zhang et al.'s content variants, unrelated and noise, AFS, DS and the proposal
