@@ -174,3 +174,77 @@ def fgsm_frontier(model: torch.nn.Module, split: Split, n: int, eps: float, seed
     if len(y) < n:
         raise ValueError(f"only {len(y)} of {n} FGSM examples fool the model at eps={eps}")
     return Key(x, y, {"kind": "afs", "eps": eps, "seed": seed})
+
+
+def abstract_images(n: int, shape: tuple[int, int, int], num_classes: int, seed: int, oversample: int = 4) -> Key:
+    """Adi et al.'s trigger set, made rather than downloaded: ``n`` abstract images, each a random
+    background with three to eight random shapes (ellipses, rectangles, triangles, thick strokes)
+    in random colours, drawn at ``oversample`` times the size and shrunk (antialiased), with a
+    random label each. Their 100 images are abstract pictures shipped with their code; ours follow
+    the same idea, out of every task's distribution, from the seed alone."""
+    c, h, w = shape
+    if c not in (1, 3) or n < 1 or min(h, w) < 1:
+        raise ValueError(f"abstract images need n >= 1 and a shape (1 or 3 channels, H, W); got n={n}, shape={shape}")
+    rng = np.random.default_rng(seed)
+    big = (w * oversample, h * oversample)
+    images = []
+    for _ in range(n):
+        im = Image.new("RGB", big, tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(3, 9))):
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            x0, y0, x1, y1 = (float(v) for v in rng.uniform(-0.2, 1.2, 4) * np.array([big[0], big[1], big[0], big[1]]))
+            box = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+            kind = int(rng.integers(0, 4))
+            if kind == 0:
+                draw.ellipse(box, fill=colour)
+            elif kind == 1:
+                draw.rectangle(box, fill=colour)
+            elif kind == 2:
+                draw.polygon([tuple(p) for p in rng.uniform(0, 1, (3, 2)) * big], fill=colour)
+            else:
+                draw.line([tuple(p) for p in rng.uniform(0, 1, (int(rng.integers(2, 5)), 2)) * big], fill=colour,
+                          width=int(rng.integers(1, 4)) * oversample)
+        im = im.resize((w, h), Image.LANCZOS)
+        arr = np.asarray(im.convert("L") if c == 1 else im)
+        images.append(torch.from_numpy(arr.copy()).reshape(h, w, c).permute(2, 0, 1))
+    y = torch.from_numpy(rng.integers(0, num_classes, n)).long()
+    return Key(torch.stack(images).contiguous(), y, {"kind": "abstract", "seed": seed})
+
+
+def fgsm_stitching(model: torch.nn.Module, split: Split, n: int, eps: float, seed: int, true_share: float = 0.5) -> Key:
+    """Le Merrer et al.'s frontier-stitching key: FGSM examples of ``model`` at ``eps``, a
+    ``true_share`` of them *true adversaries* (the model misclassifies them) and the rest *false
+    adversaries* (perturbed alike, still classified right), every one labelled with its true class.
+    The images are drawn in a seeded order from ``split`` among those the model classifies right."""
+    from .train import to_float
+    device = next(model.parameters()).device
+    n_true = int(round(true_share * n))
+    want = {True: n_true, False: n - n_true}
+    got = {True: ([], []), False: ([], [])}
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(perm), 512):
+        idx = perm[start:start + 512]
+        x, y = to_float(split.x[idx].to(device)), split.y[idx].to(device)
+        adv_u8 = (fgsm(model, x, y, eps) * 255).round().to(torch.uint8)
+        with torch.no_grad():
+            right = model(x).argmax(1) == y
+            fooled = model(to_float(adv_u8)).argmax(1) != y
+        for kind in (True, False):
+            pick = right & (fooled if kind else ~fooled)
+            got[kind][0].append(adv_u8[pick].cpu())
+            got[kind][1].append(y[pick].cpu())
+        if all(sum(len(p) for p in got[k][1]) >= want[k] for k in want):
+            break
+    model.train(was_training)
+    parts = {k: (torch.cat(got[k][0])[:want[k]], torch.cat(got[k][1])[:want[k]]) for k in want}
+    short = [f"{len(parts[k][1])} of {want[k]} {'true' if k else 'false'} adversaries" for k in want if len(parts[k][1]) < want[k]]
+    if short:
+        raise ValueError(f"only {' and '.join(short)} at eps={eps}: raise eps (more true) or lower it (more false)")
+    x = torch.cat([parts[True][0], parts[False][0]])
+    y = torch.cat([parts[True][1], parts[False][1]])
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + 1))  # true and false mixed
+    return Key(x[order].contiguous(), y[order], {"kind": "frontier-stitching", "eps": eps, "true_share": true_share,
+                                                  "seed": seed, "true": int(n_true)})

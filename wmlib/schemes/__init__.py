@@ -10,8 +10,11 @@ from .namba2019 import FineTuneKeys, Namba2019
 from .li2019 import Li2019
 from .gradsigns import GradSigns
 from .function_coupled import FunctionCoupled
+from .adi import Adi2018
+from .frontier_stitching import FrontierStitching
+from .ewe import EWE
 
 __all__ = ["Scheme", "Watermarked", "watermark", "CATALOGUE", "Make", "build", "build_unsettled", "check_knobs", "knob_rules",
            "register", "settle",
            "Zhang2018",
-           "Namba2019", "FineTuneKeys", "GradSigns", "Li2019", "FunctionCoupled"]
+           "Namba2019", "FineTuneKeys", "GradSigns", "Li2019", "FunctionCoupled", "Adi2018", "FrontierStitching", "EWE"]
