@@ -319,6 +319,18 @@ def precision_spread(runs: pd.DataFrame, metrics=("test accuracy", "key hit rate
 
 # --------------------------------------------------------------------------- the sweep and its tables
 
+def unclaimed_reason(entry: str, seed: int, unattacked: dict) -> str:
+    """Why the attack cells of a watermark not claimed unattacked report nothing (``unattacked``: its
+    unattacked cell): it did not embed, or, when no hit rate could have been claimed (the null's
+    threshold above 100 %), the clean zoo answers its key too often and too variously: then it is out
+    of reach whatever the model answers, which is said with what the model does answer."""
+    if unattacked.get("threshold", 0.0) > 1.0:
+        return (f"out of reach: {entry} (seed {seed}) answers {unattacked['statistic']:.0%} of its key queries, but the "
+                f"clean zoo answers them so often and so variously that no count could be claimed (threshold "
+                f"{unattacked['threshold']:.0%})")
+    return f"the watermark did not embed: {entry} (seed {seed}) is not claimed unattacked"
+
+
 def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dict,
           registry: dict[str, Make] | None = None, suite: Suite | None = None, **run_kw) -> pd.DataFrame:
     """The whole matrix in two stages of Ray tasks: every (entry, seed) embedded and verified
@@ -342,10 +354,11 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
 
     later = [c for c in grid(entries, seeds, attacks, registry, suite) if (c.entry, c.seed) in embedded and not reason(c)]
     results = {**first, **(run(later, fn, context, **run_kw) if later else {})}
+    unattacked = {(c.entry, c.seed): r for c, r in first.items()}
     rows = []
     for c in grid(entries, seeds, ["none", *attacks], registry, suite):
-        r = results.get(c) or {"applies": False, "reason": reason(c) or
-                               f"the watermark did not embed: {c.entry} (seed {c.seed}) is not claimed unattacked"}
+        r = results.get(c) or {"applies": False, "reason": reason(c) or unclaimed_reason(c.entry, c.seed,
+                                                                                          unattacked.get((c.entry, c.seed), {}))}
         status = ("ok" if r.get("acted", True) else "no action") if r["applies"] else "n/a"
         rows.append({"entry": c.entry, "seed": c.seed, "attack": c.attack, "status": status,
                      **{k: v for k, v in r.items() if k != "applies"}, "oracle": suite[c.attack].oracle})

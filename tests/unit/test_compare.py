@@ -229,13 +229,33 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
     assert when["claims an innocent (zoo) model"] == "no scheme"
 
 
+def test_a_watermark_the_zoo_puts_out_of_reach_is_not_said_to_have_failed_to_embed():
+    said = compare.unclaimed_reason("fs", 0, {"claimed": False, "statistic": 0.92, "threshold": 1.01})
+    assert said.startswith("out of reach: fs (seed 0) answers 92% of its key queries") and "threshold 101%" in said
+    assert "did not embed" in compare.unclaimed_reason("fs", 0, {"claimed": False, "statistic": 0.2, "threshold": 0.4})
+    assert "did not embed" in compare.unclaimed_reason("fs", 0, {})  # a failed cell reports no threshold
+
+
+def test_every_reference_scheme_the_book_has_is_compared_with_its_own_entry():
+    from wmlib import papers, settings
+    from wmlib.schemes import CATALOGUE
+
+    entries = settings.resolve("comparison", "full")["entries"]
+    assert set(papers.wrt.BOOK_ENTRY) <= set(papers.wrt.RESCALED)
+    assert all(e in CATALOGUE and e in entries for e in papers.wrt.BOOK_ENTRY.values())
+    assert papers.wrt.BOOK_ENTRY["Adi"] == "adi" and papers.wrt.BOOK_ENTRY["frontier stitching"] == "frontier-stitching"
+
+
 def test_the_book_entries_build_their_chapters_schemes():
     from wmlib import settings
-    from wmlib.schemes import CATALOGUE, FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
+    from wmlib.schemes import CATALOGUE, Adi2018, FrontierStitching, FunctionCoupled, GradSigns, Li2019, Namba2019, Zhang2018
 
     knobs = settings.resolve("comparison", "full", schemes={"fc-direct": {"target": 7}, "fc-invisible": {"target": 7}})
     built = {n: make(knobs["schemes"][n]) for n, make in CATALOGUE.items() if n in knobs["entries"]}
-    assert set(built) == set(knobs["entries"]) and len(built) == 10
+    assert set(built) == set(knobs["entries"]) and len(built) == 13
+    assert isinstance(built["adi"], Adi2018) and (built["adi"].n_keys, built["adi"].key_per_batch) == (100, 32)
+    assert isinstance(built["frontier-stitching"], FrontierStitching) and built["frontier-stitching"].eps == 0.01
+    assert built["frontier-stitching"].retrain_epochs == built["namba-afs"].retrain_epochs  # retrained as Namba's keys
     assert isinstance(built["zhang-noise"], Zhang2018) and built["zhang-noise"].kind == "noise"
     assert isinstance(built["namba-proposal"], Namba2019) and built["namba-proposal"].T == 2.0
     assert isinstance(built["li2019"], Li2019) and built["li2019"].key_fraction == knobs["schemes"]["li2019"]["key_fraction"] == 0.01

@@ -152,7 +152,7 @@ def test_a_comparison_scheme_that_refuses_its_knobs_is_named():
         settings.resolve("comparison", "smoke", entries=["gradsigns"], schemes={"gradsigns": {"bits": 100}})
     cfg = settings.resolve("comparison", "full", schemes={"gradsigns": {"bits": 64}})
     assert cfg["schemes"]["gradsigns"]["bits"] == 64 and cfg["schemes"]["gradsigns"]["lam"] == 0.3  # only bits changed
-    assert cfg["schemes"]["fc-direct"]["target"] is None and len(cfg["entries"]) == 10 and len(cfg["seeds"]) >= 3
+    assert cfg["schemes"]["fc-direct"]["target"] is None and len(cfg["entries"]) == 13 and len(cfg["seeds"]) >= 3
     assert len(settings.resolve("comparison", "paper")["seeds"]) >= 5
 
 
