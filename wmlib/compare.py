@@ -598,6 +598,48 @@ def questions(suite: Suite) -> list[tuple[str, bool, list[str]]]:
     return [(q, *asked[q]) for q in order]
 
 
+def extraction_table(attacked: pd.DataFrame, emb: pd.DataFrame, suite=None, confidence: float = 0.95) -> pd.DataFrame:
+    """The watermarks under model extraction (the attacks that train a model of their own from the
+    API, ``Attack.extraction``; thieves only), one row per (entry, attack): what the thief learnt from
+    (``answers``: the API's top-1 labels, its scores, or none of its answers), the owner's claims over
+    the seeds with their exact ``confidence`` interval, the mean key statistic against the threshold,
+    the thief's accuracy loss against the stolen model, Lukas et al.'s removals (claim lost within 5
+    points, :func:`attacked_cells`), and what the watermark cost its owner (``emb``:
+    :func:`embedding_table`)."""
+    suite = _attacks.REGISTRY if suite is None else suite
+    thief = attacked[~worst_case(attacked)]
+    ext = thief[thief["attack"].map(lambda a: bool(suite[a].extraction))]
+    rows = []
+    for (entry, attack), g in ext.groupby(["entry", "attack"], sort=False):
+        rate, lo, hi = claim_rate(g["claimed"].tolist(), confidence)
+        rows.append({"entry": entry, "attack": attack, "answers": suite[attack].answers, "claimed": int(g["claimed"].sum()),
+                     "seeds": len(g), "ci low": lo, "ci high": hi, "statistic": g["statistic"].mean(),
+                     "threshold": g["threshold"].mean(), "thief's accuracy loss": g["accuracy loss"].mean(),
+                     "removed": int(g["removed"].sum()), "owner's accuracy cost": emb.loc[entry, "accuracy cost"],
+                     "owner's time overhead": emb.loc[entry, "time overhead"]})
+    columns = ["entry", "attack", "answers", "claimed", "seeds", "ci low", "ci high", "statistic", "threshold",
+               "thief's accuracy loss", "removed", "owner's accuracy cost", "owner's time overhead"]
+    return pd.DataFrame(rows, columns=columns).set_index(["entry", "attack"])
+
+
+def extraction_text(table: pd.DataFrame) -> str:
+    """The extraction section's answer in words, from :func:`extraction_table`: the watermarks that no
+    extraction attack removes in every seed (Lukas et al.'s rule), or that none survives and how close
+    each came (its highest claim rate under extraction, and the attack)."""
+    if not len(table):
+        return "no extraction attack ran on a claimed watermark in this sweep"
+    per = table.reset_index().groupby("entry", sort=False)
+    survivors = [e for e, g in per if not (g["removed"] == g["seeds"]).any()]
+    closest = {e: g.loc[(g["claimed"] / g["seeds"]).idxmax()] for e, g in per}
+    said = "; ".join(f"{e}: {int(r['claimed'])} of {int(r['seeds'])} seeds under {r['attack']}"
+                     if r["claimed"] else f"{e}: never claimed after extraction" for e, r in closest.items())
+    if not survivors:
+        return (f"every watermark of the sweep is removed in every seed by at least one extraction attack (Lukas et al.'s "
+                f"rule); the most each kept: {said}")
+    return (f"{', '.join(survivors)} {'is' if len(survivors) == 1 else 'are'} removed by no extraction attack in every seed "
+            f"(claimed, or the thief lost more than 5 points); the most each watermark kept: {said}")
+
+
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,
                       removed: pd.DataFrame | None = None, suite: Suite | None = None) -> pd.DataFrame:
     """The chapter's summary, every answer computed from the matrix's thieves (never a worst-case

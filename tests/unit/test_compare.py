@@ -363,3 +363,43 @@ def test_which_scheme_when_asks_what_each_attack_declares_in_the_suites_order_fa
     own["blur"] = type("Blur", (wm_attacks.Attack,), {"name": "blur", "question": "survives blurred queries",
                                                       "apply": lambda self, m, t: None})()
     assert [q for q, family, _ in compare.questions(own) if not family][-1] == "survives blurred queries"
+
+
+def test_the_extraction_table_counts_thieves_that_train_their_own_model_and_says_who_survives():
+    from types import SimpleNamespace as NS
+
+    suite = {"steal": NS(extraction=True, answers="labels"), "distil": NS(extraction=True, answers="scores"),
+             "tune": NS(extraction=False, answers=""), "search": NS(extraction=True, answers="labels")}
+    rows = []
+    for entry, outcomes in (("a", {"steal": [(False, 0.01), (False, 0.02)], "distil": [(True, 0.01), (False, 0.0)]}),
+                            ("b", {"steal": [(True, 0.01), (False, 0.10)], "distil": [(True, 0.0), (True, 0.0)]})):
+        for attack, seeds in outcomes.items():
+            for seed, (claimed, loss) in enumerate(seeds):
+                rows.append({"entry": entry, "attack": attack, "seed": seed, "claimed": claimed, "statistic": 0.5 + claimed / 4,
+                             "threshold": 0.6, "accuracy loss": loss, "removed": not claimed and loss <= 0.05, "oracle": False})
+        rows.append({"entry": entry, "attack": "tune", "seed": 0, "claimed": False, "statistic": 0.1, "threshold": 0.6,
+                     "accuracy loss": 0.0, "removed": True, "oracle": False})  # no extraction: left out
+        rows.append({"entry": entry, "attack": "search", "seed": 0, "claimed": False, "statistic": 0.1, "threshold": 0.6,
+                     "accuracy loss": 0.0, "removed": False, "oracle": True})  # a worst-case search: no thief
+    emb = pd.DataFrame({"accuracy cost": [0.01, 0.02], "time overhead": [1.1, 1.5]}, index=["a", "b"])
+    table = compare.extraction_table(pd.DataFrame(rows), emb, suite)
+    assert list(table.index) == [("a", "steal"), ("a", "distil"), ("b", "steal"), ("b", "distil")]
+    assert table.loc[("a", "distil"), ["answers", "claimed", "seeds", "removed"]].tolist() == ["scores", 1, 2, 1]
+    assert table.loc[("b", "steal"), "removed"] == 0 and table.loc[("b", "steal"), "claimed"] == 1  # lost 10 points: no removal
+    assert table.loc[("a", "steal"), "ci high"] == pytest.approx(1 - 0.025 ** 0.5)  # 0 of 2, exact
+    assert table.loc[("b", "distil"), "owner's time overhead"] == 1.5
+    text = compare.extraction_text(table)
+    assert text.startswith("b is removed by no extraction attack in every seed")  # a: 'steal' removes it in both seeds
+    assert "a: 1 of 2 seeds under distil; b: 2 of 2 seeds under distil" in text
+    gone = compare.extraction_text(table.drop(index=[("b", "steal"), ("b", "distil")]).assign(removed=2))
+    assert gone.startswith("every watermark of the sweep is removed")
+    assert compare.extraction_text(table.iloc[:0]).startswith("no extraction attack ran")
+
+
+def test_every_extraction_attack_says_what_it_learns_from():
+    from wmlib import attacks
+
+    said = {n: a.answers for n, a in attacks.REGISTRY.items() if a.extraction}
+    assert said and set(said.values()) <= {"labels", "scores", "none"}, said
+    assert said["retrain-labels"] == "labels" and said["distillation"] == "scores" and said["transfer-learning"] == "none"
+    assert all(not a.answers for a in attacks.REGISTRY.values() if not a.extraction)

@@ -72,6 +72,7 @@ class AdversarialExtraction(Attack):
     question, family = "survives the reference toolkit's extraction", True
     name, side = "adversarial-extraction", "model"
     extraction = True
+    answers = "labels"
     about = "a fresh model trained on the API's labels with PGD examples of itself mixed in"
     knobs = {"extract_epochs": rules.integer(1), "extract_lr": rules.number(0.0, rules.INF, lo_open=True),
              **{k: v for k, v in AdversarialTraining.knobs.items() if k.startswith("advtrain_") and k != "advtrain_epochs"}}

@@ -108,7 +108,8 @@ class Attack(ABC):
     defined for, e.g. 'bits'; None: every scheme), ``oracle`` (True: a worst-case search that uses
     the owner's statistic, reported as an upper bound and never as a removal), ``extraction`` (True:
     model extraction, which the reference toolkit's thief runs on every training image where its
-    fine-tuning attacks get a third), ``knobs``, the
+    fine-tuning attacks get a third; ``answers``: what it learns from, the API's top-1 ``labels``, its
+    ``scores``, or ``none`` of the API's answers), ``knobs``, the
     rule (:mod:`wmlib.rules`) of every setting it reads from ``threat.settings``, which
     :func:`wmlib.settings.resolve` applies, and ``question``, what the comparison's which-scheme-when
     asks of it (with every attack that asks the same; ``family``: the question asks a family of attacks
@@ -119,6 +120,7 @@ class Attack(ABC):
     only: str | None = None
     oracle: bool = False
     extraction: bool = False  # trains a model of its own from the API (no stolen weights kept): WRT's thief gives it every image
+    answers: str = ""  # an extraction's teacher: the API's "labels" (top-1), its "scores", or "none" (true labels, no API)
     knobs: dict = {}
     question: str = ""  # empty: which-scheme-when asks nothing of it
     family: bool = False

@@ -46,6 +46,7 @@ class Chain(Attack):
 
     oracle = property(lambda self: any(REGISTRY[p].oracle for p in self.parts))
     extraction = property(lambda self: any(REGISTRY[p].extraction for p in self.parts))
+    answers = property(lambda self: next((REGISTRY[p].answers for p in self.parts if REGISTRY[p].extraction), ""))
 
     def public_images(self, settings, spec):
         return [i for p in self.parts for i in REGISTRY[p].public_images(settings, spec)]

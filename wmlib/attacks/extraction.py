@@ -118,6 +118,7 @@ class Retraining(Attack):
     question = "survives model extraction (retraining, distillation, knockoff)"
     side = "model"
     extraction = True
+    answers = "labels"
 
     def __init__(self, name: str = "retrain-labels", model_knob: str | None = None, about: str = ""):
         self.name, self.model_knob = name, model_knob
@@ -136,6 +137,7 @@ class Distillation(Attack):
     question = "survives model extraction (retraining, distillation, knockoff)"
     name, side = "distillation", "model"
     extraction = True
+    answers = "scores"
     about = "a fresh model trained on the API's scores softened at temperature T (Hinton et al.)"
     knobs = {**_RECIPE, "distill_T": _POS, "distill_lr": _POS}
 
@@ -167,6 +169,7 @@ class Knockoff(Attack):
     question = "survives model extraction (retraining, distillation, knockoff)"
     name, side = "knockoff", "model"
     extraction = True
+    answers = "scores"
     about = "a fresh model trained on the API's scores for another dataset's images (no task data; a query budget)"
     knobs = {**_RECIPE, "knockoff_dataset": rules.choice(_data.REGISTRY), "knockoff_budget": _COUNT}
 
@@ -210,6 +213,7 @@ class SmoothRetraining(Attack):
     question, family = "survives the reference toolkit's extraction", True
     name, side = "smooth-retraining", "model"
     extraction = True
+    answers = "scores"
     about = "a fresh model trained on the API's scores averaged over augmented queries of each image"
     knobs = {**_RECIPE, "smooth_queries": _COUNT}
 
@@ -244,6 +248,7 @@ class EnsembleExtraction(Attack):
     question, family = "survives the reference toolkit's extraction", True
     name, side = "ensemble-extraction", "model"
     extraction = True
+    answers = "labels"
     about = "fresh models on disjoint shares of the thief's images (the API's labels), their average served"
     knobs = {**_RECIPE, "ensemble_size": rules.integer(2)}
 

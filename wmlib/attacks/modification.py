@@ -225,6 +225,7 @@ class TransferLearning(Attack):
     question, family = "survives the reference toolkit's extraction", True
     name, side = "transfer-learning", "model"
     extraction = True
+    answers = "none"
     about = "a clean network pretrained on public data, head replaced, fine-tuned on the thief's images (no stolen weights)"
     knobs = {"pretrain_dataset": rules.choice(_data.REGISTRY), "pretrain_epochs": _EPOCHS, "pretrain_lr": _POS,
              "tl_epochs": _EPOCHS}
