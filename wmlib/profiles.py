@@ -197,8 +197,8 @@ _FC_COMMON = dict(
     # scales them to its own), and the digits run's clean model on these shares of its owner's digits (Table 1's accuracy
     # against the training-set size)
     code_epochs_r_values=[0.9], curve_shares=[0.25, 0.5, 1.0],
-    # Fig. 10's enhancements apart, on the digits run (neither value is in the paper): the direct watermark embedded with
-    # every masking ratio p and train-time fine-tune rate η' of these (0 and the run's own always among them)
+    # Fig. 10's enhancements apart, on the digits run (neither value is in the paper): the chapter's two shown watermarks
+    # embedded with every masking ratio p and train-time fine-tune rate η' of these (0 and the run's own always among them)
     enhance_ps=[0.0, 0.05, 0.2], enhance_lrs=[0.0, 1e-3, 1e-2],
     compare=["zhang-content", "namba-proposal", "namba-afs"], n_keys=30, afs_eps=0.1, T=2.0, retrain_epochs=10, retrain_lr=0.01,
     n_queries=90, alpha=0.01, zoo_confidence=0.99, benchmark_steps=30, seed=0,

@@ -531,16 +531,16 @@ def test_the_enhancement_text_bounds_the_gain_by_what_the_thief_takes_from_the_p
     for col in ("code", "strong"):
         grid[f"gain, {col}"] = grid[f"ASR, {col}"] - grid.loc[(0.0, 0.0), f"ASR, {col}"]
     # the row: the code's thief takes 2 points from the plain twins (0.83 -> 0.81): the paper's +10 % cannot show
-    text = fc.enhancement_text(grid, "code", 0.10, (0.83, 0.81), (-0.03, -0.04), 80)
+    text = fc.enhancement_text({"w": grid, "skipped": pd.DataFrame()}, "code", 0.10, (0.83, 0.81), (-0.03, -0.04), {"w": 80})
     assert "takes +2.0% from the plain twins' held-out ASR here (83.0% before, 81.0% after)" in text
     assert "so the headroom explains the row; -4.0% of the row's -3.0% is there before any attack" in text
     # the grid: the code's thief takes 3 points from the plain twin (too little); the strong one 60, and the largest gain
     # of the other pairs, not the plain twin's own 0, is reported with its standard error (sqrt(0.5 / 80) = 7.9 %)
-    assert "the code takes +3.0% from the plain twin, too little to test the paper's +10%" in text
+    assert "; w: the code takes +3.0% from the plain twin, too little to test the paper's +10%" in text and "skipped" not in text
     assert "the strong takes +60.0% from the plain twin, the largest gain of the other pairs is +20.0% (p = 0.05, η′ = 0.001" in text
     assert "standard error up to 7.9%), reaching the paper's +10%" in text
-    short = fc.enhancement_text(grid.assign(**{"gain, strong": [0.0, -0.02, 0.05, 0.01]}), "code", 0.10, (0.9, 0.6),
-                                (0.0, 0.0), 80)
+    short = fc.enhancement_text({"w": grid.assign(**{"gain, strong": [0.0, -0.02, 0.05, 0.01]})}, "code", 0.10, (0.9, 0.6),
+                                (0.0, 0.0), {"w": 80})
     assert "the headroom does not explain the row" in short and "is +5.0% (p = 0.05, η′ = 0;" in short
     assert "short of the paper's +10%" in short
-    assert "not ablated" in fc.enhancement_text(pd.DataFrame(), "code", 0.10, (1.0, 1.0), (0.0, 0.0), 80)
+    assert "not ablated" in fc.enhancement_text({"w": pd.DataFrame()}, "code", 0.10, (1.0, 1.0), (0.0, 0.0), {})

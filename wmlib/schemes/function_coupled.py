@@ -727,41 +727,46 @@ def enhancement_grid(knobs: dict, splits: Splits, variants: dict, keys: dict, em
     return frame
 
 
-def enhancement_text(grid: "pd.DataFrame", code: str, paper_gain: float, plain: tuple[float, float], gain: tuple[float, float],
-                     n_triggers: int, where: str = "on MNIST digits") -> str:
+def enhancement_text(grids: dict, code: str, paper_gain: float, plain: tuple[float, float], gain: tuple[float, float],
+                     n_triggers: dict, where: str = "on MNIST digits") -> str:
     """Fig. 10's row, what bounds it and what :func:`enhancement_grid` measured. A robustness gain
     cannot exceed what the ``code`` thief (the paper's fine-tuning attack) takes from the plain
     watermark: ``plain`` is the row's own plain twins' held-out ASR (before, after the thief), and the
     headroom explains the row when what it takes is below the paper's ``paper_gain``; ``gain`` is the
-    row's gain (after the thief, before any attack: the part that is no robustness). Then,
-    ``where``, each thief of the grid: what it takes from the plain twin there, and, where that
-    leaves room for the paper's gain, the largest gain of the other (p, η′) pairs (one seed each, on
-    ``n_triggers`` held-out triggers: a difference of two such rates has a standard error up to
-    √(0.5 / n)) and whether any pair reaches it."""
+    row's gain (after the thief, before any attack: the part that is no robustness). Then, ``where``,
+    each watermark's grid (``grids``: name -> its grid) and each thief: what it takes from the plain
+    twin there, and, where that leaves room for the paper's gain, the largest gain of the other
+    (p, η′) pairs (one seed each, on ``n_triggers[name]`` held-out triggers: a difference of two such
+    rates has a standard error up to √(0.5 / n)) and whether any pair reaches it."""
     (before, after), (total, early) = plain, gain
     taken = before - after
     text = (f"; the {code} takes {taken:+.1%} from the plain twins' held-out ASR here ({before:.1%} before, {after:.1%} "
             f"after): a robustness gain cannot exceed what it takes, so "
             + ("the headroom explains the row" if taken < paper_gain else "the headroom does not explain the row")
             + f"; {early:+.1%} of the row's {total:+.1%} is there before any attack")
-    if grid is None or not len(grid):
+    grids = {name: g for name, g in (grids or {}).items() if len(g)}
+    if not grids:
         return text + "; p and η′ not ablated (-p enhance_ps / enhance_lrs empty, or the digits run off)"
-    ps = " / ".join(f"{v:g}" for v in grid.index.get_level_values("p").unique())
-    lrs = " / ".join(f"{v:g}" for v in grid.index.get_level_values("η′").unique())
-    text += f"; {where}, p ∈ {{{ps}}} × η′ ∈ {{{lrs}}} ({len(grid)} embeddings, one seed each)"
-    plain_row, others = grid.loc[(0.0, 0.0)], grid.drop(index=(0.0, 0.0))
-    se = (0.5 / n_triggers) ** 0.5
-    for col in (c for c in grid if c.startswith("gain, ")):
-        thief = col[len("gain, "):]
-        took = float(plain_row["ASR, no attack"] - plain_row[f"ASR, {thief}"])
-        text += f": the {thief} takes {took:+.1%} from the plain twin"
-        if took < paper_gain:
-            text += f", too little to test the paper's {paper_gain:+.0%}"
-            continue
-        (p, lr), g = others[col].idxmax(), float(others[col].max())
-        text += (f", the largest gain of the other pairs is {g:+.1%} (p = {p:g}, η′ = {lr:g}; standard error up to "
-                 f"{se:.1%})" + (f", reaching the paper's {paper_gain:+.0%}" if g >= paper_gain else
-                                 f", short of the paper's {paper_gain:+.0%}"))
+    first = next(iter(grids.values()))
+    ps = " / ".join(f"{v:g}" for v in first.index.get_level_values("p").unique())
+    lrs = " / ".join(f"{v:g}" for v in first.index.get_level_values("η′").unique())
+    text += f"; {where}, p ∈ {{{ps}}} × η′ ∈ {{{lrs}}} (one seed each)"
+    for name, grid in grids.items():
+        plain_row, others = grid.loc[(0.0, 0.0)], grid.drop(index=(0.0, 0.0))
+        se = (0.5 / n_triggers[name]) ** 0.5
+        said = []
+        for col in (c for c in grid if c.startswith("gain, ")):
+            thief = col[len("gain, "):]
+            took = float(plain_row["ASR, no attack"] - plain_row[f"ASR, {thief}"])
+            part = f"the {thief} takes {took:+.1%} from the plain twin"
+            if took < paper_gain:
+                said.append(part + f", too little to test the paper's {paper_gain:+.0%}")
+                continue
+            (p, lr), g = others[col].idxmax(), float(others[col].max())
+            said.append(part + f", the largest gain of the other pairs is {g:+.1%} (p = {p:g}, η′ = {lr:g}; standard error "
+                        f"up to {se:.1%})" + (f", reaching the paper's {paper_gain:+.0%}" if g >= paper_gain else
+                                              f", short of the paper's {paper_gain:+.0%}"))
+        text += f"; {name}: " + "; ".join(said)
     return text
 
 
