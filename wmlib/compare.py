@@ -256,10 +256,13 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     v = verify_trials(suspect.oracle, queried, scheme, null, knobs["alpha"])
     seen = attack.owner_report(suspect, t, _attacks.OwnerView(
         queried, owner.splits.test, lambda oracle: float(scheme.hits(oracle, queried).float().mean())))
+    twin = scheme.twin(full)  # the key without its trigger: answered alike, the model learnt a class, not the key
+    if twin is not None:
+        out_twin = {"twin_statistic": float(scheme.hits(suspect.oracle, twin).float().mean())}
     out = {"applies": True, "claimed": v.claimed, "statistic": v.statistic, "threshold": v.threshold,
            "p_value": v.p_value, "queries": v.queries, "test_acc": oracle_accuracy(suspect.oracle, owner.splits.test),
            "oracle": attack.oracle, "acted": bool(suspect.report.get("acted", True)),
-           **{f"report_{k}": val for k, val in {**suspect.report, **seen}.items()}}
+           **{f"report_{k}": val for k, val in {**suspect.report, **seen}.items()}, **(out_twin if twin is not None else {})}
     if cell.attack == "none":
         table = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), knobs["alpha"],
                            cell.seed, confidence=knobs["zoo_confidence"], scheme=scheme)
@@ -321,13 +324,15 @@ def precision_spread(runs: pd.DataFrame, metrics=("test accuracy", "key hit rate
 
 def unclaimed_reason(entry: str, seed: int, unattacked: dict) -> str:
     """Why the attack cells of a watermark not claimed unattacked report nothing (``unattacked``: its
-    unattacked cell): it did not embed, or, when no hit rate could have been claimed (the null's
+    unattacked cell, empty when that cell failed): it did not embed, or, when no hit rate could have been claimed (the null's
     threshold above 100 %), the clean zoo answers its key too often and too variously: then it is out
     of reach whatever the model answers, which is said with what the model does answer."""
+    if not unattacked:
+        return f"no unattacked verdict: the unattacked cell of {entry} (seed {seed}) failed"
     if unattacked.get("threshold", 0.0) > 1.0:
         return (f"out of reach: {entry} (seed {seed}) answers {unattacked['statistic']:.0%} of its key queries, but the "
-                f"clean zoo answers them so often and so variously that no count could be claimed (threshold "
-                f"{unattacked['threshold']:.0%})")
+                f"clean zoo answers them so often and so variously that no count of {int(unattacked['queries'])} queries "
+                f"could be claimed (threshold {unattacked['threshold']:.0%})")
     return f"the watermark did not embed: {entry} (seed {seed}) is not claimed unattacked"
 
 
@@ -335,7 +340,7 @@ def sweep(entries: list[str], seeds: list[int], attacks: list[str], context: dic
           registry: dict[str, Make] | None = None, suite: Suite | None = None, **run_kw) -> pd.DataFrame:
     """The whole matrix in two stages of Ray tasks: every (entry, seed) embedded and verified
     unattacked first, then every attack on the watermarks that were claimed. A watermark that is
-    not claimed unattacked did not embed: its attack cells say so instead of reporting a number.
+    not claimed unattacked has no attack verdicts: its attack cells say why (:func:`unclaimed_reason`).
     One row per cell: ``status`` is 'ok', 'n/a' (with ``reason``) or 'no action' (the attack found
     nothing to act on, e.g. Neural Cleanse flagged no class: the model is served as it was, which is
     not a survival); ``oracle`` marks a worst-case search. ``registry`` and ``suite``
@@ -437,7 +442,8 @@ def embedding_table(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     time against training the clean model, the queries per verification, and the false claims on
     the clean zoo: the (zoo model, key) pairs claimed (each model verified once per owner seed,
     leave-one-out) with the exact ``confidence`` upper bound over the models (or the keys)
-    (:func:`wmlib.verify.pair_rate`)."""
+    (:func:`wmlib.verify.pair_rate`), and, for a key with an untriggered twin (:meth:`Scheme.twin`),
+    how often the watermarked model answers the twin with the key's label (NaN: no twin)."""
     rows, pairs = {}, zoo_pairs(cells)
     for entry, g in cells[cells.attack == "none"].groupby("entry", sort=False):
         r = pair_rate(pairs[pairs.entry == entry], confidence)
@@ -446,7 +452,9 @@ def embedding_table(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
                        "time overhead": (g["embed_seconds"] / g["clean_seconds"]).mean(),
                        "queries": g["queries"].mean(), "false claims": r.claimed, "pairs": r.pairs,
                        "zoo models": r.suspects, "false-claim rate": r.rate, "fcr bound": r.bound,
-                       "loaded from cache": int(g["loaded"].sum())}
+                       "loaded from cache": int(g["loaded"].sum()),
+                       # the key without its trigger (Scheme.twin): near the statistic, the watermark is a class relabelled
+                       "untriggered twin": g["twin_statistic"].mean() if "twin_statistic" in g else float("nan")}
     return pd.DataFrame.from_dict(rows, orient="index").astype(
         {"embedded": int, "seeds": int, "false claims": int, "pairs": int, "zoo models": int, "loaded from cache": int})
 
@@ -598,46 +606,62 @@ def questions(suite: Suite) -> list[tuple[str, bool, list[str]]]:
     return [(q, *asked[q]) for q in order]
 
 
-def extraction_table(attacked: pd.DataFrame, emb: pd.DataFrame, suite=None, confidence: float = 0.95) -> pd.DataFrame:
+def extraction_table(attacked: pd.DataFrame, emb: pd.DataFrame, suite=None, confidence: float = 0.95,
+                     max_loss: float = 0.05) -> pd.DataFrame:
     """The watermarks under model extraction (the attacks that train a model of their own from the
     API, ``Attack.extraction``; thieves only), one row per (entry, attack): what the thief learnt from
     (``answers``: the API's top-1 labels, its scores, or none of its answers), the owner's claims over
     the seeds with their exact ``confidence`` interval, the mean key statistic against the threshold,
-    the thief's accuracy loss against the stolen model, Lukas et al.'s removals (claim lost within 5
-    points, :func:`attacked_cells`), and what the watermark cost its owner (``emb``:
-    :func:`embedding_table`)."""
+    the thief's accuracy loss against the stolen model, and each seed's outcome by Lukas et al.'s rule
+    (:func:`attacked_cells`): ``kept`` (claimed while the thief stayed within ``max_loss``, and, for a
+    key with an untriggered twin, the twin not claimed alike), ``removed`` (claim lost within
+    ``max_loss``), or ``thief failed`` (it lost more: neither a removal nor a survival); then the
+    twin's rate and what the watermark cost its owner (``emb``: :func:`embedding_table`)."""
     suite = _attacks.REGISTRY if suite is None else suite
     thief = attacked[~worst_case(attacked)]
     ext = thief[thief["attack"].map(lambda a: bool(suite[a].extraction))]
     rows = []
     for (entry, attack), g in ext.groupby(["entry", "attack"], sort=False):
         rate, lo, hi = claim_rate(g["claimed"].tolist(), confidence)
+        near = g["accuracy loss"] <= max_loss
+        twin = g["twin_statistic"] if "twin_statistic" in g else pd.Series(float("nan"), index=g.index)
+        honest = ~(twin >= g["threshold"])  # NaN (no twin) compares False: honest
         rows.append({"entry": entry, "attack": attack, "answers": suite[attack].answers, "claimed": int(g["claimed"].sum()),
                      "seeds": len(g), "ci low": lo, "ci high": hi, "statistic": g["statistic"].mean(),
                      "threshold": g["threshold"].mean(), "thief's accuracy loss": g["accuracy loss"].mean(),
-                     "removed": int(g["removed"].sum()), "owner's accuracy cost": emb.loc[entry, "accuracy cost"],
+                     "kept": int((g["claimed"].astype(bool) & near & honest).sum()), "removed": int(g["removed"].sum()),
+                     "thief failed": int((~near).sum()), "untriggered twin": twin.mean(),
+                     "owner's accuracy cost": emb.loc[entry, "accuracy cost"],
                      "owner's time overhead": emb.loc[entry, "time overhead"]})
     columns = ["entry", "attack", "answers", "claimed", "seeds", "ci low", "ci high", "statistic", "threshold",
-               "thief's accuracy loss", "removed", "owner's accuracy cost", "owner's time overhead"]
+               "thief's accuracy loss", "kept", "removed", "thief failed", "untriggered twin", "owner's accuracy cost",
+               "owner's time overhead"]
     return pd.DataFrame(rows, columns=columns).set_index(["entry", "attack"])
 
 
 def extraction_text(table: pd.DataFrame) -> str:
-    """The extraction section's answer in words, from :func:`extraction_table`: the watermarks that no
-    extraction attack removes in every seed (Lukas et al.'s rule), or that none survives and how close
-    each came (its highest claim rate under extraction, and the attack)."""
+    """The extraction section's answer in words, from :func:`extraction_table`: per watermark, under
+    how many extraction attacks its claim was kept in every seed by a thief within 5 points, how many
+    removed it in every seed, and how many thieves failed (lost more than 5 points: no verdict); a
+    watermark survives only where some attack's thief stayed close and the claim held in every seed,
+    and no attack removed it in every seed."""
     if not len(table):
         return "no extraction attack ran on a claimed watermark in this sweep"
-    per = table.reset_index().groupby("entry", sort=False)
-    survivors = [e for e, g in per if not (g["removed"] == g["seeds"]).any()]
-    closest = {e: g.loc[(g["claimed"] / g["seeds"]).idxmax()] for e, g in per}
-    said = "; ".join(f"{e}: {int(r['claimed'])} of {int(r['seeds'])} seeds under {r['attack']}"
-                     if r["claimed"] else f"{e}: never claimed after extraction" for e, r in closest.items())
-    if not survivors:
-        return (f"every watermark of the sweep is removed in every seed by at least one extraction attack (Lukas et al.'s "
-                f"rule); the most each kept: {said}")
-    return (f"{', '.join(survivors)} {'is' if len(survivors) == 1 else 'are'} removed by no extraction attack in every seed "
-            f"(claimed, or the thief lost more than 5 points); the most each watermark kept: {said}")
+    said, survivors = [], []
+    for entry, g in table.reset_index().groupby("entry", sort=False):
+        kept = g[g["kept"] == g["seeds"]]["attack"].tolist()
+        removed = g[g["removed"] == g["seeds"]]["attack"].tolist()
+        failed = g[g["thief failed"] == g["seeds"]]["attack"].tolist()
+        if kept and not removed:
+            survivors.append(entry)
+        said.append(f"{entry}: kept under {len(kept)} of {len(g)} attacks" + (f" ({', '.join(kept)})" if kept else "")
+                    + f", removed by {len(removed)}" + (f", {len(failed)} thieves lost more than 5 points" if failed else ""))
+    head = (f"{', '.join(survivors)} kept {'its' if len(survivors) == 1 else 'their'} claim in every seed under some "
+            "extraction attack whose thief stayed within 5 points, and no extraction attack removed "
+            + ("it" if len(survivors) == 1 else "them") + " in every seed" if survivors else
+            "no watermark of the sweep kept its claim in every seed against an extraction thief that stayed within 5 "
+            "points while no such thief removed it")
+    return f"{head}; per watermark: " + "; ".join(said)
 
 
 def which_scheme_when(mat: pd.DataFrame, emb: pd.DataFrame, full: float = 1.0,

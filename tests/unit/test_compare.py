@@ -230,10 +230,11 @@ def test_the_two_stage_sweep_its_tables_and_a_watermark_that_did_not_embed():
 
 
 def test_a_watermark_the_zoo_puts_out_of_reach_is_not_said_to_have_failed_to_embed():
-    said = compare.unclaimed_reason("fs", 0, {"claimed": False, "statistic": 0.92, "threshold": 1.01})
+    said = compare.unclaimed_reason("fs", 0, {"claimed": False, "statistic": 0.92, "threshold": 1.01, "queries": 100})
     assert said.startswith("out of reach: fs (seed 0) answers 92% of its key queries") and "threshold 101%" in said
+    assert "no count of 100 queries could be claimed" in said
     assert "did not embed" in compare.unclaimed_reason("fs", 0, {"claimed": False, "statistic": 0.2, "threshold": 0.4})
-    assert "did not embed" in compare.unclaimed_reason("fs", 0, {})  # a failed cell reports no threshold
+    assert "cell of fs (seed 0) failed" in compare.unclaimed_reason("fs", 0, {})  # a failed cell: no verdict at all
 
 
 def test_every_reference_scheme_the_book_has_is_compared_with_its_own_entry():
@@ -371,28 +372,37 @@ def test_the_extraction_table_counts_thieves_that_train_their_own_model_and_says
     suite = {"steal": NS(extraction=True, answers="labels"), "distil": NS(extraction=True, answers="scores"),
              "tune": NS(extraction=False, answers=""), "search": NS(extraction=True, answers="labels")}
     rows = []
-    for entry, outcomes in (("a", {"steal": [(False, 0.01), (False, 0.02)], "distil": [(True, 0.01), (False, 0.0)]}),
-                            ("b", {"steal": [(True, 0.01), (False, 0.10)], "distil": [(True, 0.0), (True, 0.0)]})):
-        for attack, seeds in outcomes.items():
-            for seed, (claimed, loss) in enumerate(seeds):
+    outcomes = {"a": {"steal": [(False, 0.01), (False, 0.02)], "distil": [(True, 0.01), (False, 0.0)]},
+                "b": {"steal": [(True, 0.01), (False, 0.10)], "distil": [(True, 0.0), (True, 0.0)]},
+                "c": {"distil": [(True, 0.0, 0.9), (True, 0.0, 0.9)]},  # its untriggered twin claimed alike: a class, no key
+                "d": {"steal": [(True, 0.2), (True, 0.3)]}}  # claimed, but by thieves that failed: no verdict
+    for entry, per in outcomes.items():
+        for attack, seeds in per.items():
+            for seed, (claimed, loss, *twin) in enumerate(seeds):
                 rows.append({"entry": entry, "attack": attack, "seed": seed, "claimed": claimed, "statistic": 0.5 + claimed / 4,
-                             "threshold": 0.6, "accuracy loss": loss, "removed": not claimed and loss <= 0.05, "oracle": False})
+                             "threshold": 0.6, "accuracy loss": loss, "removed": not claimed and loss <= 0.05, "oracle": False,
+                             "twin_statistic": twin[0] if twin else float("nan")})
         rows.append({"entry": entry, "attack": "tune", "seed": 0, "claimed": False, "statistic": 0.1, "threshold": 0.6,
                      "accuracy loss": 0.0, "removed": True, "oracle": False})  # no extraction: left out
         rows.append({"entry": entry, "attack": "search", "seed": 0, "claimed": False, "statistic": 0.1, "threshold": 0.6,
                      "accuracy loss": 0.0, "removed": False, "oracle": True})  # a worst-case search: no thief
-    emb = pd.DataFrame({"accuracy cost": [0.01, 0.02], "time overhead": [1.1, 1.5]}, index=["a", "b"])
+    emb = pd.DataFrame({"accuracy cost": [0.01, 0.02, 0.0, 0.0], "time overhead": [1.1, 1.5, 1.0, 1.0]}, index=list("abcd"))
     table = compare.extraction_table(pd.DataFrame(rows), emb, suite)
-    assert list(table.index) == [("a", "steal"), ("a", "distil"), ("b", "steal"), ("b", "distil")]
-    assert table.loc[("a", "distil"), ["answers", "claimed", "seeds", "removed"]].tolist() == ["scores", 1, 2, 1]
-    assert table.loc[("b", "steal"), "removed"] == 0 and table.loc[("b", "steal"), "claimed"] == 1  # lost 10 points: no removal
+    assert list(table.index) == [("a", "steal"), ("a", "distil"), ("b", "steal"), ("b", "distil"), ("c", "distil"),
+                                 ("d", "steal")]
+    assert table.loc[("a", "distil"), ["answers", "claimed", "seeds", "kept", "removed"]].tolist() == ["scores", 1, 2, 1, 1]
+    assert table.loc[("b", "steal"), ["claimed", "kept", "removed", "thief failed"]].tolist() == [1, 1, 0, 1]
+    assert table.loc[("c", "distil"), ["claimed", "kept", "untriggered twin"]].tolist() == [2, 0, 0.9]
+    assert table.loc[("d", "steal"), ["claimed", "kept", "thief failed"]].tolist() == [2, 0, 2]
     assert table.loc[("a", "steal"), "ci high"] == pytest.approx(1 - 0.025 ** 0.5)  # 0 of 2, exact
     assert table.loc[("b", "distil"), "owner's time overhead"] == 1.5
     text = compare.extraction_text(table)
-    assert text.startswith("b is removed by no extraction attack in every seed")  # a: 'steal' removes it in both seeds
-    assert "a: 1 of 2 seeds under distil; b: 2 of 2 seeds under distil" in text
-    gone = compare.extraction_text(table.drop(index=[("b", "steal"), ("b", "distil")]).assign(removed=2))
-    assert gone.startswith("every watermark of the sweep is removed")
+    assert text.startswith("b kept its claim in every seed under some extraction attack whose thief stayed within 5 points")
+    assert ("a: kept under 0 of 2 attacks, removed by 1; b: kept under 1 of 2 attacks (distil), removed by 0; "
+            "c: kept under 0 of 1 attacks, removed by 0; d: kept under 0 of 1 attacks, removed by 0, 1 thieves lost more "
+            "than 5 points") in text
+    gone = compare.extraction_text(table.drop(index=[("b", "steal"), ("b", "distil")]))
+    assert gone.startswith("no watermark of the sweep kept its claim")
     assert compare.extraction_text(table.iloc[:0]).startswith("no extraction attack ran")
 
 

@@ -172,3 +172,25 @@ def test_the_catalogue_builds_it():
     assert build("ewe", {"snnl_weight": 8, "source": 1, "target": 7}).snnl_weight == 8
     with pytest.raises(ValueError, match="catalogue entry 'ewe': snnl_weight"):
         build("ewe", {"snnl_weight": -1})
+
+
+def test_the_twin_is_the_key_without_its_trigger_and_catches_a_relabelled_class():
+    from wmlib.verify import Oracle, key_accuracy
+
+    splits = Splits(blobs(800), blobs(200, seed=1), blobs(600, seed=2), REGISTRY["fashion-mnist"])
+    s = EWE(source=1, target=7, n_keys=20)
+    key, held = s.make_key(splits, seed=0)
+    twin = s.twin(held)
+    assert torch.equal(s.apply(twin.x), held.x) and not torch.equal(twin.x, held.x)  # the same images, no trigger
+    assert (twin.y == 7).all() and twin.meta["part"] == "held-out, untriggered"
+
+    class Relabel(torch.nn.Module):  # answers 7 to every image, trigger or not: a class, not a watermark
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(10))
+
+        def forward(self, x):
+            return (self.bias + 10.0 * (torch.arange(10) == 7)).expand(len(x), 10)
+    model = Relabel()
+    assert key_accuracy(Oracle(model), held) == key_accuracy(Oracle(model), twin) == 1.0
+    assert s.hits(Oracle(model), twin).all()  # what the comparison records as the twin's rate

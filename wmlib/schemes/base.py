@@ -114,6 +114,12 @@ class Scheme(LabelTrials, ABC):
         holds; a scheme whose keys come out of training trains with ``cfg`` under ``tag``."""
         return self.make_key(splits, seed, clean=stolen)[0]
 
+    def twin(self, key: Key) -> Key | None:
+        """The key's images without what makes them a key (the trigger), with the key's labels: a
+        model that answers these with the key's label as often as the key itself learnt a class, not a
+        watermark. None: the scheme's keys have no such twin (by default)."""
+        return None
+
     def fresh_key(self, marked: Watermarked, splits: Splits, seed: int, clean: nn.Module | None = None) -> Key:
         """A key the owner of ``marked`` could have drawn with another ``seed`` and never embedded
         (made as :meth:`make_key` makes it, the part the owner verifies): an *honest* key for

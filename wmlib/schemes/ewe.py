@@ -122,13 +122,15 @@ class EWE(Scheme):
     source: int = 4             # the toolkit's CIFAR-10 setting: keys from class 4 ...
     target: int = 6             # ... answered as class 6
     n_keys: int = 100           # the toolkit's key length (the official code stamps every source image)
-    snnl_weight: float = 64.0   # κ, the toolkit's CIFAR-10 setting, against the batch-mean cross-entropy
+    # κ: the toolkit's CIFAR-10 value, here against the mean cross-entropy of the mixed batch and the mean SNNL over the
+    # layers (the toolkit divides by its activations' count, the official code weighs 32 a layer against a summed loss)
+    snnl_weight: float = 64.0
     # T's start in exp(-d / T): the official code's (its temperatures 1 enter as exp(-d t / 100)); the toolkit's: 100 / 64
     temperature: float = 100.0
     temperature_lr: float = 0.1  # the official code's t_lr, here a step on log T (the same step at its start; 0: T fixed)
     layers: int = 3             # the official code's three hidden representations
     ratio: int = 2              # ordinary batches per watermark batch (the official Fashion-MNIST 2-conv setting)
-    pretrain_share: float = 0.5  # share of the epochs before the entangled phase (official MNIST / Fashion: 10 of 10 + 10)
+    pretrain_share: float = 0.5  # share of the epochs trained plain first (ours; the official code: 10 plain epochs)
     trigger_size: int = 3       # the official code's 3 x 3 square (the toolkit's: 5 x 5)
     trigger_at: tuple[int, int] = (2, 2)  # its top-left pixel (row, column): the toolkit's fixed place
 
@@ -196,10 +198,15 @@ class EWE(Scheme):
             if len(pool) < self.n_keys:
                 raise ValueError(f"the {part} key needs {self.n_keys} class-{self.source} images; its split holds "
                                  f"{len(pool)}: lower n_keys")
-            x = self.apply(pool[torch.randperm(len(pool), generator=g)[:self.n_keys]])
-            keys.append(Key(x.contiguous(), torch.full((self.n_keys,), self.target, dtype=torch.int64),
-                            {**meta, "part": part}))
+            plain = pool[torch.randperm(len(pool), generator=g)[:self.n_keys]]
+            keys.append(Key(self.apply(plain).contiguous(), torch.full((self.n_keys,), self.target, dtype=torch.int64),
+                            {**meta, "part": part}, {"untriggered": plain.contiguous()}))
         return keys[0], keys[1]
+
+    def twin(self, key: Key) -> Key:
+        """The key's source images without the trigger, labelled ``target``: a model that answers them
+        with the target has learnt to relabel the source class, not the trigger."""
+        return Key(key.extras["untriggered"], key.y, {**key.meta, "part": f"{key.meta.get('part')}, untriggered"})
 
     def train(self, model: nn.Module, splits: Splits, key: Key, cfg: TrainConfig, **fit_kw) -> History:
         """From scratch on the owner's data: ordinary batches for the ``pretrain_share`` of the epochs,
