@@ -27,8 +27,9 @@ def _one_pixel(key: Key) -> Key:
 
 @pytest.fixture
 def splits() -> Splits:
-    # large enough for every book entry's smoke settings (GradSigns: 50 class-0 images; function-coupled: 90 triggers)
-    return Splits(blobs(1000), blobs(10, seed=1), blobs(1200, seed=2), REGISTRY["fashion-mnist"])
+    # large enough for every book entry's smoke settings (GradSigns: 50 class-0 images; function-coupled: 90 triggers;
+    # EWE: 100 images of its source class 8, of which 1,000 owner images held 87)
+    return Splits(blobs(1400), blobs(10, seed=1), blobs(1200, seed=2), REGISTRY["fashion-mnist"])
 
 
 def test_a_committed_key_passes_the_check():
