@@ -256,13 +256,13 @@ def run_cell(cell: Cell, context: dict, entries: dict[str, Make], suite: Suite |
     v = verify_trials(suspect.oracle, queried, scheme, null, knobs["alpha"])
     seen = attack.owner_report(suspect, t, _attacks.OwnerView(
         queried, owner.splits.test, lambda oracle: float(scheme.hits(oracle, queried).float().mean())))
-    twin = scheme.twin(full)  # the key without its trigger: answered alike, the model learnt a class, not the key
-    if twin is not None:
-        out_twin = {"twin_statistic": float(scheme.hits(suspect.oracle, twin).float().mean())}
     out = {"applies": True, "claimed": v.claimed, "statistic": v.statistic, "threshold": v.threshold,
            "p_value": v.p_value, "queries": v.queries, "test_acc": oracle_accuracy(suspect.oracle, owner.splits.test),
            "oracle": attack.oracle, "acted": bool(suspect.report.get("acted", True)),
-           **{f"report_{k}": val for k, val in {**suspect.report, **seen}.items()}, **(out_twin if twin is not None else {})}
+           **{f"report_{k}": val for k, val in {**suspect.report, **seen}.items()}}
+    twin = scheme.twin(full)  # the key without its trigger: answered alike, the model learnt a class, not the key
+    if twin is not None:
+        out["twin_statistic"] = float(scheme.hits(suspect.oracle, twin).float().mean())
     if cell.attack == "none":
         table = zoo.claims(full, {}, scheme.trial_count(full, knobs["n_queries"]), knobs["alpha"],
                            cell.seed, confidence=knobs["zoo_confidence"], scheme=scheme)

@@ -150,22 +150,27 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -
     return (x + eps * grad.sign()).clamp(0, 1).detach()
 
 
+def _fgsm_batches(model: torch.nn.Module, split: Split, eps: float, seed: int):
+    """FGSM examples of ``model`` at ``eps`` for ``split``'s images in a seeded order, 512 at a time:
+    (the images as floats, their labels, the examples as uint8, whether each fools the model)."""
+    from .train import to_float
+    device = next(model.parameters()).device
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(perm), 512):
+        idx = perm[start:start + 512]
+        x, y = to_float(split.x[idx].to(device)), split.y[idx].to(device)
+        adv_u8 = (fgsm(model, x, y, eps) * 255).round().to(torch.uint8)
+        with torch.no_grad():
+            fooled = model(to_float(adv_u8)).argmax(1) != y
+        yield x, y, adv_u8, fooled
+
+
 def fgsm_frontier(model: torch.nn.Module, split: Split, n: int, eps: float, seed: int) -> Key:
     """Adversarial-frontier-stitching keys (Le Merrer et al., as used by Namba & Sakuma §3.1):
     FGSM examples of ``model`` that it misclassifies, labelled with their *true* class."""
-    from .train import to_float
-    device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(split), generator=g)
     picked_x, picked_y = [], []
     model.eval()
-    for start in range(0, len(perm), 512):
-        idx = perm[start:start + 512]
-        y = split.y[idx].to(device)
-        adv = fgsm(model, to_float(split.x[idx].to(device)), y, eps)
-        adv_u8 = (adv * 255).round().to(torch.uint8)
-        with torch.no_grad():
-            fooled = model(to_float(adv_u8)).argmax(1) != y
+    for _, y, adv_u8, fooled in _fgsm_batches(model, split, eps, seed):
         picked_x.append(adv_u8[fooled].cpu())
         picked_y.append(y[fooled].cpu())
         if sum(len(p) for p in picked_y) >= n:
@@ -217,21 +222,14 @@ def fgsm_stitching(model: torch.nn.Module, split: Split, n: int, eps: float, see
     ``true_share`` of them *true adversaries* (the model misclassifies them) and the rest *false
     adversaries* (perturbed alike, still classified right), every one labelled with its true class.
     The images are drawn in a seeded order from ``split`` among those the model classifies right."""
-    from .train import to_float
-    device = next(model.parameters()).device
     n_true = int(round(true_share * n))
     want = {True: n_true, False: n - n_true}
     got = {True: ([], []), False: ([], [])}
-    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     was_training = model.training
     model.eval()
-    for start in range(0, len(perm), 512):
-        idx = perm[start:start + 512]
-        x, y = to_float(split.x[idx].to(device)), split.y[idx].to(device)
-        adv_u8 = (fgsm(model, x, y, eps) * 255).round().to(torch.uint8)
+    for x, y, adv_u8, fooled in _fgsm_batches(model, split, eps, seed):
         with torch.no_grad():
             right = model(x).argmax(1) == y
-            fooled = model(to_float(adv_u8)).argmax(1) != y
         for kind in (True, False):
             pick = right & (fooled if kind else ~fooled)
             got[kind][0].append(adv_u8[pick].cpu())

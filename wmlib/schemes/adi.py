@@ -18,7 +18,7 @@ from torch import nn
 from ..data import Splits
 from ..keys import Key, abstract_images
 from ..train import History, TrainConfig, fit
-from .base import Generation, Scheme
+from .base import Generation, Scheme, require_positive_integers
 from .catalogue import register
 
 
@@ -32,10 +32,7 @@ class Adi2018(Scheme):
     accuracy_threshold = True
 
     def __post_init__(self):
-        for f in ("n_keys", "key_per_batch"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        require_positive_integers(self, "n_keys", "key_per_batch")
 
     def key_generation(self) -> Generation:
         return Generation("nothing but the image shape and the number of classes", True,

@@ -134,6 +134,14 @@ class Scheme(LabelTrials, ABC):
         return verify_trials(oracle, key, self, null if null is not None else self.paper_null(key), alpha, n_queries, seed)
 
 
+def require_positive_integers(scheme: Scheme, *fields: str) -> None:
+    """Refuse a scheme whose ``fields`` are not positive integers (bools are not), naming the first."""
+    for f in fields:
+        v = getattr(scheme, f)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{f} must be a positive integer, got {v!r}")
+
+
 class Retrains(Scheme):
     """A scheme that embeds by retraining the owner's trained model for ``retrain_epochs`` at a
     constant ``retrain_lr`` (Namba & Sakuma §6.1.2), with ``key_per_batch`` key samples in every

@@ -30,7 +30,7 @@ from ..data import Splits
 from ..keys import Key
 from ..models import feature_layers
 from ..train import History, TrainConfig, fit, to_float
-from .base import Generation, Scheme
+from .base import Generation, Scheme, require_positive_integers
 from .catalogue import register
 
 METRICS = ("cosine", "euclidean")
@@ -146,10 +146,7 @@ class EWE(Scheme):
                 raise ValueError(f"{f} must be a class index (an integer >= 0), got {v!r}")
         if self.source == self.target:
             raise ValueError(f"source and target must differ, both are {self.source}")
-        for f in ("n_keys", "layers", "ratio", "trigger_size"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        require_positive_integers(self, "n_keys", "layers", "ratio", "trigger_size")
         if not 0.0 <= self.snnl_weight < float("inf"):
             raise ValueError(f"snnl_weight (κ) must be finite and >= 0 (0: no entanglement), got {self.snnl_weight}")
         if not 0.0 < self.temperature < float("inf"):

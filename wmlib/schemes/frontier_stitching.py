@@ -27,7 +27,7 @@ from torch import nn
 from ..data import Splits
 from ..keys import Key, fgsm_stitching
 from ..train import History, TrainConfig
-from .base import Generation, Retrains, embed_by_finetuning
+from .base import Generation, Retrains, embed_by_finetuning, require_positive_integers
 from .catalogue import register
 
 
@@ -49,10 +49,7 @@ class FrontierStitching(Retrains):
             raise ValueError(f"eps (the FGSM step on [0, 1] pixels) must be in (0, 1], got {self.eps}")
         if not 0.0 < self.true_share <= 1.0:
             raise ValueError(f"true_share (the key's share of true adversaries) must be in (0, 1], got {self.true_share}")
-        for f in ("n_keys", "key_per_batch", "retrain_epochs"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        require_positive_integers(self, "n_keys", "key_per_batch", "retrain_epochs")
 
     def key_generation(self) -> Generation:
         return Generation("the owner's trained clean model, and its data", False,

@@ -40,7 +40,7 @@ from ..data import Split, Splits
 from ..keys import Key
 from ..models import feature_layers, weight_layers
 from ..train import OPTIMIZERS, History, TrainConfig, fit, predict_proba, to_float
-from .base import Generation, Scheme
+from .base import Generation, Scheme, require_positive_integers
 from .catalogue import build_unsettled, register, register_knobs
 
 FUSIONS = ("direct", "invisible")
@@ -220,10 +220,7 @@ class FunctionCoupled(Scheme):
                              f"and sources {self.sources}")
         if not 0.0 < self.key_fraction < 1.0:
             raise ValueError(f"key_fraction must be in (0, 1), got {self.key_fraction}")
-        for f in ("verify_triggers", "key_per_batch", "ft_samples"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        require_positive_integers(self, "verify_triggers", "key_per_batch", "ft_samples")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio (p, the dropped share) must be in [0, 1), got {self.mask_ratio}")
         if self.mask_scope not in MASK_SCOPES:

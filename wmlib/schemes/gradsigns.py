@@ -32,7 +32,7 @@ from ..data import Split, Splits
 from ..keys import Key
 from ..train import History, TrainConfig, fit, to_float
 from ..verify import Null, Oracle, Verdict
-from .base import Generation, Scheme
+from .base import Generation, Scheme, require_positive_integers
 from .catalogue import register, register_knobs
 from .zhang2018 import Zhang2018
 
@@ -127,10 +127,7 @@ class GradSigns(Scheme):
     trials = "bits"  # one verification trial is one signature bit, read from the scores
 
     def __post_init__(self):
-        for f in ("bits", "carriers", "samples"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        require_positive_integers(self, "bits", "carriers", "samples")
         if self.bits > self.carriers:
             raise ValueError(f"bits must be in 1..carriers ({self.carriers}): K maps |C| gradients to N bits, "
                              f"got {self.bits}")
